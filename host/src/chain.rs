@@ -1,0 +1,495 @@
+//! A chain of plugin stages, its load-time type check, and the worker that
+//! runs batches of records through it.
+//!
+//! Invariants of [`ChainWorker::process`]:
+//! - it returns exactly one [`ChainResult`] per input record, in input order;
+//! - a record either reaches the end of the chain (possibly fanned out into
+//!   several outputs, or filtered out to none) or fails at exactly one stage,
+//!   and then all of its partial outputs are dropped;
+//! - a per-record error or a trap affects only the record that caused it: a
+//!   trapped batch is re-run record by record on a fresh instance to find the
+//!   culprit, and the others still complete;
+//! - plugin failures are retried up to the stage's `retries`; bad input is
+//!   never retried, and neither are traps (the sandbox is deterministic, so
+//!   the same input traps again and a retry would only burn the deadline).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::media_type;
+use crate::runtime::{
+    DocRecord, Grants, Limits, LoadedPlugin, PluginError, PluginInstance, RuntimeError, Trap,
+};
+
+/// One configured stage: a plugin version plus its configuration and limits.
+pub struct Stage {
+    /// The stage name from the pipeline file (unique within the chain).
+    pub name: String,
+    /// The plugin version this stage runs.
+    pub plugin: Arc<LoadedPlugin>,
+    /// The stage configuration as JSON, passed to the plugin's `init`.
+    pub config_json: String,
+    /// Resource limits of each instance.
+    pub limits: Limits,
+    /// Capabilities granted to each instance.
+    pub grants: Grants,
+    /// How often a record is retried after a plugin failure.
+    pub retries: u32,
+    /// Maximum records per `process` call.
+    pub batch_size: usize,
+}
+
+impl Stage {
+    /// The stage's identity: plugin digest + configuration. Two stages with
+    /// the same identity compute the same function (the cache key prefix).
+    pub fn identity(&self) -> Digest {
+        let plugin = self.plugin.digest();
+        Digest::of_parts(&[plugin.to_string().as_bytes(), self.config_json.as_bytes()])
+    }
+
+    fn instantiate(&self) -> Result<PluginInstance, RuntimeError> {
+        self.plugin
+            .instantiate(&self.limits, &self.grants, &self.config_json)
+    }
+
+    fn accepts(&self, content_type: &str) -> bool {
+        self.plugin
+            .info()
+            .accepts
+            .iter()
+            .any(|pattern| media_type::matches(pattern, content_type))
+    }
+
+    fn may_produce(&self, content_type: &str) -> bool {
+        self.plugin
+            .info()
+            .produces
+            .iter()
+            .any(|pattern| media_type::matches(pattern, content_type))
+    }
+}
+
+/// Which plugin version (and configuration) touched an output: one entry per
+/// stage the record went through.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LineageEntry {
+    /// Stage name.
+    pub stage: String,
+    /// `name@version` the plugin reported.
+    pub plugin: String,
+    /// sha256 of the plugin component.
+    pub digest: Digest,
+    /// sha256 of the stage identity (plugin digest + config).
+    pub stage_id: Digest,
+}
+
+/// A chain that passed the load-time type check.
+pub struct Chain {
+    stages: Vec<Stage>,
+    lineage: Vec<LineageEntry>,
+}
+
+/// Problems that make a chain unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// A pipeline needs at least one stage.
+    #[error("the chain has no stages")]
+    Empty,
+    /// Stage `next` cannot accept what stage `previous` produces.
+    #[error(
+        "stage `{next}` accepts {accepts:?} but the previous stage `{previous}` produces {produces:?}"
+    )]
+    Incompatible {
+        /// Index of the stage that cannot take its input.
+        index: usize,
+        /// The producing stage.
+        previous: String,
+        /// The consuming stage.
+        next: String,
+        /// What the producer may emit.
+        produces: Vec<String>,
+        /// What the consumer accepts.
+        accepts: Vec<String>,
+    },
+}
+
+impl Chain {
+    /// Build a chain, checking that every stage may receive what the previous
+    /// stage produces. Returns every incompatibility, not just the first.
+    pub fn new(stages: Vec<Stage>) -> Result<Self, Vec<ChainError>> {
+        if stages.is_empty() {
+            return Err(vec![ChainError::Empty]);
+        }
+        let errors: Vec<ChainError> = stages
+            .windows(2)
+            .enumerate()
+            .filter_map(|(i, pair)| {
+                let (previous, next) = (pair[0].plugin.info(), pair[1].plugin.info());
+                let fits = previous.produces.iter().all(|produced| {
+                    next.accepts
+                        .iter()
+                        .any(|accepted| media_type::overlap(accepted, produced))
+                });
+                (!fits).then(|| ChainError::Incompatible {
+                    index: i + 1,
+                    previous: pair[0].name.clone(),
+                    next: pair[1].name.clone(),
+                    produces: previous.produces.clone(),
+                    accepts: next.accepts.clone(),
+                })
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let lineage = stages
+            .iter()
+            .map(|s| LineageEntry {
+                stage: s.name.clone(),
+                plugin: format!("{}@{}", s.plugin.info().name, s.plugin.info().version),
+                digest: s.plugin.digest(),
+                stage_id: s.identity(),
+            })
+            .collect();
+        Ok(Chain { stages, lineage })
+    }
+
+    /// The stages, in order.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
+    }
+
+    /// Lineage of an output that went through the first `stages_run` stages.
+    pub fn lineage(&self, stages_run: usize) -> &[LineageEntry] {
+        &self.lineage[..stages_run]
+    }
+
+    /// Whether the first stage takes records of this content type.
+    pub fn accepts(&self, content_type: &str) -> bool {
+        self.stages[0].accepts(content_type)
+    }
+
+    /// Instantiate every stage once for a new worker.
+    pub fn start_worker(self: &Arc<Self>) -> Result<ChainWorker, RuntimeError> {
+        let instances = self
+            .stages
+            .iter()
+            .map(Stage::instantiate)
+            .collect::<Result<_, _>>()?;
+        Ok(ChainWorker {
+            chain: self.clone(),
+            instances,
+            counters: vec![BTreeMap::new(); self.stages.len()],
+        })
+    }
+}
+
+/// What happened to one input record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainResult {
+    /// The record went through `stages_run` stages and produced `outputs`
+    /// (`stages_run` is less than the chain length when a stage emitted no
+    /// output for it: filtered out).
+    Done {
+        /// The final outputs (possibly none).
+        outputs: Vec<DocRecord>,
+        /// How many stages the record went through.
+        stages_run: usize,
+    },
+    /// The record failed at one stage; it goes to the dead letters.
+    Failed(StageFailure),
+}
+
+/// Why a record failed, with everything a dead letter needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StageFailure {
+    /// The stage name.
+    pub stage: String,
+    /// `name@version` of the plugin.
+    pub plugin: String,
+    /// The plugin component's digest.
+    pub digest: Digest,
+    /// The category of failure.
+    pub kind: FailureKind,
+    /// A human-readable explanation.
+    pub reason: String,
+    /// How many times the record was tried at this stage.
+    pub attempts: u32,
+}
+
+/// Categories of per-record failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The plugin (or the chain's content-type check) rejected the input.
+    BadInput,
+    /// The plugin kept failing after its retries.
+    PluginFailure,
+    /// The instance trapped on this record (deadline, memory, fuel, panic).
+    Trap,
+    /// The plugin broke the contract (wrong outcome count, undeclared
+    /// output content type).
+    Contract,
+}
+
+/// One worker's instances of every stage. Not shared between threads: each
+/// partition worker owns one.
+pub struct ChainWorker {
+    chain: Arc<Chain>,
+    instances: Vec<PluginInstance>,
+    counters: Vec<BTreeMap<String, u64>>,
+}
+
+/// The records of one stage's input, each tagged with the input index it
+/// descends from.
+type Tagged = Vec<(usize, DocRecord)>;
+
+impl ChainWorker {
+    /// The chain this worker runs.
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
+    }
+
+    /// Run `inputs` through every stage. Returns one result per input, in
+    /// order. An `Err` means an instance could not be re-created after a
+    /// trap: the worker is unusable and the batch must be retried elsewhere.
+    pub fn process(&mut self, inputs: Vec<DocRecord>) -> Result<Vec<ChainResult>, RuntimeError> {
+        let mut results: Vec<Option<ChainResult>> = vec![None; inputs.len()];
+        let mut current: Tagged = inputs.into_iter().enumerate().collect();
+        let chain = self.chain.clone();
+        for (index, stage) in chain.stages.iter().enumerate() {
+            if current.is_empty() {
+                break;
+            }
+            let alive: Vec<usize> = dedup_origins(&current);
+            let next = self.run_stage(index, stage, current, &mut results)?;
+            // Inputs that are still alive but produced nothing: filtered out.
+            let mut has_output = vec![false; results.len()];
+            for (origin, _) in &next {
+                has_output[*origin] = true;
+            }
+            for origin in alive {
+                if results[origin].is_none() && !has_output[origin] {
+                    results[origin] = Some(ChainResult::Done {
+                        outputs: Vec::new(),
+                        stages_run: index + 1,
+                    });
+                }
+            }
+            current = next;
+        }
+        let stages_run = chain.stages.len();
+        for (origin, record) in current {
+            match &mut results[origin] {
+                Some(ChainResult::Done { outputs, .. }) => outputs.push(record),
+                slot @ None => {
+                    *slot = Some(ChainResult::Done {
+                        outputs: vec![record],
+                        stages_run,
+                    })
+                }
+                Some(ChainResult::Failed(_)) => {}
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every input ends done or failed"))
+            .collect())
+    }
+
+    /// Counters the plugins reported since the last call, per stage name.
+    pub fn take_counters(&mut self) -> Vec<(String, BTreeMap<String, u64>)> {
+        self.chain
+            .stages
+            .iter()
+            .zip(self.counters.iter_mut())
+            .map(|(stage, counters)| (stage.name.clone(), std::mem::take(counters)))
+            .collect()
+    }
+
+    /// Run one stage over all of `current`, in batches. Failures are written
+    /// into `results`; the outputs of inputs that are still alive are
+    /// returned, tagged with their origin.
+    fn run_stage(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        current: Tagged,
+        results: &mut [Option<ChainResult>],
+    ) -> Result<Tagged, RuntimeError> {
+        let mut accepted: Tagged = Vec::with_capacity(current.len());
+        for (origin, record) in current {
+            if results[origin].is_some() {
+                continue; // a sibling output of this input already failed
+            }
+            if stage.accepts(&record.content_type) {
+                accepted.push((origin, record));
+            } else {
+                let reason = format!(
+                    "content type `{}` is not accepted by stage `{}` (accepts {:?})",
+                    record.content_type,
+                    stage.name,
+                    stage.plugin.info().accepts
+                );
+                results[origin] = Some(ChainResult::Failed(failure(
+                    stage,
+                    FailureKind::BadInput,
+                    reason,
+                    0,
+                )));
+            }
+        }
+        let (origins, records): (Vec<usize>, Vec<DocRecord>) = accepted.into_iter().unzip();
+        let mut next = Tagged::new();
+        for (chunk_origins, chunk) in origins
+            .chunks(stage.batch_size.max(1))
+            .zip(records.chunks(stage.batch_size.max(1)))
+        {
+            let outcomes = self.run_batch(index, stage, chunk)?;
+            for (&origin, outcome) in chunk_origins.iter().zip(outcomes) {
+                if results[origin].is_some() {
+                    continue;
+                }
+                match outcome.and_then(|outputs| check_produced(stage, outputs)) {
+                    Ok(outputs) => next.extend(outputs.into_iter().map(|r| (origin, r))),
+                    Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
+                }
+            }
+        }
+        next.retain(|(origin, _)| results[*origin].is_none());
+        Ok(next)
+    }
+
+    /// One `process` call, with trap isolation and retries.
+    fn run_batch(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        batch: &[DocRecord],
+    ) -> Result<Vec<Result<Vec<DocRecord>, StageFailure>>, RuntimeError> {
+        let called = self.instances[index].process(batch);
+        self.collect_counters(index);
+        let outcomes = match called {
+            Ok(outcomes) => outcomes,
+            Err(trap) => {
+                self.instances[index] = stage.instantiate()?;
+                if batch.len() == 1 {
+                    return Ok(vec![Err(trap_failure(stage, &trap, 1))]);
+                }
+                tracing::warn!(
+                    stage = %stage.name,
+                    records = batch.len(),
+                    "batch trapped ({trap}); re-running it record by record to isolate the cause"
+                );
+                return batch
+                    .iter()
+                    .map(|record| self.run_single(index, stage, record, 0))
+                    .collect();
+            }
+        };
+        outcomes
+            .into_iter()
+            .zip(batch)
+            .map(|(outcome, record)| match outcome {
+                Ok(outputs) => Ok(Ok(outputs)),
+                Err(PluginError::BadInput(reason)) => {
+                    Ok(Err(failure(stage, FailureKind::BadInput, reason, 1)))
+                }
+                Err(PluginError::PluginFailure(_)) => self.run_single(index, stage, record, 1),
+            })
+            .collect()
+    }
+
+    /// Run one record alone until it succeeds, is rejected, traps, or has
+    /// failed `1 + retries` times in all (counting `attempted` earlier tries).
+    fn run_single(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        record: &DocRecord,
+        attempted: u32,
+    ) -> Result<Result<Vec<DocRecord>, StageFailure>, RuntimeError> {
+        let mut attempts = attempted;
+        loop {
+            attempts += 1;
+            let called = self.instances[index].process(std::slice::from_ref(record));
+            self.collect_counters(index);
+            match called {
+                Ok(mut outcomes) => match outcomes.pop().expect("one outcome per record") {
+                    Ok(outputs) => return Ok(Ok(outputs)),
+                    Err(PluginError::BadInput(reason)) => {
+                        return Ok(Err(failure(stage, FailureKind::BadInput, reason, attempts)));
+                    }
+                    Err(PluginError::PluginFailure(reason)) if attempts > stage.retries => {
+                        return Ok(Err(failure(
+                            stage,
+                            FailureKind::PluginFailure,
+                            reason,
+                            attempts,
+                        )));
+                    }
+                    Err(PluginError::PluginFailure(reason)) => {
+                        tracing::debug!(stage = %stage.name, id = %record.id, attempts, "retrying after plugin failure: {reason}");
+                    }
+                },
+                Err(trap) => {
+                    self.instances[index] = stage.instantiate()?;
+                    return Ok(Err(trap_failure(stage, &trap, attempts)));
+                }
+            }
+        }
+    }
+
+    fn collect_counters(&mut self, index: usize) {
+        for (name, delta) in self.instances[index].take_counters() {
+            *self.counters[index].entry(name).or_default() += delta;
+        }
+    }
+}
+
+/// The distinct origins in `tagged`, in first-seen order.
+fn dedup_origins(tagged: &Tagged) -> Vec<usize> {
+    let mut origins: Vec<usize> = tagged.iter().map(|(o, _)| *o).collect();
+    origins.dedup();
+    origins
+}
+
+/// Outputs must use a content type the stage declared in `produces`.
+fn check_produced(stage: &Stage, outputs: Vec<DocRecord>) -> Result<Vec<DocRecord>, StageFailure> {
+    match outputs.iter().find(|r| !stage.may_produce(&r.content_type)) {
+        None => Ok(outputs),
+        Some(bad) => Err(failure(
+            stage,
+            FailureKind::Contract,
+            format!(
+                "emitted content type `{}`, which is not among its declared outputs {:?}",
+                bad.content_type,
+                stage.plugin.info().produces
+            ),
+            1,
+        )),
+    }
+}
+
+fn failure(stage: &Stage, kind: FailureKind, reason: String, attempts: u32) -> StageFailure {
+    let info = stage.plugin.info();
+    StageFailure {
+        stage: stage.name.clone(),
+        plugin: format!("{}@{}", info.name, info.version),
+        digest: stage.plugin.digest(),
+        kind,
+        reason,
+        attempts,
+    }
+}
+
+fn trap_failure(stage: &Stage, trap: &Trap, attempts: u32) -> StageFailure {
+    let kind = match trap {
+        Trap::Contract(_) => FailureKind::Contract,
+        _ => FailureKind::Trap,
+    };
+    failure(stage, kind, trap.to_string(), attempts)
+}

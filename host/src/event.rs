@@ -1,0 +1,311 @@
+//! The change event (schema `weir.change/1`) and its decoding.
+//!
+//! A change event says that a document was created or edited (`upsert`) or
+//! deleted (`delete`). Its body travels inline (`body`, UTF-8 text) or, for
+//! bodies too large for a Kafka message, by reference (`body_ref`: an
+//! `s3://` URI and the body's sha256). The schema is documented with an
+//! example in `docs/change-event.md`.
+//!
+//! Invariants: [`decode`] either returns an event that satisfies every rule
+//! below or a [`DecodeError`] whose message says exactly what is wrong (the
+//! dead-letter reason). Unknown top-level fields are kept in
+//! [`ChangeEvent::extra`] (forward compatibility), never rejected.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The schema identifier this host reads. Events may omit it.
+pub const SCHEMA: &str = "weir.change/1";
+
+/// Payloads may exceed `max_body_bytes` by this much for the JSON envelope
+/// (escaping, metadata) before they are rejected without being parsed.
+const ENVELOPE_ALLOWANCE: usize = 64 << 10;
+
+/// A decoded change event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    /// Schema identifier, `weir.change/1` when omitted.
+    #[serde(default = "default_schema")]
+    pub schema: String,
+    /// Stable document id, e.g. `enwiki:12`. Also the Kafka message key.
+    pub id: String,
+    /// What happened to the document.
+    pub op: Operation,
+    /// Revision id of this version of the document.
+    pub revision: u64,
+    /// When the revision was made (RFC 3339).
+    pub timestamp: String,
+    /// Page title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// MediaWiki namespace number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<i64>,
+    /// Media type of the body (default from the pipeline's `[decode]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Inline body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Body stored elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_ref: Option<BodyRef>,
+    /// Other string metadata, passed to plugins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+    /// Fields this host does not know, kept as they were.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_schema() -> String {
+    SCHEMA.to_owned()
+}
+
+/// What happened to a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// Created or edited: run the chain on the body.
+    Upsert,
+    /// Deleted: write a tombstone result, call no plugin.
+    Delete,
+}
+
+/// A body stored outside the event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyRef {
+    /// `s3://bucket/key`.
+    pub uri: String,
+    /// sha256 of the body bytes (`sha256:<hex>` or bare hex).
+    pub sha256: String,
+    /// Size in bytes, if the producer knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+/// Why a payload is not a usable change event. The `Display` text is the
+/// dead-letter reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Not UTF-8, so not JSON.
+    #[error("payload is not valid UTF-8 (first invalid byte at offset {at})")]
+    InvalidUtf8 {
+        /// Byte offset of the first invalid byte.
+        at: usize,
+    },
+    /// Not JSON, or JSON of the wrong shape (includes missing fields).
+    #[error("payload is not a valid change event: {0}")]
+    Json(String),
+    /// A schema this host cannot read.
+    #[error("unsupported schema `{0}` (this host reads `{SCHEMA}`)")]
+    UnsupportedSchema(String),
+    /// A field has an unusable value.
+    #[error("field `{field}` {problem}")]
+    InvalidField {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// An upsert without `body` or `body_ref`, or with both.
+    #[error("an upsert needs exactly one of `body` and `body_ref`")]
+    BodyPresence,
+    /// The body (or the payload carrying it) is over the configured limit.
+    #[error("body is {size} bytes, over the configured max_body_bytes of {max}")]
+    Oversized {
+        /// The size seen.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Decode and check one payload. `max_body_bytes` bounds the inline body
+/// (and, with some allowance for the envelope, the payload itself, so a huge
+/// payload is rejected before it is parsed).
+pub fn decode(payload: &[u8], max_body_bytes: usize) -> Result<ChangeEvent, DecodeError> {
+    if payload.len() > max_body_bytes.saturating_add(ENVELOPE_ALLOWANCE) {
+        return Err(DecodeError::Oversized {
+            size: payload.len(),
+            max: max_body_bytes,
+        });
+    }
+    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
+        at: e.valid_up_to(),
+    })?;
+    let event: ChangeEvent =
+        serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    check(&event, max_body_bytes)?;
+    Ok(event)
+}
+
+fn check(event: &ChangeEvent, max_body_bytes: usize) -> Result<(), DecodeError> {
+    if event.schema != SCHEMA {
+        return Err(DecodeError::UnsupportedSchema(event.schema.clone()));
+    }
+    if event.id.trim().is_empty() {
+        return Err(DecodeError::InvalidField {
+            field: "id",
+            problem: "is empty".into(),
+        });
+    }
+    if let Err(e) = event.timestamp.parse::<jiff::Timestamp>() {
+        return Err(DecodeError::InvalidField {
+            field: "timestamp",
+            problem: format!("is not an RFC 3339 timestamp: {e}"),
+        });
+    }
+    if event.op == Operation::Upsert {
+        match (&event.body, &event.body_ref) {
+            (Some(body), None) if body.len() > max_body_bytes => {
+                return Err(DecodeError::Oversized {
+                    size: body.len(),
+                    max: max_body_bytes,
+                });
+            }
+            (Some(_), None) => {}
+            (None, Some(body_ref)) => check_body_ref(body_ref, max_body_bytes)?,
+            _ => return Err(DecodeError::BodyPresence),
+        }
+    }
+    Ok(())
+}
+
+fn check_body_ref(body_ref: &BodyRef, max_body_bytes: usize) -> Result<(), DecodeError> {
+    if !body_ref.uri.starts_with("s3://") {
+        return Err(DecodeError::InvalidField {
+            field: "body_ref.uri",
+            problem: format!("`{}` is not an s3:// URI", body_ref.uri),
+        });
+    }
+    if crate::digest::Digest::parse(&body_ref.sha256).is_none() {
+        return Err(DecodeError::InvalidField {
+            field: "body_ref.sha256",
+            problem: "is not a sha256 digest (64 hex characters)".into(),
+        });
+    }
+    match body_ref.size {
+        Some(size) if size > max_body_bytes as u64 => Err(DecodeError::Oversized {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            max: max_body_bytes,
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl ChangeEvent {
+    /// The metadata plugins see: `title`, `namespace`, `timestamp`, then the
+    /// event's `meta` entries (which cannot shadow those three).
+    pub fn metadata(&self) -> Vec<(String, String)> {
+        let mut metadata = Vec::with_capacity(3 + self.meta.len());
+        if let Some(title) = &self.title {
+            metadata.push(("title".to_owned(), title.clone()));
+        }
+        if let Some(namespace) = self.namespace {
+            metadata.push(("namespace".to_owned(), namespace.to_string()));
+        }
+        metadata.push(("timestamp".to_owned(), self.timestamp.clone()));
+        for (key, value) in &self.meta {
+            if !matches!(key.as_str(), "title" | "namespace" | "timestamp") {
+                metadata.push((key.clone(), value.clone()));
+            }
+        }
+        metadata
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 1 << 20;
+
+    fn event(json: &str) -> Result<ChangeEvent, DecodeError> {
+        decode(json.as_bytes(), MAX)
+    }
+
+    #[test]
+    fn decodes_an_upsert_and_keeps_unknown_fields() {
+        let e = event(
+            r#"{"id":"enwiki:1","op":"upsert","revision":5,"timestamp":"2024-01-02T03:04:05Z",
+               "title":"A","namespace":0,"body":"text","meta":{"lang":"en"},"future_field":[1,2]}"#,
+        )
+        .unwrap();
+        assert_eq!(e.schema, SCHEMA);
+        assert_eq!(e.body.as_deref(), Some("text"));
+        assert_eq!(e.extra["future_field"], serde_json::json!([1, 2]));
+        assert_eq!(
+            e.metadata(),
+            [
+                ("title".to_owned(), "A".to_owned()),
+                ("namespace".to_owned(), "0".to_owned()),
+                ("timestamp".to_owned(), "2024-01-02T03:04:05Z".to_owned()),
+                ("lang".to_owned(), "en".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_delete_needs_no_body() {
+        let e =
+            event(r#"{"id":"x","op":"delete","revision":2,"timestamp":"2024-01-02T03:04:05Z"}"#);
+        assert_eq!(e.unwrap().op, Operation::Delete);
+    }
+
+    #[test]
+    fn each_malformed_input_has_a_clear_reason() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"{not json", "payload is not a valid change event: key must be a string"),
+            (b"{\"id\":\"\xff\"}", "payload is not valid UTF-8 (first invalid byte at offset 7)"),
+            (
+                br#"{"id":"x","op":"upsert","timestamp":"2024-01-02T03:04:05Z","body":"b"}"#,
+                "missing field `revision`",
+            ),
+            (
+                br#"{"id":"x","op":"merge","revision":1,"timestamp":"2024-01-02T03:04:05Z"}"#,
+                "unknown variant `merge`",
+            ),
+            (
+                br#"{"id":"x","op":"upsert","revision":1,"timestamp":"yesterday","body":"b"}"#,
+                "field `timestamp` is not an RFC 3339 timestamp",
+            ),
+            (
+                br#"{"id":"x","op":"upsert","revision":1,"timestamp":"2024-01-02T03:04:05Z"}"#,
+                "an upsert needs exactly one of `body` and `body_ref`",
+            ),
+            (
+                br#"{"schema":"weir.change/2","id":"x","op":"delete","revision":1,"timestamp":"2024-01-02T03:04:05Z"}"#,
+                "unsupported schema `weir.change/2`",
+            ),
+            (
+                br#"{"id":"x","op":"upsert","revision":1,"timestamp":"2024-01-02T03:04:05Z","body_ref":{"uri":"http://a/b","sha256":"00"}}"#,
+                "field `body_ref.uri` is not an s3:// URI",
+            ),
+        ];
+        for (payload, expected) in cases {
+            let err = decode(payload, MAX).unwrap_err().to_string();
+            assert!(
+                err.contains(expected),
+                "{err:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_bodies_are_rejected_with_sizes() {
+        let body = "x".repeat(100);
+        let json = format!(
+            r#"{{"id":"x","op":"upsert","revision":1,"timestamp":"2024-01-02T03:04:05Z","body":"{body}"}}"#
+        );
+        let err = decode(json.as_bytes(), 99).unwrap_err();
+        assert_eq!(err, DecodeError::Oversized { size: 100, max: 99 });
+        let huge = vec![b' '; 200 << 10];
+        assert!(matches!(
+            decode(&huge, 1),
+            Err(DecodeError::Oversized { .. })
+        ));
+    }
+}

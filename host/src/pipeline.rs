@@ -1,0 +1,193 @@
+//! Assembling a validated [`Pipeline`] into running parts (runtime, chain,
+//! sink) and running it over a local file.
+//!
+//! This is the only place that knows how configuration maps onto the other
+//! modules; sources, chain and sink know nothing of the pipeline file.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::chain::{Chain, ChainError, Stage};
+use crate::config::{FileFormat, Output, Pipeline, Source};
+use crate::runtime::{LoadedPlugin, Runtime, RuntimeError, RuntimeOptions};
+use crate::sink::Sink;
+use crate::source::file::JsonlSource;
+use crate::storage::ObjectStore;
+use crate::worker::{PartitionWorker, Stats, WorkerError};
+
+/// Problems assembling or running a pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The engine or a plugin could not be loaded.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// The stages do not fit together.
+    #[error("the chain is not valid:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Chain(Vec<ChainError>),
+    /// The input could not be read.
+    #[error("reading {path}: {source}")]
+    Input {
+        /// The input file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A worker stopped.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+/// The running parts of a pipeline.
+pub struct Assembled {
+    /// The engine (keeps the epoch thread alive).
+    pub runtime: Runtime,
+    /// The validated chain.
+    pub chain: Arc<Chain>,
+    /// The output writer.
+    pub sink: Arc<Sink>,
+}
+
+/// Load every plugin (once per distinct file), check the chain, open the
+/// stores.
+pub fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
+    let runtime = Runtime::new(&RuntimeOptions {
+        compiled_cache_dir: pipeline.runtime.compiled_cache_dir.clone(),
+        max_instances: pipeline.runtime.max_instances,
+        max_memory_bytes: pipeline
+            .stages
+            .iter()
+            .map(|s| s.limits.max_memory_bytes)
+            .max()
+            .unwrap_or(0)
+            .max(RuntimeOptions::default().max_memory_bytes),
+        fuel: pipeline.stages.iter().any(|s| s.limits.fuel.is_some()),
+        ..RuntimeOptions::default()
+    })?;
+    let mut loaded: HashMap<PathBuf, Arc<LoadedPlugin>> = HashMap::new();
+    let mut stages = Vec::with_capacity(pipeline.stages.len());
+    for settings in &pipeline.stages {
+        let plugin = match loaded.get(&settings.plugin_path) {
+            Some(plugin) => plugin.clone(),
+            None => {
+                let plugin = Arc::new(runtime.load_file(&settings.plugin_path)?);
+                tracing::info!(
+                    stage = %settings.name,
+                    plugin = plugin.label(),
+                    compiled = ?plugin.compiled_from(),
+                    "plugin loaded"
+                );
+                loaded.insert(settings.plugin_path.clone(), plugin.clone());
+                plugin
+            }
+        };
+        stages.push(Stage {
+            name: settings.name.clone(),
+            plugin,
+            config_json: settings.config_json.clone(),
+            limits: settings.limits.clone(),
+            grants: settings.grants.clone(),
+            retries: settings.retries,
+            batch_size: settings.batch_size,
+        });
+    }
+    let chain = Arc::new(Chain::new(stages).map_err(PipelineError::Chain)?);
+    let sink = Arc::new(Sink::new(
+        &pipeline.name,
+        object_store(&pipeline.output),
+        object_store(&pipeline.dead_letter),
+    ));
+    Ok(Assembled {
+        runtime,
+        chain,
+        sink,
+    })
+}
+
+fn object_store(output: &Output) -> ObjectStore {
+    match output {
+        Output::Local { dir } => ObjectStore::local(dir),
+    }
+}
+
+/// The outcome of a finished run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// What was processed.
+    pub stats: Stats,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Where results went.
+    pub results_location: String,
+    /// Where dead letters went.
+    pub dead_letters_location: String,
+}
+
+impl RunSummary {
+    /// The one-line summary `weir run` prints.
+    pub fn line(&self) -> String {
+        let s = &self.stats;
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        format!(
+            "{} records in ({:.1} MB): {} results ({} outputs), {} tombstones, {} dead-lettered, \
+             {} skipped; {:.2} s, {:.0} records/s, {:.1} MB/s; results: {}, dead letters: {}",
+            s.records,
+            s.bytes as f64 / 1e6,
+            s.results,
+            s.outputs,
+            s.tombstones,
+            s.dead_letters,
+            s.skipped,
+            secs,
+            s.records as f64 / secs,
+            s.bytes as f64 / 1e6 / secs,
+            self.results_location,
+            self.dead_letters_location,
+        )
+    }
+}
+
+/// Run a file-sourced pipeline to the end of its input.
+pub async fn run_file(
+    pipeline: &Pipeline,
+    assembled: &Assembled,
+) -> Result<RunSummary, PipelineError> {
+    let started = Instant::now();
+    let Source::File { path, format } = &pipeline.source;
+    let input_error = |source| PipelineError::Input {
+        path: path.clone(),
+        source,
+    };
+    let FileFormat::Jsonl = format;
+    let mut source = JsonlSource::open(path).map_err(input_error)?;
+    let topic = crate::source::file::topic_for(path);
+    let mut worker = PartitionWorker::new(
+        assembled.chain.start_worker()?,
+        assembled.sink.clone(),
+        pipeline.decode.clone(),
+        pipeline.batching.clone(),
+        &topic,
+        0,
+    );
+    let batch_size = pipeline
+        .stages
+        .iter()
+        .map(|s| s.batch_size)
+        .max()
+        .unwrap_or(64);
+    loop {
+        let messages = source.next_batch(batch_size).map_err(input_error)?;
+        if messages.is_empty() {
+            break;
+        }
+        worker.process(messages).await?;
+    }
+    worker.flush().await?;
+    Ok(RunSummary {
+        stats: worker.stats().clone(),
+        elapsed: started.elapsed(),
+        results_location: assembled.sink.describe_results(),
+        dead_letters_location: assembled.sink.describe_dead_letters(),
+    })
+}

@@ -1,0 +1,49 @@
+//! Host-side bindings of the `weir:plugin` WIT package, and the host
+//! functions plugins may import (`log`, `count`).
+//!
+//! Invariants: a plugin's log lines are forwarded to `tracing` tagged with its
+//! label; a log line the SDK marks as a panic is kept as the instance's last
+//! panic message so a trap can be explained; counters are bounded in number so
+//! a plugin cannot grow host memory without limit.
+
+use super::sandbox::StoreState;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "transform-plugin",
+    additional_derives: [PartialEq, Eq],
+});
+
+pub use weir::plugin::types::{DocRecord, Error as PluginError, LogLevel, PluginInfo};
+
+/// At most this many distinct counter names per instance; further names are
+/// folded into `other`.
+const MAX_COUNTERS: usize = 256;
+
+impl weir::plugin::types::Host for StoreState {}
+
+impl weir::plugin::host::Host for StoreState {
+    fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
+        let plugin = &*self.label;
+        let is_panic = fields.iter().any(|(k, v)| k == "panic" && v == "true");
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, ?fields, "{message}"),
+            LogLevel::Debug => tracing::debug!(plugin, ?fields, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, ?fields, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, ?fields, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, ?fields, "{message}"),
+        }
+        if is_panic {
+            self.last_panic = Some(message);
+        }
+    }
+
+    fn count(&mut self, name: String, delta: u64) {
+        let key = if self.counters.len() < MAX_COUNTERS || self.counters.contains_key(&name) {
+            name
+        } else {
+            "other".to_owned()
+        };
+        *self.counters.entry(key).or_default() += delta;
+    }
+}

@@ -1,0 +1,221 @@
+//! The WebAssembly runtime: the only module that uses wasmtime.
+//!
+//! One [`Runtime`] per host process owns one `Engine` (epoch interruption on,
+//! pooling instance allocator), one `Linker` with the WASI and `weir:plugin`
+//! host functions (built once), a background thread that advances the epoch,
+//! and the compiled-artifact cache. From it, [`Runtime::load`] produces a
+//! [`LoadedPlugin`] per plugin version, from which per-worker
+//! [`PluginInstance`]s are created: never one per record.
+
+mod artifacts;
+mod bindings;
+mod plugin;
+mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+pub use artifacts::CompiledFrom;
+pub use bindings::{DocRecord, PluginError, PluginInfo};
+pub use plugin::{LoadedPlugin, PluginInstance, RecordOutcome, Trap, plugin_error_message};
+pub use sandbox::{Grants, Limits};
+
+use crate::digest::Digest;
+use sandbox::StoreState;
+
+/// Errors loading or starting plugins. Per-record problems are not errors
+/// here: they are [`Trap`]s or [`PluginError`]s handled by the chain.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The engine could not be configured (e.g. the pooling allocator could
+    /// not reserve its address space).
+    #[error("cannot start the WebAssembly engine: {0}")]
+    Engine(String),
+    /// The plugin file could not be read.
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid component.
+    #[error("cannot compile plugin {plugin}: {reason}")]
+    Compile {
+        /// The plugin's name or file.
+        plugin: String,
+        /// What the compiler said.
+        reason: String,
+    },
+    /// A valid component, but not a weir plugin this host can link: wrong
+    /// world, wrong package version, or imports the host does not provide.
+    #[error("{plugin} is not a weir:plugin@0.1.0 transform component this host can run: {reason}")]
+    NotAPlugin {
+        /// The plugin's name or file.
+        plugin: String,
+        /// The linker's explanation.
+        reason: String,
+    },
+    /// Creating an instance failed (start-up code trapped, limits too small,
+    /// a granted directory is missing).
+    #[error("cannot instantiate {plugin}: {reason}")]
+    Instantiate {
+        /// The plugin label.
+        plugin: String,
+        /// Why.
+        reason: String,
+    },
+    /// The plugin's `init` rejected its configuration or trapped.
+    #[error("{plugin} failed to initialise: {reason}")]
+    Init {
+        /// The plugin label.
+        plugin: String,
+        /// The plugin's error or the trap.
+        reason: String,
+    },
+}
+
+/// Engine-wide settings, fixed for the lifetime of a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Where compiled artifacts are cached; `None` disables the cache.
+    pub compiled_cache_dir: Option<PathBuf>,
+    /// Upper bound on live plugin instances (pooling allocator slots).
+    pub max_instances: u32,
+    /// Largest memory any instance may have; every stage's
+    /// [`Limits::max_memory_bytes`] must be at most this.
+    pub max_memory_bytes: usize,
+    /// Enable fuel metering (needed if any stage sets [`Limits::fuel`]).
+    pub fuel: bool,
+    /// Epoch length: deadlines are enforced with this granularity.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            compiled_cache_dir: None,
+            max_instances: 128,
+            max_memory_bytes: 1 << 30,
+            fuel: false,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// The engine, linker and epoch clock shared by all plugins of a host.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    compiled_cache_dir: Option<PathBuf>,
+    epoch_tick: Duration,
+    fuel_enabled: bool,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Configure the engine and build the linker.
+    pub fn new(options: &RuntimeOptions) -> Result<Self, RuntimeError> {
+        let engine_error = |e: wasmtime::Error| RuntimeError::Engine(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::default();
+        let instances = options.max_instances.max(1);
+        // A Rust wasip2 component has a handful of core instances, one or two
+        // memories and a few tables; leave headroom per component.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 8)
+            .max_memory_size(options.max_memory_bytes);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .consume_fuel(options.fuel)
+            .cranelift_opt_level(OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(engine_error)?;
+
+        let mut linker = Linker::<StoreState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        bindings::TransformPlugin::add_to_linker::<StoreState, HasSelf<StoreState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(engine_error)?;
+
+        Ok(Runtime {
+            _ticker: EpochTicker::start(engine.clone(), options.epoch_tick),
+            engine,
+            linker,
+            compiled_cache_dir: options.compiled_cache_dir.clone(),
+            epoch_tick: options.epoch_tick,
+            fuel_enabled: options.fuel,
+        })
+    }
+
+    /// Load a plugin from component bytes. `name` is used in errors until the
+    /// plugin has described itself.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedPlugin, RuntimeError> {
+        let digest = Digest::of(bytes);
+        let (component, compiled_from) = artifacts::load_component(
+            &self.engine,
+            bytes,
+            &digest,
+            name,
+            self.compiled_cache_dir.as_deref(),
+        )?;
+        LoadedPlugin::new(component, digest, compiled_from, self, name)
+    }
+
+    /// Load a plugin from a `.wasm` component file.
+    pub fn load_file(&self, path: &Path) -> Result<LoadedPlugin, RuntimeError> {
+        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.load(&path.display().to_string(), &bytes)
+    }
+}
+
+/// Advances the engine's epoch every tick on a background thread, which is
+/// what makes deadlines fire. Stops when dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine, tick: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch thread");
+        EpochTicker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! What a plugin instance may use: its limits and its capability grants, and
+//! the per-instance store state that enforces them.
+//!
+//! Default-deny: with [`Grants::default`] an instance has no preopened
+//! directories, no environment, no sockets, closed stdin, discarded
+//! stdout/stderr, a frozen clock (always the Unix epoch) and deterministic
+//! randomness, which makes a plugin a pure function of its config and input
+//! (the property the content-addressed cache relies on). Each grant lifts
+//! exactly one of these.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{
+    Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder,
+    WasiCtxView, WasiView,
+};
+
+/// Resource limits for one plugin instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum size of any one linear memory of the instance, in bytes.
+    pub max_memory_bytes: usize,
+    /// Wall-clock budget for one `process` call (one batch).
+    pub deadline: Duration,
+    /// Optional fuel (roughly: wasm instructions) budget per `process` call.
+    pub fuel: Option<u64>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_memory_bytes: 256 << 20,
+            deadline: Duration::from_secs(10),
+            fuel: None,
+        }
+    }
+}
+
+/// Capabilities granted to a plugin beyond the default-deny sandbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Let the plugin write to the host's stdout/stderr.
+    pub inherit_stdio: bool,
+    /// Environment variables visible to the plugin (name, value).
+    pub env: Vec<(String, String)>,
+    /// Host directories visible read-only: (host path, guest path).
+    pub read_only_dirs: Vec<(PathBuf, String)>,
+    /// Real wall and monotonic clocks instead of a frozen clock.
+    pub clocks: bool,
+    /// Real (secure) randomness instead of a fixed deterministic stream.
+    pub random: bool,
+}
+
+/// Per-store state: WASI context, resource table, limiter and what the
+/// plugin reported through the host imports.
+pub struct StoreState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(super) limiter: MemoryLimiter,
+    /// `name@version (sha256:…)`, attached to every log line of the plugin.
+    pub(super) label: Arc<str>,
+    /// Counters reported since the last drain.
+    pub(super) counters: BTreeMap<String, u64>,
+    /// The last panic message the SDK reported, if any.
+    pub(super) last_panic: Option<String>,
+}
+
+impl StoreState {
+    /// Build the state for one instance. Fails only if a granted directory
+    /// cannot be opened.
+    pub(super) fn new(label: Arc<str>, limits: &Limits, grants: &Grants) -> std::io::Result<Self> {
+        Ok(StoreState {
+            wasi: wasi_context(grants)?,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter::new(limits.max_memory_bytes),
+            label,
+            counters: BTreeMap::new(),
+            last_panic: None,
+        })
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn wasi_context(grants: &Grants) -> std::io::Result<WasiCtx> {
+    let mut builder = WasiCtxBuilder::new();
+    // Explicit even where they are today's defaults: the sandbox must not
+    // widen silently if a wasmtime-wasi upgrade changes a default.
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    if grants.inherit_stdio {
+        builder.inherit_stdout().inherit_stderr();
+    }
+    builder.envs(&grants.env);
+    for (host, guest) in &grants.read_only_dirs {
+        builder
+            .preopened_dir(host, guest, FsPerms::ReadOnly)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", host.display())))?;
+    }
+    if !grants.clocks {
+        builder.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
+    }
+    if !grants.random {
+        builder
+            .secure_random(Deterministic::new(FIXED_RANDOM_STREAM.to_vec()))
+            .insecure_random(Deterministic::new(FIXED_RANDOM_STREAM.to_vec()))
+            .insecure_random_seed(0x7765_6972_7765_6972);
+    }
+    Ok(builder.build())
+}
+
+/// The bytes a plugin without the `random` grant sees, repeated. Any fixed
+/// value works; this one is not all zeros so hash seeds are not degenerate.
+const FIXED_RANDOM_STREAM: [u8; 32] = *b"weir: deterministic plugin seed.";
+
+/// A clock stuck at the Unix epoch, for plugins without the `clocks` grant.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+/// Enforces [`Limits::max_memory_bytes`] and remembers a refusal, so that the
+/// trap that usually follows (the guest's allocator aborts) can be reported
+/// as "memory limit exceeded" rather than "unreachable executed".
+pub(super) struct MemoryLimiter {
+    max_memory_bytes: usize,
+    /// The size the plugin last asked for and was refused.
+    pub(super) refused: Option<usize>,
+}
+
+/// Tables hold function references; no sane plugin needs more.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+impl MemoryLimiter {
+    fn new(max_memory_bytes: usize) -> Self {
+        MemoryLimiter {
+            max_memory_bytes,
+            refused: None,
+        }
+    }
+
+    pub(super) fn max_memory_bytes(&self) -> usize {
+        self.max_memory_bytes
+    }
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory_bytes {
+            // Refuse (memory.grow returns -1) rather than trap: a plugin that
+            // handles allocation failure keeps running.
+            self.refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}

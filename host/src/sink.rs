@@ -1,0 +1,318 @@
+//! Results and dead letters of one partition, batched into objects with
+//! deterministic keys.
+//!
+//! Layout (identical in a local directory and in S3, under the store root):
+//! ```text
+//! {pipeline}/results/{topic}/{partition}/{first_offset}-{last_offset}.jsonl.zst
+//! {pipeline}/dead-letters/{topic}/{partition}/{first_offset}-{last_offset}.jsonl
+//! ```
+//! Offsets are zero-padded to 20 digits so keys sort in offset order.
+//!
+//! Invariants:
+//! - a batch covers a contiguous range of the partition's input, and every
+//!   input in it is either a result line, a dead letter or a counted skip;
+//! - the same input range always maps to the same keys, so re-delivering a
+//!   range overwrites its own objects instead of duplicating them;
+//! - the dead-letter object is written before the results object, and the
+//!   results object is always written (even with no lines): its existence
+//!   marks the whole range as durably handled.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::value::RawValue;
+
+use crate::chain::LineageEntry;
+use crate::config::BatchingConfig;
+use crate::digest::Digest;
+use crate::dlq::DeadLetter;
+use crate::event::Operation;
+use crate::runtime::DocRecord;
+use crate::source::Position;
+use crate::storage::{ObjectStore, StorageError};
+
+/// zstd level for results: fast, and much smaller than raw JSONL.
+const ZSTD_LEVEL: i32 = 3;
+
+/// One line of a results object: one input record and its outputs, with
+/// lineage.
+#[derive(Serialize)]
+pub struct ResultLine<'a> {
+    /// Input position.
+    pub position: &'a Position,
+    /// Document id.
+    pub id: &'a str,
+    /// Document revision.
+    pub revision: u64,
+    /// Upsert (outputs from the chain) or delete (tombstone, no outputs).
+    pub op: Operation,
+    /// sha256 of the input body (absent for deletes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<Digest>,
+    /// The event's metadata.
+    #[serde(serialize_with = "as_map")]
+    pub metadata: &'a [(String, String)],
+    /// Unknown fields of the event, carried through.
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extra: &'a serde_json::Map<String, serde_json::Value>,
+    /// Every plugin that touched the outputs, in chain order.
+    pub lineage: &'a [LineageEntry],
+    /// The chain's outputs (empty for tombstones and filtered records).
+    #[serde(serialize_with = "as_outputs")]
+    pub outputs: &'a [DocRecord],
+}
+
+fn as_map<S: Serializer>(pairs: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(pairs.len()))?;
+    for (k, v) in pairs.iter() {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
+}
+
+fn as_outputs<S: Serializer>(outputs: &&[DocRecord], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(outputs.iter().map(OutputBody))
+}
+
+/// An output record in a result line: JSON bodies are embedded as JSON,
+/// UTF-8 bodies as text, anything else as base64.
+struct OutputBody<'a>(&'a DocRecord);
+
+impl Serialize for OutputBody<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let record = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("content_type", &record.content_type)?;
+        let is_json = crate::media_type::matches("application/json", &record.content_type)
+            || record.content_type.ends_with("+json");
+        let json = is_json
+            .then(|| serde_json::from_slice::<&RawValue>(&record.body).ok())
+            .flatten();
+        match (json, std::str::from_utf8(&record.body)) {
+            (Some(raw), _) => map.serialize_entry("json", raw)?,
+            (None, Ok(text)) => map.serialize_entry("text", text)?,
+            (None, Err(_)) => {
+                use base64::Engine as _;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(&record.body);
+                map.serialize_entry("base64", &encoded)?
+            }
+        }
+        map.end()
+    }
+}
+
+/// What a flushed batch covered, for acknowledging the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flushed {
+    /// Topic of the range.
+    pub topic: String,
+    /// Partition of the range.
+    pub partition: i32,
+    /// First input offset in the range.
+    pub first_offset: i64,
+    /// Last input offset in the range: everything up to it is durable.
+    pub last_offset: i64,
+    /// Key of the results object.
+    pub results_key: String,
+    /// Key of the dead-letter object, if there were dead letters.
+    pub dead_letters_key: Option<String>,
+}
+
+/// Errors writing a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The store refused or failed a write.
+    #[error("writing {key}: {source}")]
+    Storage {
+        /// The object key.
+        key: String,
+        /// The storage error.
+        source: StorageError,
+    },
+    /// Compression failed (out of memory, in practice).
+    #[error("compressing {key}: {source}")]
+    Compress {
+        /// The object key.
+        key: String,
+        /// The I/O error from zstd.
+        source: std::io::Error,
+    },
+}
+
+/// The open batch of one partition: encoded lines waiting to be written.
+pub struct PartitionBatch {
+    topic: String,
+    partition: i32,
+    first_offset: Option<i64>,
+    last_offset: i64,
+    results: Vec<u8>,
+    dead_letters: Vec<u8>,
+    dead_letter_count: usize,
+    inputs: usize,
+    opened_at: Option<Instant>,
+}
+
+impl PartitionBatch {
+    /// An empty batch for one partition.
+    pub fn new(topic: &str, partition: i32) -> Self {
+        PartitionBatch {
+            topic: topic.to_owned(),
+            partition,
+            first_offset: None,
+            last_offset: -1,
+            results: Vec::new(),
+            dead_letters: Vec::new(),
+            dead_letter_count: 0,
+            inputs: 0,
+            opened_at: None,
+        }
+    }
+
+    /// Whether nothing has been added since the last flush.
+    pub fn is_empty(&self) -> bool {
+        self.inputs == 0
+    }
+
+    /// Add a result line for the input at `position`.
+    pub fn push_result(&mut self, line: &ResultLine<'_>) {
+        self.cover(line.position);
+        serde_json::to_writer(&mut self.results, line).expect("result lines serialise");
+        self.results.push(b'\n');
+    }
+
+    /// Add a dead letter for the input at its position.
+    pub fn push_dead_letter(&mut self, dead_letter: &DeadLetter) {
+        self.cover(&dead_letter.position);
+        serde_json::to_writer(&mut self.dead_letters, dead_letter).expect("dead letters serialise");
+        self.dead_letters.push(b'\n');
+        self.dead_letter_count += 1;
+    }
+
+    /// Account for an input deliberately skipped (no line written).
+    pub fn push_skip(&mut self, position: &Position) {
+        self.cover(position);
+    }
+
+    fn cover(&mut self, position: &Position) {
+        debug_assert!(
+            position.offset > self.last_offset,
+            "inputs arrive in offset order"
+        );
+        self.first_offset.get_or_insert(position.offset);
+        self.last_offset = position.offset;
+        self.inputs += 1;
+        self.opened_at.get_or_insert_with(Instant::now);
+    }
+
+    /// Whether a size limit says this batch should be written now.
+    pub fn is_full(&self, limits: &BatchingConfig) -> bool {
+        self.inputs >= limits.max_records
+            || self.results.len() + self.dead_letters.len() >= limits.max_bytes
+    }
+
+    /// Whether the oldest input has waited longer than the age limit.
+    pub fn is_due(&self, limits: &BatchingConfig) -> bool {
+        self.opened_at
+            .is_some_and(|t| t.elapsed() >= Duration::from_millis(limits.max_age_ms))
+    }
+
+    /// Number of inputs in the batch.
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+}
+
+/// Writes partition batches to the results and dead-letter stores.
+pub struct Sink {
+    pipeline: String,
+    results: ObjectStore,
+    dead_letters: ObjectStore,
+}
+
+impl Sink {
+    /// A sink for `pipeline` writing to the given stores.
+    pub fn new(pipeline: &str, results: ObjectStore, dead_letters: ObjectStore) -> Self {
+        Sink {
+            pipeline: pipeline.to_owned(),
+            results,
+            dead_letters,
+        }
+    }
+
+    /// Key of the results object for a range.
+    pub fn results_key(&self, topic: &str, partition: i32, first: i64, last: i64) -> String {
+        format!(
+            "{}/results/{topic}/{partition}/{first:020}-{last:020}.jsonl.zst",
+            self.pipeline
+        )
+    }
+
+    /// Key of the dead-letter object for a range.
+    pub fn dead_letters_key(&self, topic: &str, partition: i32, first: i64, last: i64) -> String {
+        format!(
+            "{}/dead-letters/{topic}/{partition}/{first:020}-{last:020}.jsonl",
+            self.pipeline
+        )
+    }
+
+    /// Where results of this pipeline go, for messages to people.
+    pub fn describe_results(&self) -> String {
+        self.results.describe(&format!("{}/results", self.pipeline))
+    }
+
+    /// Where dead letters of this pipeline go, for messages to people.
+    pub fn describe_dead_letters(&self) -> String {
+        self.dead_letters
+            .describe(&format!("{}/dead-letters", self.pipeline))
+    }
+
+    /// Write `batch` (dead letters first, then results) and reset it.
+    /// Returns `None` when the batch was empty. On error the batch is left
+    /// intact, so the flush can be retried.
+    pub async fn flush(&self, batch: &mut PartitionBatch) -> Result<Option<Flushed>, SinkError> {
+        let Some(first) = batch.first_offset else {
+            return Ok(None);
+        };
+        let (topic, partition, last) = (batch.topic.clone(), batch.partition, batch.last_offset);
+        let dead_letters_key = if batch.dead_letter_count > 0 {
+            let key = self.dead_letters_key(&topic, partition, first, last);
+            self.dead_letters
+                .put(&key, batch.dead_letters.clone())
+                .await
+                .map_err(|source| SinkError::Storage {
+                    key: key.clone(),
+                    source,
+                })?;
+            Some(key)
+        } else {
+            None
+        };
+        let results_key = self.results_key(&topic, partition, first, last);
+        let raw = batch.results.clone();
+        let compressed =
+            tokio::task::spawn_blocking(move || zstd::encode_all(raw.as_slice(), ZSTD_LEVEL))
+                .await
+                .expect("compression does not panic")
+                .map_err(|source| SinkError::Compress {
+                    key: results_key.clone(),
+                    source,
+                })?;
+        self.results
+            .put(&results_key, compressed)
+            .await
+            .map_err(|source| SinkError::Storage {
+                key: results_key.clone(),
+                source,
+            })?;
+        *batch = PartitionBatch::new(&topic, partition);
+        Ok(Some(Flushed {
+            topic,
+            partition,
+            first_offset: first,
+            last_offset: last,
+            results_key,
+            dead_letters_key,
+        }))
+    }
+}

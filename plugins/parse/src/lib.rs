@@ -1,0 +1,139 @@
+//! # parse: MediaWiki wikitext -> structured document
+//!
+//! Input: `text/x-wiki` records (the page title in the `title` metadata).
+//! Output: one `application/vnd.weir.parsed+json` record per page, a
+//! [`Document`]: plain text, sections, internal links, categories, template
+//! names and the redirect target. See `plugins/parse/README.md` for the
+//! grammar covered and the figures.
+//!
+//! The parser is a linear-time scanner in three passes, each `O(n)`:
+//! 1. [`tags`]: comments and HTML/extension tags;
+//! 2. [`brackets`]: matching `{{ }}`, `{{{ }}}`, `[[ ]]`, `{| |}` with a stack;
+//! 3. [`render`]: text, sections and metadata from the matched structure.
+//!
+//! It never panics and never loops on any input (property-tested and fuzzed,
+//! see `tests/`).
+
+pub mod brackets;
+pub mod document;
+pub mod render;
+pub mod tags;
+
+pub use document::{Document, Link, Section};
+use weir_sdk::{Error, Info, NoConfig, Record, Transform};
+
+/// Content type this plugin reads.
+pub const INPUT_TYPE: &str = "text/x-wiki";
+/// Content type this plugin emits.
+pub const OUTPUT_TYPE: &str = "application/vnd.weir.parsed+json";
+
+/// Parse one page of wikitext.
+pub fn parse(title: Option<&str>, wikitext: &str) -> Document {
+    let stripped = tags::strip(wikitext);
+    let redirect = redirect_target(&stripped);
+    // A redirect page's text is only its link (and categories, templates);
+    // the `#REDIRECT` keyword is not text.
+    let body = match &redirect {
+        Some((_, link_start)) => &stripped[*link_start..],
+        None => &stripped,
+    };
+    let pairs = brackets::match_pairs(body);
+    let mut document = render::Renderer::new(body, &pairs).render_document();
+    document.title = title.map(str::to_owned);
+    document.redirect = redirect.map(|(target, _)| target);
+    document
+}
+
+/// `#REDIRECT [[Target]]` (any case, optional colon) at the start of a page:
+/// the normalised target and where its `[[` starts.
+fn redirect_target(text: &str) -> Option<(String, usize)> {
+    let rest = text.trim_start();
+    let keyword = rest.get(..9)?;
+    if !keyword.eq_ignore_ascii_case("#redirect") {
+        return None;
+    }
+    let after = rest[9..].trim_start().trim_start_matches(':').trim_start();
+    let link_start = text.len() - after.len();
+    let inner = after.strip_prefix("[[")?;
+    let target = &inner[..inner.find("]]")?];
+    let target = render::normalize_title(&target[..target.find('|').unwrap_or(target.len())]);
+    (!target.is_empty()).then_some((target, link_start))
+}
+
+/// The plugin.
+pub struct Parse;
+
+impl Transform for Parse {
+    type Config = NoConfig;
+
+    fn info() -> Info {
+        Info::new("parse", env!("CARGO_PKG_VERSION"))
+            .accepts(&[INPUT_TYPE])
+            .produces(&[OUTPUT_TYPE])
+    }
+
+    fn new(_config: NoConfig) -> Result<Self, Error> {
+        Ok(Parse)
+    }
+
+    fn process(&mut self, record: Record) -> Result<Vec<Record>, Error> {
+        let document = parse(record.meta("title"), record.body_str()?);
+        weir_sdk::count("pages", 1);
+        if document.redirect.is_some() {
+            weir_sdk::count("redirects", 1);
+        }
+        Ok(vec![record.derive_json(OUTPUT_TYPE, &document)?])
+    }
+}
+
+weir_sdk::export!(Parse);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_are_detected() {
+        let target = |t| redirect_target(t).map(|(target, _)| target);
+        assert_eq!(
+            target("#REDIRECT [[Computer accessibility]]").as_deref(),
+            Some("Computer accessibility")
+        );
+        assert_eq!(target("#redirect: [[a_b|x]]").as_deref(), Some("A b"));
+        let doc = parse(
+            None,
+            "#REDIRECT [[Computer accessibility]]\n\n{{R from move}}",
+        );
+        assert_eq!(doc.text, "Computer accessibility");
+        assert_eq!(redirect_target("Text #REDIRECT [[x]]"), None);
+        assert_eq!(redirect_target("#REDIRECT [[x"), None);
+    }
+
+    #[test]
+    fn a_small_page_end_to_end() {
+        let doc = parse(
+            Some("T"),
+            "{{Infobox thing|name=x}}'''T''' is a [[thing|thing]]s of [[Category:Not]]<ref>r</ref>[[kind]].\n\n== History ==\nIt [[w:x|began]] in 1900 &amp; [http://e.com ended].\n[[Category:Things|T]]\n[[de:Ding]]",
+        );
+        assert_eq!(doc.sections.len(), 2);
+        assert_eq!(doc.sections[0].text, "T is a things of kind.");
+        assert_eq!(doc.sections[1].heading, "History");
+        assert_eq!(doc.sections[1].level, 2);
+        assert_eq!(doc.sections[1].text, "It began in 1900 & ended.");
+        assert_eq!(doc.categories, ["Not", "Things"]);
+        assert_eq!(doc.templates, ["Infobox thing"]);
+        let links: Vec<_> = doc
+            .links
+            .iter()
+            .map(|l| (l.target.as_str(), l.anchor.as_str()))
+            .collect();
+        assert_eq!(
+            links,
+            [("Thing", "things"), ("Kind", "kind"), ("W:x", "began")]
+        );
+        assert_eq!(
+            doc.text,
+            "T is a things of kind.\n\nHistory\n\nIt began in 1900 & ended."
+        );
+    }
+}

@@ -1,0 +1,432 @@
+//! Pass 3: rendering wikitext (after passes 1 and 2) into plain text,
+//! sections, links, categories and template names.
+//!
+//! Each byte is rendered once: a matched construct is either skipped whole
+//! (templates, parameters), or its inner ranges are rendered by a nested call
+//! and then skipped by the caller (links, tables, headings). Nesting deeper
+//! than [`MAX_DEPTH`] is skipped rather than rendered, so hostile input cannot
+//! exhaust the stack.
+
+use std::collections::HashSet;
+
+use crate::brackets::{Kind, Pair, Pairs};
+use crate::document::{Document, Link, Section};
+
+/// Deepest nesting of links/tables rendered.
+const MAX_DEPTH: usize = 32;
+
+/// Link namespaces whose links are media, not prose.
+const MEDIA_NAMESPACES: &[&str] = &["file", "image", "media"];
+
+/// URL schemes that make `[scheme... label]` an external link.
+const URL_SCHEMES: &[&str] = &[
+    "http://", "https://", "//", "ftp://", "mailto:", "irc://", "news:",
+];
+
+/// Magic variables written like templates but not templates.
+const MAGIC_VARIABLES: &[&str] = &[
+    "PAGENAME",
+    "FULLPAGENAME",
+    "BASEPAGENAME",
+    "NAMESPACE",
+    "SITENAME",
+    "CURRENTYEAR",
+    "CURRENTMONTH",
+    "CURRENTDAY",
+    "CURRENTTIME",
+    "NUMBEROFARTICLES",
+    "!",
+    "=",
+    "TOC",
+    "NOTOC",
+    "REVISIONID",
+    "PAGEID",
+    "SERVER",
+    "SUBPAGENAME",
+];
+
+/// Bytes that may start markup inside a line (everything else is text).
+const SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    let specials = b"{['_\n";
+    while i < specials.len() {
+        table[specials[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+pub struct Renderer<'a> {
+    src: &'a str,
+    pairs: &'a Pairs,
+    out: String,
+    sections: Vec<Section>,
+    heading: String,
+    level: u8,
+    links: Vec<Link>,
+    categories: Vec<String>,
+    templates: Vec<String>,
+    seen_categories: HashSet<String>,
+    seen_templates: HashSet<String>,
+    depth: usize,
+}
+
+impl<'a> Renderer<'a> {
+    pub fn new(src: &'a str, pairs: &'a Pairs) -> Self {
+        Renderer {
+            src,
+            pairs,
+            out: String::with_capacity(src.len() / 2),
+            sections: Vec::new(),
+            heading: String::new(),
+            level: 0,
+            links: Vec::new(),
+            categories: Vec::new(),
+            templates: Vec::new(),
+            seen_categories: HashSet::new(),
+            seen_templates: HashSet::new(),
+            depth: 0,
+        }
+    }
+
+    /// Render the whole text into a document (without title/redirect).
+    pub fn render_document(mut self) -> Document {
+        self.render(0, self.src.len(), true);
+        self.finish_section();
+        let text = self
+            .sections
+            .iter()
+            .flat_map(|s| {
+                let heading = (!s.heading.is_empty()).then_some(s.heading.as_str());
+                heading
+                    .into_iter()
+                    .chain((!s.text.is_empty()).then_some(s.text.as_str()))
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        Document {
+            title: None,
+            redirect: None,
+            text,
+            sections: self.sections,
+            links: self.links,
+            categories: self.categories,
+            templates: self.templates,
+        }
+    }
+
+    fn finish_section(&mut self) {
+        let text = clean(&std::mem::take(&mut self.out));
+        let heading = std::mem::take(&mut self.heading);
+        if !(text.is_empty() && heading.is_empty() && self.level == 0) {
+            self.sections.push(Section {
+                heading,
+                level: self.level,
+                text,
+            });
+        }
+    }
+
+    /// Render `src[start..end]` into `self.out`. `block` enables line-level
+    /// constructs (headings, list markers); inline ranges (anchors, headings'
+    /// own text) have none.
+    fn render(&mut self, start: usize, end: usize, block: bool) {
+        let b = self.src.as_bytes();
+        let mut i = start;
+        let mut line_start = block;
+        // Text from `plain_from` to `i` is copied to the output lazily, in one
+        // piece, before anything a handler writes.
+        let mut plain_from = i;
+        while i < end {
+            if line_start {
+                line_start = false;
+                self.out.push_str(&self.src[plain_from..i]);
+                plain_from = i;
+                if let Some(next) = self.line_start(i, end) {
+                    i = next.min(end);
+                    plain_from = i;
+                    continue;
+                }
+            }
+            let c = b[i];
+            if !SPECIAL[usize::from(c)] {
+                i += 1;
+                continue;
+            }
+            self.out.push_str(&self.src[plain_from..i]);
+            plain_from = i;
+            let next = match c {
+                b'{' => self.pairs.get(&i).map(|p| self.brace(i, *p)),
+                b'[' => self.bracket(i, end),
+                b'\'' => quotes(b, i, end),
+                b'_' => magic_word(b, i, end),
+                _ => {
+                    line_start = block && c == b'\n';
+                    None
+                }
+            };
+            match next {
+                Some(next) => {
+                    i = next.min(end);
+                    plain_from = i;
+                }
+                None => i += 1,
+            }
+        }
+        self.out
+            .push_str(&self.src[plain_from..end.max(plain_from)]);
+    }
+
+    /// Line-level markup at `i` (start of a line): returns where rendering
+    /// continues if something was consumed.
+    fn line_start(&mut self, i: usize, end: usize) -> Option<usize> {
+        let b = self.src.as_bytes();
+        match b[i] {
+            b'=' => self.heading(i, end),
+            b'*' | b'#' | b':' | b';' => {
+                let markers = b[i..end].iter().take_while(|c| b"*#:;".contains(c)).count();
+                // `:{|` is an indented table: leave the `{` for `render`.
+                Some(i + markers)
+            }
+            b'-' if b[i..end].starts_with(b"----") => {
+                Some(i + b[i..end].iter().take_while(|c| **c == b'-').count())
+            }
+            b' ' => {
+                // A leading space makes a preformatted line; its text is prose.
+                Some(i + 1)
+            }
+            _ => None,
+        }
+    }
+
+    fn heading(&mut self, i: usize, end: usize) -> Option<usize> {
+        let b = self.src.as_bytes();
+        let line_end = memchr::memchr(b'\n', &b[i..end]).map_or(end, |e| i + e);
+        let line = self.src[i..line_end].trim_end();
+        let open = line.bytes().take_while(|c| *c == b'=').count();
+        let close = line.bytes().rev().take_while(|c| *c == b'=').count();
+        let level = open.min(close).min(6);
+        if level == 0 || line.len() <= 2 * level {
+            return None;
+        }
+        let inner_start = i + level;
+        let inner_end = i + line.len() - level;
+        if self.depth >= MAX_DEPTH {
+            return Some(line_end);
+        }
+        self.finish_section();
+        self.depth += 1;
+        self.render(inner_start, inner_end, false);
+        self.depth -= 1;
+        self.heading = clean(&std::mem::take(&mut self.out));
+        self.level = level as u8;
+        Some(line_end)
+    }
+
+    /// A matched `{{`, `{{{` or `{|` at `i`.
+    fn brace(&mut self, i: usize, pair: Pair) -> usize {
+        match pair.kind {
+            Kind::Template => {
+                self.template_name(i + 2, pair.end - 2);
+                pair.end
+            }
+            Kind::Table => {
+                // Table text is not prose; links inside still count.
+                if self.depth < MAX_DEPTH {
+                    let saved = std::mem::take(&mut self.out);
+                    self.depth += 1;
+                    self.render(i + 2, pair.end - 2, false);
+                    self.depth -= 1;
+                    self.out = saved;
+                }
+                self.out.push('\n');
+                pair.end
+            }
+            Kind::Param | Kind::Link => pair.end,
+        }
+    }
+
+    fn template_name(&mut self, start: usize, end: usize) {
+        let inner = &self.src[start..end];
+        let raw_name = &inner[..inner.find('|').unwrap_or(inner.len())];
+        if raw_name.contains(['{', '[', '<']) {
+            return; // the name is computed by nested markup: unknown
+        }
+        let raw = normalize_title(raw_name);
+        let name = match raw.split_once(':') {
+            None if MAGIC_VARIABLES.contains(&raw.as_str()) => return,
+            None => raw,
+            Some((prefix, rest)) => match prefix.to_ascii_lowercase().as_str() {
+                "template" => normalize_title(rest),
+                "subst" | "safesubst" | "msgnw" => match rest.split_once(':') {
+                    Some((p, r)) if p.eq_ignore_ascii_case("template") => normalize_title(r),
+                    _ => normalize_title(rest),
+                },
+                // Parser functions (`#if:`) and magic words (`DEFAULTSORT:`).
+                _ => return,
+            },
+        };
+        if !name.is_empty() && !name.starts_with('#') && self.seen_templates.insert(name.clone()) {
+            self.templates.push(name);
+        }
+    }
+
+    /// A `[` at `i`: internal link, external link, or (`None`) a literal
+    /// bracket.
+    fn bracket(&mut self, i: usize, end: usize) -> Option<usize> {
+        match self.pairs.get(&i) {
+            Some(pair) if pair.kind == Kind::Link => Some(self.link(i, pair.end)),
+            _ => self.external_link(i, end),
+        }
+    }
+
+    fn link(&mut self, i: usize, close_end: usize) -> usize {
+        let inner_start = i + 2;
+        let inner_end = close_end - 2;
+        let inner = &self.src[inner_start..inner_end];
+        let pipe = inner.find('|');
+        let raw_target = &inner[..pipe.unwrap_or(inner.len())];
+        let forced = raw_target.trim_start().starts_with(':');
+        let target = normalize_title(raw_target.trim_start().trim_start_matches(':'));
+        if !forced {
+            if let Some((prefix, rest)) = raw_target.split_once(':') {
+                let ns = prefix.trim().to_ascii_lowercase();
+                if ns == "category" {
+                    let category = normalize_title(rest);
+                    if !category.is_empty() && self.seen_categories.insert(category.clone()) {
+                        self.categories.push(category);
+                    }
+                    return close_end;
+                }
+                // Interlanguage prefixes are lower case as written (`de:`).
+                if MEDIA_NAMESPACES.contains(&ns.as_str()) || is_interlanguage(prefix) {
+                    return close_end;
+                }
+            }
+        }
+        // The link trail: letters glued after `]]` belong to the anchor.
+        let trail = self.src[close_end..]
+            .char_indices()
+            .find(|(_, c)| !c.is_alphabetic())
+            .map_or(self.src.len() - close_end, |(n, _)| n);
+        let before = self.out.len();
+        match pipe {
+            Some(p) if self.depth < MAX_DEPTH && inner_start + p + 1 < inner_end => {
+                self.depth += 1;
+                self.render(inner_start + p + 1, inner_end, false);
+                self.depth -= 1;
+            }
+            Some(_) => self
+                .out
+                .push_str(target.split_once(':').map_or(&target, |(_, r)| r)),
+            None => self.out.push_str(raw_target.trim().trim_start_matches(':')),
+        }
+        self.out.push_str(&self.src[close_end..close_end + trail]);
+        let anchor = clean(&self.out[before..]);
+        if !target.is_empty() {
+            self.links.push(Link { target, anchor });
+        }
+        close_end + trail
+    }
+
+    /// `[url label]` on one line: the label is text, the URL is dropped.
+    fn external_link(&mut self, i: usize, end: usize) -> Option<usize> {
+        let rest = &self.src[i + 1..end];
+        if !URL_SCHEMES
+            .iter()
+            .any(|s| rest.len() >= s.len() && rest[..s.len()].eq_ignore_ascii_case(s))
+        {
+            return None;
+        }
+        let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
+        let close = line.find(']')?;
+        let label_start = line[..close].find([' ', '\t']).map(|s| s + 1);
+        if let Some(start) = label_start {
+            if self.depth < MAX_DEPTH {
+                self.depth += 1;
+                self.render(i + 1 + start, i + 1 + close, false);
+                self.depth -= 1;
+            }
+        }
+        Some(i + 1 + close + 1)
+    }
+}
+
+/// Runs of two or more `'` are bold/italic markup: skip them.
+fn quotes(b: &[u8], i: usize, end: usize) -> Option<usize> {
+    let run = b[i..end].iter().take_while(|c| **c == b'\'').count();
+    (run >= 2).then_some(i + run)
+}
+
+/// Behaviour switches like `__TOC__` or `__NOEDITSECTION__`.
+fn magic_word(b: &[u8], i: usize, end: usize) -> Option<usize> {
+    let rest = &b[i..end];
+    if !rest.starts_with(b"__") {
+        return None;
+    }
+    let word = rest[2..]
+        .iter()
+        .take_while(|c| c.is_ascii_uppercase())
+        .count();
+    (word > 0 && rest[2 + word..].starts_with(b"__")).then_some(i + 2 + word + 2)
+}
+
+/// `de`, `fr`, `zh-yue`, `simple`: prefixes of interlanguage links.
+fn is_interlanguage(prefix: &str) -> bool {
+    let p = prefix.trim();
+    let lowercase = p.bytes().all(|c| c.is_ascii_lowercase() || c == b'-');
+    (lowercase && (2..=3).contains(&p.split('-').next().map_or(0, str::len))) || p == "simple"
+}
+
+/// MediaWiki title normalisation: underscores are spaces, whitespace is
+/// collapsed, the first letter is upper case.
+pub fn normalize_title(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for word in raw
+        .split(|c: char| c == '_' || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    let mut chars = out.chars();
+    match chars.next() {
+        Some(first) if first.is_lowercase() => first.to_uppercase().chain(chars).collect(),
+        _ => out,
+    }
+}
+
+/// Final text clean-up: decode entities, collapse spaces within lines, drop
+/// blank-line runs, trim.
+pub fn clean(raw: &str) -> String {
+    let mut text = html_escape::decode_html_entities(raw).into_owned();
+    crate::tags::unprotect(&mut text);
+    let mut out = String::with_capacity(text.len());
+    let mut blank_run = 0;
+    for line in text.lines() {
+        let mut words = line
+            .split(|c: char| c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .peekable();
+        if words.peek().is_none() {
+            blank_run += 1;
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if blank_run > 0 { "\n\n" } else { "\n" });
+        }
+        blank_run = 0;
+        let mut first = true;
+        for word in words {
+            if !first {
+                out.push(' ');
+            }
+            first = false;
+            out.push_str(word);
+        }
+    }
+    out
+}

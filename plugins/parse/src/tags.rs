@@ -1,0 +1,342 @@
+//! Pass 1: HTML comments and tags.
+//!
+//! Produces a copy of the wikitext in which comments are gone, the content of
+//! non-prose tags (`<ref>`, `<math>`, `<gallery>`, ...) is gone, prose tags
+//! (`<span>`, `<small>`, `<div>`, ...) are unwrapped, and the content of
+//! `<nowiki>`/`<pre>` is protected so later passes see no markup in it.
+//!
+//! Linear time: each byte is visited once by the main loop, and searches for
+//! closing tags are memoised per tag name (a failed search is never repeated,
+//! a successful one is reused until the scan passes it).
+
+use std::collections::HashMap;
+
+use memchr::memmem;
+
+/// Tags whose content is not prose: dropped with the tag.
+const DROP_CONTENT: &[&str] = &[
+    "ref",
+    "references",
+    "math",
+    "chem",
+    "ce",
+    "score",
+    "timeline",
+    "gallery",
+    "imagemap",
+    "templatedata",
+    "templatestyles",
+    "syntaxhighlight",
+    "source",
+    "graph",
+    "mapframe",
+    "maplink",
+    "includeonly",
+    "hiero",
+    "inputbox",
+    "categorytree",
+    "indicator",
+    "del",
+    "s",
+    "strike",
+];
+
+/// Tags whose content is literal text (no wiki markup inside).
+const LITERAL_CONTENT: &[&str] = &["nowiki", "pre"];
+
+/// Tags that are removed but whose content stays.
+const UNWRAP: &[&str] = &[
+    "noinclude",
+    "onlyinclude",
+    "poem",
+    "section",
+    "div",
+    "span",
+    "br",
+    "small",
+    "big",
+    "sup",
+    "sub",
+    "center",
+    "font",
+    "b",
+    "i",
+    "u",
+    "ins",
+    "blockquote",
+    "cite",
+    "tt",
+    "abbr",
+    "p",
+    "hr",
+    "ul",
+    "ol",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "caption",
+    "kbd",
+    "samp",
+    "q",
+    "ruby",
+    "rb",
+    "rt",
+    "rp",
+    "wbr",
+    "bdi",
+    "mark",
+    "time",
+    "data",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "em",
+    "strong",
+    "bdo",
+    "dfn",
+    "nobr",
+    "code",
+    "var",
+];
+
+/// Longest tag (`<name attributes>`) recognised; a `<` without a `>` within
+/// this distance is a literal less-than sign.
+const MAX_TAG_LEN: usize = 2048;
+
+/// Markup characters inside `<nowiki>`/`<pre>` are mapped into the Unicode
+/// private use area so later passes treat them as text; [`unprotect`] maps
+/// them back.
+const PROTECT_BASE: u32 = 0xF700;
+const PROTECTED: &[u8] = b"[]{}|'=*#:;<>~_-";
+
+/// Run pass 1 over `input`.
+pub fn strip(input: &str) -> String {
+    let bytes = input.as_bytes();
+    let lower = input.to_ascii_lowercase();
+    let mut closers = CloserSearch::new(lower.as_bytes());
+    let mut out = String::with_capacity(input.len());
+    let mut i = 0;
+    while let Some(found) = memchr::memchr(b'<', &bytes[i..]) {
+        let lt = i + found;
+        out.push_str(&input[i..lt]);
+        i = match tag_at(input, lower.as_bytes(), lt) {
+            Tag::Comment { end } => end,
+            Tag::Open {
+                name,
+                end,
+                self_closing,
+            } => handle_open(input, &mut closers, &mut out, name, end, self_closing),
+            Tag::Close { end } => end,
+            Tag::NotATag => {
+                out.push('<');
+                lt + 1
+            }
+        };
+    }
+    out.push_str(&input[i..]);
+    out
+}
+
+fn handle_open(
+    input: &str,
+    closers: &mut CloserSearch<'_>,
+    out: &mut String,
+    name: &'static str,
+    end: usize,
+    self_closing: bool,
+) -> usize {
+    if self_closing {
+        if name == "br" {
+            out.push(' ');
+        }
+        return end;
+    }
+    let literal = LITERAL_CONTENT.contains(&name);
+    if !literal && !DROP_CONTENT.contains(&name) {
+        if name == "br" || name == "p" || name == "li" || name == "div" {
+            out.push(' ');
+        }
+        return end;
+    }
+    match closers.find(name, end) {
+        Some((content_end, after)) => {
+            if literal {
+                protect(&input[end..content_end], out);
+            }
+            after
+        }
+        // An unclosed <ref> or <nowiki>: drop just the tag, keep the text.
+        None => end,
+    }
+}
+
+/// What starts at a `<`.
+enum Tag {
+    Comment {
+        end: usize,
+    },
+    Open {
+        name: &'static str,
+        end: usize,
+        self_closing: bool,
+    },
+    Close {
+        end: usize,
+    },
+    NotATag,
+}
+
+fn tag_at(input: &str, lower: &[u8], lt: usize) -> Tag {
+    let rest = &lower[lt..];
+    if rest.starts_with(b"<!--") {
+        let end = memmem::find(&rest[4..], b"-->").map_or(input.len(), |e| lt + 4 + e + 3);
+        return Tag::Comment { end };
+    }
+    let (closing, name_start) = match rest.get(1) {
+        Some(b'/') => (true, lt + 2),
+        _ => (false, lt + 1),
+    };
+    let name_len = lower[name_start..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
+        .count();
+    let Some(name) = known_tag(&lower[name_start..name_start + name_len]) else {
+        return Tag::NotATag;
+    };
+    let after_name = name_start + name_len;
+    match lower.get(after_name) {
+        Some(b'>' | b'/' | b' ' | b'\t' | b'\n') => {}
+        _ => return Tag::NotATag,
+    }
+    let window = &lower[after_name..lower.len().min(after_name + MAX_TAG_LEN)];
+    let Some(gt) = memchr::memchr(b'>', window) else {
+        return Tag::NotATag;
+    };
+    let end = after_name + gt + 1;
+    if closing {
+        Tag::Close { end }
+    } else {
+        let self_closing = gt > 0 && window[gt - 1] == b'/';
+        Tag::Open {
+            name,
+            end,
+            self_closing,
+        }
+    }
+}
+
+fn known_tag(name: &[u8]) -> Option<&'static str> {
+    let name = std::str::from_utf8(name).ok()?;
+    DROP_CONTENT
+        .iter()
+        .chain(LITERAL_CONTENT)
+        .chain(UNWRAP)
+        .find(|t| **t == name)
+        .copied()
+}
+
+/// Memoised search for `</name` after a position.
+struct CloserSearch<'a> {
+    lower: &'a [u8],
+    /// Per tag: the last closer found (start of `</name`), or `None` if there
+    /// is no closer after the last search position.
+    memo: HashMap<&'static str, Option<usize>>,
+}
+
+impl<'a> CloserSearch<'a> {
+    fn new(lower: &'a [u8]) -> Self {
+        CloserSearch {
+            lower,
+            memo: HashMap::new(),
+        }
+    }
+
+    /// Find the closing tag of `name` at or after `from`: returns (start of
+    /// the closing tag, position after its `>`).
+    fn find(&mut self, name: &'static str, from: usize) -> Option<(usize, usize)> {
+        let start = match self.memo.get(name) {
+            Some(None) => return None,
+            Some(Some(found)) if *found >= from => *found,
+            _ => {
+                let needle = format!("</{name}");
+                let found = memmem::find(&self.lower[from..], needle.as_bytes()).map(|f| from + f);
+                self.memo.insert(name, found);
+                found?
+            }
+        };
+        let gt = memchr::memchr(b'>', &self.lower[start..])?;
+        Some((start, start + gt + 1))
+    }
+}
+
+fn protect(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match u8::try_from(c) {
+            Ok(b) if PROTECTED.contains(&b) => {
+                out.push(char::from_u32(PROTECT_BASE + u32::from(b)).expect("private use area"))
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
+/// Map protected characters back to themselves.
+pub fn unprotect(text: &mut String) {
+    let base = char::from_u32(PROTECT_BASE).expect("valid");
+    let top = char::from_u32(PROTECT_BASE + 0x7f).expect("valid");
+    if !text.chars().any(|c| (base..=top).contains(&c)) {
+        return;
+    }
+    *text = text
+        .chars()
+        .map(|c| {
+            if (base..=top).contains(&c) {
+                char::from_u32(c as u32 - PROTECT_BASE).expect("ASCII")
+            } else {
+                c
+            }
+        })
+        .collect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_refs_and_non_prose_are_dropped() {
+        let s = strip("a<!-- x -->b<ref name=\"n\">c {{d}}</ref>e<ref name=n />f<math>x^2</math>g");
+        assert_eq!(s, "abefg");
+    }
+
+    #[test]
+    fn prose_tags_are_unwrapped_and_nowiki_protected() {
+        let mut s = strip("<span style=\"x\">a</span><nowiki>[[b]]</nowiki><small>c</small>");
+        assert!(!s.contains("[["));
+        unprotect(&mut s);
+        assert_eq!(s, "a[[b]]c");
+    }
+
+    #[test]
+    fn unterminated_things_do_not_swallow_or_loop() {
+        assert_eq!(strip("a <ref>b c"), "a b c");
+        assert_eq!(strip("a <!-- b"), "a ");
+        assert_eq!(strip("x < y and y > z"), "x < y and y > z");
+        assert_eq!(strip("<"), "<");
+        assert_eq!(strip("<ref"), "<ref");
+    }
+
+    #[test]
+    fn many_unclosed_refs_stay_linear() {
+        let input = "<ref>x ".repeat(50_000);
+        assert_eq!(strip(&input).len(), "x ".len() * 50_000);
+    }
+}

@@ -1,0 +1,150 @@
+//! The record a plugin receives and emits, and the per-record error type.
+//!
+//! These mirror the WIT `doc-record` and `error` types but are plain Rust
+//! types, so plugin logic compiles and runs natively as well as in WASM.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+/// One document (or derived document) travelling through a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Record {
+    /// Stable document identifier, e.g. `enwiki:12`.
+    pub id: String,
+    /// Revision of the source document.
+    pub revision: u64,
+    /// Media type of [`Record::body`].
+    pub content_type: String,
+    /// The payload bytes.
+    pub body: Vec<u8>,
+    /// Key/value metadata; keys are unique.
+    pub metadata: Vec<(String, String)>,
+}
+
+impl Record {
+    /// A record without metadata.
+    pub fn new(
+        id: impl Into<String>,
+        revision: u64,
+        content_type: impl Into<String>,
+        body: Vec<u8>,
+    ) -> Self {
+        Record {
+            id: id.into(),
+            revision,
+            content_type: content_type.into(),
+            body,
+            metadata: Vec::new(),
+        }
+    }
+
+    /// A new record derived from this one: same id, revision and metadata,
+    /// new content type and body. This is what most plugins emit.
+    pub fn derive(&self, content_type: impl Into<String>, body: Vec<u8>) -> Record {
+        Record {
+            id: self.id.clone(),
+            revision: self.revision,
+            content_type: content_type.into(),
+            body,
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    /// Like [`Record::derive`] with a body serialised as JSON.
+    pub fn derive_json<T: serde::Serialize>(
+        &self,
+        content_type: impl Into<String>,
+        value: &T,
+    ) -> Result<Record, Error> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::Failure(format!("cannot serialise output: {e}")))?;
+        Ok(self.derive(content_type, body))
+    }
+
+    /// The value of metadata key `key`, if present.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as UTF-8 text, or [`Error::BadInput`] saying where it is not.
+    pub fn body_str(&self) -> Result<&str, Error> {
+        std::str::from_utf8(&self.body).map_err(|e| {
+            Error::BadInput(format!(
+                "body of {} is not valid UTF-8 (at byte {})",
+                self.id,
+                e.valid_up_to()
+            ))
+        })
+    }
+
+    /// The body parsed as JSON into `T`, or [`Error::BadInput`] with the
+    /// parser's message.
+    pub fn body_json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::BadInput(format!(
+                "body of {} ({}) is not the expected JSON: {e}",
+                self.id, self.content_type
+            ))
+        })
+    }
+}
+
+/// Why a record (or `init`) failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The input is wrong and will stay wrong: dead-letter it, do not retry.
+    BadInput(String),
+    /// Something failed that might succeed on a retry.
+    Failure(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::BadInput`].
+    pub fn bad_input(message: impl fmt::Display) -> Self {
+        Error::BadInput(message.to_string())
+    }
+
+    /// Shorthand for [`Error::Failure`].
+    pub fn failure(message: impl fmt::Display) -> Self {
+        Error::Failure(message.to_string())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadInput(m) => write!(f, "bad input: {m}"),
+            Error::Failure(m) => write!(f, "plugin failure: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derive_keeps_identity_and_metadata() {
+        let mut r = Record::new("d:1", 3, "text/plain", b"x".to_vec());
+        r.metadata.push(("title".into(), "X".into()));
+        let d = r.derive("application/json", b"{}".to_vec());
+        assert_eq!((d.id.as_str(), d.revision), ("d:1", 3));
+        assert_eq!(d.meta("title"), Some("X"));
+        assert_eq!(d.content_type, "application/json");
+    }
+
+    #[test]
+    fn invalid_utf8_is_bad_input_with_position() {
+        let r = Record::new("d:1", 1, "text/plain", vec![b'a', 0xff]);
+        match r.body_str() {
+            Err(Error::BadInput(m)) => assert!(m.contains("at byte 1"), "{m}"),
+            other => panic!("expected bad input, got {other:?}"),
+        }
+    }
+}

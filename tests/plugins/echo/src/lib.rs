@@ -1,0 +1,63 @@
+//! Contract test plugin. Echoes every record unchanged, except when its
+//! metadata asks for something else:
+//! - `fanout = N`: emit N copies (N = 0 filters the record out);
+//! - `fail = bad-input | failure`: return that error;
+//! - `fail-once = failure`: fail the first time a record id is seen, succeed
+//!   on the retry (exercises the host's retry path).
+//!
+//! Config: `{"tag": "..."}` adds metadata `tag` to every output, so tests can
+//! check that `init` received the stage configuration.
+
+use std::collections::HashSet;
+
+use weir_sdk::{Error, Info, Record, Transform};
+
+/// The echo plugin.
+pub struct Echo {
+    tag: Option<String>,
+    failed_once: HashSet<String>,
+}
+
+/// Stage configuration.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    tag: Option<String>,
+}
+
+impl Transform for Echo {
+    type Config = Config;
+
+    fn info() -> Info {
+        Info::new("echo", env!("CARGO_PKG_VERSION"))
+            .accepts(&["*/*"])
+            .produces(&["*/*"])
+    }
+
+    fn new(config: Config) -> Result<Self, Error> {
+        Ok(Echo {
+            tag: config.tag,
+            failed_once: HashSet::new(),
+        })
+    }
+
+    fn process(&mut self, mut record: Record) -> Result<Vec<Record>, Error> {
+        weir_sdk::count("records", 1);
+        match record.meta("fail") {
+            Some("bad-input") => return Err(Error::bad_input("asked to reject this record")),
+            Some("failure") => return Err(Error::failure("asked to fail this record")),
+            _ => {}
+        }
+        if record.meta("fail-once").is_some() && self.failed_once.insert(record.id.clone()) {
+            return Err(Error::failure("failing the first attempt"));
+        }
+        let copies = record.meta("fanout").map_or(Ok(1), str::parse::<usize>);
+        let copies = copies.map_err(|e| Error::bad_input(format!("fanout: {e}")))?;
+        if let Some(tag) = &self.tag {
+            record.metadata.push(("tag".into(), tag.clone()));
+        }
+        Ok(vec![record; copies])
+    }
+}
+
+weir_sdk::export!(Echo);
