@@ -702,7 +702,7 @@ dir = "out"
         let problems = parse(&text, dir.path()).unwrap_err();
         assert_eq!(problems.len(), 1);
         assert!(problems[0].message.contains("retires"), "{:?}", problems[0]);
-        assert_eq!(problems[0].location.map(|l| l.0), Some(12));
+        assert_eq!(problems[0].location.map(|l| l.0), Some(11));
     }
 
     #[test]

@@ -178,7 +178,7 @@ fn check_body_ref(body_ref: &BodyRef, max_body_bytes: usize) -> Result<(), Decod
     if !body_ref.uri.starts_with("s3://") {
         return Err(DecodeError::InvalidField {
             field: "body_ref.uri",
-            problem: format!("`{}` is not an s3:// URI", body_ref.uri),
+            problem: format!("is `{}`, not an s3:// URI", body_ref.uri),
         });
     }
     if crate::digest::Digest::parse(&body_ref.sha256).is_none() {
@@ -282,7 +282,7 @@ mod tests {
             ),
             (
                 br#"{"id":"x","op":"upsert","revision":1,"timestamp":"2024-01-02T03:04:05Z","body_ref":{"uri":"http://a/b","sha256":"00"}}"#,
-                "field `body_ref.uri` is not an s3:// URI",
+                "field `body_ref.uri` is `http://a/b`, not an s3:// URI",
             ),
         ];
         for (payload, expected) in cases {

@@ -57,3 +57,65 @@ pub fn text_record(id: &str, body: &str) -> DocRecord {
         metadata: Vec::new(),
     }
 }
+
+/// A chain of single-plugin stages with default retries and a batch size of
+/// 64; `stages` are (stage name, plugin name, limits).
+pub fn chain(
+    runtime: &Runtime,
+    stages: &[(&str, &str, weir::runtime::Limits)],
+) -> std::sync::Arc<weir::chain::Chain> {
+    let stages = stages
+        .iter()
+        .map(|(name, plugin, limits)| weir::chain::Stage {
+            name: (*name).to_owned(),
+            plugin: std::sync::Arc::new(load(runtime, plugin)),
+            config_json: "{}".to_owned(),
+            limits: limits.clone(),
+            grants: weir::runtime::Grants::default(),
+            retries: 2,
+            batch_size: 64,
+        })
+        .collect();
+    match weir::chain::Chain::new(stages) {
+        Ok(chain) => std::sync::Arc::new(chain),
+        Err(errors) => panic!("invalid test chain: {errors:?}"),
+    }
+}
+
+/// Read every line of every `.jsonl.zst` (or `.jsonl`) object under `dir`,
+/// in key order, as JSON values.
+pub fn read_jsonl_objects(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files);
+    files.sort();
+    files
+        .iter()
+        .flat_map(|path| {
+            let raw = std::fs::read(path).expect("read object");
+            let text = if path.extension().is_some_and(|e| e == "zst") {
+                zstd::decode_all(raw.as_slice()).expect("valid zstd")
+            } else {
+                raw
+            };
+            String::from_utf8(text)
+                .expect("objects are UTF-8")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}

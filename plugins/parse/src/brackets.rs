@@ -97,32 +97,35 @@ pub fn match_pairs(text: &str) -> Pairs {
             }
             b']' => {
                 let run = run_len(b, i, b']');
-                if run >= 2 && pop_to(&mut stack, &mut open_counts, 1) {
-                    if let Some(Open::Link { pos }) = stack.pop() {
-                        open_counts[1] -= 1;
-                        pairs.insert(
-                            pos,
-                            Pair {
-                                kind: Kind::Link,
-                                end: i + 2,
-                            },
-                        );
-                    }
+                if run >= 2
+                    && pop_to(&mut stack, &mut open_counts, 1)
+                    && let Some(Open::Link { pos }) = stack.pop()
+                {
+                    open_counts[1] -= 1;
+                    let end = i + 2;
+                    pairs.insert(
+                        pos,
+                        Pair {
+                            kind: Kind::Link,
+                            end,
+                        },
+                    );
                 }
                 i += run;
             }
             b'|' if line_start && b.get(i + 1) == Some(&b'}') => {
-                if pop_to(&mut stack, &mut open_counts, 2) {
-                    if let Some(Open::Table { pos }) = stack.pop() {
-                        open_counts[2] -= 1;
-                        pairs.insert(
-                            pos,
-                            Pair {
-                                kind: Kind::Table,
-                                end: i + 2,
-                            },
-                        );
-                    }
+                if pop_to(&mut stack, &mut open_counts, 2)
+                    && let Some(Open::Table { pos }) = stack.pop()
+                {
+                    open_counts[2] -= 1;
+                    let end = i + 2;
+                    pairs.insert(
+                        pos,
+                        Pair {
+                            kind: Kind::Table,
+                            end,
+                        },
+                    );
                 }
                 i += 2;
             }

@@ -289,20 +289,18 @@ impl<'a> Renderer<'a> {
         let raw_target = &inner[..pipe.unwrap_or(inner.len())];
         let forced = raw_target.trim_start().starts_with(':');
         let target = normalize_title(raw_target.trim_start().trim_start_matches(':'));
-        if !forced {
-            if let Some((prefix, rest)) = raw_target.split_once(':') {
-                let ns = prefix.trim().to_ascii_lowercase();
-                if ns == "category" {
-                    let category = normalize_title(rest);
-                    if !category.is_empty() && self.seen_categories.insert(category.clone()) {
-                        self.categories.push(category);
-                    }
-                    return close_end;
+        if !forced && let Some((prefix, rest)) = raw_target.split_once(':') {
+            let ns = prefix.trim().to_ascii_lowercase();
+            if ns == "category" {
+                let category = normalize_title(rest);
+                if !category.is_empty() && self.seen_categories.insert(category.clone()) {
+                    self.categories.push(category);
                 }
-                // Interlanguage prefixes are lower case as written (`de:`).
-                if MEDIA_NAMESPACES.contains(&ns.as_str()) || is_interlanguage(prefix) {
-                    return close_end;
-                }
+                return close_end;
+            }
+            // Interlanguage prefixes are lower case as written (`de:`).
+            if MEDIA_NAMESPACES.contains(&ns.as_str()) || is_interlanguage(prefix) {
+                return close_end;
             }
         }
         // The link trail: letters glued after `]]` belong to the anchor.
@@ -342,12 +340,12 @@ impl<'a> Renderer<'a> {
         let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
         let close = line.find(']')?;
         let label_start = line[..close].find([' ', '\t']).map(|s| s + 1);
-        if let Some(start) = label_start {
-            if self.depth < MAX_DEPTH {
-                self.depth += 1;
-                self.render(i + 1 + start, i + 1 + close, false);
-                self.depth -= 1;
-            }
+        if let Some(start) = label_start
+            && self.depth < MAX_DEPTH
+        {
+            self.depth += 1;
+            self.render(i + 1 + start, i + 1 + close, false);
+            self.depth -= 1;
         }
         Some(i + 1 + close + 1)
     }

@@ -135,7 +135,7 @@ pub fn strip(input: &str) -> String {
                 self_closing,
             } => handle_open(input, &mut closers, &mut out, name, end, self_closing),
             Tag::Close { end } => end,
-            Tag::NotATag => {
+            Tag::Literal => {
                 out.push('<');
                 lt + 1
             }
@@ -191,7 +191,7 @@ enum Tag {
     Close {
         end: usize,
     },
-    NotATag,
+    Literal,
 }
 
 fn tag_at(input: &str, lower: &[u8], lt: usize) -> Tag {
@@ -209,16 +209,16 @@ fn tag_at(input: &str, lower: &[u8], lt: usize) -> Tag {
         .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
         .count();
     let Some(name) = known_tag(&lower[name_start..name_start + name_len]) else {
-        return Tag::NotATag;
+        return Tag::Literal;
     };
     let after_name = name_start + name_len;
     match lower.get(after_name) {
         Some(b'>' | b'/' | b' ' | b'\t' | b'\n') => {}
-        _ => return Tag::NotATag,
+        _ => return Tag::Literal,
     }
     let window = &lower[after_name..lower.len().min(after_name + MAX_TAG_LEN)];
     let Some(gt) = memchr::memchr(b'>', window) else {
-        return Tag::NotATag;
+        return Tag::Literal;
     };
     let end = after_name + gt + 1;
     if closing {

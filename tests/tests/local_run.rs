@@ -1,0 +1,257 @@
+//! `weir run` on local files: the bundled example end to end, and malformed
+//! input, with every input line accounted for exactly once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+use weir_tests::{plugin_dir, read_jsonl_objects, workspace_root};
+
+/// A pipeline file for `input`, writing to `out`, with one parse stage.
+fn pipeline_file(dir: &Path, input: &Path, out: &Path, extra: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[pipeline]
+name = "test"
+
+[source.file]
+path = "{input}"
+
+[runtime]
+plugin_dir = "{plugins}"
+compiled_cache_dir = "{cache}"
+batch_size = 8
+
+[[stage]]
+name = "parse"
+plugin = "parse"
+
+[output.local]
+dir = "{out}"
+
+[dead_letter.local]
+dir = "{out}"
+
+[batching]
+max_records = 10
+{extra}
+"#,
+        input = input.display(),
+        plugins = plugin_dir().display(),
+        cache = dir.join("compiled").display(),
+        out = out.display(),
+    );
+    let path = dir.join("pipeline.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(pipeline: &Path) -> weir::pipeline::RunSummary {
+    let pipeline = weir::config::load(pipeline).unwrap();
+    let assembled = weir::pipeline::assemble(&pipeline).unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(weir::pipeline::run_file(&pipeline, &assembled))
+        .unwrap()
+}
+
+/// offset -> where it ended ("result" or "dead-letter"), failing on duplicates.
+fn account(out: &Path) -> BTreeMap<i64, &'static str> {
+    let mut seen = BTreeMap::new();
+    let results = read_jsonl_objects(&out.join("test/results"));
+    let dead = read_jsonl_objects(&out.join("test/dead-letters"));
+    for (lines, place) in [(results, "result"), (dead, "dead-letter")] {
+        for line in lines {
+            let offset = line["position"]["offset"].as_i64().unwrap();
+            assert!(
+                seen.insert(offset, place).is_none(),
+                "offset {offset} appears twice"
+            );
+        }
+    }
+    seen
+}
+
+#[test]
+fn the_bundled_example_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    let out = dir.path().join("out");
+    let summary = run(&pipeline_file(dir.path(), &input, &out, ""));
+    let s = &summary.stats;
+    assert_eq!(
+        (s.records, s.results, s.tombstones, s.dead_letters),
+        (41, 40, 1, 0)
+    );
+    assert_eq!(s.counters[&("parse".to_owned(), "pages".to_owned())], 40);
+
+    // 41 inputs, objects cut every 10 records: keys are the offset ranges.
+    let mut keys: Vec<String> =
+        std::fs::read_dir(out.join("test/results/enwiki-sample-events.jsonl/0"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+    keys.sort();
+    assert_eq!(keys.len(), 5);
+    assert_eq!(
+        keys[0],
+        "00000000000000000000-00000000000000000009.jsonl.zst"
+    );
+    assert_eq!(
+        keys[4],
+        "00000000000000000040-00000000000000000040.jsonl.zst"
+    );
+    assert_eq!(account(&out).len(), 41);
+
+    let lines = read_jsonl_objects(&out.join("test/results"));
+    let anarchism = lines.iter().find(|l| l["id"] == "enwiki:12").unwrap();
+    let parsed = &anarchism["outputs"][0]["json"];
+    assert_eq!(parsed["title"], "Anarchism");
+    assert!(
+        parsed["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Anarchism is a political philosophy")
+    );
+    assert!(
+        parsed["categories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c == "Anarchism")
+    );
+    assert_eq!(anarchism["lineage"][0]["stage"], "parse");
+    assert_eq!(anarchism["lineage"][0]["plugin"], "parse@0.1.0");
+    let digest = weir::digest::Digest::of(&std::fs::read(plugin_dir().join("parse.wasm")).unwrap());
+    assert_eq!(anarchism["lineage"][0]["digest"], digest.to_string());
+    assert!(
+        anarchism["content_hash"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+
+    let tombstone = lines.iter().find(|l| l["op"] == "delete").unwrap();
+    assert_eq!(tombstone["outputs"], Value::Array(vec![]));
+
+    // Re-running writes the same keys: no duplicates appear.
+    run(&pipeline_file(dir.path(), &input, &out, ""));
+    assert_eq!(account(&out).len(), 41);
+}
+
+#[test]
+fn malformed_inputs_are_dead_lettered_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = |id: &str, body: &str| {
+        format!(
+            r#"{{"id":"{id}","op":"upsert","revision":1,"timestamp":"2024-05-01T00:00:00Z","title":"T","body":"{body}"}}"#
+        )
+    };
+    let mut input: Vec<Vec<u8>> = vec![
+        ok("good-1", "Some '''wiki''' text").into_bytes(),
+        b"{this is not json".to_vec(),
+        // Invalid UTF-8 inside a metadata value.
+        [&br#"{"id":"bad-utf8","op":"upsert","revision":1,"timestamp":"2024-05-01T00:00:00Z","meta":{"who":""#[..], &[0xc3, 0x28], br#""},"body":"x"}"#].concat(),
+        ok("too-big", &"x".repeat(2000)).into_bytes(),
+        br#"{"id":"no-rev","op":"upsert","timestamp":"2024-05-01T00:00:00Z","body":"x"}"#.to_vec(),
+        br#"{"id":"by-ref","op":"upsert","revision":1,"timestamp":"2024-05-01T00:00:00Z","body_ref":{"uri":"s3://b/k","sha256":"0000000000000000000000000000000000000000000000000000000000000000"}}"#.to_vec(),
+        br#"{"id":"plain","op":"upsert","revision":1,"timestamp":"2024-05-01T00:00:00Z","content_type":"text/plain","body":"x"}"#.to_vec(),
+        br#"{"id":"gone","op":"delete","revision":2,"timestamp":"2024-05-01T00:00:00Z"}"#.to_vec(),
+        ok("good-2", "More [[text]]").into_bytes(),
+    ];
+    let path = dir.path().join("events.jsonl");
+    for line in &mut input {
+        line.push(b'\n');
+    }
+    std::fs::write(&path, input.concat()).unwrap();
+    let out = dir.path().join("out");
+    let summary = run(&pipeline_file(
+        dir.path(),
+        &path,
+        &out,
+        "[decode]\nmax_body_bytes = 1000",
+    ));
+    assert_eq!((summary.stats.records, summary.stats.dead_letters), (9, 6));
+
+    let places = account(&out);
+    assert_eq!(
+        places.len(),
+        9,
+        "every line ends in exactly one place: {places:?}"
+    );
+    let dead = read_jsonl_objects(&out.join("test/dead-letters"));
+    let reasons: BTreeMap<i64, (String, String)> = dead
+        .iter()
+        .map(|d| {
+            (
+                d["position"]["offset"].as_i64().unwrap(),
+                (
+                    d["kind"].as_str().unwrap().to_owned(),
+                    d["reason"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect();
+    let expect = [
+        (
+            1,
+            "decode",
+            "payload is not a valid change event: key must be a string at line 1 column 2",
+        ),
+        (
+            2,
+            "decode",
+            "payload is not valid UTF-8 (first invalid byte at offset 94)",
+        ),
+        (
+            3,
+            "decode",
+            "body is 2000 bytes, over the configured max_body_bytes of 1000",
+        ),
+        (4, "decode", "missing field `revision`"),
+        (5, "body", "stored by reference"),
+        (
+            6,
+            "bad-input",
+            "content type `text/plain` is not accepted by stage `parse`",
+        ),
+    ];
+    for (offset, kind, reason) in expect {
+        let (got_kind, got_reason) = &reasons[&offset];
+        assert_eq!(got_kind, kind, "offset {offset}");
+        assert!(
+            got_reason.contains(reason),
+            "offset {offset}: {got_reason:?}"
+        );
+    }
+    // The raw payload is kept for re-driving; binary payloads as base64.
+    let utf8 = dead.iter().find(|d| d["position"]["offset"] == 2).unwrap();
+    assert!(utf8["payload"]["base64"].is_string());
+    let stage = dead.iter().find(|d| d["position"]["offset"] == 6).unwrap();
+    assert_eq!(stage["stage"], "parse");
+    assert!(
+        stage["plugin_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+}
+
+#[test]
+fn validate_reports_every_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let missing = dir.path().join("missing.jsonl");
+    let path = pipeline_file(dir.path(), &missing, &out, "max_age_ms = 0");
+    let err = weir::config::load(&path).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.problems.len(), 2, "{text}");
+    assert!(
+        text.contains("line 6, column 1: `source.file.path`: no such file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 25, column 1: `batching.max_age_ms`: must be positive"),
+        "{text}"
+    );
+}

@@ -1,0 +1,198 @@
+//! Hostile plugins: a plugin that loops, hoards memory, panics or probes the
+//! sandbox only ever costs its own record. The host survives, the record is
+//! dead-lettered with a clear reason, and the rest of the batch completes.
+
+use std::time::{Duration, Instant};
+
+use weir::chain::{ChainResult, FailureKind};
+use weir::runtime::{DocRecord, Grants, Limits};
+use weir_tests::{chain, load, runtime, text_record};
+
+fn tight_limits() -> Limits {
+    Limits {
+        max_memory_bytes: 64 << 20,
+        deadline: Duration::from_millis(300),
+        fuel: None,
+    }
+}
+
+/// (record id, body): one well-behaved record between each hostile one.
+const BATCH: [(&str, &str); 12] = [
+    ("ok-1", "fine"),
+    ("loop", "loop"),
+    ("ok-2", "fine"),
+    ("alloc", "alloc"),
+    ("ok-3", "fine"),
+    ("panic", "panic"),
+    ("ok-4", "fine"),
+    ("fs", "fs"),
+    ("env", "env"),
+    ("net", "net"),
+    ("clock", "clock"),
+    ("ok-5", "fine"),
+];
+
+fn batch() -> Vec<DocRecord> {
+    BATCH
+        .iter()
+        .map(|(id, body)| text_record(id, body))
+        .collect()
+}
+
+fn outcome(result: &ChainResult) -> (String, String) {
+    match result {
+        ChainResult::Done { outputs, .. } => (
+            "done".into(),
+            outputs
+                .iter()
+                .map(|o| String::from_utf8_lossy(&o.body).into_owned())
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ChainResult::Failed(f) => (format!("{:?}", f.kind), f.reason.clone()),
+    }
+}
+
+#[test]
+fn hostile_records_are_isolated_and_explained() {
+    let runtime = runtime();
+    let chain = chain(&runtime, &[("hostile", "hostile", tight_limits())]);
+    let mut worker = chain.start_worker().unwrap();
+    let started = Instant::now();
+    let results = worker.process(batch()).unwrap();
+    let elapsed = started.elapsed();
+
+    let by_id: Vec<(&str, (String, String))> = BATCH
+        .iter()
+        .map(|(id, _)| *id)
+        .zip(results.iter().map(outcome))
+        .collect();
+    for (id, (kind, reason)) in &by_id {
+        let expect = |want_kind: &str, want_reason: &str| {
+            assert_eq!(kind, want_kind, "{id}: {reason}");
+            assert!(
+                reason.contains(want_reason),
+                "{id}: {reason:?} should contain {want_reason:?}"
+            );
+        };
+        match *id {
+            id if id.starts_with("ok-") => expect("done", "fine"),
+            "loop" => expect("Trap", "deadline exceeded: the call ran longer than 300ms"),
+            "alloc" => expect("Trap", "memory limit exceeded: the plugin asked for"),
+            "panic" => expect(
+                "Trap",
+                "plugin panicked: panicked at tests/plugins/hostile/src/lib.rs",
+            ),
+            "fs" => expect("BadInput", "denied: read /etc/passwd"),
+            "env" => expect("BadInput", "denied: environment is empty"),
+            "net" => expect("BadInput", "denied: connect to 127.0.0.1:9"),
+            // A frozen clock: the Unix epoch.
+            "clock" => expect("done", "0"),
+            other => panic!("unexpected id {other}"),
+        }
+    }
+    let ChainResult::Failed(panic) = &results[5] else {
+        unreachable!()
+    };
+    assert!(
+        panic
+            .reason
+            .contains("hostile plugin panics on purpose for panic"),
+        "{}",
+        panic.reason
+    );
+    assert_eq!(panic.kind, FailureKind::Trap);
+    assert_eq!(panic.attempts, 1, "traps are not retried");
+    // The loop costs one deadline when the batch traps and one more when it
+    // is isolated; nothing is retried beyond that.
+    assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
+
+    // The worker (with fresh instances) carries on with the next batch.
+    let again = worker.process(vec![text_record("after", "fine")]).unwrap();
+    assert_eq!(outcome(&again[0]), ("done".into(), "fine".into()));
+}
+
+#[test]
+fn grants_lift_exactly_their_restriction() {
+    let runtime = runtime();
+    let hostile = load(&runtime, "hostile");
+    // SAFETY of the test: PATH is set in any test environment.
+    let path = std::env::var("PATH").expect("PATH is set");
+    let grants = Grants {
+        env: vec![("PATH".into(), path)],
+        clocks: true,
+        ..Grants::default()
+    };
+    let mut instance = hostile.instantiate(&tight_limits(), &grants, "{}").unwrap();
+    let outcomes = instance
+        .process(&[
+            text_record("env", "env"),
+            text_record("clock", "clock"),
+            text_record("fs", "fs"),
+        ])
+        .unwrap();
+    let env = outcomes[0].as_ref().unwrap_err();
+    assert!(format!("{env:?}").contains("sandbox leak: environment variables are visible"));
+    let now: u64 = String::from_utf8(outcomes[1].as_ref().unwrap()[0].body.clone())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(now > 1_600_000_000, "a real clock: {now}");
+    // The filesystem stays closed: no directory was granted.
+    assert!(format!("{:?}", outcomes[2]).contains("denied"));
+}
+
+#[test]
+fn fuel_limits_stop_runaway_computation() {
+    let runtime = weir::runtime::Runtime::new(&weir::runtime::RuntimeOptions {
+        fuel: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let limits = Limits {
+        fuel: Some(50_000_000),
+        deadline: Duration::from_secs(30),
+        ..tight_limits()
+    };
+    let chain = chain(&runtime, &[("hostile", "hostile", limits)]);
+    let mut worker = chain.start_worker().unwrap();
+    let results = worker
+        .process(vec![text_record("loop", "loop"), text_record("ok", "fine")])
+        .unwrap();
+    assert_eq!(outcome(&results[0]).0, "Trap");
+    assert!(
+        outcome(&results[0]).1.contains("fuel exhausted"),
+        "{:?}",
+        outcome(&results[0])
+    );
+    assert_eq!(outcome(&results[1]), ("done".into(), "fine".into()));
+}
+
+#[test]
+fn compiled_plugins_are_cached_on_disk() {
+    let cache = tempfile::tempdir().unwrap();
+    let options = weir::runtime::RuntimeOptions {
+        compiled_cache_dir: Some(cache.path().to_owned()),
+        ..Default::default()
+    };
+    let path = weir_tests::plugin_path("echo");
+    let first = weir::runtime::Runtime::new(&options)
+        .unwrap()
+        .load_file(&path)
+        .unwrap();
+    assert_eq!(first.compiled_from(), weir::runtime::CompiledFrom::Compiled);
+    let second = weir::runtime::Runtime::new(&options)
+        .unwrap()
+        .load_file(&path)
+        .unwrap();
+    assert_eq!(second.compiled_from(), weir::runtime::CompiledFrom::Cache);
+    let artifacts: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
+    assert_eq!(artifacts.len(), 1);
+    let name = artifacts[0]
+        .as_ref()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    assert!(name.starts_with(&first.digest().hex()), "{name}");
+}
