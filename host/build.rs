@@ -6,7 +6,8 @@
 //! `<target>/wasm/<dir-name>.wasm` (e.g. `target/wasm/parse.wasm`), the
 //! directory the example pipeline and the tests load plugins from.
 //!
-//! The nested cargo uses its own target directory (`<target>/plugin-build`)
+//! If the `wasm32-wasip2` target is not installed, it is added with rustup
+//! first. The nested cargo uses its own target directory (`<target>/plugin-build`)
 //! so it never waits on the lock the outer build holds. Set
 //! `WEIR_SKIP_PLUGIN_BUILD=1` to skip this step (e.g. when packaging the host
 //! alone).
@@ -39,11 +40,36 @@ fn main() {
     if plugins.is_empty() {
         return;
     }
+    ensure_wasm_target();
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     build_plugins(workspace, &target_dir, &plugins);
     install_components(&target_dir, &plugins);
+}
+
+/// Install the `wasm32-wasip2` standard library into the active toolchain if
+/// it is missing, so a fresh checkout builds with plain `cargo build`.
+fn ensure_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    if libdir.is_some_and(|dir| dir.is_dir()) {
+        return;
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup (needed to build plugins)");
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status();
+    if !added.is_ok_and(|s| s.success()) {
+        panic!(
+            "the {TARGET} target is missing and `rustup target add {TARGET}` failed; install it and rebuild"
+        );
+    }
 }
 
 /// A plugin crate: its directory name (the component's short name) and

@@ -365,6 +365,12 @@ pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
     parse(&text, base).map_err(fail)
 }
 
+/// `base` joined with `relative`, with `.` and `..` resolved lexically so
+/// paths in messages read naturally (`out`, not `examples/wiki/../../out`).
+fn resolve(base: &Path, relative: &Path) -> PathBuf {
+    path_clean::clean(base.join(relative))
+}
+
 /// Parse and validate pipeline text; relative paths resolve against `base`.
 pub fn parse(text: &str, base: &Path) -> Result<Pipeline, Vec<Problem>> {
     let file: PipelineFile = toml::from_str(text).map_err(|e| {
@@ -422,7 +428,7 @@ fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Problem>) -> Pip
         "must be positive",
     );
 
-    let plugin_dir = file.runtime.plugin_dir.as_ref().map(|d| base.join(d));
+    let plugin_dir = file.runtime.plugin_dir.as_ref().map(|d| resolve(base, d));
     c.check(
         file.runtime.batch_size > 0,
         "runtime.batch_size",
@@ -437,7 +443,7 @@ fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Problem>) -> Pip
         compiled_cache_dir: file
             .runtime
             .compiled_cache_dir
-            .map(|d| base.join(d))
+            .map(|d| resolve(base, &d))
             .or_else(default_compiled_cache_dir),
         max_instances: file.runtime.max_instances,
     };
@@ -494,7 +500,7 @@ fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Problem>) -> Pip
 fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> Source {
     match source {
         SourceConfig::File(file) => {
-            let path = base.join(&file.path);
+            let path = resolve(base, &file.path);
             c.check(
                 path.is_file(),
                 "source.file.path",
@@ -518,7 +524,7 @@ fn validate_stage(
 ) -> StageSettings {
     let key = |k: &str| format!("stage[{i}].{k}");
     let plugin_path = if stage.plugin.ends_with(".wasm") {
-        base.join(&stage.plugin)
+        resolve(base, Path::new(&stage.plugin))
     } else {
         plugin_dir
             .unwrap_or(base)
@@ -567,7 +573,7 @@ fn validate_stage(
         .read_only_dirs
         .into_iter()
         .map(|d| {
-            let host = base.join(&d.host);
+            let host = resolve(base, &d.host);
             c.check(
                 host.is_dir(),
                 key("grants.read_only_dirs"),
@@ -605,7 +611,7 @@ fn validate_stage(
 fn validate_output(output: OutputConfig, base: &Path) -> Output {
     match output {
         OutputConfig::Local(local) => Output::Local {
-            dir: base.join(local.dir),
+            dir: resolve(base, &local.dir),
         },
     }
 }

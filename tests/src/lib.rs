@@ -4,6 +4,8 @@
 //! The plugin components are built by the `weir` crate's build script as part
 //! of every `cargo build`/`cargo test`, so tests never need a manual step.
 
+pub mod bench;
+
 use std::path::PathBuf;
 
 use weir::runtime::{DocRecord, LoadedPlugin, Runtime, RuntimeOptions};

@@ -14,15 +14,17 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use weir::plugin::types::{DocRecord, Error as PluginError, LogLevel, PluginInfo};
+// `self::` because the crate is also called `weir`.
+use self::weir::plugin::{host as host_imports, types as wit_types};
+pub use wit_types::{DocRecord, Error as PluginError, LogLevel, PluginInfo};
 
 /// At most this many distinct counter names per instance; further names are
 /// folded into `other`.
 const MAX_COUNTERS: usize = 256;
 
-impl weir::plugin::types::Host for StoreState {}
+impl wit_types::Host for StoreState {}
 
-impl weir::plugin::host::Host for StoreState {
+impl host_imports::Host for StoreState {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         let plugin = &*self.label;
         let is_panic = fields.iter().any(|(k, v)| k == "panic" && v == "true");
