@@ -56,19 +56,11 @@ impl Stage {
     }
 
     fn accepts(&self, content_type: &str) -> bool {
-        self.plugin
-            .info()
-            .accepts
-            .iter()
-            .any(|pattern| media_type::matches(pattern, content_type))
+        media_type::any_matches(&self.plugin.info().accepts, content_type)
     }
 
     fn may_produce(&self, content_type: &str) -> bool {
-        self.plugin
-            .info()
-            .produces
-            .iter()
-            .any(|pattern| media_type::matches(pattern, content_type))
+        media_type::any_matches(&self.plugin.info().produces, content_type)
     }
 }
 

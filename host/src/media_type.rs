@@ -11,6 +11,11 @@ pub fn matches(pattern: &str, actual: &str) -> bool {
         && (p_sub == "*" || p_sub.eq_ignore_ascii_case(a_sub))
 }
 
+/// Whether any of `patterns` covers `actual`.
+pub fn any_matches(patterns: &[String], actual: &str) -> bool {
+    patterns.iter().any(|pattern| matches(pattern, actual))
+}
+
 /// Whether two patterns have a type in common (either may contain wildcards).
 pub fn overlap(a: &str, b: &str) -> bool {
     let (a_type, a_sub) = split(a);

@@ -52,6 +52,12 @@ impl Open {
             Open::Table { .. } => 2,
         }
     }
+
+    fn pos(&self) -> usize {
+        match self {
+            Open::Braces { pos, .. } | Open::Link { pos } | Open::Table { pos } => *pos,
+        }
+    }
 }
 
 /// Opener position -> matched pair.
@@ -160,6 +166,24 @@ fn pop_to(stack: &mut Vec<Open>, open_counts: &mut [usize; 3], slot: usize) -> b
         stack.pop();
     }
     false
+}
+
+/// Close the innermost open link or table (`kind`) with a closer ending at
+/// `end`, if one is open.
+fn close_single(
+    stack: &mut Vec<Open>,
+    open_counts: &mut [usize; 3],
+    pairs: &mut Pairs,
+    kind: Kind,
+    end: usize,
+) {
+    let slot = if kind == Kind::Link { 1 } else { 2 };
+    if pop_to(stack, open_counts, slot)
+        && let Some(open) = stack.pop()
+    {
+        open_counts[slot] -= 1;
+        pairs.insert(open.pos(), Pair { kind, end });
+    }
 }
 
 fn close_braces(
