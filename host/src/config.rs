@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::runtime::{Grants, Limits};
+pub use crate::source::FileFormat;
 
 /// The pipeline file as written.
 #[derive(Debug, Deserialize)]
@@ -64,16 +65,9 @@ pub enum SourceConfig {
 pub struct FileSourceConfig {
     /// The input file.
     pub path: PathBuf,
-    /// `jsonl` (default) or a MediaWiki XML dump; inferred from the extension.
+    /// `jsonl` or `mediawiki-xml` (a dump, plain or `.bz2`); inferred from
+    /// the file name when absent.
     pub format: Option<FileFormat>,
-}
-
-/// Formats the file source reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FileFormat {
-    /// One change event (JSON) per line.
-    Jsonl,
 }
 
 /// `[decode]`
@@ -506,10 +500,8 @@ fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> So
                 "source.file.path",
                 format!("no such file: {}", path.display()),
             );
-            Source::File {
-                path,
-                format: file.format.unwrap_or(FileFormat::Jsonl),
-            }
+            let format = file.format.unwrap_or_else(|| FileFormat::from_path(&path));
+            Source::File { path, format }
         }
     }
 }

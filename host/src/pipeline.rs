@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::chain::{Chain, ChainError, Stage};
-use crate::config::{FileFormat, Output, Pipeline, Source};
+use crate::config::{Output, Pipeline, Source};
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError, RuntimeOptions};
 use crate::sink::Sink;
-use crate::source::file::JsonlSource;
+use crate::source::{FileSource, SourceError};
 use crate::storage::ObjectStore;
 use crate::worker::{PartitionWorker, Stats, WorkerError};
 
@@ -27,13 +27,8 @@ pub enum PipelineError {
     #[error("the chain is not valid:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
     Chain(Vec<ChainError>),
     /// The input could not be read.
-    #[error("reading {path}: {source}")]
-    Input {
-        /// The input file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Input(#[from] SourceError),
     /// A worker stopped.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -155,12 +150,7 @@ pub async fn run_file(
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
     let Source::File { path, format } = &pipeline.source;
-    let input_error = |source| PipelineError::Input {
-        path: path.clone(),
-        source,
-    };
-    let FileFormat::Jsonl = format;
-    let mut source = JsonlSource::open(path).map_err(input_error)?;
+    let mut source = FileSource::open(path, *format)?;
     let topic = crate::source::file::topic_for(path);
     let mut worker = PartitionWorker::new(
         assembled.chain.start_worker()?,
@@ -177,7 +167,7 @@ pub async fn run_file(
         .max()
         .unwrap_or(64);
     loop {
-        let messages = source.next_batch(batch_size).map_err(input_error)?;
+        let messages = source.next_batch(batch_size)?;
         if messages.is_empty() {
             break;
         }

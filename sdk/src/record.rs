@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 
 /// One document (or derived document) travelling through a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -62,6 +62,48 @@ impl Record {
         Ok(self.derive(content_type, body))
     }
 
+    /// Turn this record, whose body is a JSON object, into one of
+    /// `content_type` whose body has one more field, `key: value`, without
+    /// parsing or copying the existing body. This is how a stage adds its
+    /// findings to the document it received. `key` must not be present yet.
+    ///
+    /// ```
+    /// # use weir_sdk::Record;
+    /// let r = Record::new("d", 1, "application/json", br#"{"a": 1} "#.to_vec());
+    /// let r = r.extend_json("application/x+json", "b", &[2, 3]).unwrap();
+    /// assert_eq!(r.body, br#"{"a": 1,"b":[2,3]}"#);
+    /// ```
+    pub fn extend_json<T: serde::Serialize>(
+        mut self,
+        content_type: impl Into<String>,
+        key: &str,
+        value: &T,
+    ) -> Result<Record, Error> {
+        let end = self.body.iter().rposition(|b| !b.is_ascii_whitespace());
+        let Some(close) = end.filter(|&i| self.body[i] == b'}') else {
+            return Err(Error::BadInput(format!(
+                "body of {} ({}) is not a JSON object",
+                self.id, self.content_type
+            )));
+        };
+        let empty = self.body[..close]
+            .iter()
+            .rposition(|b| !b.is_ascii_whitespace())
+            .is_some_and(|i| self.body[i] == b'{');
+        self.body.truncate(close);
+        if !empty {
+            self.body.push(b',');
+        }
+        let failed =
+            |e: serde_json::Error| Error::Failure(format!("cannot serialise `{key}`: {e}"));
+        serde_json::to_writer(&mut self.body, key).map_err(failed)?;
+        self.body.push(b':');
+        serde_json::to_writer(&mut self.body, value).map_err(failed)?;
+        self.body.push(b'}');
+        self.content_type = content_type.into();
+        Ok(self)
+    }
+
     /// The value of metadata key `key`, if present.
     pub fn meta(&self, key: &str) -> Option<&str> {
         self.metadata
@@ -83,7 +125,9 @@ impl Record {
 
     /// The body parsed as JSON into `T`, or [`Error::BadInput`] with the
     /// parser's message.
-    pub fn body_json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// `T` may borrow from the body (e.g. `Cow<str>` fields with
+    /// `#[serde(borrow)]`), which avoids copying large strings.
+    pub fn body_json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Error> {
         serde_json::from_slice(&self.body).map_err(|e| {
             Error::BadInput(format!(
                 "body of {} ({}) is not the expected JSON: {e}",
@@ -137,6 +181,20 @@ mod tests {
         assert_eq!((d.id.as_str(), d.revision), ("d:1", 3));
         assert_eq!(d.meta("title"), Some("X"));
         assert_eq!(d.content_type, "application/json");
+    }
+
+    #[test]
+    fn extend_json_appends_a_field() {
+        let extend = |body: &str| {
+            Record::new("d", 1, "a/json", body.as_bytes().to_vec())
+                .extend_json("b/json", "k", &"v")
+                .map(|r| String::from_utf8(r.body).unwrap())
+        };
+        assert_eq!(extend("{}").unwrap(), r#"{"k":"v"}"#);
+        assert_eq!(extend(" { } \n").unwrap(), r#" { "k":"v"}"#);
+        assert_eq!(extend(r#"{"x":{}}"#).unwrap(), r#"{"x":{},"k":"v"}"#);
+        assert!(matches!(extend("[1]"), Err(Error::BadInput(_))));
+        assert!(matches!(extend(""), Err(Error::BadInput(_))));
     }
 
     #[test]

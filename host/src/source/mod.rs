@@ -5,6 +5,7 @@
 //! 0-based line (or page) number, so a dead letter points at the exact input.
 
 pub mod file;
+pub mod mediawiki;
 
 use std::fmt;
 use std::sync::Arc;
@@ -36,4 +37,81 @@ pub struct SourceMessage {
     pub position: Position,
     /// The raw payload.
     pub payload: Vec<u8>,
+}
+
+/// Formats of local input files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileFormat {
+    /// One change event (JSON) per line.
+    Jsonl,
+    /// A MediaWiki XML dump (`pages-articles`), plain or `.bz2`.
+    MediawikiXml,
+}
+
+impl FileFormat {
+    /// The format a file name suggests: `.xml`, `.xml.bz2` and `.bz2` are
+    /// dumps, anything else JSONL.
+    pub fn from_path(path: &std::path::Path) -> Self {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        if name.ends_with(".xml") || name.ends_with(".bz2") {
+            FileFormat::MediawikiXml
+        } else {
+            FileFormat::Jsonl
+        }
+    }
+}
+
+/// Errors reading a local input file.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading the file failed.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The dump is corrupt.
+    #[error(transparent)]
+    Dump(#[from] mediawiki::DumpError),
+}
+
+/// A local input file of change events, in either format.
+pub enum FileSource {
+    /// JSONL of change events.
+    Jsonl(file::JsonlSource),
+    /// A MediaWiki XML dump.
+    Dump(mediawiki::DumpSource),
+}
+
+impl FileSource {
+    /// Open `path` as `format`.
+    pub fn open(path: &std::path::Path, format: FileFormat) -> Result<Self, SourceError> {
+        let io = |source| SourceError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        Ok(match format {
+            FileFormat::Jsonl => FileSource::Jsonl(file::JsonlSource::open(path).map_err(io)?),
+            FileFormat::MediawikiXml => {
+                FileSource::Dump(mediawiki::DumpSource::open(path).map_err(io)?)
+            }
+        })
+    }
+
+    /// Up to `max` messages; empty at the end of the input.
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<SourceMessage>, SourceError> {
+        match self {
+            FileSource::Jsonl(source) => source.next_batch(max).map_err(|source| SourceError::Io {
+                path: "input".to_owned(),
+                source,
+            }),
+            FileSource::Dump(source) => Ok(source.next_batch(max)?),
+        }
+    }
 }

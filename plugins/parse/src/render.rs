@@ -331,10 +331,12 @@ impl<'a> Renderer<'a> {
     /// `[url label]` on one line: the label is text, the URL is dropped.
     fn external_link(&mut self, i: usize, end: usize) -> Option<usize> {
         let rest = &self.src[i + 1..end];
-        if !URL_SCHEMES
-            .iter()
-            .any(|s| rest.len() >= s.len() && rest[..s.len()].eq_ignore_ascii_case(s))
-        {
+        let starts_with_scheme = |scheme: &&str| {
+            rest.as_bytes()
+                .get(..scheme.len())
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(scheme.as_bytes()))
+        };
+        if !URL_SCHEMES.iter().any(starts_with_scheme) {
             return None;
         }
         let line = &rest[..rest.find('\n').unwrap_or(rest.len())];

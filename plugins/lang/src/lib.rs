@@ -1,0 +1,246 @@
+//! # lang: language data for a parsed document
+//!
+//! Input: `application/vnd.weir.parsed+json` (the parse plugin's document).
+//! Output: the same document with a `language` field added
+//! (`application/vnd.weir.lang+json`); see `plugins/lang/README.md` for the
+//! fields, limits and figures.
+//!
+//! Cost is bounded whatever the page length: language detection (whatlang)
+//! and top terms run on samples of at most `sample_bytes` and
+//! `terms_sample_bytes`, drawn from paragraphs spread evenly over the page;
+//! only the word/sentence/character counts read the whole text, in one pass.
+
+pub mod counts;
+pub mod sample;
+pub mod terms;
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use weir_sdk::{Error, Info, Record, Transform};
+
+pub use counts::Counts;
+pub use terms::Term;
+
+/// Content type this plugin reads.
+pub const INPUT_TYPE: &str = "application/vnd.weir.parsed+json";
+/// Content type this plugin emits.
+pub const OUTPUT_TYPE: &str = "application/vnd.weir.lang+json";
+
+/// Stage configuration (`[stage.config]`); every key is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Bytes of text language detection looks at, at most.
+    pub sample_bytes: usize,
+    /// Paragraphs the detection sample is spread over (also the
+    /// granularity of the language-mix signal).
+    pub sample_paragraphs: usize,
+    /// Bytes of text top terms are counted on, at most.
+    pub terms_sample_bytes: usize,
+    /// How many top terms to report.
+    pub top_terms: usize,
+    /// A second language with at least this share of the sample makes the
+    /// page `mixed`.
+    pub mix_threshold: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            sample_bytes: 4096,
+            sample_paragraphs: 8,
+            terms_sample_bytes: 16 << 10,
+            top_terms: 10,
+            mix_threshold: 0.2,
+        }
+    }
+}
+
+/// What this plugin adds to a document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LanguageData {
+    /// The detected language, if the text has enough letters to tell.
+    pub detected: Option<Detected>,
+    /// Word, sentence and character counts of the whole text.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Most frequent terms (stop words of the detected language removed).
+    pub top_terms: Vec<Term>,
+    /// Languages found across the sampled paragraphs, by share of sampled
+    /// text, largest first.
+    pub mix: Vec<Share>,
+    /// Whether a second language has at least `mix_threshold` of the sample.
+    pub mixed: bool,
+}
+
+/// A detected language.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detected {
+    /// ISO 639-1 code where one exists (`en`), else ISO 639-3 (`ast`).
+    pub code: String,
+    /// ISO 639-3 code.
+    pub iso639_3: String,
+    /// English name.
+    pub name: String,
+    /// Writing system, e.g. `Latin`, `Cyrillic`.
+    pub script: String,
+    /// Detector confidence, 0 to 1.
+    pub confidence: f64,
+    /// Whether the detector considers the result reliable.
+    pub reliable: bool,
+}
+
+/// One language's share of the sampled text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Share {
+    /// Language code (as in [`Detected::code`]).
+    pub code: String,
+    /// Fraction of sampled characters, 0 to 1.
+    pub share: f64,
+}
+
+/// The fields of a parsed document this plugin reads.
+#[derive(Deserialize)]
+struct ParsedText<'a> {
+    #[serde(borrow, default)]
+    text: Cow<'a, str>,
+}
+
+/// The plugin: configuration plus stop-word sets built on first use.
+pub struct Lang {
+    config: Config,
+    stop_words: HashMap<&'static str, terms::StopWords>,
+}
+
+impl Lang {
+    /// A plugin instance with this configuration.
+    pub fn with_config(config: Config) -> Self {
+        Lang {
+            config,
+            stop_words: HashMap::new(),
+        }
+    }
+
+    /// Language data for `text`.
+    pub fn analyse(&mut self, text: &str) -> LanguageData {
+        let config = &self.config;
+        let paragraphs = sample::paragraphs(text, config.sample_paragraphs, config.sample_bytes);
+        let sample_text = paragraphs.join("\n");
+        let detected = whatlang::detect(&sample_text).map(describe);
+        let mix = language_mix(&paragraphs);
+        let mixed = mix.get(1).is_some_and(|s| s.share >= config.mix_threshold);
+        let terms_sample = sample::paragraphs(text, 64, config.terms_sample_bytes).join("\n");
+        let stop_words = detected.as_ref().map(|d| {
+            let code: &'static str = static_code(&d.code);
+            &*self
+                .stop_words
+                .entry(code)
+                .or_insert_with(|| terms::StopWords::for_language(code))
+        });
+        LanguageData {
+            top_terms: terms::top_terms(&terms_sample, stop_words, config.top_terms),
+            counts: counts::count(text),
+            detected,
+            mix,
+            mixed,
+        }
+    }
+}
+
+/// Detection result in our vocabulary.
+fn describe(info: whatlang::Info) -> Detected {
+    let iso639_3 = info.lang().code();
+    let code = isolang::Language::from_639_3(iso639_3)
+        .and_then(|l| l.to_639_1())
+        .unwrap_or(iso639_3);
+    Detected {
+        code: code.to_owned(),
+        iso639_3: iso639_3.to_owned(),
+        name: info.lang().eng_name().to_owned(),
+        script: info.script().name().to_owned(),
+        confidence: round3(info.confidence()),
+        reliable: info.is_reliable(),
+    }
+}
+
+/// The `'static` form of a language code we produced (isolang and whatlang
+/// hand out `'static` strings; this recovers one for use as a map key).
+fn static_code(code: &str) -> &'static str {
+    isolang::Language::from_639_1(code)
+        .and_then(|l| l.to_639_1())
+        .or_else(|| isolang::Language::from_639_3(code).map(|l| l.to_639_3()))
+        .unwrap_or("und")
+}
+
+/// Paragraphs shorter than this (headings, captions, list items) are too
+/// short to tell languages apart reliably and do not count towards the mix.
+const MIN_MIX_PARAGRAPH_CHARS: usize = 80;
+
+/// Detect each sampled paragraph and weigh by its length.
+fn language_mix(paragraphs: &[&str]) -> Vec<Share> {
+    let mut weights: Vec<(String, usize)> = Vec::new();
+    let mut total = 0usize;
+    for paragraph in paragraphs {
+        if paragraph.chars().nth(MIN_MIX_PARAGRAPH_CHARS).is_none() {
+            continue;
+        }
+        let Some(info) = whatlang::detect(paragraph).filter(whatlang::Info::is_reliable) else {
+            continue;
+        };
+        let code = describe(info).code;
+        let chars = paragraph.chars().count();
+        total += chars;
+        match weights.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, w)) => *w += chars,
+            None => weights.push((code, chars)),
+        }
+    }
+    weights.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    weights
+        .into_iter()
+        .map(|(code, w)| Share {
+            code,
+            share: round3(w as f64 / total.max(1) as f64),
+        })
+        .collect()
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+impl Transform for Lang {
+    type Config = Config;
+
+    fn info() -> Info {
+        Info::new("lang", env!("CARGO_PKG_VERSION"))
+            .accepts(&[INPUT_TYPE])
+            .produces(&[OUTPUT_TYPE])
+    }
+
+    fn new(config: Config) -> Result<Self, Error> {
+        if config.sample_bytes == 0 || config.sample_paragraphs == 0 {
+            return Err(Error::bad_input(
+                "sample_bytes and sample_paragraphs must be positive",
+            ));
+        }
+        if !(0.0..=1.0).contains(&config.mix_threshold) {
+            return Err(Error::bad_input("mix_threshold must be between 0 and 1"));
+        }
+        Ok(Lang::with_config(config))
+    }
+
+    fn process(&mut self, record: Record) -> Result<Vec<Record>, Error> {
+        let parsed: ParsedText<'_> = record.body_json()?;
+        let data = self.analyse(&parsed.text);
+        match &data.detected {
+            Some(d) => weir_sdk::count(&format!("language.{}", d.code), 1),
+            None => weir_sdk::count("language.undetected", 1),
+        }
+        Ok(vec![record.extend_json(OUTPUT_TYPE, "language", &data)?])
+    }
+}
+
+weir_sdk::export!(Lang);

@@ -1,0 +1,86 @@
+//! Bounded samples of a text: up to `count` pieces of at most
+//! `budget / count` bytes each, starting at paragraph starts spread evenly
+//! over the text. The work is proportional to the budget, not to the text.
+
+/// How far past an evenly spaced position we look for a paragraph start.
+const MAX_SEEK: usize = 4096;
+
+/// Pieces of `text` to analyse, at most `budget` bytes in all.
+pub fn paragraphs(text: &str, count: usize, budget: usize) -> Vec<&str> {
+    let count = count.max(1);
+    if text.len() <= budget {
+        return text
+            .split("\n\n")
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
+    }
+    let stride = text.len() / count;
+    let per_piece = (budget / count).max(1);
+    let mut pieces = Vec::with_capacity(count);
+    for k in 0..count {
+        let mut start = floor_boundary(text, k * stride);
+        let seek_end = floor_boundary(text, (start + stride.min(MAX_SEEK)).min(text.len()));
+        if k > 0
+            && let Some(found) = text[start..seek_end].find("\n\n")
+        {
+            start += found + 2;
+        }
+        let end = floor_boundary(text, (start + per_piece).min(text.len()));
+        let mut piece = &text[start..end];
+        // Stay within one paragraph, and do not end inside a word.
+        if let Some(paragraph_end) = piece.find("\n\n") {
+            piece = &piece[..paragraph_end];
+        } else if end < text.len()
+            && let Some(space) = piece.rfind(char::is_whitespace)
+        {
+            piece = &piece[..space];
+        }
+        let piece = piece.trim();
+        if !piece.is_empty() {
+            pieces.push(piece);
+        }
+    }
+    pieces
+}
+
+/// The largest char boundary at or before `i`.
+fn floor_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_texts_are_taken_whole_by_paragraph() {
+        assert_eq!(paragraphs("a b\n\n\n\nc", 4, 100), ["a b", "c"]);
+    }
+
+    #[test]
+    fn long_texts_are_sampled_within_the_budget() {
+        let text = "Ein deutscher Absatz über Dinge.\n\n".repeat(10_000);
+        let pieces = paragraphs(&text, 8, 2048);
+        assert_eq!(pieces.len(), 8);
+        assert!(pieces.iter().map(|p| p.len()).sum::<usize>() <= 2048);
+        assert!(
+            pieces
+                .iter()
+                .all(|p| *p == "Ein deutscher Absatz über Dinge."),
+            "{pieces:?}"
+        );
+    }
+
+    #[test]
+    fn multibyte_text_is_cut_on_char_boundaries() {
+        let text = "日本語のテキスト".repeat(5000);
+        for piece in paragraphs(&text, 7, 1000) {
+            assert!(!piece.is_empty());
+        }
+    }
+}

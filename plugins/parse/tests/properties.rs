@@ -1,0 +1,95 @@
+//! Property tests: the parser never panics and always terminates, on
+//! wikitext-shaped noise (markup characters, multi-byte text, tags, entities)
+//! and on arbitrary strings. Runs a bounded number of cases in CI
+//! (`PROPTEST_CASES` raises it for a longer fuzzing session).
+
+use proptest::prelude::*;
+use weir_plugin_parse::parse;
+
+/// Fragments that exercise every construct, mixed at random.
+fn fragment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("{{".to_owned()),
+        Just("}}".to_owned()),
+        Just("{{{".to_owned()),
+        Just("}}}".to_owned()),
+        Just("[[".to_owned()),
+        Just("]]".to_owned()),
+        Just("[".to_owned()),
+        Just("]".to_owned()),
+        Just("|".to_owned()),
+        Just("\n{|".to_owned()),
+        Just("\n|}".to_owned()),
+        Just("\n|-\n".to_owned()),
+        Just("\n== ".to_owned()),
+        Just(" ==\n".to_owned()),
+        Just("'''".to_owned()),
+        Just("''".to_owned()),
+        Just("<ref>".to_owned()),
+        Just("</ref>".to_owned()),
+        Just("<ref name=x/>".to_owned()),
+        Just("<!--".to_owned()),
+        Just("-->".to_owned()),
+        Just("<nowiki>".to_owned()),
+        Just("</nowiki>".to_owned()),
+        Just("<span style=\"a\">".to_owned()),
+        Just("</span>".to_owned()),
+        Just("<".to_owned()),
+        Just(">".to_owned()),
+        Just("&amp;".to_owned()),
+        Just("&nbsp;".to_owned()),
+        Just("&#x2014;".to_owned()),
+        Just("&".to_owned()),
+        Just("Category:".to_owned()),
+        Just("File:".to_owned()),
+        Just("de:".to_owned()),
+        Just(":".to_owned()),
+        Just("http://example.org ".to_owned()),
+        Just("__TOC__".to_owned()),
+        Just("#REDIRECT ".to_owned()),
+        Just("\n* ".to_owned()),
+        Just("\n".to_owned()),
+        "[a-zé−ɛ東 ]{0,8}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn wikitext_shaped_noise_never_panics(parts in prop::collection::vec(fragment(), 0..80)) {
+        let text = parts.concat();
+        let doc = parse(Some("T"), &text);
+        // The plain text never contains more characters than the input
+        // (entities only shrink), and headings come from sections.
+        prop_assert!(doc.text.chars().count() <= text.chars().count() + doc.sections.len() * 2);
+    }
+
+    #[test]
+    fn arbitrary_strings_never_panic(text in any::<String>()) {
+        parse(None, &text);
+    }
+}
+
+#[test]
+fn deeply_nested_and_unbalanced_input_is_fast() {
+    let start = std::time::Instant::now();
+    for input in [
+        "[[".repeat(100_000),
+        "{{".repeat(100_000),
+        "{{a|".repeat(50_000) + &"}}".repeat(50_000),
+        "[[a|".repeat(50_000) + &"]]".repeat(50_000),
+        "<ref>".repeat(50_000),
+        "\n{|".repeat(50_000),
+        "[[File:x|".repeat(20_000),
+        "'".repeat(200_000),
+    ] {
+        parse(None, &input);
+    }
+    // Generous bound: quadratic behaviour on these inputs takes minutes.
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        start.elapsed()
+    );
+}
