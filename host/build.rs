@@ -127,6 +127,12 @@ fn build_plugins(workspace: &Path, target_dir: &Path, plugins: &[PluginCrate]) {
     for plugin in plugins {
         cmd.args(["-p", &plugin.package]);
     }
+    // WebAssembly SIMD: memchr, memmem and friends use it in the guest, and
+    // wasmtime compiles it to native vector instructions.
+    cmd.env(
+        "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
+        "-C target-feature=+simd128",
+    );
     // The outer build's flags and wrappers (clippy sets RUSTC_WORKSPACE_WRAPPER)
     // are for the host target; they must not leak into the wasm build.
     for var in [

@@ -121,3 +121,31 @@ fn collect_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
         }
     }
 }
+
+/// The bundled MediaWiki dump (206 real English Wikipedia pages).
+pub fn sample_dump() -> PathBuf {
+    workspace_root().join("examples/wiki/data/enwiki-sample-pages-articles.xml.bz2")
+}
+
+/// Every page of a MediaWiki dump as the chain input record the host would
+/// build (through the dump reader and the change-event decoder).
+pub fn dump_records(path: &std::path::Path) -> Vec<DocRecord> {
+    let mut source = weir::source::mediawiki::DumpSource::open(path).expect("open the dump");
+    let mut records = Vec::new();
+    loop {
+        let batch = source.next_batch(64).expect("read the dump");
+        if batch.is_empty() {
+            return records;
+        }
+        for message in batch {
+            let event = weir::event::decode(&message.payload, usize::MAX / 2).expect("dump events decode");
+            records.push(DocRecord {
+                id: event.id.clone(),
+                revision: event.revision,
+                content_type: "text/x-wiki".into(),
+                metadata: event.metadata(),
+                body: event.body.unwrap_or_default().into_bytes(),
+            });
+        }
+    }
+}

@@ -18,46 +18,90 @@ pub struct Counts {
     pub sentences: u64,
 }
 
-/// Count `text`.
+/// Count `text`. ASCII (most of most wikis' text) is classified byte by
+/// byte; other characters are decoded and classified by Unicode properties.
 pub fn count(text: &str) -> Counts {
-    let mut counts = Counts::default();
-    let mut in_word = false;
-    let mut words_in_sentence = 0u64;
-    let mut pending_terminator = false;
-    for c in text.chars() {
-        counts.characters += 1;
-        if pending_terminator {
-            pending_terminator = false;
-            if c.is_whitespace() && words_in_sentence > 0 {
-                counts.sentences += 1;
-                words_in_sentence = 0;
-            }
+    let mut state = Counter::default();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() {
+            state.ascii(b);
+            i += 1;
+        } else {
+            let c = text[i..].chars().next().expect("i is a char boundary");
+            state.other(c);
+            i += c.len_utf8();
         }
+    }
+    state.finish()
+}
+
+/// The running state of [`count`].
+#[derive(Default)]
+struct Counter {
+    counts: Counts,
+    in_word: bool,
+    words_in_sentence: u64,
+    pending_terminator: bool,
+}
+
+impl Counter {
+    fn ascii(&mut self, b: u8) {
+        self.counts.characters += 1;
+        self.end_sentence_if(b.is_ascii_whitespace());
+        if b.is_ascii_alphanumeric() {
+            self.letter();
+        } else {
+            self.in_word = false;
+            self.pending_terminator = matches!(b, b'.' | b'!' | b'?');
+        }
+    }
+
+    fn other(&mut self, c: char) {
+        self.counts.characters += 1;
+        self.end_sentence_if(c.is_whitespace());
         if c.is_alphanumeric() {
             if is_unspaced(c) {
-                counts.words += 1;
-                words_in_sentence += 1;
-                in_word = false;
-            } else if !in_word {
-                counts.words += 1;
-                words_in_sentence += 1;
-                in_word = true;
+                self.counts.words += 1;
+                self.words_in_sentence += 1;
+                self.in_word = false;
+            } else {
+                self.letter();
             }
         } else {
-            in_word = false;
-            if matches!(c, '.' | '!' | '?') {
-                pending_terminator = true;
-            } else if matches!(c, '。' | '！' | '？') && words_in_sentence > 0 {
+            self.in_word = false;
+            if matches!(c, '。' | '！' | '？') && self.words_in_sentence > 0 {
                 // CJK full stops need no following space.
-                counts.sentences += 1;
-                words_in_sentence = 0;
+                self.counts.sentences += 1;
+                self.words_in_sentence = 0;
             }
         }
     }
-    if words_in_sentence > 0 {
-        counts.sentences += 1;
+
+    fn letter(&mut self) {
+        if !self.in_word {
+            self.counts.words += 1;
+            self.words_in_sentence += 1;
+            self.in_word = true;
+        }
     }
-    counts
+
+    /// A `.`, `!` or `?` followed by whitespace ends a sentence.
+    fn end_sentence_if(&mut self, whitespace: bool) {
+        if std::mem::take(&mut self.pending_terminator) && whitespace && self.words_in_sentence > 0 {
+            self.counts.sentences += 1;
+            self.words_in_sentence = 0;
+        }
+    }
+
+    fn finish(mut self) -> Counts {
+        if self.words_in_sentence > 0 {
+            self.counts.sentences += 1;
+        }
+        self.counts
+    }
 }
 
 fn is_unspaced(c: char) -> bool {

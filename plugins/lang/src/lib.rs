@@ -5,10 +5,18 @@
 //! (`application/vnd.weir.lang+json`); see `plugins/lang/README.md` for the
 //! fields, limits and figures.
 //!
-//! Cost is bounded whatever the page length: language detection (whatlang)
-//! and top terms run on samples of at most `sample_bytes` and
-//! `terms_sample_bytes`, drawn from paragraphs spread evenly over the page;
-//! only the word/sentence/character counts read the whole text, in one pass.
+//! Cost is bounded whatever the page length: language detection (whatlang,
+//! 70 languages, one call per page) and top terms run on samples of at most
+//! `sample_bytes` and `terms_sample_bytes`, drawn from paragraphs spread
+//! evenly over the page; only the word/sentence/character counts read the
+//! whole text, in one pass.
+//!
+//! The language-mix signal classifies each sampled paragraph separately. A
+//! whatlang call costs ~100 µs whatever the text length, too much to repeat
+//! per paragraph, so paragraphs are classified by whichlang (~5 µs, 16
+//! widely used languages). The signal is therefore only given (`mixed` is
+//! `true`/`false`) for pages whose main language whichlang knows; for other
+//! pages `mixed` is `null` and `mix` is empty.
 
 pub mod counts;
 pub mod sample;
@@ -44,16 +52,20 @@ pub struct Config {
     /// A second language with at least this share of the sample makes the
     /// page `mixed`.
     pub mix_threshold: f64,
+    /// Texts with fewer letters than this (redirects, stubs of a title) are
+    /// not given a language: detection on them is a guess.
+    pub min_detect_letters: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
-            sample_bytes: 4096,
-            sample_paragraphs: 8,
-            terms_sample_bytes: 16 << 10,
+            sample_bytes: 1024,
+            sample_paragraphs: 4,
+            terms_sample_bytes: 8 << 10,
             top_terms: 10,
             mix_threshold: 0.2,
+            min_detect_letters: 40,
         }
     }
 }
@@ -69,10 +81,11 @@ pub struct LanguageData {
     /// Most frequent terms (stop words of the detected language removed).
     pub top_terms: Vec<Term>,
     /// Languages found across the sampled paragraphs, by share of sampled
-    /// text, largest first.
+    /// text, largest first (empty when the signal is unavailable).
     pub mix: Vec<Share>,
-    /// Whether a second language has at least `mix_threshold` of the sample.
-    pub mixed: bool,
+    /// Whether a second language has at least `mix_threshold` of the sample
+    /// (`None` when the main language is outside the mix classifier's 16).
+    pub mixed: Option<bool>,
 }
 
 /// A detected language.
@@ -128,10 +141,16 @@ impl Lang {
         let config = &self.config;
         let paragraphs = sample::paragraphs(text, config.sample_paragraphs, config.sample_bytes);
         let sample_text = paragraphs.join("\n");
-        let detected = whatlang::detect(&sample_text).map(describe);
-        let mix = language_mix(&paragraphs);
-        let mixed = mix.get(1).is_some_and(|s| s.share >= config.mix_threshold);
-        let terms_sample = sample::paragraphs(text, 64, config.terms_sample_bytes).join("\n");
+        let letters = sample_text.chars().filter(|c| c.is_alphabetic()).take(config.min_detect_letters).count();
+        let detected = (letters >= config.min_detect_letters)
+            .then(|| whatlang::detect(&sample_text).map(describe))
+            .flatten();
+        let mix_supported = detected
+            .as_ref()
+            .is_some_and(|d| MIX_LANGUAGES.contains(&d.iso639_3.as_str()));
+        let mix = if mix_supported { language_mix(&paragraphs) } else { Vec::new() };
+        let mixed = mix_supported.then(|| mix.get(1).is_some_and(|s| s.share >= config.mix_threshold));
+        let terms_sample = sample::paragraphs(text, 16, config.terms_sample_bytes).join("\n");
         let stop_words = detected.as_ref().map(|d| {
             let code: &'static str = static_code(&d.code);
             &*self
@@ -152,11 +171,8 @@ impl Lang {
 /// Detection result in our vocabulary.
 fn describe(info: whatlang::Info) -> Detected {
     let iso639_3 = info.lang().code();
-    let code = isolang::Language::from_639_3(iso639_3)
-        .and_then(|l| l.to_639_1())
-        .unwrap_or(iso639_3);
     Detected {
-        code: code.to_owned(),
+        code: iso639_1_or_3(iso639_3).to_owned(),
         iso639_3: iso639_3.to_owned(),
         name: info.lang().eng_name().to_owned(),
         script: info.script().name().to_owned(),
@@ -178,33 +194,49 @@ fn static_code(code: &str) -> &'static str {
 /// short to tell languages apart reliably and do not count towards the mix.
 const MIN_MIX_PARAGRAPH_CHARS: usize = 80;
 
-/// Detect each sampled paragraph and weigh by its length.
+/// The languages whichlang tells apart (ISO 639-3), for the mix signal.
+const MIX_LANGUAGES: [&str; 16] = [
+    "ara", "cmn", "deu", "eng", "fra", "hin", "ita", "jpn", "kor", "nld", "por", "rus", "spa",
+    "swe", "tur", "vie",
+];
+
+/// Classify each sampled paragraph and weigh by its length.
 fn language_mix(paragraphs: &[&str]) -> Vec<Share> {
-    let mut weights: Vec<(String, usize)> = Vec::new();
+    let mut weights: Vec<(&'static str, usize)> = Vec::new();
     let mut total = 0usize;
     for paragraph in paragraphs {
-        if paragraph.chars().nth(MIN_MIX_PARAGRAPH_CHARS).is_none() {
+        let chars = paragraph.chars().count();
+        if chars < MIN_MIX_PARAGRAPH_CHARS {
             continue;
         }
-        let Some(info) = whatlang::detect(paragraph).filter(whatlang::Info::is_reliable) else {
-            continue;
-        };
-        let code = describe(info).code;
-        let chars = paragraph.chars().count();
+        let code = whichlang::detect_language(paragraph).three_letter_code();
         total += chars;
         match weights.iter_mut().find(|(c, _)| *c == code) {
             Some((_, w)) => *w += chars,
             None => weights.push((code, chars)),
         }
     }
-    weights.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    weights.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
     weights
         .into_iter()
         .map(|(code, w)| Share {
-            code,
+            code: iso639_1_or_3(code).to_owned(),
             share: round3(w as f64 / total.max(1) as f64),
         })
         .collect()
+}
+
+/// The ISO 639-1 code of an ISO 639-3 code where one exists. Mandarin and
+/// Iranian Persian are individual languages whose 639-1 code belongs to their
+/// macrolanguage (`zh`, `fa`), which is what wikis and users call them.
+fn iso639_1_or_3(iso639_3: &'static str) -> &'static str {
+    match iso639_3 {
+        "cmn" => "zh",
+        "pes" => "fa",
+        _ => isolang::Language::from_639_3(iso639_3)
+            .and_then(|l| l.to_639_1())
+            .unwrap_or(iso639_3),
+    }
 }
 
 fn round3(x: f64) -> f64 {

@@ -13,7 +13,7 @@
 //! closer only searches the stack when an opener of its kind is open
 //! (per-kind counts), popping everything above it (unmatched, literal).
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 /// What a matched pair encloses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,9 @@ pub enum Kind {
     Link,
     /// `{| ... |}`
     Table,
+    /// The content of a `<ref>` (between the pass-1 markers). Pairs never
+    /// cross its boundary: it is parsed as a document of its own.
+    Ref,
 }
 
 /// A matched pair: its kind and the position just after its closer.
@@ -42,127 +45,162 @@ enum Open {
     Braces { pos: usize, count: usize },
     Link { pos: usize },
     Table { pos: usize },
+    Ref { pos: usize },
 }
 
 impl Open {
-    fn slot(&self) -> usize {
+    /// Index into a scope's open counts (refs are scopes, not counted).
+    fn slot(&self) -> Option<usize> {
         match self {
-            Open::Braces { .. } => 0,
-            Open::Link { .. } => 1,
-            Open::Table { .. } => 2,
+            Open::Braces { .. } => Some(0),
+            Open::Link { .. } => Some(1),
+            Open::Table { .. } => Some(2),
+            Open::Ref { .. } => None,
         }
     }
 
     fn pos(&self) -> usize {
         match self {
-            Open::Braces { pos, .. } | Open::Link { pos } | Open::Table { pos } => *pos,
+            Open::Braces { pos, .. }
+            | Open::Link { pos }
+            | Open::Table { pos }
+            | Open::Ref { pos } => *pos,
         }
     }
 }
 
 /// Opener position -> matched pair.
-pub type Pairs = HashMap<usize, Pair>;
+pub type Pairs = FxHashMap<usize, Pair>;
+
+/// Bytes the matcher acts on; everything else is skipped in a tight loop.
+const INTERESTING: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'{' as usize] = true;
+    table[b'}' as usize] = true;
+    table[b'[' as usize] = true;
+    table[b']' as usize] = true;
+    table[b'|' as usize] = true;
+    table[0xEF] = true; // lead byte of the ref markers
+    table
+};
+
+/// UTF-8 of [`crate::tags::REF_OPEN`] and [`crate::tags::REF_CLOSE`].
+const REF_OPEN: &[u8] = "\u{F7F0}".as_bytes();
+const REF_CLOSE: &[u8] = "\u{F7F1}".as_bytes();
 
 /// Match every pair in `text`.
 pub fn match_pairs(text: &str) -> Pairs {
     let b = text.as_bytes();
-    let mut pairs = Pairs::new();
+    let mut pairs = Pairs::default();
     let mut stack: Vec<Open> = Vec::new();
-    let mut open_counts = [0usize; 3];
+    // Open openers per kind, one frame per ref scope (the last is current),
+    // so a closer never matches an opener outside its scope.
+    let mut scopes: Vec<[usize; 3]> = vec![[0; 3]];
     let mut i = 0;
-    let mut line_start = true;
     while i < b.len() {
-        let c = b[i];
-        match c {
+        if !INTERESTING[usize::from(b[i])] {
+            i += 1;
+            continue;
+        }
+        match b[i] {
             b'{' => {
                 let run = run_len(b, i, b'{');
-                if run == 1 && line_start && b.get(i + 1) == Some(&b'|') {
+                if run == 1 && b.get(i + 1) == Some(&b'|') && at_line_start(b, i) {
                     stack.push(Open::Table { pos: i });
-                    open_counts[2] += 1;
+                    scope(&mut scopes)[2] += 1;
                     i += 2;
                 } else {
                     if run >= 2 {
                         stack.push(Open::Braces { pos: i, count: run });
-                        open_counts[0] += 1;
+                        scope(&mut scopes)[0] += 1;
                     }
                     i += run;
                 }
             }
             b'}' => {
                 let run = run_len(b, i, b'}');
-                close_braces(&mut stack, &mut open_counts, &mut pairs, i, run);
+                close_braces(&mut stack, scope(&mut scopes), &mut pairs, i, run);
                 i += run;
             }
             b'[' => {
                 let run = run_len(b, i, b'[');
                 if run >= 2 {
                     stack.push(Open::Link { pos: i + run - 2 });
-                    open_counts[1] += 1;
+                    scope(&mut scopes)[1] += 1;
                 }
                 i += run;
             }
             b']' => {
                 let run = run_len(b, i, b']');
-                if run >= 2
-                    && pop_to(&mut stack, &mut open_counts, 1)
-                    && let Some(Open::Link { pos }) = stack.pop()
-                {
-                    open_counts[1] -= 1;
-                    let end = i + 2;
-                    pairs.insert(
-                        pos,
-                        Pair {
-                            kind: Kind::Link,
-                            end,
-                        },
-                    );
+                if run >= 2 {
+                    close_single(&mut stack, scope(&mut scopes), &mut pairs, Kind::Link, i + 2);
                 }
                 i += run;
             }
-            b'|' if line_start && b.get(i + 1) == Some(&b'}') => {
-                if pop_to(&mut stack, &mut open_counts, 2)
-                    && let Some(Open::Table { pos }) = stack.pop()
-                {
-                    open_counts[2] -= 1;
-                    let end = i + 2;
-                    pairs.insert(
-                        pos,
-                        Pair {
-                            kind: Kind::Table,
-                            end,
-                        },
-                    );
-                }
-                i += 2;
+            0xEF if b[i..].starts_with(REF_OPEN) => {
+                stack.push(Open::Ref { pos: i });
+                scopes.push([0; 3]);
+                i += REF_OPEN.len();
             }
-            _ => i += 1,
+            0xEF if b[i..].starts_with(REF_CLOSE) => {
+                // Everything still open in the scope is unmatched (literal).
+                while let Some(open) = stack.pop() {
+                    if let Open::Ref { pos } = open {
+                        scopes.pop();
+                        let end = i + REF_CLOSE.len();
+                        pairs.insert(pos, Pair { kind: Kind::Ref, end });
+                        break;
+                    }
+                }
+                i += REF_CLOSE.len();
+            }
+            0xEF => i += 1,
+            _ => {
+                // `|`: only `|}` at the start of a line means anything here.
+                if b.get(i + 1) == Some(&b'}') && at_line_start(b, i) {
+                    close_single(&mut stack, scope(&mut scopes), &mut pairs, Kind::Table, i + 2);
+                    i += 2;
+                } else {
+                    i += 1;
+                }
+            }
         }
-        // Tables open and close at the start of a line, after optional
-        // indentation (`:{|` is an indented table).
-        line_start = match c {
-            b'\n' => true,
-            b' ' | b'\t' | b':' => line_start,
-            _ => false,
-        };
     }
     pairs
+}
+
+/// The open counts of the innermost scope.
+fn scope(scopes: &mut [[usize; 3]]) -> &mut [usize; 3] {
+    scopes.last_mut().expect("the document scope is never popped")
+}
+
+/// Tables open and close at the start of a line, after optional
+/// indentation (`:{|` is an indented table).
+fn at_line_start(b: &[u8], i: usize) -> bool {
+    let indent = b[..i]
+        .iter()
+        .rev()
+        .take_while(|c| matches!(c, b' ' | b'\t' | b':'))
+        .count();
+    i == indent || b[i - indent - 1] == b'\n'
 }
 
 fn run_len(b: &[u8], i: usize, c: u8) -> usize {
     b[i..].iter().take_while(|x| **x == c).count()
 }
 
-/// Pop entries above the innermost open entry of `slot`; returns whether
-/// one exists (then it is on top of the stack).
+/// Pop entries above the innermost open entry of `slot` in the current
+/// scope; returns whether one exists (then it is on top of the stack).
 fn pop_to(stack: &mut Vec<Open>, open_counts: &mut [usize; 3], slot: usize) -> bool {
     if open_counts[slot] == 0 {
         return false;
     }
     while let Some(top) = stack.last() {
-        if top.slot() == slot {
-            return true;
+        match top.slot() {
+            Some(s) if s == slot => return true,
+            Some(s) => open_counts[s] -= 1,
+            None => unreachable!("a scope with an open entry has it above its marker"),
         }
-        open_counts[top.slot()] -= 1;
         stack.pop();
     }
     false
@@ -259,6 +297,16 @@ mod tests {
         assert_eq!(kinds("a}} b]] c|}"), []);
         assert_eq!(kinds("{{a [[b }}"), [(0, Kind::Template, 10)]);
         assert_eq!(kinds("[[[a]]]"), [(1, Kind::Link, 6)]);
+    }
+
+    #[test]
+    fn pairs_never_cross_a_ref_scope() {
+        let text = "{{a \u{F7F0}}} [[b]] {{\u{F7F1} }}";
+        let got = kinds(text);
+        let template = got.iter().find(|p| p.1 == Kind::Template).expect("the outer template");
+        assert_eq!((template.0, template.2), (0, text.len()));
+        assert!(got.iter().any(|p| p.1 == Kind::Link));
+        assert!(got.iter().any(|p| p.1 == Kind::Ref));
     }
 
     #[test]

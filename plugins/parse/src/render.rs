@@ -49,7 +49,7 @@ const MAGIC_VARIABLES: &[&str] = &[
 const SPECIAL: [bool; 256] = {
     let mut table = [false; 256];
     let mut i = 0;
-    let specials = b"{['_\n";
+    let specials = b"{['_\n\xEF";
     while i < specials.len() {
         table[specials[i] as usize] = true;
         i += 1;
@@ -157,7 +157,7 @@ impl<'a> Renderer<'a> {
             self.out.push_str(&self.src[plain_from..i]);
             plain_from = i;
             let next = match c {
-                b'{' => self.pairs.get(&i).map(|p| self.brace(i, *p)),
+                b'{' | 0xEF => self.pairs.get(&i).map(|p| self.brace(i, *p)),
                 b'[' => self.bracket(i, end),
                 b'\'' => quotes(b, i, end),
                 b'_' => magic_word(b, i, end),
@@ -231,16 +231,21 @@ impl<'a> Renderer<'a> {
                 self.template_name(i + 2, pair.end - 2);
                 pair.end
             }
-            Kind::Table => {
-                // Table text is not prose; links inside still count.
+            Kind::Table | Kind::Ref => {
+                // Table and reference text is not prose; links and templates
+                // inside still count.
+                // `{|` `|}` are two bytes; the ref markers three each.
+                let delimiter = if pair.kind == Kind::Table { 2 } else { 3 };
                 if self.depth < MAX_DEPTH {
                     let saved = std::mem::take(&mut self.out);
                     self.depth += 1;
-                    self.render(i + 2, pair.end - 2, false);
+                    self.render(i + delimiter, pair.end - delimiter, false);
                     self.depth -= 1;
                     self.out = saved;
                 }
-                self.out.push('\n');
+                if pair.kind == Kind::Table {
+                    self.out.push('\n');
+                }
                 pair.end
             }
             Kind::Param | Kind::Link => pair.end,
@@ -399,34 +404,72 @@ pub fn normalize_title(raw: &str) -> String {
     }
 }
 
-/// Final text clean-up: decode entities, collapse spaces within lines, drop
-/// blank-line runs, trim.
+/// Bytes that end a run of plain text in [`clean`]: whitespace, and the
+/// lead bytes of U+00A0 (no-break space) and of protected characters.
+const CLEAN_SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    table[b'\n' as usize] = true;
+    table[b' ' as usize] = true;
+    table[b'\t' as usize] = true;
+    table[b'\r' as usize] = true;
+    table[0xC2] = true;
+    table[0xEF] = true;
+    table
+};
+
+/// Final text clean-up: decode entities, restore protected characters,
+/// collapse whitespace within lines, turn blank-line runs into one paragraph
+/// break, trim. One pass over the bytes; plain runs are copied whole.
 pub fn clean(raw: &str) -> String {
-    let mut text = html_escape::decode_html_entities(raw).into_owned();
-    crate::tags::unprotect(&mut text);
-    let mut out = String::with_capacity(text.len());
-    let mut blank_run = 0;
-    for line in text.lines() {
-        let mut words = line
-            .split(|c: char| c.is_whitespace())
-            .filter(|w| !w.is_empty())
-            .peekable();
-        if words.peek().is_none() {
-            blank_run += 1;
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str(if blank_run > 0 { "\n\n" } else { "\n" });
-        }
-        blank_run = 0;
-        let mut first = true;
-        for word in words {
-            if !first {
-                out.push(' ');
+    let decoded = if raw.contains('&') {
+        html_escape::decode_html_entities(raw)
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    };
+    let b = decoded.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut pending_space = false;
+    let mut newlines = 0u32;
+    let mut i = 0;
+    while i < b.len() {
+        let (text, next): (&[u8], usize) = match b[i] {
+            b'\n' => {
+                newlines += u32::from(!out.is_empty());
+                pending_space = false;
+                i += 1;
+                continue;
             }
-            first = false;
-            out.push_str(word);
+            b' ' | b'\t' | b'\r' => {
+                pending_space = !out.is_empty() && newlines == 0;
+                i += 1;
+                continue;
+            }
+            0xC2 if b.get(i + 1) == Some(&0xA0) => {
+                pending_space = !out.is_empty() && newlines == 0;
+                i += 2;
+                continue;
+            }
+            0xEF if let Some(original) = crate::tags::protected_at(b, i) => (original, i + 3),
+            _ => {
+                // A run of plain text: it starts at a character boundary and
+                // stops only before ASCII or a lead byte, so it holds whole
+                // characters.
+                let run = b[i + 1..].iter().position(|c| CLEAN_SPECIAL[usize::from(*c)]);
+                let end = run.map_or(b.len(), |r| i + 1 + r);
+                (&b[i..end], end)
+            }
+        };
+        if newlines >= 2 {
+            out.extend_from_slice(b"\n\n");
+        } else if newlines == 1 {
+            out.push(b'\n');
+        } else if pending_space {
+            out.push(b' ');
         }
+        newlines = 0;
+        pending_space = false;
+        out.extend_from_slice(text);
+        i = next;
     }
-    out
+    String::from_utf8(out).expect("whole UTF-8 characters were copied")
 }

@@ -13,6 +13,13 @@ use std::collections::HashMap;
 
 use memchr::memmem;
 
+/// The content of a `<ref>` is kept between these two markers: it is not
+/// prose (later passes render it to nothing), but the templates and links
+/// in it belong to the page (citation templates are the most used ones).
+pub const REF_OPEN: char = '\u{F7F0}';
+/// See [`REF_OPEN`].
+pub const REF_CLOSE: char = '\u{F7F1}';
+
 /// Tags whose content is not prose: dropped with the tag.
 const DROP_CONTENT: &[&str] = &[
     "ref",
@@ -112,7 +119,7 @@ const UNWRAP: &[&str] = &[
 const MAX_TAG_LEN: usize = 2048;
 
 /// Markup characters inside `<nowiki>`/`<pre>` are mapped into the Unicode
-/// private use area so later passes treat them as text; [`unprotect`] maps
+/// private use area so later passes treat them as text; [`protected_at`] maps
 /// them back.
 const PROTECT_BASE: u32 = 0xF700;
 const PROTECTED: &[u8] = b"[]{}|'=*#:;<>~_-";
@@ -170,6 +177,12 @@ fn handle_open(
         Some((content_end, after)) => {
             if literal {
                 protect(&input[end..content_end], out);
+            } else if name == "ref" {
+                // The content cannot contain `</ref` (the closer is the
+                // first one), so this recursion is one level deep.
+                out.push(REF_OPEN);
+                out.push_str(&strip(&input[end..content_end]));
+                out.push(REF_CLOSE);
             }
             after
         }
@@ -288,23 +301,14 @@ fn protect(text: &str, out: &mut String) {
     }
 }
 
-/// Map protected characters back to themselves.
-pub fn unprotect(text: &mut String) {
-    let base = char::from_u32(PROTECT_BASE).expect("valid");
-    let top = char::from_u32(PROTECT_BASE + 0x7f).expect("valid");
-    if !text.chars().any(|c| (base..=top).contains(&c)) {
-        return;
-    }
-    *text = text
-        .chars()
-        .map(|c| {
-            if (base..=top).contains(&c) {
-                char::from_u32(c as u32 - PROTECT_BASE).expect("ASCII")
-            } else {
-                c
-            }
-        })
-        .collect();
+/// If the UTF-8 bytes at `i` encode a protected character, the ASCII byte
+/// it stands for (as a one-byte slice).
+pub fn protected_at(bytes: &[u8], i: usize) -> Option<&'static [u8]> {
+    let encoded = bytes.get(i..i + 3)?;
+    let c = std::str::from_utf8(encoded).ok()?.chars().next()?;
+    let offset = (c as u32).checked_sub(PROTECT_BASE).filter(|o| *o < 0x80)?;
+    let original = PROTECTED.iter().find(|p| u32::from(**p) == offset)?;
+    Some(std::slice::from_ref(original))
 }
 
 #[cfg(test)]
@@ -313,16 +317,15 @@ mod tests {
 
     #[test]
     fn comments_refs_and_non_prose_are_dropped() {
-        let s = strip("a<!-- x -->b<ref name=\"n\">c {{d}}</ref>e<ref name=n />f<math>x^2</math>g");
-        assert_eq!(s, "abefg");
+        let s = strip("a<!-- x -->b<ref name=\"n\">c {{d}}<!--y--></ref>e<ref name=n />f<math>x^2</math>g");
+        assert_eq!(s, "ab\u{F7F0}c {{d}}\u{F7F1}efg");
     }
 
     #[test]
     fn prose_tags_are_unwrapped_and_nowiki_protected() {
-        let mut s = strip("<span style=\"x\">a</span><nowiki>[[b]]</nowiki><small>c</small>");
+        let s = strip("<span style=\"x\">a</span><nowiki>[[b]]</nowiki><small>c</small>");
         assert!(!s.contains("[["));
-        unprotect(&mut s);
-        assert_eq!(s, "a[[b]]c");
+        assert_eq!(crate::render::clean(&s), "a[[b]]c");
     }
 
     #[test]

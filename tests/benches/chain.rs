@@ -1,0 +1,119 @@
+//! The document plugins on real wiki pages (the bundled 206-page enwiki
+//! dump): each plugin and the whole parse -> lang -> score chain, as WASM
+//! components through the host runtime and as the same crates compiled
+//! natively, in the same run. Throughput is in MB of *wikitext* per second
+//! for every case, so the per-plugin figures add up like the chain's.
+//!
+//! Run: `cargo bench -p weir-tests --bench chain`
+
+use weir::runtime::{DocRecord, Grants, Limits};
+use weir_plugin_lang::Lang;
+use weir_plugin_parse::Parse;
+use weir_plugin_score::Score;
+use weir_sdk::{LocalInstance, Record, Transform};
+use weir_tests::bench::{Measurement, measure, print_table};
+
+const BATCH: usize = 32;
+
+fn to_sdk(r: &DocRecord) -> Record {
+    Record {
+        id: r.id.clone(),
+        revision: r.revision,
+        content_type: r.content_type.clone(),
+        body: r.body.clone(),
+        metadata: r.metadata.clone(),
+    }
+}
+
+fn from_sdk(r: Record) -> DocRecord {
+    DocRecord {
+        id: r.id,
+        revision: r.revision,
+        content_type: r.content_type,
+        body: r.body,
+        metadata: r.metadata,
+    }
+}
+
+/// Run a native plugin over `inputs` in batches; returns its outputs.
+fn native<T: Transform>(plugin: &mut LocalInstance<T>, inputs: &[DocRecord]) -> Vec<DocRecord> {
+    inputs
+        .chunks(BATCH)
+        .flat_map(|chunk| plugin.process_batch(chunk.iter().map(to_sdk).collect()))
+        .flat_map(|outcome| outcome.expect("the sample pages process"))
+        .map(from_sdk)
+        .collect()
+}
+
+/// Run a WASM plugin instance over `inputs` in batches; returns its outputs.
+fn wasm(instance: &mut weir::runtime::PluginInstance, inputs: &[DocRecord]) -> Vec<DocRecord> {
+    inputs
+        .chunks(BATCH)
+        .flat_map(|chunk| instance.process(chunk).expect("no trap"))
+        .flat_map(|outcome| outcome.expect("the sample pages process"))
+        .collect()
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let pages = weir_tests::dump_records(&weir_tests::sample_dump());
+    let docs = pages.len() as u64;
+    let wikitext: u64 = pages.iter().map(|p| p.body.len() as u64).sum();
+    println!("## Document plugins on {docs} real enwiki pages ({:.1} MB of wikitext)", wikitext as f64 / 1e6);
+
+    let mut native_parse = LocalInstance::<Parse>::new("{}").unwrap();
+    let mut native_lang = LocalInstance::<Lang>::new("{}").unwrap();
+    let mut native_score = LocalInstance::<Score>::new("{}").unwrap();
+    let parsed = native(&mut native_parse, &pages);
+    let languages = native(&mut native_lang, &parsed);
+
+    let runtime = weir_tests::runtime();
+    let instance = |name: &str| {
+        weir_tests::load(&runtime, name)
+            .instantiate(&Limits::default(), &Grants::default(), "{}")
+            .unwrap()
+    };
+    let (mut wasm_parse, mut wasm_lang, mut wasm_score) = (instance("parse"), instance("lang"), instance("score"));
+    assert_eq!(wasm(&mut wasm_parse, &pages), parsed, "WASM and native parse agree");
+
+    let chain = weir_tests::chain(
+        &runtime,
+        &[
+            ("parse", "parse", Limits::default()),
+            ("lang", "lang", Limits::default()),
+            ("score", "score", Limits::default()),
+        ],
+    );
+    let mut worker = chain.start_worker().unwrap();
+
+    let mut measured: Vec<Measurement> = Vec::new();
+    let mut case = |name: &str, run: &mut dyn FnMut() -> usize| {
+        measured.push(measure(name, docs, wikitext, run));
+    };
+    case("parse, native", &mut || native(&mut native_parse, &pages).len());
+    case("parse, wasm", &mut || wasm(&mut wasm_parse, &pages).len());
+    case("lang, native", &mut || native(&mut native_lang, &parsed).len());
+    case("lang, wasm", &mut || wasm(&mut wasm_lang, &parsed).len());
+    case("score, native", &mut || native(&mut native_score, &languages).len());
+    case("score, wasm", &mut || wasm(&mut wasm_score, &languages).len());
+    case("chain parse->lang->score, native", &mut || {
+        let parsed = native(&mut native_parse, &pages);
+        let languages = native(&mut native_lang, &parsed);
+        native(&mut native_score, &languages).len()
+    });
+    case("chain parse->lang->score, wasm (host chain worker)", &mut || {
+        pages
+            .chunks(BATCH)
+            .map(|chunk| worker.process(chunk.to_vec()).unwrap().len())
+            .sum()
+    });
+    print_table("Throughput (MB/s of wikitext, docs/s)", &measured, "chain parse->lang->score, native");
+
+    println!("\n| plugin | WASM / native throughput |\n|---|---:|");
+    for pair in measured.chunks(2) {
+        let ratio = pair[1].mb_per_s() / pair[0].mb_per_s();
+        println!("| {} | {:.2}x |", pair[0].name.trim_end_matches(", native"), ratio);
+    }
+}
