@@ -61,7 +61,10 @@ fn main() {
     let pages = weir_tests::dump_records(&weir_tests::sample_dump());
     let docs = pages.len() as u64;
     let wikitext: u64 = pages.iter().map(|p| p.body.len() as u64).sum();
-    println!("## Document plugins on {docs} real enwiki pages ({:.1} MB of wikitext)", wikitext as f64 / 1e6);
+    println!(
+        "## Document plugins on {docs} real enwiki pages ({:.1} MB of wikitext)",
+        wikitext as f64 / 1e6
+    );
 
     let mut native_parse = LocalInstance::<Parse>::new("{}").unwrap();
     let mut native_lang = LocalInstance::<Lang>::new("{}").unwrap();
@@ -75,8 +78,13 @@ fn main() {
             .instantiate(&Limits::default(), &Grants::default(), "{}")
             .unwrap()
     };
-    let (mut wasm_parse, mut wasm_lang, mut wasm_score) = (instance("parse"), instance("lang"), instance("score"));
-    assert_eq!(wasm(&mut wasm_parse, &pages), parsed, "WASM and native parse agree");
+    let (mut wasm_parse, mut wasm_lang, mut wasm_score) =
+        (instance("parse"), instance("lang"), instance("score"));
+    assert_eq!(
+        wasm(&mut wasm_parse, &pages),
+        parsed,
+        "WASM and native parse agree"
+    );
 
     let chain = weir_tests::chain(
         &runtime,
@@ -92,28 +100,47 @@ fn main() {
     let mut case = |name: &str, run: &mut dyn FnMut() -> usize| {
         measured.push(measure(name, docs, wikitext, run));
     };
-    case("parse, native", &mut || native(&mut native_parse, &pages).len());
+    case("parse, native", &mut || {
+        native(&mut native_parse, &pages).len()
+    });
     case("parse, wasm", &mut || wasm(&mut wasm_parse, &pages).len());
-    case("lang, native", &mut || native(&mut native_lang, &parsed).len());
+    case("lang, native", &mut || {
+        native(&mut native_lang, &parsed).len()
+    });
     case("lang, wasm", &mut || wasm(&mut wasm_lang, &parsed).len());
-    case("score, native", &mut || native(&mut native_score, &languages).len());
-    case("score, wasm", &mut || wasm(&mut wasm_score, &languages).len());
+    case("score, native", &mut || {
+        native(&mut native_score, &languages).len()
+    });
+    case("score, wasm", &mut || {
+        wasm(&mut wasm_score, &languages).len()
+    });
     case("chain parse->lang->score, native", &mut || {
         let parsed = native(&mut native_parse, &pages);
         let languages = native(&mut native_lang, &parsed);
         native(&mut native_score, &languages).len()
     });
-    case("chain parse->lang->score, wasm (host chain worker)", &mut || {
-        pages
-            .chunks(BATCH)
-            .map(|chunk| worker.process(chunk.to_vec()).unwrap().len())
-            .sum()
-    });
-    print_table("Throughput (MB/s of wikitext, docs/s)", &measured, "chain parse->lang->score, native");
+    case(
+        "chain parse->lang->score, wasm (host chain worker)",
+        &mut || {
+            pages
+                .chunks(BATCH)
+                .map(|chunk| worker.process(chunk.to_vec()).unwrap().len())
+                .sum()
+        },
+    );
+    print_table(
+        "Throughput (MB/s of wikitext, docs/s)",
+        &measured,
+        "chain parse->lang->score, native",
+    );
 
     println!("\n| plugin | WASM / native throughput |\n|---|---:|");
     for pair in measured.chunks(2) {
         let ratio = pair[1].mb_per_s() / pair[0].mb_per_s();
-        println!("| {} | {:.2}x |", pair[0].name.trim_end_matches(", native"), ratio);
+        println!(
+            "| {} | {:.2}x |",
+            pair[0].name.trim_end_matches(", native"),
+            ratio
+        );
     }
 }

@@ -138,7 +138,8 @@ pub fn dump_records(path: &std::path::Path) -> Vec<DocRecord> {
             return records;
         }
         for message in batch {
-            let event = weir::event::decode(&message.payload, usize::MAX / 2).expect("dump events decode");
+            let event =
+                weir::event::decode(&message.payload, usize::MAX / 2).expect("dump events decode");
             records.push(DocRecord {
                 id: event.id.clone(),
                 revision: event.revision,

@@ -255,3 +255,31 @@ fn validate_reports_every_problem_with_its_line() {
         "{text}"
     );
 }
+
+#[test]
+fn a_mediawiki_dump_is_a_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let dump = weir_tests::sample_dump();
+    let summary = run(&pipeline_file(dir.path(), &dump, &out, ""));
+    assert_eq!(
+        (
+            summary.stats.records,
+            summary.stats.results,
+            summary.stats.dead_letters
+        ),
+        (206, 206, 0)
+    );
+    let lines = read_jsonl_objects(&out.join("test/results"));
+    let albedo = lines
+        .iter()
+        .find(|l| l["metadata"]["title"] == "Albedo")
+        .unwrap();
+    assert_eq!(albedo["id"], "enwiki:39");
+    assert_eq!(albedo["revision"], 715952044);
+    assert_eq!(
+        albedo["position"]["topic"],
+        "enwiki-sample-pages-articles.xml.bz2"
+    );
+    assert_eq!(albedo["metadata"]["wiki"], "enwiki");
+}

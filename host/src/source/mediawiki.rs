@@ -168,20 +168,14 @@ impl DumpSource {
                         _ => {}
                     }
                 }
-                Event::Text(text) => {
-                    if self.field.is_some() {
-                        self.text.push_str(&text.xml10_content());
-                    }
+                Event::Text(text) if self.field.is_some() => {
+                    self.text.push_str(&text.xml10_content());
                 }
-                Event::CData(cdata) => {
-                    if self.field.is_some() {
-                        self.text.push_str(&cdata.xml10_content());
-                    }
+                Event::CData(cdata) if self.field.is_some() => {
+                    self.text.push_str(&cdata.xml10_content());
                 }
-                Event::GeneralRef(reference) => {
-                    if self.field.is_some() {
-                        push_reference(&mut self.text, &reference);
-                    }
+                Event::GeneralRef(reference) if self.field.is_some() => {
+                    push_reference(&mut self.text, &reference);
                 }
                 Event::End(_) => {
                     if let Some(field) = self.field.take() {

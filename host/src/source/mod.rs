@@ -85,8 +85,8 @@ pub enum SourceError {
 pub enum FileSource {
     /// JSONL of change events.
     Jsonl(file::JsonlSource),
-    /// A MediaWiki XML dump.
-    Dump(mediawiki::DumpSource),
+    /// A MediaWiki XML dump (boxed: its reader state is large).
+    Dump(Box<mediawiki::DumpSource>),
 }
 
 impl FileSource {
@@ -99,7 +99,7 @@ impl FileSource {
         Ok(match format {
             FileFormat::Jsonl => FileSource::Jsonl(file::JsonlSource::open(path).map_err(io)?),
             FileFormat::MediawikiXml => {
-                FileSource::Dump(mediawiki::DumpSource::open(path).map_err(io)?)
+                FileSource::Dump(Box::new(mediawiki::DumpSource::open(path).map_err(io)?))
             }
         })
     }

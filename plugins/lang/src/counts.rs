@@ -90,7 +90,8 @@ impl Counter {
 
     /// A `.`, `!` or `?` followed by whitespace ends a sentence.
     fn end_sentence_if(&mut self, whitespace: bool) {
-        if std::mem::take(&mut self.pending_terminator) && whitespace && self.words_in_sentence > 0 {
+        if std::mem::take(&mut self.pending_terminator) && whitespace && self.words_in_sentence > 0
+        {
             self.counts.sentences += 1;
             self.words_in_sentence = 0;
         }

@@ -141,15 +141,24 @@ impl Lang {
         let config = &self.config;
         let paragraphs = sample::paragraphs(text, config.sample_paragraphs, config.sample_bytes);
         let sample_text = paragraphs.join("\n");
-        let letters = sample_text.chars().filter(|c| c.is_alphabetic()).take(config.min_detect_letters).count();
+        let letters = sample_text
+            .chars()
+            .filter(|c| c.is_alphabetic())
+            .take(config.min_detect_letters)
+            .count();
         let detected = (letters >= config.min_detect_letters)
             .then(|| whatlang::detect(&sample_text).map(describe))
             .flatten();
         let mix_supported = detected
             .as_ref()
             .is_some_and(|d| MIX_LANGUAGES.contains(&d.iso639_3.as_str()));
-        let mix = if mix_supported { language_mix(&paragraphs) } else { Vec::new() };
-        let mixed = mix_supported.then(|| mix.get(1).is_some_and(|s| s.share >= config.mix_threshold));
+        let mix = if mix_supported {
+            language_mix(&paragraphs)
+        } else {
+            Vec::new()
+        };
+        let mixed =
+            mix_supported.then(|| mix.get(1).is_some_and(|s| s.share >= config.mix_threshold));
         let terms_sample = sample::paragraphs(text, 16, config.terms_sample_bytes).join("\n");
         let stop_words = detected.as_ref().map(|d| {
             let code: &'static str = static_code(&d.code);

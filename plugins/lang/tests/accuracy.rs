@@ -20,7 +20,10 @@ fn detects_at_least_95_percent_of_paragraphs_in_25_languages() {
     let mut misses = Vec::new();
     for line in data.lines() {
         let (expected, paragraph) = line.split_once('\t').expect("code<TAB>paragraph");
-        assert!(paragraph.chars().count() >= 200, "{expected}: short paragraph");
+        assert!(
+            paragraph.chars().count() >= 200,
+            "{expected}: short paragraph"
+        );
         let detected = lang.analyse(paragraph).detected.map(|d| d.code);
         let entry = per_language.entry(expected).or_default();
         entry.1 += 1;
@@ -34,12 +37,19 @@ fn detects_at_least_95_percent_of_paragraphs_in_25_languages() {
         .values()
         .fold((0, 0), |(c, t), (ci, ti)| (c + ci, t + ti));
     let accuracy = correct as f64 / total as f64;
-    println!("accuracy {:.1}% ({correct}/{total}) over {} languages", 100.0 * accuracy, per_language.len());
+    println!(
+        "accuracy {:.1}% ({correct}/{total}) over {} languages",
+        100.0 * accuracy,
+        per_language.len()
+    );
     for (code, (c, t)) in &per_language {
         println!("  {code}: {c}/{t}");
     }
     assert!(per_language.len() >= 15);
-    assert!(accuracy >= 0.95, "accuracy {accuracy:.3}; misses: {misses:?}");
+    assert!(
+        accuracy >= 0.95,
+        "accuracy {accuracy:.3}; misses: {misses:?}"
+    );
     for (code, (c, t)) in &per_language {
         assert!(*c * 5 >= *t * 4, "{code}: {c}/{t}; misses: {misses:?}");
     }

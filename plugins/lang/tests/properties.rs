@@ -35,12 +35,22 @@ fn english_page_with_terms_and_counts() {
                 charcoal has a low albedo.\n\nThe albedo of Earth is about 0.3.";
     let data = analyse(text);
     let detected = data.detected.expect("English is detected");
-    assert_eq!((detected.code.as_str(), detected.iso639_3.as_str(), detected.script.as_str()), ("en", "eng", "Latin"));
+    assert_eq!(
+        (
+            detected.code.as_str(),
+            detected.iso639_3.as_str(),
+            detected.script.as_str()
+        ),
+        ("en", "eng", "Latin")
+    );
     assert!(detected.reliable);
     assert_eq!(data.counts.sentences, 4);
     assert_eq!(data.top_terms[0].term, "albedo");
     assert_eq!(data.top_terms[0].count, 5);
-    assert!(data.top_terms.iter().all(|t| t.term != "the"), "stop words are removed");
+    assert!(
+        data.top_terms.iter().all(|t| t.term != "the"),
+        "stop words are removed"
+    );
     assert_eq!(data.mixed, Some(false));
 }
 
@@ -64,7 +74,11 @@ fn long_texts_cost_the_same_as_their_sample() {
     let started = std::time::Instant::now();
     let data = analyse(&text);
     assert_eq!(data.counts.sentences, 20_000);
-    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]

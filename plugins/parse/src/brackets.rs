@@ -133,7 +133,13 @@ pub fn match_pairs(text: &str) -> Pairs {
             b']' => {
                 let run = run_len(b, i, b']');
                 if run >= 2 {
-                    close_single(&mut stack, scope(&mut scopes), &mut pairs, Kind::Link, i + 2);
+                    close_single(
+                        &mut stack,
+                        scope(&mut scopes),
+                        &mut pairs,
+                        Kind::Link,
+                        i + 2,
+                    );
                 }
                 i += run;
             }
@@ -148,7 +154,13 @@ pub fn match_pairs(text: &str) -> Pairs {
                     if let Open::Ref { pos } = open {
                         scopes.pop();
                         let end = i + REF_CLOSE.len();
-                        pairs.insert(pos, Pair { kind: Kind::Ref, end });
+                        pairs.insert(
+                            pos,
+                            Pair {
+                                kind: Kind::Ref,
+                                end,
+                            },
+                        );
                         break;
                     }
                 }
@@ -158,7 +170,13 @@ pub fn match_pairs(text: &str) -> Pairs {
             _ => {
                 // `|`: only `|}` at the start of a line means anything here.
                 if b.get(i + 1) == Some(&b'}') && at_line_start(b, i) {
-                    close_single(&mut stack, scope(&mut scopes), &mut pairs, Kind::Table, i + 2);
+                    close_single(
+                        &mut stack,
+                        scope(&mut scopes),
+                        &mut pairs,
+                        Kind::Table,
+                        i + 2,
+                    );
                     i += 2;
                 } else {
                     i += 1;
@@ -171,7 +189,9 @@ pub fn match_pairs(text: &str) -> Pairs {
 
 /// The open counts of the innermost scope.
 fn scope(scopes: &mut [[usize; 3]]) -> &mut [usize; 3] {
-    scopes.last_mut().expect("the document scope is never popped")
+    scopes
+        .last_mut()
+        .expect("the document scope is never popped")
 }
 
 /// Tables open and close at the start of a line, after optional
@@ -303,7 +323,10 @@ mod tests {
     fn pairs_never_cross_a_ref_scope() {
         let text = "{{a \u{F7F0}}} [[b]] {{\u{F7F1} }}";
         let got = kinds(text);
-        let template = got.iter().find(|p| p.1 == Kind::Template).expect("the outer template");
+        let template = got
+            .iter()
+            .find(|p| p.1 == Kind::Template)
+            .expect("the outer template");
         assert_eq!((template.0, template.2), (0, text.len()));
         assert!(got.iter().any(|p| p.1 == Kind::Link));
         assert!(got.iter().any(|p| p.1 == Kind::Ref));

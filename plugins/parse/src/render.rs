@@ -454,7 +454,9 @@ pub fn clean(raw: &str) -> String {
                 // A run of plain text: it starts at a character boundary and
                 // stops only before ASCII or a lead byte, so it holds whole
                 // characters.
-                let run = b[i + 1..].iter().position(|c| CLEAN_SPECIAL[usize::from(*c)]);
+                let run = b[i + 1..]
+                    .iter()
+                    .position(|c| CLEAN_SPECIAL[usize::from(*c)]);
                 let end = run.map_or(b.len(), |r| i + 1 + r);
                 (&b[i..end], end)
             }

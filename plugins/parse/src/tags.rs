@@ -130,36 +130,69 @@ pub fn strip(input: &str) -> String {
     let lower = input.to_ascii_lowercase();
     let mut closers = CloserSearch::new(lower.as_bytes());
     let mut out = String::with_capacity(input.len());
+    // The `<ref>` whose content is being copied: (content end, after closer).
+    let mut open_ref: Option<(usize, usize)> = None;
     let mut i = 0;
-    while let Some(found) = memchr::memchr(b'<', &bytes[i..]) {
+    loop {
+        let limit = open_ref.map_or(bytes.len(), |(content_end, _)| content_end);
+        let Some(found) = memchr::memchr(b'<', &bytes[i..limit]) else {
+            out.push_str(&input[i..limit]);
+            match open_ref.take() {
+                Some((_, after)) => {
+                    out.push(REF_CLOSE);
+                    i = after;
+                    continue;
+                }
+                None => break,
+            }
+        };
         let lt = i + found;
         out.push_str(&input[i..lt]);
-        i = match tag_at(input, lower.as_bytes(), lt) {
-            Tag::Comment { end } => end,
+        let next = match tag_at(input, lower.as_bytes(), lt) {
+            Tag::Comment { end } | Tag::Close { end } => end,
             Tag::Open {
                 name,
                 end,
                 self_closing,
-            } => handle_open(input, &mut closers, &mut out, name, end, self_closing),
-            Tag::Close { end } => end,
+            } => {
+                let opened = Opened {
+                    name,
+                    end,
+                    self_closing,
+                };
+                handle_open(input, &mut closers, &mut out, &mut open_ref, opened)
+            }
             Tag::Literal => {
                 out.push('<');
                 lt + 1
             }
         };
+        // Nothing inside a reference may run past its closer.
+        i = next.min(open_ref.map_or(usize::MAX, |(content_end, _)| content_end));
     }
-    out.push_str(&input[i..]);
     out
 }
 
+/// An opening tag found by [`tag_at`].
+struct Opened {
+    name: &'static str,
+    end: usize,
+    self_closing: bool,
+}
+
+/// Handle an opening tag; returns where scanning continues.
 fn handle_open(
     input: &str,
     closers: &mut CloserSearch<'_>,
     out: &mut String,
-    name: &'static str,
-    end: usize,
-    self_closing: bool,
+    open_ref: &mut Option<(usize, usize)>,
+    tag: Opened,
 ) -> usize {
+    let Opened {
+        name,
+        end,
+        self_closing,
+    } = tag;
     if self_closing {
         if name == "br" {
             out.push(' ');
@@ -174,15 +207,17 @@ fn handle_open(
         return end;
     }
     match closers.find(name, end) {
+        // A reference's content is scanned like the rest of the page, between
+        // markers (a `<ref>` inside a reference has no closer of its own).
+        Some((content_end, after)) if name == "ref" && open_ref.is_none() => {
+            out.push(REF_OPEN);
+            *open_ref = Some((content_end, after));
+            end
+        }
+        Some(_) if name == "ref" => end,
         Some((content_end, after)) => {
             if literal {
                 protect(&input[end..content_end], out);
-            } else if name == "ref" {
-                // The content cannot contain `</ref` (the closer is the
-                // first one), so this recursion is one level deep.
-                out.push(REF_OPEN);
-                out.push_str(&strip(&input[end..content_end]));
-                out.push(REF_CLOSE);
             }
             after
         }
@@ -317,7 +352,9 @@ mod tests {
 
     #[test]
     fn comments_refs_and_non_prose_are_dropped() {
-        let s = strip("a<!-- x -->b<ref name=\"n\">c {{d}}<!--y--></ref>e<ref name=n />f<math>x^2</math>g");
+        let s = strip(
+            "a<!-- x -->b<ref name=\"n\">c {{d}}<!--y--></ref>e<ref name=n />f<math>x^2</math>g",
+        );
         assert_eq!(s, "ab\u{F7F0}c {{d}}\u{F7F1}efg");
     }
 

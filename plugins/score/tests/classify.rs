@@ -31,7 +31,12 @@ fn real_leads_get_their_topic() {
     ];
     for (title, lead, topic) in cases {
         let result = s.classify(title, lead);
-        assert_eq!(result.label.as_deref(), Some(topic), "{title}: {:?}", result.top);
+        assert_eq!(
+            result.label.as_deref(),
+            Some(topic),
+            "{title}: {:?}",
+            result.top
+        );
         assert!(result.confidence.unwrap() > 0.3);
         assert_eq!(result.top.len(), 3);
         assert!(result.model.digest.starts_with("sha256:"));
@@ -41,13 +46,24 @@ fn real_leads_get_their_topic() {
 #[test]
 fn inference_is_deterministic() {
     let s = score();
-    let a = s.classify("Snow", "Snow comprises individual ice crystals that grow while suspended in the atmosphere.");
-    let b = score().classify("Snow", "Snow comprises individual ice crystals that grow while suspended in the atmosphere.");
+    let a = s.classify(
+        "Snow",
+        "Snow comprises individual ice crystals that grow while suspended in the atmosphere.",
+    );
+    let b = score().classify(
+        "Snow",
+        "Snow comprises individual ice crystals that grow while suspended in the atmosphere.",
+    );
     assert_eq!(a, b);
 }
 
 fn record(json: &str) -> Record {
-    Record::new("d", 1, weir_plugin_score::INPUT_TYPE, json.as_bytes().to_vec())
+    Record::new(
+        "d",
+        1,
+        weir_plugin_score::INPUT_TYPE,
+        json.as_bytes().to_vec(),
+    )
 }
 
 #[test]
@@ -60,13 +76,24 @@ fn uses_language_and_lead_from_previous_stages() {
     let english = r#"{"title":"Kuwait","sections":[{"heading":"","level":0,"text":"Kuwait is a country in Western Asia. Situated in the northern edge of Eastern Arabia at the tip of the Persian Gulf, it shares borders with Iraq and Saudi Arabia. Its capital is Kuwait City."},{"heading":"H","level":2,"text":"x"}],"language":{"detected":{"code":"en"}}}"#;
     assert_eq!(scored(english)["label"], "Geography");
     let german = english.replace(r#""code":"en""#, r#""code":"de""#);
-    assert_eq!(scored(&german)["skipped"], "language `de` is not supported by the model");
+    assert_eq!(
+        scored(&german)["skipped"],
+        "language `de` is not supported by the model"
+    );
     let redirect = r#"{"redirect":"X","sections":[],"language":{"detected":null}}"#;
     assert_eq!(scored(redirect)["skipped"], "redirect page");
     let no_lang = r#"{"sections":[{"level":0,"text":"x"}]}"#;
-    assert!(scored(no_lang)["skipped"].as_str().unwrap().contains("no detected language"));
+    assert!(
+        scored(no_lang)["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("no detected language")
+    );
     // Not JSON: bad input, with the parser's reason.
-    let err = LocalInstance::<Score>::new("{}").unwrap().process(record("{oops")).unwrap_err();
+    let err = LocalInstance::<Score>::new("{}")
+        .unwrap()
+        .process(record("{oops"))
+        .unwrap_err();
     assert!(matches!(err, weir_sdk::Error::BadInput(_)), "{err}");
 }
 

@@ -1,0 +1,118 @@
+//! The document chain (parse -> lang -> score) as WASM components through the
+//! host's chain worker, on the bundled real enwiki pages:
+//! - golden test: the outputs for the first pages match `golden/chain.jsonl`
+//!   byte for byte (regenerate with `WEIR_BLESS=1` after an intended change,
+//!   and review the diff);
+//! - the WASM components compute exactly what the same crates compute
+//!   natively, for every page of the dump.
+
+use weir::runtime::{DocRecord, Limits};
+use weir_plugin_lang::Lang;
+use weir_plugin_parse::Parse;
+use weir_plugin_score::Score;
+use weir_sdk::{LocalInstance, Record};
+
+/// The golden file covers the first redirects and the first articles of the
+/// dump under [`GOLDEN_MAX_BYTES`] (so the file stays reviewable).
+const GOLDEN_REDIRECTS: usize = 2;
+const GOLDEN_ARTICLES: usize = 8;
+const GOLDEN_MAX_BYTES: usize = 40_000;
+
+fn wasm_outputs(pages: &[DocRecord]) -> Vec<Vec<DocRecord>> {
+    let runtime = weir_tests::runtime();
+    let chain = weir_tests::chain(
+        &runtime,
+        &[
+            ("parse", "parse", Limits::default()),
+            ("lang", "lang", Limits::default()),
+            ("score", "score", Limits::default()),
+        ],
+    );
+    let mut worker = chain.start_worker().unwrap();
+    worker
+        .process(pages.to_vec())
+        .unwrap()
+        .into_iter()
+        .map(|result| match result {
+            weir::chain::ChainResult::Done {
+                outputs,
+                stages_run,
+            } => {
+                assert_eq!(stages_run, 3);
+                outputs
+            }
+            weir::chain::ChainResult::Failed(f) => panic!("a sample page failed: {f:?}"),
+        })
+        .collect()
+}
+
+fn native_output(page: &DocRecord) -> Vec<u8> {
+    let mut record = Record {
+        id: page.id.clone(),
+        revision: page.revision,
+        content_type: page.content_type.clone(),
+        body: page.body.clone(),
+        metadata: page.metadata.clone(),
+    };
+    record = LocalInstance::<Parse>::new("{}")
+        .unwrap()
+        .process(record)
+        .unwrap()
+        .remove(0);
+    record = LocalInstance::<Lang>::new("{}")
+        .unwrap()
+        .process(record)
+        .unwrap()
+        .remove(0);
+    record = LocalInstance::<Score>::new("{}")
+        .unwrap()
+        .process(record)
+        .unwrap()
+        .remove(0);
+    assert_eq!(record.content_type, weir_plugin_score::OUTPUT_TYPE);
+    record.body
+}
+
+#[test]
+fn golden_outputs_for_the_first_pages() {
+    let (redirects, articles): (Vec<DocRecord>, Vec<DocRecord>) =
+        weir_tests::dump_records(&weir_tests::sample_dump())
+            .into_iter()
+            .filter(|p| p.body.len() < GOLDEN_MAX_BYTES)
+            .partition(|p| p.body.starts_with(b"#REDIRECT"));
+    let pages: Vec<DocRecord> = redirects
+        .into_iter()
+        .take(GOLDEN_REDIRECTS)
+        .chain(articles.into_iter().take(GOLDEN_ARTICLES))
+        .collect();
+    let outputs = wasm_outputs(&pages);
+    let mut actual = String::new();
+    for (page, outputs) in pages.iter().zip(&outputs) {
+        assert_eq!(outputs.len(), 1);
+        let body: serde_json::Value = serde_json::from_slice(&outputs[0].body).unwrap();
+        actual.push_str(
+            &serde_json::to_string(&serde_json::json!({"id": page.id, "output": body})).unwrap(),
+        );
+        actual.push('\n');
+    }
+    let golden = weir_tests::workspace_root().join("tests/golden/chain.jsonl");
+    if std::env::var_os("WEIR_BLESS").is_some() {
+        std::fs::write(&golden, &actual).unwrap();
+    }
+    let expected =
+        std::fs::read_to_string(&golden).expect("golden file (create it with WEIR_BLESS=1)");
+    for (line, (a, e)) in actual.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(a, e, "golden line {} differs", line + 1);
+    }
+    assert_eq!(actual.lines().count(), expected.lines().count());
+}
+
+#[test]
+fn wasm_and_native_agree_on_every_page() {
+    let pages = weir_tests::dump_records(&weir_tests::sample_dump());
+    assert_eq!(pages.len(), 206);
+    let outputs = wasm_outputs(&pages);
+    for (page, outputs) in pages.iter().zip(outputs) {
+        assert_eq!(outputs[0].body, native_output(page), "{}", page.id);
+    }
+}
