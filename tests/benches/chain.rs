@@ -134,6 +134,37 @@ fn main() {
         "chain parse->lang->score, native",
     );
 
+    // Model inference alone (features + linear model) on each article's lead,
+    // without the JSON around it.
+    let leads: Vec<(String, String)> = languages
+        .iter()
+        .filter_map(|r| {
+            let doc: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            let lead = doc["sections"][0]["text"].as_str()?.to_owned();
+            Some((doc["title"].as_str().unwrap_or("").to_owned(), lead))
+        })
+        .collect();
+    let model = Score::load(
+        weir_plugin_score::Config::default(),
+        weir_plugin_score::MODEL_BYTES,
+    )
+    .unwrap();
+    let inference = measure(
+        "score model inference only, native",
+        leads.len() as u64,
+        0,
+        || {
+            leads
+                .iter()
+                .map(|(t, l)| model.classify(t, l).top.len())
+                .sum::<usize>()
+        },
+    );
+    println!(
+        "\nScore model inference alone (features + model on the lead): {:.1?} per document",
+        inference.per_record()
+    );
+
     println!("\n| plugin | WASM / native throughput |\n|---|---:|");
     for pair in measured.chunks(2) {
         let ratio = pair[1].mb_per_s() / pair[0].mb_per_s();
