@@ -1,11 +1,21 @@
 //! The `weir` command line: argument parsing and the commands' top level.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
-use crate::{config, pipeline};
+use crate::config::{self, Source};
+use crate::source::FileFormat;
+use crate::{bodies, ingest, pipeline};
+
+/// After a stop signal, how long the host may take to finish, flush and
+/// commit before it exits anyway (exit code 3; uncommitted records are then
+/// delivered again to the next consumer).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(90);
 
 /// Stream documents through a chain of sandboxed WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -19,7 +29,8 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a pipeline to the end of its input and print a summary.
+    /// Run a pipeline: a file source to its end, a Kafka source until
+    /// SIGTERM/SIGINT (then finish, flush, commit, exit 0). Prints a summary.
     Run {
         /// The pipeline file.
         #[arg(short, long, value_name = "PIPELINE.toml")]
@@ -32,26 +43,49 @@ pub enum Command {
         #[arg(short, long, value_name = "PIPELINE.toml")]
         config: PathBuf,
     },
+    /// Produce change events to the pipeline's Kafka topic from a JSONL file
+    /// or a MediaWiki XML dump, keyed by document id.
+    Ingest {
+        /// The pipeline file (its [source.kafka], [s3] and [ingest]).
+        #[arg(short, long, value_name = "PIPELINE.toml")]
+        config: PathBuf,
+        /// The input: JSONL of change events, or a MediaWiki dump (.xml, .bz2).
+        #[arg(short, long)]
+        input: PathBuf,
+        /// Input format (default: from the file name).
+        #[arg(long, value_enum)]
+        format: Option<InputFormat>,
+        /// Create the topic with this many partitions if it does not exist.
+        #[arg(long, value_name = "N")]
+        create_partitions: Option<i32>,
+    },
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum InputFormat {
+    /// One change event per line.
+    Jsonl,
+    /// A MediaWiki XML dump.
+    MediawikiXml,
+}
+
+impl From<InputFormat> for FileFormat {
+    fn from(format: InputFormat) -> Self {
+        match format {
+            InputFormat::Jsonl => FileFormat::Jsonl,
+            InputFormat::MediawikiXml => FileFormat::MediawikiXml,
+        }
+    }
 }
 
 /// Run the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config } => {
-            let pipeline = config::load(&config)?;
-            let assembled = pipeline::assemble(&pipeline)?;
-            let summary = pipeline::run_file(&pipeline, &assembled)
-                .await
-                .with_context(|| format!("pipeline {}", pipeline.name))?;
-            for ((stage, counter), value) in &summary.stats.counters {
-                tracing::info!(stage, counter, value, "plugin counter");
-            }
-            println!("weir run {}: {}", pipeline.name, summary.line());
-            Ok(())
-        }
+        Command::Run { config } => run_pipeline(&config).await,
         Command::Validate { config } => {
             let pipeline = config::load(&config)?;
-            let assembled = pipeline::assemble(&pipeline)?;
+            let assembled = pipeline::assemble(&pipeline).await?;
             println!(
                 "{}: valid; chain: {}",
                 config.display(),
@@ -65,5 +99,68 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Ingest {
+            config,
+            input,
+            format,
+            create_partitions,
+        } => {
+            let pipeline = config::load(&config)?;
+            let Source::Kafka(kafka) = &pipeline.source else {
+                anyhow::bail!("{}: the source is not [source.kafka]", config.display());
+            };
+            if let Some(partitions) = create_partitions {
+                ingest::create_topic(kafka, partitions).await?;
+            }
+            let bodies = match &pipeline.ingest.bodies {
+                Some(_) => Some(bodies::BodyStore::new(
+                    crate::storage::s3_client(&pipeline.s3).await,
+                )),
+                None => None,
+            };
+            let summary = ingest::ingest(&pipeline, &input, format.map(Into::into), bodies)
+                .await
+                .with_context(|| format!("ingesting {}", input.display()))?;
+            println!("weir ingest: {}", summary.line(&kafka.topic));
+            Ok(())
+        }
     }
+}
+
+async fn run_pipeline(config: &std::path::Path) -> anyhow::Result<()> {
+    let pipeline = config::load(config)?;
+    let assembled = pipeline::assemble(&pipeline).await?;
+    let summary = match &pipeline.source {
+        Source::File { .. } => pipeline::run_file(&pipeline, &assembled).await,
+        Source::Kafka(_) => {
+            let shutdown = Arc::new(AtomicBool::new(false));
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            pipeline::run_stream(&pipeline, &assembled, shutdown).await
+        }
+    }
+    .with_context(|| format!("pipeline {}", pipeline.name))?;
+    for ((stage, counter), value) in &summary.stats.counters {
+        tracing::info!(stage, counter, value, "plugin counter");
+    }
+    println!("weir run {}: {}", pipeline.name, summary.line());
+    Ok(())
+}
+
+/// Set `shutdown` on SIGTERM or SIGINT; exit with code 3 if the host has
+/// not finished within [`SHUTDOWN_GRACE`] after that.
+async fn stop_on_signal(shutdown: Arc<AtomicBool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stop signal received: finishing in-flight batches, flushing and committing");
+    shutdown.store(true, Ordering::SeqCst);
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+    tracing::error!(
+        "did not finish within {SHUTDOWN_GRACE:?} of the stop signal; exiting without committing"
+    );
+    std::process::exit(3);
 }

@@ -41,6 +41,12 @@ pub struct PipelineFile {
     /// `[batching]`: when output objects are cut.
     #[serde(default)]
     pub batching: BatchingConfig,
+    /// `[s3]`: how to reach S3 (or an S3-compatible store).
+    #[serde(default)]
+    pub s3: S3Config,
+    /// `[ingest]`: how `weir ingest` publishes events.
+    #[serde(default)]
+    pub ingest: IngestConfig,
 }
 
 /// `[pipeline]`
@@ -57,6 +63,42 @@ pub struct PipelineSection {
 pub enum SourceConfig {
     /// Read change events from a local file.
     File(FileSourceConfig),
+    /// Consume change events from a Kafka topic.
+    Kafka(KafkaSourceConfig),
+}
+
+/// `[source.kafka]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap servers; `WEIR_KAFKA_BROKERS` overrides.
+    pub brokers: Option<String>,
+    /// The topic of change events.
+    pub topic: String,
+    /// Consumer group: every replica of this pipeline uses the same one.
+    pub group: String,
+    /// Where a group without committed offsets starts.
+    #[serde(default)]
+    pub start: StartFrom,
+    /// Most messages handed to a partition worker at once.
+    #[serde(default)]
+    pub max_batch: Option<usize>,
+    /// Extra librdkafka properties (security, SASL/SSL, fetch sizes). Values
+    /// may reference environment variables as `${NAME}`; values are never
+    /// logged.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// Where a consumer group without committed offsets starts reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartFrom {
+    /// The oldest retained message.
+    #[default]
+    Earliest,
+    /// Only messages produced from now on.
+    Latest,
 }
 
 /// `[source.file]`
@@ -197,6 +239,66 @@ pub struct DirGrant {
 pub enum OutputConfig {
     /// A local directory, same layout as the S3 bucket.
     Local(LocalOutputConfig),
+    /// An S3 bucket (and key prefix).
+    S3(S3OutputConfig),
+    /// A Kafka topic (dead letters only).
+    Kafka(KafkaOutputConfig),
+}
+
+/// `[output.s3]` / `[dead_letter.s3]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3OutputConfig {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket (may be empty).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// `[dead_letter.kafka]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaOutputConfig {
+    /// Topic dead letters are produced to (keyed by input position).
+    pub topic: String,
+}
+
+/// `[s3]`: connection settings shared by every S3 store of the pipeline.
+/// Credentials come from the standard AWS chain (environment, profile, IMDS).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible store; `WEIR_S3_ENDPOINT` overrides;
+    /// unset for AWS.
+    pub endpoint: Option<String>,
+    /// Region; unset: the AWS chain's (`AWS_REGION`), else `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`); default: on when an
+    /// endpoint is set.
+    pub path_style: Option<bool>,
+}
+
+/// `[ingest]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Bodies larger than this are uploaded to S3 and sent by reference.
+    pub max_inline_body_bytes: usize,
+    /// Bucket for those bodies.
+    pub bodies_bucket: Option<String>,
+    /// Key prefix for those bodies.
+    pub bodies_prefix: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_inline_body_bytes: 512 << 10,
+            bodies_bucket: None,
+            bodies_prefix: "bodies".into(),
+        }
+    }
 }
 
 /// `[output.local]`
@@ -248,6 +350,30 @@ pub struct Pipeline {
     pub dead_letter: Output,
     /// Object cutting.
     pub batching: BatchingConfig,
+    /// S3 connection.
+    pub s3: S3Settings,
+    /// `weir ingest` settings.
+    pub ingest: IngestSettings,
+}
+
+/// Validated `[s3]`.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// Endpoint override (S3-compatible stores).
+    pub endpoint: Option<String>,
+    /// Region override.
+    pub region: Option<String>,
+    /// Path-style addressing.
+    pub path_style: bool,
+}
+
+/// Validated `[ingest]`.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Inline body limit.
+    pub max_inline_body_bytes: usize,
+    /// Where larger bodies go: (bucket, prefix).
+    pub bodies: Option<(String, String)>,
 }
 
 /// A validated source.
@@ -260,6 +386,42 @@ pub enum Source {
         /// Its format.
         format: FileFormat,
     },
+    /// A Kafka topic.
+    Kafka(KafkaSettings),
+}
+
+/// Validated `[source.kafka]`.
+#[derive(Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topic.
+    pub topic: String,
+    /// Consumer group.
+    pub group: String,
+    /// Start of a new group.
+    pub start: StartFrom,
+    /// Messages per worker hand-off.
+    pub max_batch: usize,
+    /// librdkafka properties, with `${NAME}` already expanded.
+    pub properties: Vec<(String, String)>,
+}
+
+impl fmt::Debug for KafkaSettings {
+    // Property values may be secrets (SASL passwords): show only the keys.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("start", &self.start)
+            .field("max_batch", &self.max_batch)
+            .field(
+                "properties",
+                &self.properties.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// Validated `[runtime]`.
@@ -297,6 +459,18 @@ pub enum Output {
     Local {
         /// Root of the layout.
         dir: PathBuf,
+    },
+    /// An S3 bucket and key prefix.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix (empty or without trailing `/`).
+        prefix: String,
+    },
+    /// A Kafka topic (dead letters only).
+    Kafka {
+        /// Topic.
+        topic: String,
     },
 }
 
@@ -470,7 +644,41 @@ fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Problem>) -> Pip
         .collect();
 
     let output = validate_output(file.output, base);
+    c.check(
+        !matches!(output, Output::Kafka { .. }),
+        "output",
+        "results go to [output.local] or [output.s3]; Kafka is for dead letters only",
+    );
     let dead_letter = validate_output(file.dead_letter, base);
+    let kafka_dead_letters = matches!(dead_letter, Output::Kafka { .. });
+    c.check(
+        !kafka_dead_letters || matches!(source, Source::Kafka(_)),
+        "dead_letter.kafka",
+        "dead letters go to Kafka only when the source is Kafka (its brokers are used)",
+    );
+    let s3 = S3Settings {
+        endpoint: std::env::var("WEIR_S3_ENDPOINT").ok().or(file.s3.endpoint),
+        region: file.s3.region,
+        path_style: false,
+    };
+    let s3 = S3Settings {
+        path_style: file.s3.path_style.unwrap_or(s3.endpoint.is_some()),
+        ..s3
+    };
+    c.check(
+        file.ingest.max_inline_body_bytes > 0,
+        "ingest.max_inline_body_bytes",
+        "must be positive",
+    );
+    let ingest = IngestSettings {
+        max_inline_body_bytes: file.ingest.max_inline_body_bytes,
+        bodies: file.ingest.bodies_bucket.map(|bucket| {
+            (
+                bucket,
+                file.ingest.bodies_prefix.trim_matches('/').to_owned(),
+            )
+        }),
+    };
     let b = &file.batching;
     c.check(
         b.max_records > 0,
@@ -488,6 +696,8 @@ fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Problem>) -> Pip
         output,
         dead_letter,
         batching: file.batching,
+        s3,
+        ingest,
     }
 }
 
@@ -503,7 +713,69 @@ fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> So
             let format = file.format.unwrap_or_else(|| FileFormat::from_path(&path));
             Source::File { path, format }
         }
+        SourceConfig::Kafka(kafka) => {
+            let brokers = std::env::var("WEIR_KAFKA_BROKERS").ok().or(kafka.brokers);
+            c.check(
+                brokers.is_some(),
+                "source.kafka.brokers",
+                "set `brokers` or the WEIR_KAFKA_BROKERS environment variable",
+            );
+            c.check(
+                !kafka.topic.is_empty(),
+                "source.kafka.topic",
+                "must not be empty",
+            );
+            c.check(
+                !kafka.group.is_empty(),
+                "source.kafka.group",
+                "must not be empty",
+            );
+            let max_batch = kafka.max_batch.unwrap_or(64);
+            c.check(max_batch > 0, "source.kafka.max_batch", "must be positive");
+            let properties = kafka
+                .properties
+                .into_iter()
+                .map(|(key, value)| match expand_env(&value) {
+                    Ok(value) => (key, value),
+                    Err(missing) => {
+                        c.check(
+                            false,
+                            format!("source.kafka.properties.{key}"),
+                            format!("environment variable `{missing}` is not set"),
+                        );
+                        (key, String::new())
+                    }
+                })
+                .collect();
+            Source::Kafka(KafkaSettings {
+                brokers: brokers.unwrap_or_default(),
+                topic: kafka.topic,
+                group: kafka.group,
+                start: kafka.start,
+                max_batch,
+                properties,
+            })
+        }
     }
+}
+
+/// Expand `${NAME}` references to environment variables; the error is the
+/// first name that is not set.
+fn expand_env(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start + 2..].find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = &rest[start + 2..start + 2 + len];
+        out.push_str(&std::env::var(name).map_err(|_| name.to_owned())?);
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 fn validate_stage(
@@ -605,6 +877,11 @@ fn validate_output(output: OutputConfig, base: &Path) -> Output {
         OutputConfig::Local(local) => Output::Local {
             dir: resolve(base, &local.dir),
         },
+        OutputConfig::S3(s3) => Output::S3 {
+            bucket: s3.bucket,
+            prefix: s3.prefix.trim_matches('/').to_owned(),
+        },
+        OutputConfig::Kafka(kafka) => Output::Kafka { topic: kafka.topic },
     }
 }
 
@@ -726,6 +1003,34 @@ dir = "out"
         );
         let lines: Vec<_> = problems.iter().map(|p| p.location.unwrap().0).collect();
         assert_eq!(lines, [3, 10, 12, 21]);
+    }
+
+    #[test]
+    fn environment_references_in_kafka_properties_are_expanded() {
+        assert_eq!(
+            expand_env("a${HOME}b"),
+            Ok(format!("a{}b", std::env::var("HOME").unwrap()))
+        );
+        assert_eq!(expand_env("plain"), Ok("plain".into()));
+        assert_eq!(
+            expand_env("x${WEIR_SURELY_UNSET_42}"),
+            Err("WEIR_SURELY_UNSET_42".into())
+        );
+    }
+
+    #[test]
+    fn kafka_property_values_are_not_shown_in_debug_output() {
+        let dir = fixture_dir();
+        let text = VALID.replace(
+            "[source.file]\npath = \"in.jsonl\"",
+            "[source.kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\ngroup = \"g\"\n[source.kafka.properties]\n\"sasl.password\" = \"hunter2\"",
+        );
+        let p = parse(&text, dir.path()).unwrap();
+        let shown = format!("{:?}", p.source);
+        assert!(
+            shown.contains("sasl.password") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -5,17 +5,20 @@
 //! architecture; each module's docs say what it owns and its invariants.
 
 pub mod atomic_file;
+pub mod bodies;
 pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod digest;
 pub mod dlq;
 pub mod event;
+pub mod ingest;
 pub mod media_type;
 pub mod pipeline;
 pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod storage;
+pub mod stream;
 pub mod telemetry;
 pub mod worker;

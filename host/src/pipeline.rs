@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::bodies::BodyStore;
 use crate::chain::{Chain, ChainError, Stage};
 use crate::config::{Output, Pipeline, Source};
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError, RuntimeOptions};
-use crate::sink::Sink;
+use crate::sink::{DeadLetterSink, Sink};
 use crate::source::{FileSource, SourceError};
 use crate::storage::ObjectStore;
 use crate::worker::{PartitionWorker, Stats, WorkerError};
@@ -32,6 +33,12 @@ pub enum PipelineError {
     /// A worker stopped.
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    /// A Kafka client could not be created.
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The streaming host stopped with an error.
+    #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
 }
 
 /// The running parts of a pipeline.
@@ -42,11 +49,15 @@ pub struct Assembled {
     pub chain: Arc<Chain>,
     /// The output writer.
     pub sink: Arc<Sink>,
+    /// Fetcher of bodies sent by reference (when S3 is configured).
+    pub bodies: Option<BodyStore>,
+    /// The S3 client, when the pipeline uses S3.
+    pub s3: Option<aws_sdk_s3::Client>,
 }
 
 /// Load every plugin (once per distinct file), check the chain, open the
 /// stores.
-pub fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
+pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
     let runtime = Runtime::new(&RuntimeOptions {
         compiled_cache_dir: pipeline.runtime.compiled_cache_dir.clone(),
         max_instances: pipeline.runtime.max_instances,
@@ -88,21 +99,49 @@ pub fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         });
     }
     let chain = Arc::new(Chain::new(stages).map_err(PipelineError::Chain)?);
-    let sink = Arc::new(Sink::new(
-        &pipeline.name,
-        object_store(&pipeline.output),
-        object_store(&pipeline.dead_letter),
-    ));
+    // S3 is needed for S3 outputs, and by Kafka sources for bodies sent by
+    // reference.
+    let uses_s3 = [&pipeline.output, &pipeline.dead_letter]
+        .iter()
+        .any(|o| matches!(o, Output::S3 { .. }))
+        || matches!(pipeline.source, Source::Kafka(_));
+    let s3 = if uses_s3 {
+        Some(crate::storage::s3_client(&pipeline.s3).await)
+    } else {
+        None
+    };
+    let results = object_store(&pipeline.output, s3.as_ref());
+    let dead_letters = match &pipeline.dead_letter {
+        Output::Kafka { topic } => {
+            let Source::Kafka(kafka) = &pipeline.source else {
+                unreachable!("validation allows Kafka dead letters only with a Kafka source")
+            };
+            DeadLetterSink::Kafka {
+                producer: crate::source::kafka::producer_config(kafka).create()?,
+                topic: topic.clone(),
+            }
+        }
+        other => DeadLetterSink::Store(object_store(other, s3.as_ref())),
+    };
+    let sink = Arc::new(Sink::new(&pipeline.name, results, dead_letters));
     Ok(Assembled {
         runtime,
         chain,
         sink,
+        bodies: s3.clone().map(BodyStore::new),
+        s3,
     })
 }
 
-fn object_store(output: &Output) -> ObjectStore {
+fn object_store(output: &Output, s3: Option<&aws_sdk_s3::Client>) -> ObjectStore {
     match output {
         Output::Local { dir } => ObjectStore::local(dir),
+        Output::S3 { bucket, prefix } => ObjectStore::s3(
+            s3.expect("an S3 client for S3 outputs").clone(),
+            bucket,
+            prefix,
+        ),
+        Output::Kafka { .. } => unreachable!("validation allows Kafka only for dead letters"),
     }
 }
 
@@ -149,7 +188,9 @@ pub async fn run_file(
     assembled: &Assembled,
 ) -> Result<RunSummary, PipelineError> {
     let started = Instant::now();
-    let Source::File { path, format } = &pipeline.source;
+    let Source::File { path, format } = &pipeline.source else {
+        unreachable!("run_file is called for file sources")
+    };
     let mut source = FileSource::open(path, *format)?;
     let topic = crate::source::file::topic_for(path);
     let mut worker = PartitionWorker::new(
@@ -160,6 +201,9 @@ pub async fn run_file(
         &topic,
         0,
     );
+    if let Some(bodies) = &assembled.bodies {
+        worker = worker.with_bodies(bodies.clone());
+    }
     let batch_size = pipeline
         .stages
         .iter()
@@ -177,6 +221,33 @@ pub async fn run_file(
     Ok(RunSummary {
         stats: worker.stats().clone(),
         elapsed: started.elapsed(),
+        results_location: assembled.sink.describe_results(),
+        dead_letters_location: assembled.sink.describe_dead_letters(),
+    })
+}
+
+/// Run a Kafka-sourced pipeline until `shutdown` is set (by a signal), then
+/// finish, commit and summarise.
+pub async fn run_stream(
+    pipeline: &Pipeline,
+    assembled: &Assembled,
+    shutdown: Arc<std::sync::atomic::AtomicBool>,
+) -> Result<RunSummary, PipelineError> {
+    let Source::Kafka(kafka) = &pipeline.source else {
+        unreachable!("run_stream is called for Kafka sources")
+    };
+    let parts = crate::stream::WorkerParts {
+        chain: assembled.chain.clone(),
+        sink: assembled.sink.clone(),
+        decode: pipeline.decode.clone(),
+        batching: pipeline.batching.clone(),
+        bodies: assembled.bodies.clone(),
+        max_batch: kafka.max_batch,
+    };
+    let summary = crate::stream::run(kafka, parts, shutdown).await?;
+    Ok(RunSummary {
+        stats: summary.stats,
+        elapsed: summary.elapsed,
         results_location: assembled.sink.describe_results(),
         dead_letters_location: assembled.sink.describe_dead_letters(),
     })

@@ -15,13 +15,21 @@
 //!   range overwrites its own objects instead of duplicating them;
 //! - the dead-letter object is written before the results object, and the
 //!   results object is always written (even with no lines): its existence
-//!   marks the whole range as durably handled.
+//!   marks the whole range as durably handled;
+//! - after a crash between writing a range and committing it, the range is
+//!   not processed again: [`Sink::resume_point`] finds the results objects
+//!   past the committed offset (they are adopted) and deletes dead-letter
+//!   objects whose results object was never written (they would otherwise be
+//!   duplicated when their records are re-processed in a differently cut
+//!   range).
 
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::value::RawValue;
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::chain::LineageEntry;
 use crate::config::BatchingConfig;
@@ -115,7 +123,7 @@ pub struct Flushed {
     pub last_offset: i64,
     /// Key of the results object.
     pub results_key: String,
-    /// Key of the dead-letter object, if there were dead letters.
+    /// Where the range's dead letters went, if there were any.
     pub dead_letters_key: Option<String>,
 }
 
@@ -129,6 +137,14 @@ pub enum SinkError {
         key: String,
         /// The storage error.
         source: StorageError,
+    },
+    /// Kafka did not acknowledge a dead letter.
+    #[error("producing dead letters to {topic}: {message}")]
+    Kafka {
+        /// The dead-letter topic.
+        topic: String,
+        /// The producer's error.
+        message: String,
     },
     /// Compression failed (out of memory, in practice).
     #[error("compressing {key}: {source}")]
@@ -148,7 +164,9 @@ pub struct PartitionBatch {
     last_offset: i64,
     results: Vec<u8>,
     dead_letters: Vec<u8>,
-    dead_letter_count: usize,
+    /// The position of each dead letter, as `topic/partition@offset` (the
+    /// message key when dead letters go to Kafka).
+    dead_letter_positions: Vec<String>,
     inputs: usize,
     opened_at: Option<Instant>,
 }
@@ -163,10 +181,20 @@ impl PartitionBatch {
             last_offset: -1,
             results: Vec::new(),
             dead_letters: Vec::new(),
-            dead_letter_count: 0,
+            dead_letter_positions: Vec::new(),
             inputs: 0,
             opened_at: None,
         }
+    }
+
+    /// The topic of this batch's partition.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
     }
 
     /// Whether nothing has been added since the last flush.
@@ -186,7 +214,8 @@ impl PartitionBatch {
         self.cover(&dead_letter.position);
         serde_json::to_writer(&mut self.dead_letters, dead_letter).expect("dead letters serialise");
         self.dead_letters.push(b'\n');
-        self.dead_letter_count += 1;
+        self.dead_letter_positions
+            .push(dead_letter.position.to_string());
     }
 
     /// Account for an input deliberately skipped (no line written).
@@ -221,18 +250,94 @@ impl PartitionBatch {
     pub fn inputs(&self) -> usize {
         self.inputs
     }
+
+    /// Time until [`PartitionBatch::is_due`] becomes true (`None` when empty).
+    pub fn due_in(&self, limits: &BatchingConfig) -> Option<Duration> {
+        let age = Duration::from_millis(limits.max_age_ms);
+        self.opened_at.map(|t| age.saturating_sub(t.elapsed()))
+    }
 }
 
-/// Writes partition batches to the results and dead-letter stores.
+/// Where dead letters go.
+pub enum DeadLetterSink {
+    /// Objects next to the results (local directory or S3).
+    Store(ObjectStore),
+    /// A Kafka topic: one message per dead letter, keyed by its position.
+    /// At-least-once: a crash between producing and committing produces the
+    /// range's dead letters again (consumers de-duplicate by key).
+    Kafka {
+        /// The producer.
+        producer: FutureProducer,
+        /// The topic.
+        topic: String,
+    },
+}
+
+/// How long a dead letter may take to be acknowledged by Kafka.
+const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl DeadLetterSink {
+    /// Write the dead letters of one range (`lines`, one JSON per line, in
+    /// the order of `positions`); returns where they went.
+    async fn write(
+        &self,
+        key: &str,
+        lines: &[u8],
+        positions: &[String],
+    ) -> Result<String, SinkError> {
+        match self {
+            DeadLetterSink::Store(store) => {
+                store
+                    .put(key, lines.to_vec())
+                    .await
+                    .map_err(|source| SinkError::Storage {
+                        key: key.to_owned(),
+                        source,
+                    })?;
+                Ok(store.describe(key))
+            }
+            DeadLetterSink::Kafka { producer, topic } => {
+                let deliveries: Vec<_> = lines
+                    .split(|b| *b == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .zip(positions)
+                    .map(|(line, position)| {
+                        producer.send(
+                            FutureRecord::to(topic).key(position).payload(line),
+                            DEAD_LETTER_TIMEOUT,
+                        )
+                    })
+                    .collect();
+                for delivery in deliveries {
+                    delivery.await.map_err(|(error, _)| SinkError::Kafka {
+                        topic: topic.clone(),
+                        message: error.to_string(),
+                    })?;
+                }
+                Ok(format!("kafka topic {topic}"))
+            }
+        }
+    }
+}
+
+/// Writes partition batches to the results and dead-letter destinations.
 pub struct Sink {
     pipeline: String,
     results: ObjectStore,
-    dead_letters: ObjectStore,
+    dead_letters: DeadLetterSink,
+}
+
+/// The offset range in a results or dead-letter key's file name.
+pub fn key_range(key: &str) -> Option<(i64, i64)> {
+    let name = key.rsplit('/').next()?;
+    let stem = name.split('.').next()?;
+    let (first, last) = stem.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
 }
 
 impl Sink {
-    /// A sink for `pipeline` writing to the given stores.
-    pub fn new(pipeline: &str, results: ObjectStore, dead_letters: ObjectStore) -> Self {
+    /// A sink for `pipeline` writing to the given destinations.
+    pub fn new(pipeline: &str, results: ObjectStore, dead_letters: DeadLetterSink) -> Self {
         Sink {
             pipeline: pipeline.to_owned(),
             results,
@@ -263,8 +368,57 @@ impl Sink {
 
     /// Where dead letters of this pipeline go, for messages to people.
     pub fn describe_dead_letters(&self) -> String {
-        self.dead_letters
-            .describe(&format!("{}/dead-letters", self.pipeline))
+        match &self.dead_letters {
+            DeadLetterSink::Store(store) => {
+                store.describe(&format!("{}/dead-letters", self.pipeline))
+            }
+            DeadLetterSink::Kafka { topic, .. } => format!("kafka topic {topic}"),
+        }
+    }
+
+    /// Where processing of a partition resumes after `committed` (the
+    /// committed offset: the next offset to process). Returns the last offset
+    /// already durably written past it, if any: records up to it must not be
+    /// processed again. Deletes orphaned dead-letter objects (see the module
+    /// docs).
+    pub async fn resume_point(
+        &self,
+        topic: &str,
+        partition: i32,
+        committed: i64,
+    ) -> Result<Option<i64>, SinkError> {
+        let storage = |key: &str| {
+            let key = key.to_owned();
+            move |source| SinkError::Storage { key, source }
+        };
+        let results_prefix = format!("{}/results/{topic}/{partition}/", self.pipeline);
+        let keys = self
+            .results
+            .list(&results_prefix)
+            .await
+            .map_err(storage(&results_prefix))?;
+        let adopted = keys
+            .iter()
+            .filter_map(|k| key_range(k))
+            .filter(|(first, _)| *first >= committed)
+            .map(|(_, last)| last)
+            .max();
+        if let DeadLetterSink::Store(store) = &self.dead_letters {
+            let prefix = format!("{}/dead-letters/{topic}/{partition}/", self.pipeline);
+            for key in store.list(&prefix).await.map_err(storage(&prefix))? {
+                let orphan = key_range(&key).is_some_and(|(first, _)| {
+                    first >= committed && adopted.is_none_or(|a| first > a)
+                });
+                if orphan {
+                    tracing::info!(
+                        key,
+                        "deleting dead letters of a range whose results were never written"
+                    );
+                    store.delete(&key).await.map_err(storage(&key))?;
+                }
+            }
+        }
+        Ok(adopted)
     }
 
     /// Write `batch` (dead letters first, then results) and reset it.
@@ -275,18 +429,15 @@ impl Sink {
             return Ok(None);
         };
         let (topic, partition, last) = (batch.topic.clone(), batch.partition, batch.last_offset);
-        let dead_letters_key = if batch.dead_letter_count > 0 {
-            let key = self.dead_letters_key(&topic, partition, first, last);
-            self.dead_letters
-                .put(&key, batch.dead_letters.clone())
-                .await
-                .map_err(|source| SinkError::Storage {
-                    key: key.clone(),
-                    source,
-                })?;
-            Some(key)
-        } else {
+        let dead_letters_key = if batch.dead_letter_positions.is_empty() {
             None
+        } else {
+            let key = self.dead_letters_key(&topic, partition, first, last);
+            Some(
+                self.dead_letters
+                    .write(&key, &batch.dead_letters, &batch.dead_letter_positions)
+                    .await?,
+            )
         };
         let results_key = self.results_key(&topic, partition, first, last);
         let raw = batch.results.clone();
@@ -314,5 +465,57 @@ impl Sink {
             results_key,
             dead_letters_key,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ranges_are_read_back_from_keys() {
+        let sink = Sink::new(
+            "p",
+            ObjectStore::local("/x"),
+            DeadLetterSink::Store(ObjectStore::local("/x")),
+        );
+        let key = sink.results_key("t", 3, 7, 42);
+        assert_eq!(
+            key,
+            "p/results/t/3/00000000000000000007-00000000000000000042.jsonl.zst"
+        );
+        assert_eq!(key_range(&key), Some((7, 42)));
+        assert_eq!(
+            key_range(&sink.dead_letters_key("t", 3, 7, 42)),
+            Some((7, 42))
+        );
+        assert_eq!(key_range("p/results/t/3/garbage"), None);
+    }
+
+    #[tokio::test]
+    async fn resume_adopts_written_ranges_and_deletes_orphaned_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::local(dir.path());
+        let sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone()));
+        for (first, last) in [(0, 9), (10, 19), (20, 29)] {
+            store
+                .put(&sink.results_key("t", 0, first, last), Vec::new())
+                .await
+                .unwrap();
+            store
+                .put(&sink.dead_letters_key("t", 0, first, last), Vec::new())
+                .await
+                .unwrap();
+        }
+        // Dead letters of a range whose results object was never written.
+        store
+            .put(&sink.dead_letters_key("t", 0, 30, 35), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(sink.resume_point("t", 0, 10).await.unwrap(), Some(29));
+        assert_eq!(sink.resume_point("t", 0, 30).await.unwrap(), None);
+        let left = store.list("p/dead-letters/").await.unwrap();
+        assert_eq!(left.len(), 3, "only the orphan is gone: {left:?}");
+        assert_eq!(sink.resume_point("t", 1, 0).await.unwrap(), None);
     }
 }

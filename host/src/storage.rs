@@ -1,14 +1,35 @@
-//! Object storage: the one place results, dead letters (and later the cache
-//! and plugin registry) are written. A local directory and S3 share the same
-//! key layout, so everything above this module is identical in local and
-//! production runs.
+//! Object storage: the one place results, dead letters and large bodies are
+//! written and read. A local directory and S3 share the same key layout, so
+//! everything above this module is identical in local and production runs.
 //!
-//! Invariant: `put` is atomic per object (readers never see a partial
+//! Invariants: `put` is atomic per object (readers never see a partial
 //! object) and idempotent (writing the same key again replaces it).
+//! Transient S3 failures (network errors, timeouts, throttling, 5xx) are
+//! retried with capped exponential backoff for as long as the caller waits:
+//! a worker whose store is down stops, which stops its partition's fetching
+//! (backpressure), and carries on by itself when the store is back.
+//! Permanent failures (access denied, no such bucket) are returned at once.
 
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
-/// Errors from object storage.
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use crate::config::S3Settings;
+
+/// Objects at least this large are uploaded in parts.
+const MULTIPART_THRESHOLD: usize = 16 << 20;
+/// Size of each part of a multipart upload (S3's minimum is 5 MiB).
+const PART_SIZE: usize = 8 << 20;
+/// First and largest wait between retries of a transient failure.
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Errors from object storage that retrying will not fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     /// A key that would escape the store root or is otherwise unusable.
@@ -22,6 +43,18 @@ pub enum StorageError {
         /// The error.
         source: std::io::Error,
     },
+    /// S3 refused the request for a reason that will not go away by itself.
+    #[error("S3 {operation} s3://{bucket}/{key}: {message}")]
+    S3 {
+        /// The operation (put, get, list, delete).
+        operation: &'static str,
+        /// Bucket.
+        bucket: String,
+        /// Key (or prefix).
+        key: String,
+        /// The service's explanation.
+        message: String,
+    },
 }
 
 /// Where objects are stored.
@@ -29,6 +62,8 @@ pub enum StorageError {
 pub enum ObjectStore {
     /// A local directory: key `a/b` is file `<root>/a/b`.
     Local(LocalStore),
+    /// An S3 bucket: key `a/b` is object `<prefix>/a/b`.
+    S3(S3Store),
 }
 
 impl ObjectStore {
@@ -37,10 +72,46 @@ impl ObjectStore {
         ObjectStore::Local(LocalStore { root: root.into() })
     }
 
+    /// A store in `bucket` under `prefix` (empty for the bucket root).
+    pub fn s3(client: Client, bucket: &str, prefix: &str) -> Self {
+        ObjectStore::S3(S3Store {
+            client,
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+        })
+    }
+
     /// Write (or replace) the object `key`.
     pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         match self {
             ObjectStore::Local(local) => local.put(key, bytes).await,
+            ObjectStore::S3(s3) => s3.put(key, bytes).await,
+        }
+    }
+
+    /// Read the object `key`, or `None` if it does not exist.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        match self {
+            ObjectStore::Local(local) => local.get(key).await,
+            ObjectStore::S3(s3) => s3.get(key).await,
+        }
+    }
+
+    /// Keys (relative to the store root) starting with `prefix`, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let mut keys = match self {
+            ObjectStore::Local(local) => local.list(prefix).await?,
+            ObjectStore::S3(s3) => s3.list(prefix).await?,
+        };
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Delete the object `key` (no error if it does not exist).
+    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        match self {
+            ObjectStore::Local(local) => local.delete(key).await,
+            ObjectStore::S3(s3) => s3.delete(key).await,
         }
     }
 
@@ -48,8 +119,35 @@ impl ObjectStore {
     pub fn describe(&self, key: &str) -> String {
         match self {
             ObjectStore::Local(local) => local.root.join(key).display().to_string(),
+            ObjectStore::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.full_key(key)),
         }
     }
+}
+
+/// Build an S3 client from the pipeline's `[s3]` settings and the standard
+/// AWS credential chain.
+pub async fn s3_client(settings: &S3Settings) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &settings.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    let shared = loader.load().await;
+    let mut builder =
+        aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.path_style);
+    if shared.region().is_none() {
+        builder = builder.region(aws_config::Region::new("us-east-1"));
+    }
+    if let Some(endpoint) = &settings.endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    Client::from_conf(builder.build())
+}
+
+/// Split `s3://bucket/key` into its parts.
+pub fn parse_s3_uri(uri: &str) -> Option<(&str, &str)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, key) = rest.split_once('/')?;
+    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
 }
 
 /// A directory used as an object store.
@@ -68,6 +166,44 @@ impl LocalStore {
             .map_err(|source| StorageError::Io { path, source })
     }
 
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StorageError::Io { path, source }),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        // Keys are listed from the deepest directory the prefix names.
+        let dir = match prefix.rfind('/') {
+            Some(slash) => self.path_of(&prefix[..slash])?,
+            None => self.root.clone(),
+        };
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            collect_keys(&root, &dir, &mut keys)
+                .map_err(|source| StorageError::Io { path: dir, source })?;
+            keys.retain(|k| k.starts_with(&prefix));
+            Ok(keys)
+        })
+        .await
+        .expect("the listing task does not panic")
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StorageError::Io { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
         let relative = Path::new(key);
         let safe = !key.is_empty()
@@ -81,21 +217,304 @@ impl LocalStore {
     }
 }
 
+fn collect_keys(root: &Path, dir: &Path, keys: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_keys(root, &path, keys)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            // Temporary files of in-progress atomic writes are not objects.
+            let name = relative.to_string_lossy();
+            if !path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
+            {
+                keys.push(name.into_owned());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An S3 bucket and key prefix.
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+/// Whether an SDK error is worth retrying (the request may succeed later):
+/// no response at all, throttling, or a server-side (5xx) error.
+fn is_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    match error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or_default();
+            status == 429
+                || status >= 500
+                || matches!(code, "SlowDown" | "Throttling" | "RequestTimeout")
+        }
+        _ => false,
+    }
+}
+
+impl S3Store {
+    fn full_key(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}/{key}", self.prefix)
+        }
+    }
+
+    /// Run `attempt` until it succeeds or fails permanently, backing off
+    /// between transient failures.
+    async fn retrying<T, E, F, Fut>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        mut attempt: F,
+    ) -> Result<T, StorageError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    {
+        let mut wait = BACKOFF_START;
+        let mut failures = 0u32;
+        loop {
+            match attempt().await {
+                Ok(value) => {
+                    if failures > 0 {
+                        tracing::info!(operation, key, failures, "S3 is answering again");
+                    }
+                    return Ok(value);
+                }
+                Err(error) if is_transient(&error) => {
+                    failures += 1;
+                    tracing::warn!(
+                        operation, bucket = %self.bucket, key, failures,
+                        "S3 request failed, retrying in {wait:?}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(&error)
+                    );
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(BACKOFF_MAX);
+                }
+                Err(error) => {
+                    return Err(StorageError::S3 {
+                        operation,
+                        bucket: self.bucket.clone(),
+                        key: self.full_key(key),
+                        message: aws_sdk_s3::error::DisplayErrorContext(&error).to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        if bytes.len() >= MULTIPART_THRESHOLD {
+            return self.put_multipart(key, bytes).await;
+        }
+        let full = self.full_key(key);
+        let body = bytes::Bytes::from(bytes);
+        self.retrying("put", key, || {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .body(ByteStream::from(body.clone()))
+                .send()
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn put_multipart(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let full = self.full_key(key);
+        let created = self
+            .retrying("create multipart upload", key, || {
+                self.client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .send()
+            })
+            .await?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let body = bytes::Bytes::from(bytes);
+        let mut parts = Vec::new();
+        for (index, start) in (0..body.len()).step_by(PART_SIZE).enumerate() {
+            let number = i32::try_from(index + 1).expect("fewer than 2^31 parts");
+            let chunk = body.slice(start..(start + PART_SIZE).min(body.len()));
+            let uploaded = self
+                .retrying("upload part", key, || {
+                    self.client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(&full)
+                        .upload_id(&upload_id)
+                        .part_number(number)
+                        .body(ByteStream::from(chunk.clone()))
+                        .send()
+                })
+                .await;
+            match uploaded {
+                Ok(part) => parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_owned))
+                        .build(),
+                ),
+                Err(error) => {
+                    let _ = self
+                        .client
+                        .abort_multipart_upload()
+                        .bucket(&self.bucket)
+                        .key(&full)
+                        .upload_id(&upload_id)
+                        .send()
+                        .await;
+                    return Err(error);
+                }
+            }
+        }
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(parts))
+            .build();
+        self.retrying("complete multipart upload", key, || {
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .multipart_upload(completed.clone())
+                .send()
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let full = self.full_key(key);
+        let response = self
+            .retrying("get", key, || async {
+                match self
+                    .client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .send()
+                    .await
+                {
+                    Ok(output) => Ok(Some(output)),
+                    Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        let Some(output) = response else {
+            return Ok(None);
+        };
+        let bytes = output.body.collect().await.map_err(|e| StorageError::S3 {
+            operation: "get",
+            bucket: self.bucket.clone(),
+            key: full.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let full_prefix = self.full_key(prefix);
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .retrying("list", prefix, || {
+                    self.client
+                        .list_objects_v2()
+                        .bucket(&self.bucket)
+                        .prefix(&full_prefix)
+                        .set_continuation_token(token.clone())
+                        .send()
+                })
+                .await?;
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key())
+                    .map(|k| k[strip..].to_owned()),
+            );
+            token = page.next_continuation_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(keys);
+            }
+        }
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let full = self.full_key(key);
+        self.retrying("delete", key, || {
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .send()
+        })
+        .await
+        .map(drop)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn local_put_writes_under_root_and_rejects_escapes() {
+    async fn local_store_puts_lists_gets_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
         let store = ObjectStore::local(dir.path());
-        store.put("a/b.txt", b"x".to_vec()).await.unwrap();
-        assert_eq!(std::fs::read(dir.path().join("a/b.txt")).unwrap(), b"x");
+        store.put("a/b/1.txt", b"x".to_vec()).await.unwrap();
+        store.put("a/b/2.txt", b"y".to_vec()).await.unwrap();
+        store.put("a/c.txt", b"z".to_vec()).await.unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a/b/1.txt")).unwrap(), b"x");
+        assert_eq!(
+            store.list("a/b/").await.unwrap(),
+            ["a/b/1.txt", "a/b/2.txt"]
+        );
+        assert_eq!(store.list("a/").await.unwrap().len(), 3);
+        assert_eq!(store.get("a/c.txt").await.unwrap(), Some(b"z".to_vec()));
+        assert_eq!(store.get("a/none").await.unwrap(), None);
+        store.delete("a/c.txt").await.unwrap();
+        store.delete("a/c.txt").await.unwrap();
+        assert_eq!(store.list("a/").await.unwrap().len(), 2);
         for bad in ["../x", "/etc/x", "", "a/../../x"] {
             assert!(matches!(
                 store.put(bad, Vec::new()).await,
                 Err(StorageError::InvalidKey(_))
             ));
         }
+    }
+
+    #[test]
+    fn s3_uris_are_split() {
+        assert_eq!(parse_s3_uri("s3://b/k/x"), Some(("b", "k/x")));
+        assert_eq!(parse_s3_uri("s3://b/"), None);
+        assert_eq!(parse_s3_uri("http://b/k"), None);
     }
 }

@@ -12,14 +12,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::bodies::{BodyError, BodyStore};
 use crate::chain::{ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
 use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterKind};
-use crate::event::{self, ChangeEvent, Operation};
+use crate::event::{self, BodyRef, ChangeEvent, Operation};
 use crate::runtime::{DocRecord, RuntimeError};
 use crate::sink::{Flushed, PartitionBatch, ResultLine, Sink, SinkError};
 use crate::source::SourceMessage;
+use crate::storage::StorageError;
 
 /// What a worker has done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -38,6 +40,9 @@ pub struct Stats {
     pub dead_letters: u64,
     /// Messages deliberately skipped.
     pub skipped: u64,
+    /// Re-delivered messages whose results were already written (adopted
+    /// after a restart, not processed again).
+    pub redelivered: u64,
     /// Plugin counters, by (stage, counter).
     pub counters: BTreeMap<(String, String), u64>,
 }
@@ -52,6 +57,7 @@ impl Stats {
         self.tombstones += other.tombstones;
         self.dead_letters += other.dead_letters;
         self.skipped += other.skipped;
+        self.redelivered += other.redelivered;
         for (key, value) in &other.counters {
             *self.counters.entry(key.clone()).or_default() += value;
         }
@@ -68,6 +74,10 @@ pub enum WorkerError {
     /// Output could not be written.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// A referenced body could not be read for a reason other than the
+    /// record itself (e.g. access denied).
+    #[error("reading a referenced body: {0}")]
+    Bodies(StorageError),
     /// The chain thread panicked (a host bug).
     #[error("the chain thread panicked: {0}")]
     Panicked(String),
@@ -91,6 +101,12 @@ pub struct PartitionWorker {
     batching: BatchingConfig,
     batch: PartitionBatch,
     stats: Stats,
+    bodies: Option<BodyStore>,
+    /// Records up to this offset are already in a results object (adopted
+    /// when resuming after a crash) and are not processed again.
+    skip_through: Option<i64>,
+    /// The last offset known to be durable (flushed or adopted).
+    last_durable: Option<i64>,
 }
 
 impl PartitionWorker {
@@ -110,7 +126,64 @@ impl PartitionWorker {
             batching,
             batch: PartitionBatch::new(topic, partition),
             stats: Stats::default(),
+            bodies: None,
+            skip_through: None,
+            last_durable: None,
         }
+    }
+
+    /// Fetch bodies stored by reference with `bodies`.
+    pub fn with_bodies(mut self, bodies: BodyStore) -> Self {
+        self.bodies = Some(bodies);
+        self
+    }
+
+    /// Prepare to consume a partition whose committed offset is `committed`:
+    /// ranges already written past it (a crash between writing and
+    /// committing) are adopted instead of processed again. Returns the last
+    /// adopted offset, which the caller should commit.
+    pub async fn resume(&mut self, committed: i64) -> Result<Option<i64>, WorkerError> {
+        let adopted = self
+            .sink
+            .resume_point(self.batch.topic(), self.batch.partition(), committed)
+            .await?;
+        if let Some(last) = adopted {
+            tracing::info!(
+                topic = self.batch.topic(),
+                partition = self.batch.partition(),
+                committed,
+                adopted_through = last,
+                "adopting results written before a restart"
+            );
+            self.skip_through = Some(last);
+            self.last_durable = Some(last);
+        }
+        Ok(adopted)
+    }
+
+    /// The topic and partition this worker drives.
+    pub fn partition(&self) -> (String, i32) {
+        (self.batch.topic().to_owned(), self.batch.partition())
+    }
+
+    /// The last offset durably handled so far (flushed or adopted).
+    pub fn last_durable(&self) -> Option<i64> {
+        self.last_durable
+    }
+
+    /// When the open batch will be due for writing, if anything is open.
+    pub fn due_in(&self) -> Option<std::time::Duration> {
+        self.batch.due_in(&self.batching)
+    }
+
+    /// Drop messages whose results are already durable (adopted ranges).
+    fn skip_already_durable(&mut self, mut messages: Vec<SourceMessage>) -> Vec<SourceMessage> {
+        if let Some(through) = self.skip_through {
+            let before = messages.len();
+            messages.retain(|m| m.position.offset > through);
+            self.stats.redelivered += (before - messages.len()) as u64;
+        }
+        messages
     }
 
     /// Figures so far.
@@ -124,7 +197,8 @@ impl PartitionWorker {
         &mut self,
         messages: Vec<SourceMessage>,
     ) -> Result<Vec<Flushed>, WorkerError> {
-        let (prepared, records) = self.prepare(messages);
+        let messages = self.skip_already_durable(messages);
+        let (prepared, records) = self.prepare(messages).await?;
         let mut results = self.run_chain(records).await?.into_iter();
         let chain = self.chain.as_ref().expect("chain is back after running");
         let chain = chain.chain().clone();
@@ -201,27 +275,37 @@ impl PartitionWorker {
 
     /// Write the open batch now (e.g. at the end of input or on shutdown).
     pub async fn flush(&mut self) -> Result<Option<Flushed>, WorkerError> {
-        Ok(self.sink.flush(&mut self.batch).await?)
+        let flushed = self.sink.flush(&mut self.batch).await?;
+        if let Some(f) = &flushed {
+            self.last_durable = Some(f.last_offset);
+        }
+        Ok(flushed)
     }
 
     /// Decode messages; upserts become chain inputs (same order as the
     /// `Run` entries).
-    fn prepare(&mut self, messages: Vec<SourceMessage>) -> (Vec<Prepared>, Vec<DocRecord>) {
+    async fn prepare(
+        &mut self,
+        messages: Vec<SourceMessage>,
+    ) -> Result<(Vec<Prepared>, Vec<DocRecord>), WorkerError> {
         let mut prepared = Vec::with_capacity(messages.len());
         let mut records = Vec::with_capacity(messages.len());
+        // Owned copies: `self` (whose chain is not `Sync`) must not be
+        // borrowed across the fetches' awaits.
+        let bodies = self.bodies.clone();
+        let max_body = self.decode.max_body_bytes;
         for message in messages {
             self.stats.records += 1;
             self.stats.bytes += message.payload.len() as u64;
             let mut event = match event::decode(&message.payload, self.decode.max_body_bytes) {
                 Ok(event) => event,
                 Err(e) => {
-                    prepared.push(Prepared::Dead(DeadLetter::before_chain(
-                        message.position,
+                    prepared.push(dead_before_chain(
+                        message,
                         DeadLetterKind::Decode,
                         e.to_string(),
                         None,
-                        &message.payload,
-                    )));
+                    ));
                     continue;
                 }
             };
@@ -229,19 +313,27 @@ impl PartitionWorker {
                 prepared.push(Prepared::Tombstone(message, event));
                 continue;
             }
-            let Some(body) = event.body.take() else {
-                prepared.push(Prepared::Dead(DeadLetter::before_chain(
-                    message.position,
-                    DeadLetterKind::Body,
-                    "the body is stored by reference (body_ref), and this pipeline has no object \
-                     store to fetch it from"
-                        .to_owned(),
-                    Some((event.id, event.revision)),
-                    &message.payload,
-                )));
-                continue;
+            let body = match (event.body.take(), &event.body_ref) {
+                (Some(body), _) => body.into_bytes(),
+                (None, Some(body_ref)) => {
+                    match fetch_body(bodies.as_ref(), body_ref, max_body).await? {
+                        Ok(body) => body,
+                        Err(reason) => {
+                            let identity = Some((event.id, event.revision));
+                            prepared.push(dead_before_chain(
+                                message,
+                                DeadLetterKind::Body,
+                                reason,
+                                identity,
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                (None, None) => {
+                    unreachable!("decoding guarantees an upsert has a body or a body_ref")
+                }
             };
-            let body = body.into_bytes();
             let content_hash = Digest::of(&body);
             let metadata = event.metadata();
             let content_type = event
@@ -257,7 +349,7 @@ impl PartitionWorker {
             });
             prepared.push(Prepared::Run(message, event, metadata, content_hash));
         }
-        (prepared, records)
+        Ok((prepared, records))
     }
 
     async fn run_chain(
@@ -286,5 +378,46 @@ impl PartitionWorker {
         }
         self.chain = Some(chain);
         Ok(results?)
+    }
+}
+
+/// A record that failed before reaching the chain.
+fn dead_before_chain(
+    message: SourceMessage,
+    kind: DeadLetterKind,
+    reason: String,
+    identity: Option<(String, u64)>,
+) -> Prepared {
+    Prepared::Dead(DeadLetter::before_chain(
+        message.position,
+        kind,
+        reason,
+        identity,
+        &message.payload,
+    ))
+}
+
+/// The body a reference points to: `Ok(Err(reason))` when the record must
+/// be dead-lettered, `Err` when the store fails permanently.
+async fn fetch_body(
+    bodies: Option<&BodyStore>,
+    body_ref: &BodyRef,
+    max_body_bytes: usize,
+) -> Result<Result<Vec<u8>, String>, WorkerError> {
+    let Some(bodies) = bodies else {
+        return Ok(Err(
+            "the body is stored by reference (body_ref), and this pipeline has no \
+                       S3 connection to fetch it with"
+                .to_owned(),
+        ));
+    };
+    match bodies.fetch(body_ref).await {
+        Ok(body) if body.len() > max_body_bytes => Ok(Err(format!(
+            "body is {} bytes, over the configured max_body_bytes of {max_body_bytes}",
+            body.len()
+        ))),
+        Ok(body) => Ok(Ok(body)),
+        Err(BodyError::Storage(e)) => Err(WorkerError::Bodies(e)),
+        Err(e) => Ok(Err(e.to_string())),
     }
 }

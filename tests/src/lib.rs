@@ -5,6 +5,8 @@
 //! of every `cargo build`/`cargo test`, so tests never need a manual step.
 
 pub mod bench;
+pub mod e2e;
+pub mod services;
 
 use std::path::PathBuf;
 

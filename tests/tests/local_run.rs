@@ -48,11 +48,12 @@ max_records = 10
 
 fn run(pipeline: &Path) -> weir::pipeline::RunSummary {
     let pipeline = weir::config::load(pipeline).unwrap();
-    let assembled = weir::pipeline::assemble(&pipeline).unwrap();
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(weir::pipeline::run_file(&pipeline, &assembled))
-        .unwrap()
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let assembled = weir::pipeline::assemble(&pipeline).await.unwrap();
+        weir::pipeline::run_file(&pipeline, &assembled)
+            .await
+            .unwrap()
+    })
 }
 
 /// offset -> where it ended ("result" or "dead-letter"), failing on duplicates.

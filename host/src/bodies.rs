@@ -1,0 +1,88 @@
+//! Bodies stored by reference: documents too large for a Kafka message
+//! travel as an `s3://` URI plus their sha256 (see `docs/change-event.md`).
+//! `weir ingest` uploads them ([`BodyStore::upload`]) under a
+//! content-addressed key, so the same body is stored once; the host fetches
+//! and verifies them ([`BodyStore::fetch`]) before the chain runs.
+
+use aws_sdk_s3::Client;
+
+use crate::digest::Digest;
+use crate::event::BodyRef;
+use crate::storage::{ObjectStore, StorageError, parse_s3_uri};
+
+/// Why a referenced body cannot be used. The `Display` text is the
+/// dead-letter reason.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// The URI is not `s3://bucket/key`.
+    #[error("body_ref.uri `{0}` is not an s3://bucket/key URI")]
+    BadUri(String),
+    /// No object at the URI.
+    #[error("the body at {0} does not exist")]
+    Missing(String),
+    /// The object's sha256 is not the one the event promised.
+    #[error("the body at {uri} has sha256 {actual}, but the event says {expected}")]
+    Mismatch {
+        /// The URI.
+        uri: String,
+        /// What the event says.
+        expected: String,
+        /// What the object hashes to.
+        actual: Digest,
+    },
+    /// The store failed permanently (e.g. access denied).
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Reads and writes bodies in S3 with one client.
+#[derive(Debug, Clone)]
+pub struct BodyStore {
+    client: Client,
+}
+
+impl BodyStore {
+    /// A body store using `client` (the pipeline's S3 connection).
+    pub fn new(client: Client) -> Self {
+        BodyStore { client }
+    }
+
+    /// Fetch the body a reference points to and check its digest.
+    pub async fn fetch(&self, body_ref: &BodyRef) -> Result<Vec<u8>, BodyError> {
+        let (bucket, key) =
+            parse_s3_uri(&body_ref.uri).ok_or_else(|| BodyError::BadUri(body_ref.uri.clone()))?;
+        let store = ObjectStore::s3(self.client.clone(), bucket, "");
+        let bytes = store
+            .get(key)
+            .await?
+            .ok_or_else(|| BodyError::Missing(body_ref.uri.clone()))?;
+        let actual = Digest::of(&bytes);
+        if Digest::parse(&body_ref.sha256) != Some(actual) {
+            return Err(BodyError::Mismatch {
+                uri: body_ref.uri.clone(),
+                expected: body_ref.sha256.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Store `body` under `<prefix>/<sha256>` in `bucket` and return the
+    /// reference to put in the event.
+    pub async fn upload(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        body: Vec<u8>,
+    ) -> Result<BodyRef, StorageError> {
+        let digest = Digest::of(&body);
+        let size = body.len() as u64;
+        let store = ObjectStore::s3(self.client.clone(), bucket, prefix);
+        store.put(&digest.hex(), body).await?;
+        Ok(BodyRef {
+            uri: store.describe(&digest.hex()),
+            sha256: digest.to_string(),
+            size: Some(size),
+        })
+    }
+}

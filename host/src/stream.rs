@@ -1,0 +1,532 @@
+//! The streaming host: one Kafka consumer in the pipeline's consumer group,
+//! and one worker per assigned partition.
+//!
+//! ```text
+//!  poll thread ──Message──► partition worker (tokio task) ──► chain ──► sink
+//!   (rdkafka)   ◄─Durable──   one per assigned partition, offsets in order
+//!      │ commits offsets that are durable; on revoke: stop, flush, commit
+//! ```
+//!
+//! Invariants:
+//! - a partition's messages are processed in offset order by exactly one
+//!   worker; partitions are processed concurrently;
+//! - an offset is committed only after the worker reported every record
+//!   before it durable (in a results object, a dead letter, or adopted);
+//!   committed offsets never go backwards;
+//! - on revoke (rebalance or shutdown) a partition's worker finishes what it
+//!   was given, writes its open batch and the offset is committed before the
+//!   partition is given up;
+//! - backpressure: a worker that cannot write (S3 down) stops taking
+//!   messages; its bounded channel fills, the poll thread waits, and the
+//!   consumer's bounded prefetch stops fetching. Nothing is buffered without
+//!   bound, and everything resumes when the store answers again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+
+use crate::bodies::BodyStore;
+use crate::chain::Chain;
+use crate::config::{BatchingConfig, DecodeConfig, KafkaSettings};
+use crate::sink::Sink;
+use crate::source::SourceMessage;
+use crate::source::kafka::{consumer_config, to_source_message};
+use crate::worker::{PartitionWorker, Stats};
+
+/// How long a worker may take to finish and flush when its partition is
+/// revoked or the host shuts down.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the poll thread waits on a full worker channel before checking
+/// for shutdown again.
+const SEND_RETRY: Duration = Duration::from_millis(200);
+/// How often an idle worker wakes up to check its batch's age.
+const IDLE_TICK: Duration = Duration::from_millis(500);
+/// How often progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Errors that stop the streaming host.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The consumer could not be created or subscribed.
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// A partition worker failed (the reason is in the message).
+    #[error("partition worker failed: {0}")]
+    Worker(String),
+}
+
+/// What the streaming host did.
+#[derive(Debug, Clone)]
+pub struct StreamSummary {
+    /// Totals over every partition worker that ran.
+    pub stats: Stats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Everything a partition worker is made of.
+pub struct WorkerParts {
+    /// The chain (instantiated once per worker).
+    pub chain: Arc<Chain>,
+    /// The output writer.
+    pub sink: Arc<Sink>,
+    /// Decoding settings.
+    pub decode: DecodeConfig,
+    /// Object cutting.
+    pub batching: BatchingConfig,
+    /// Fetcher of bodies stored by reference.
+    pub bodies: Option<BodyStore>,
+    /// Messages per hand-off to the chain.
+    pub max_batch: usize,
+}
+
+enum Command {
+    Message(SourceMessage),
+    Stop(std::sync::mpsc::SyncSender<StopReport>),
+}
+
+enum Event {
+    /// Everything up to and including `last` is durable.
+    Durable {
+        topic: String,
+        partition: i32,
+        last: i64,
+    },
+    Fatal(String),
+}
+
+struct StopReport {
+    last_durable: Option<i64>,
+    stats: Stats,
+}
+
+type PartitionKey = (String, i32);
+
+/// The partitions this host owns and their workers.
+struct Registry {
+    parts: WorkerParts,
+    runtime: Handle,
+    workers: Mutex<HashMap<PartitionKey, flume::Sender<Command>>>,
+    events: flume::Sender<Event>,
+    /// Highest offset committed per partition (commits never go back).
+    committed: Mutex<HashMap<PartitionKey, i64>>,
+    /// Totals of stopped workers.
+    finished: Mutex<Stats>,
+    dispatched: AtomicU64,
+    shutdown: Arc<AtomicBool>,
+}
+
+impl Registry {
+    fn assign(&self, consumer: &BaseConsumer<HostContext>, partitions: &TopicPartitionList) {
+        let committed = consumer
+            .committed_offsets(partitions.clone(), Duration::from_secs(30))
+            .unwrap_or_else(|e| {
+                tracing::warn!(
+                    "cannot read committed offsets ({e}); processing from the fetch position"
+                );
+                TopicPartitionList::new()
+            });
+        for element in partitions.elements() {
+            let key = (element.topic().to_owned(), element.partition());
+            let offset = committed
+                .find_partition(&key.0, key.1)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            if let Some(o) = offset {
+                self.committed
+                    .lock()
+                    .expect("not poisoned")
+                    .insert(key.clone(), o);
+            }
+            match self.spawn(&key, offset) {
+                Ok(sender) => {
+                    tracing::info!(topic = key.0, partition = key.1, committed = ?offset, "partition assigned");
+                    self.workers
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(key, sender);
+                }
+                Err(e) => {
+                    let _ = self
+                        .events
+                        .send(Event::Fatal(format!("starting a worker: {e}")));
+                    self.shutdown.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    fn spawn(
+        &self,
+        key: &PartitionKey,
+        committed: Option<i64>,
+    ) -> Result<flume::Sender<Command>, crate::runtime::RuntimeError> {
+        let p = &self.parts;
+        let mut worker = PartitionWorker::new(
+            p.chain.start_worker()?,
+            p.sink.clone(),
+            p.decode.clone(),
+            p.batching.clone(),
+            &key.0,
+            key.1,
+        );
+        if let Some(bodies) = &p.bodies {
+            worker = worker.with_bodies(bodies.clone());
+        }
+        let (sender, receiver) = flume::bounded(p.max_batch * 4);
+        self.runtime.spawn(partition_task(
+            worker,
+            committed,
+            receiver,
+            self.events.clone(),
+            p.max_batch,
+        ));
+        Ok(sender)
+    }
+
+    /// Hand a message to its partition's worker, waiting while the worker is
+    /// full (backpressure) unless the host is shutting down.
+    fn dispatch(&self, message: SourceMessage) {
+        let key = (
+            message.position.topic.to_string(),
+            message.position.partition,
+        );
+        let Some(sender) = self
+            .workers
+            .lock()
+            .expect("not poisoned")
+            .get(&key)
+            .cloned()
+        else {
+            tracing::warn!(
+                topic = key.0,
+                partition = key.1,
+                "message for a partition without a worker"
+            );
+            return;
+        };
+        let mut command = Command::Message(message);
+        loop {
+            match sender.send_timeout(command, SEND_RETRY) {
+                Ok(()) => {
+                    self.dispatched.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(flume::SendTimeoutError::Timeout(c))
+                    if !self.shutdown.load(Ordering::SeqCst) =>
+                {
+                    command = c
+                }
+                // Shutting down or the worker is gone: the message stays
+                // uncommitted and is delivered again later.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Stop the workers of `keys`; returns each partition's last durable
+    /// offset.
+    fn stop(&self, keys: &[PartitionKey]) -> Vec<(PartitionKey, i64)> {
+        let mut waiting = Vec::new();
+        for key in keys {
+            let Some(sender) = self.workers.lock().expect("not poisoned").remove(key) else {
+                continue;
+            };
+            let (reply, report) = std::sync::mpsc::sync_channel(1);
+            if sender
+                .send_timeout(Command::Stop(reply), STOP_TIMEOUT)
+                .is_ok()
+            {
+                waiting.push((key.clone(), report));
+            } else {
+                tracing::error!(
+                    topic = key.0,
+                    partition = key.1,
+                    "worker did not accept the stop request"
+                );
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        let mut durable = Vec::new();
+        for (key, report) in waiting {
+            match report.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(report) => {
+                    self.finished
+                        .lock()
+                        .expect("not poisoned")
+                        .absorb(&report.stats);
+                    if let Some(last) = report.last_durable {
+                        durable.push((key, last));
+                    }
+                }
+                Err(_) => tracing::error!(
+                    topic = key.0,
+                    partition = key.1,
+                    "worker did not finish in {STOP_TIMEOUT:?}; its uncommitted records will be delivered again"
+                ),
+            }
+        }
+        durable
+    }
+
+    fn all_keys(&self) -> Vec<PartitionKey> {
+        self.workers
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Commit `last + 1` for each durable partition offset that moves the
+    /// committed offset forward.
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<HostContext>,
+        durable: &[(PartitionKey, i64)],
+        mode: CommitMode,
+    ) {
+        let mut committed = self.committed.lock().expect("not poisoned");
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), last) in durable {
+            let next = last + 1;
+            let key = (topic.clone(), *partition);
+            if committed.get(&key).is_some_and(|c| *c >= next) {
+                continue;
+            }
+            if list
+                .add_partition_offset(topic, *partition, Offset::Offset(next))
+                .is_ok()
+            {
+                committed.insert(key, next);
+            }
+        }
+        if list.count() == 0 {
+            return;
+        }
+        if let Err(e) = consumer.commit(&list, mode) {
+            // Not fatal: the records are durable; at worst they are delivered
+            // again and adopted.
+            tracing::warn!("committing offsets failed: {e}");
+        }
+    }
+}
+
+/// The consumer's context: routes rebalances to the registry.
+pub struct HostContext {
+    registry: Arc<Registry>,
+}
+
+impl ClientContext for HostContext {}
+
+impl ConsumerContext for HostContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let keys: Vec<PartitionKey> = partitions
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            tracing::info!(
+                partitions = keys.len(),
+                "partitions revoked: finishing and committing them"
+            );
+            let durable = self.registry.stop(&keys);
+            self.registry.commit(consumer, &durable, CommitMode::Sync);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(partitions) = rebalance {
+            self.registry.assign(consumer, partitions);
+        }
+    }
+}
+
+/// One partition's worker loop.
+async fn partition_task(
+    mut worker: PartitionWorker,
+    committed: Option<i64>,
+    commands: flume::Receiver<Command>,
+    events: flume::Sender<Event>,
+    max_batch: usize,
+) {
+    let (topic, partition) = worker.partition();
+    let fatal = |e: &dyn std::fmt::Display| Event::Fatal(format!("{topic}/{partition}: {e}"));
+    let durable = |last: i64| Event::Durable {
+        topic: topic.clone(),
+        partition,
+        last,
+    };
+    if let Some(offset) = committed {
+        match worker.resume(offset).await {
+            Ok(Some(last)) => drop(events.send(durable(last))),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = events.send(fatal(&e));
+                return;
+            }
+        }
+    }
+    loop {
+        let wait = worker
+            .due_in()
+            .unwrap_or(IDLE_TICK)
+            .max(Duration::from_millis(10));
+        let received = tokio::time::timeout(wait, commands.recv_async()).await;
+        let (batch, stop) = match received {
+            Err(_elapsed) => {
+                match worker.flush_if_due().await {
+                    Ok(Some(flushed)) => drop(events.send(durable(flushed.last_offset))),
+                    Ok(None) => {}
+                    Err(e) => return drop(events.send(fatal(&e))),
+                }
+                continue;
+            }
+            Ok(Err(_disconnected)) => return,
+            Ok(Ok(Command::Stop(reply))) => (Vec::new(), Some(reply)),
+            Ok(Ok(Command::Message(first))) => {
+                let mut batch = vec![first];
+                let mut stop = None;
+                while batch.len() < max_batch {
+                    match commands.try_recv() {
+                        Ok(Command::Message(m)) => batch.push(m),
+                        Ok(Command::Stop(reply)) => {
+                            stop = Some(reply);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                (batch, stop)
+            }
+        };
+        if !batch.is_empty() {
+            match worker.process(batch).await {
+                Ok(flushed) => {
+                    for f in flushed {
+                        let _ = events.send(durable(f.last_offset));
+                    }
+                }
+                Err(e) => return drop(events.send(fatal(&e))),
+            }
+        }
+        if let Some(reply) = stop {
+            if let Err(e) = worker.flush().await {
+                return drop(events.send(fatal(&e)));
+            }
+            let _ = reply.send(StopReport {
+                last_durable: worker.last_durable(),
+                stats: worker.stats().clone(),
+            });
+            return;
+        }
+    }
+}
+
+/// Consume `settings.topic` with the pipeline's chain until `shutdown` is
+/// set, then finish every partition, commit, and return the totals.
+pub async fn run(
+    settings: &KafkaSettings,
+    parts: WorkerParts,
+    shutdown: Arc<AtomicBool>,
+) -> Result<StreamSummary, StreamError> {
+    let started = Instant::now();
+    let (events, events_rx) = flume::unbounded();
+    let registry = Arc::new(Registry {
+        parts,
+        runtime: Handle::current(),
+        workers: Mutex::new(HashMap::new()),
+        events,
+        committed: Mutex::new(HashMap::new()),
+        finished: Mutex::new(Stats::default()),
+        dispatched: AtomicU64::new(0),
+        shutdown: shutdown.clone(),
+    });
+    let consumer: BaseConsumer<HostContext> =
+        consumer_config(settings).create_with_context(HostContext {
+            registry: registry.clone(),
+        })?;
+    consumer.subscribe(&[settings.topic.as_str()])?;
+    tracing::info!(topic = settings.topic, group = settings.group, "consuming");
+    let poll_registry = registry.clone();
+    let result =
+        tokio::task::spawn_blocking(move || poll_loop(&consumer, &poll_registry, &events_rx))
+            .await
+            .map_err(|e| StreamError::Worker(format!("the poll thread panicked: {e}")))?;
+    let stats = registry.finished.lock().expect("not poisoned").clone();
+    result.map(|()| StreamSummary {
+        stats,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The consumer loop: poll, hand messages to workers, commit what is
+/// durable; on shutdown, stop every worker and commit synchronously.
+fn poll_loop(
+    consumer: &BaseConsumer<HostContext>,
+    registry: &Registry,
+    events: &flume::Receiver<Event>,
+) -> Result<(), StreamError> {
+    let mut fatal = None;
+    let mut last_progress = Instant::now();
+    while !registry.shutdown.load(Ordering::SeqCst) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => registry.dispatch(to_source_message(&message)),
+            Some(Err(e)) => tracing::warn!("consumer: {e}"),
+            None => {}
+        }
+        let mut durable = Vec::new();
+        for event in events.try_iter() {
+            match event {
+                Event::Durable {
+                    topic,
+                    partition,
+                    last,
+                } => durable.push(((topic, partition), last)),
+                Event::Fatal(reason) => {
+                    tracing::error!(
+                        "{reason}; shutting down (uncommitted records will be delivered again)"
+                    );
+                    fatal = Some(reason);
+                    registry.shutdown.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        registry.commit(consumer, &durable, CommitMode::Async);
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            tracing::info!(
+                consumed = registry.dispatched.load(Ordering::Relaxed),
+                partitions = registry.all_keys().len(),
+                "progress"
+            );
+        }
+    }
+    tracing::info!("stopping: finishing and committing every partition");
+    let durable = registry.stop(&registry.all_keys());
+    let mut durable = durable;
+    for event in events.try_iter() {
+        if let Event::Durable {
+            topic,
+            partition,
+            last,
+        } = event
+        {
+            durable.push(((topic, partition), last));
+        }
+    }
+    registry.commit(consumer, &durable, CommitMode::Sync);
+    consumer.unsubscribe();
+    match fatal {
+        Some(reason) => Err(StreamError::Worker(reason)),
+        None => Ok(()),
+    }
+}

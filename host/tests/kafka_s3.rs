@@ -1,0 +1,287 @@
+//! End-to-end: `weir ingest` and `weir run` as real processes against a real
+//! Kafka-compatible broker (tansu) and a real S3 server (s3s-fs), started by
+//! `scripts/dev-services.sh`. Every test uses a fresh topic, group and bucket
+//! and checks the exactly-once accounting: every input offset appears once,
+//! in a results object or a dead-letter object, never twice.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+use weir_tests::e2e::{PIPELINE, Scenario};
+use weir_tests::services::Services;
+
+fn weir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// The bundled sample events plus records that must be dead-lettered.
+fn input_with_planted_faults(dir: &Path) -> (PathBuf, usize) {
+    let sample = std::fs::read_to_string(
+        weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl"),
+    )
+    .unwrap();
+    let mut text = sample.clone();
+    text.push_str("{this is not json\n");
+    text.push_str(
+        r#"{"id":"x:1","op":"upsert","timestamp":"2024-01-01T00:00:00Z","body":"no revision"}"#,
+    );
+    text.push('\n');
+    text.push_str(r#"{"id":"x:2","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","body_ref":{"uri":"s3://nowhere/missing","sha256":"0000000000000000000000000000000000000000000000000000000000000000"}}"#);
+    text.push('\n');
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, text).unwrap();
+    (path, sample.lines().count())
+}
+
+/// The chain's outputs per (id, revision, op), from result lines.
+fn outputs_by_document(
+    lines: impl IntoIterator<Item = Value>,
+) -> BTreeMap<(String, u64, String), Value> {
+    lines
+        .into_iter()
+        .map(|l| {
+            (
+                (
+                    l["id"].as_str().unwrap().to_owned(),
+                    l["revision"].as_u64().unwrap(),
+                    l["op"].as_str().unwrap().to_owned(),
+                ),
+                l["outputs"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_offset_once_and_the_same_results_as_local_mode() {
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "once", 4, "").await;
+    let (input, valid) = input_with_planted_faults(scenario.dir());
+    let ingested = scenario.ingest(&weir(), services, &input);
+    assert!(
+        ingested.contains(&format!("{} events", valid + 3)),
+        "{ingested}"
+    );
+    assert!(ingested.contains("2 not valid change events"), "{ingested}");
+    assert!(
+        ingested.contains("2 bodies sent by reference"),
+        "Anarchism and Autism, over 100 KB: {ingested}"
+    );
+
+    let host = scenario.start_host(&weir(), services, 0);
+    let places = scenario
+        .wait_accounted(services, Duration::from_secs(120))
+        .await;
+    let (code, stdout) = host.terminate();
+    assert_eq!(code, Some(0), "graceful shutdown exits 0: {stdout}");
+    assert!(stdout.contains("dead-lettered"), "{stdout}");
+    scenario.assert_exactly_once(services, &places).await;
+
+    // The planted faults, and only they, are dead letters, with reasons.
+    let dead = services
+        .read_lines(&scenario.bucket, &format!("{PIPELINE}/dead-letters/"))
+        .await;
+    let reasons: Vec<&str> = dead
+        .iter()
+        .map(|(_, d)| d["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(dead.len(), 3, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("key must be a string")));
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("missing field `revision`"))
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("the body at s3://nowhere/missing"))
+    );
+    // Positions point at the topic; the big body went by reference and came back.
+    let results = services
+        .read_lines(&scenario.bucket, &format!("{PIPELINE}/results/"))
+        .await;
+    let results: Vec<Value> = results.into_iter().map(|(_, l)| l).collect();
+    assert!(
+        results
+            .iter()
+            .all(|l| l["position"]["topic"] == scenario.topic)
+    );
+    let anarchism = results.iter().find(|l| l["id"] == "enwiki:12").unwrap();
+    assert!(
+        anarchism["outputs"][0]["json"]["text"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 50_000
+    );
+    assert_eq!(anarchism["lineage"].as_array().unwrap().len(), 3);
+
+    // The same documents through the local mode give the same outputs.
+    let local = local_outputs(
+        &weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl"),
+        scenario.dir(),
+    );
+    assert_eq!(outputs_by_document(results), local);
+}
+
+/// Outputs of the local mode (file in, directory out) for `input`.
+fn local_outputs(input: &Path, dir: &Path) -> BTreeMap<(String, u64, String), Value> {
+    let out = dir.join("local-out");
+    let text = format!(
+        r#"
+[pipeline]
+name = "local"
+[source.file]
+path = "{input}"
+[runtime]
+plugin_dir = "{plugins}"
+[[stage]]
+name = "parse"
+plugin = "parse"
+[[stage]]
+name = "lang"
+plugin = "lang"
+[[stage]]
+name = "score"
+plugin = "score"
+[output.local]
+dir = "{out}"
+[dead_letter.local]
+dir = "{out}"
+"#,
+        input = input.display(),
+        plugins = weir_tests::plugin_dir().display(),
+        out = out.display()
+    );
+    let path = dir.join("local.toml");
+    std::fs::write(&path, text).unwrap();
+    let status = std::process::Command::new(weir())
+        .args(["run", "-c"])
+        .arg(&path)
+        .env("WEIR_LOG", "warn")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    outputs_by_document(weir_tests::read_jsonl_objects(&out.join("local/results")))
+}
+
+/// Ingest the bundled dump three times (618 events over 4 partitions).
+fn ingest_dump_three_times(scenario: &Scenario, services: &Services) {
+    for _ in 0..3 {
+        scenario.ingest(&weir(), services, &weir_tests::sample_dump());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "kill9", 4, "").await;
+    ingest_dump_three_times(&scenario, services);
+    // A fixed pseudo-random sequence of kill points, spread from start-up to
+    // mid-stream, so different runs of the test hit the same points.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..10 {
+        let host = scenario.start_host(&weir(), services, round);
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let wait = Duration::from_millis(800 + state % 2500);
+        tokio::time::sleep(wait).await;
+        host.kill_9();
+        let done = scenario.account(services).await.len();
+        eprintln!("round {round}: killed after {wait:?}, {done} offsets accounted");
+    }
+    let host = scenario.start_host(&weir(), services, 10);
+    let places = scenario
+        .wait_accounted(services, Duration::from_secs(180))
+        .await;
+    let (code, _) = host.terminate();
+    assert_eq!(code, Some(0));
+    scenario.assert_exactly_once(services, &places).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_share_the_partitions() {
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "replicas", 4, "").await;
+    ingest_dump_three_times(&scenario, services);
+    let first = scenario.start_host(&weir(), services, 0);
+    // Let the first replica make progress alone, then add the second.
+    while scenario.account(services).await.len() < 40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let second = scenario.start_host(&weir(), services, 1);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (code, first_out) = first.terminate();
+    assert_eq!(code, Some(0), "{first_out}");
+    let places = scenario
+        .wait_accounted(services, Duration::from_secs(180))
+        .await;
+    let (code, second_out) = second.terminate();
+    assert_eq!(code, Some(0), "{second_out}");
+    scenario.assert_exactly_once(services, &places).await;
+    // Both replicas did work.
+    let log = std::fs::read_to_string(scenario.dir().join("host-1.log")).unwrap();
+    assert!(
+        log.contains("partition assigned"),
+        "the second replica got partitions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_outage_stalls_the_host_without_loss_or_unbounded_memory() {
+    let services = Services::start();
+    let scenario = Scenario::new(&services, "s3down", 4, "").await;
+    ingest_dump_three_times(&scenario, &services);
+    let mut host = scenario.start_host(&weir(), &services, 0);
+    while scenario.account(&services).await.len() < 40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    services.stop("s3");
+    let mut peak_rss = 0;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(host.is_running(), "the host must survive the outage");
+        peak_rss = peak_rss.max(host.rss_kib());
+    }
+    services.resume("s3");
+    let places = scenario
+        .wait_accounted(&services, Duration::from_secs(180))
+        .await;
+    assert!(host.is_running());
+    let (code, _) = host.terminate();
+    assert_eq!(code, Some(0));
+    scenario.assert_exactly_once(&services, &places).await;
+    eprintln!("peak RSS during the 20 s outage: {} MiB", peak_rss / 1024);
+    assert!(
+        peak_rss < 1024 * 1024,
+        "memory stayed bounded: {peak_rss} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broker_restart_loses_nothing() {
+    let services = Services::start();
+    let scenario = Scenario::new(&services, "brokerdown", 4, "").await;
+    scenario.ingest(&weir(), &services, &weir_tests::sample_dump());
+    let mut host = scenario.start_host(&weir(), &services, 0);
+    while scenario.account(&services).await.len() < 40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    services.stop("broker");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(host.is_running(), "the host waits for the broker");
+    services.resume("broker");
+    // More events after the restart, on the durable broker.
+    scenario.ingest(&weir(), &services, &weir_tests::sample_dump());
+    let places = scenario
+        .wait_accounted(&services, Duration::from_secs(180))
+        .await;
+    let (code, _) = host.terminate();
+    assert_eq!(code, Some(0));
+    scenario.assert_exactly_once(&services, &places).await;
+    assert_eq!(places.len(), 2 * 206);
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The real servers weir's tests (and local development) run against, as plain
+# processes on free loopback ports:
+#   - a Kafka-compatible broker: tansu (crates.io), with durable SQLite storage
+#     so a broker restart keeps its data;
+#   - an S3-compatible server: s3s-fs (crates.io), SigV4-authenticated, over a
+#     directory.
+#
+# Usage:
+#   scripts/dev-services.sh install                 install both if missing (~12 min the first time)
+#   scripts/dev-services.sh start DIR [--watch PID] start both; state, logs and DIR/env live in DIR
+#   scripts/dev-services.sh stop DIR [broker|s3]    stop both (or one)
+#   scripts/dev-services.sh resume DIR [broker|s3]  start a stopped one again, on the same port and data
+#   scripts/dev-services.sh env DIR                 print the environment (export lines)
+#
+# `start` waits until both answer, then writes DIR/env with WEIR_KAFKA_BROKERS,
+# WEIR_S3_ENDPOINT and AWS credentials, and prints it as export lines:
+#   eval "$(scripts/dev-services.sh start /tmp/weir-dev)"
+# With --watch PID both servers are stopped when process PID exits (tests
+# pass their own PID so nothing outlives them).
+set -euo pipefail
+
+TANSU_VERSION=0.6.0
+S3S_FS_VERSION=0.14.1
+ACCESS_KEY=weir-dev
+SECRET_KEY=weir-dev-secret-key
+REGION=us-east-1
+
+die() { echo "dev-services: $*" >&2; exit 1; }
+
+install() {
+    if ! command -v tansu >/dev/null; then
+        echo "dev-services: installing tansu $TANSU_VERSION (takes ~12 minutes on 2 cores)" >&2
+        cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,libsql >&2
+    fi
+    if ! command -v s3s-fs >/dev/null; then
+        echo "dev-services: installing s3s-fs $S3S_FS_VERSION" >&2
+        cargo install --locked s3s-fs --version "$S3S_FS_VERSION" --features binary >&2
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for() { # description, command...
+    local what=$1; shift
+    for _ in $(seq 1 300); do
+        if "$@" >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    die "$what did not become ready within 30 s"
+}
+
+start_broker() {
+    local dir=$1 port
+    port=$(cat "$dir/broker.port")
+    tansu broker \
+        --listener-url "tcp://127.0.0.1:$port" \
+        --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine "sqlite:///$dir/broker/tansu.db" \
+        >>"$dir/broker.log" 2>&1 &
+    echo $! >"$dir/broker.pid"
+    wait_for "the broker on port $port" tansu topic list --broker "tcp://127.0.0.1:$port"
+}
+
+start_s3() {
+    local dir=$1 port
+    port=$(cat "$dir/s3.port")
+    s3s-fs --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
+        "$dir/s3" >>"$dir/s3.log" 2>&1 &
+    echo $! >"$dir/s3.pid"
+    wait_for "the S3 server on port $port" curl -s -o /dev/null "http://127.0.0.1:$port/"
+}
+
+stop_one() { # dir, name
+    local pidfile="$1/$2.pid"
+    if [ -f "$pidfile" ]; then
+        kill "$(cat "$pidfile")" 2>/dev/null || true
+        # Wait until the port is released so `resume` can bind it again.
+        for _ in $(seq 1 100); do kill -0 "$(cat "$pidfile")" 2>/dev/null || break; sleep 0.1; done
+        rm -f "$pidfile"
+    fi
+}
+
+print_env() {
+    local dir=$1
+    sed 's/^/export /' "$dir/env"
+}
+
+command=${1:-}
+case "$command" in
+    install)
+        install
+        ;;
+    start)
+        dir=${2:?usage: start DIR [--watch PID]}
+        command -v tansu >/dev/null && command -v s3s-fs >/dev/null ||
+            die "tansu or s3s-fs is missing: run '$0 install' first"
+        mkdir -p "$dir/broker" "$dir/s3"
+        dir=$(cd "$dir" && pwd)
+        free_port >"$dir/broker.port"
+        free_port >"$dir/s3.port"
+        start_broker "$dir"
+        start_s3 "$dir"
+        cat >"$dir/env" <<EOF
+WEIR_KAFKA_BROKERS=127.0.0.1:$(cat "$dir/broker.port")
+WEIR_S3_ENDPOINT=http://127.0.0.1:$(cat "$dir/s3.port")
+AWS_ACCESS_KEY_ID=$ACCESS_KEY
+AWS_SECRET_ACCESS_KEY=$SECRET_KEY
+AWS_REGION=$REGION
+EOF
+        if [ "${3:-}" = "--watch" ]; then
+            watched=${4:?--watch needs a PID}
+            # Detached watchdog: stop the servers once the watched process is gone.
+            nohup bash -c "while kill -0 $watched 2>/dev/null; do sleep 0.5; done; '$0' stop '$dir'" \
+                >/dev/null 2>&1 &
+        fi
+        print_env "$dir"
+        ;;
+    stop)
+        dir=${2:?usage: stop DIR [broker|s3]}
+        case "${3:-both}" in
+            broker) stop_one "$dir" broker ;;
+            s3) stop_one "$dir" s3 ;;
+            both) stop_one "$dir" broker; stop_one "$dir" s3 ;;
+            *) die "stop: unknown service ${3}" ;;
+        esac
+        ;;
+    resume)
+        dir=${2:?usage: resume DIR [broker|s3]}
+        case "${3:-both}" in
+            broker) start_broker "$dir" ;;
+            s3) start_s3 "$dir" ;;
+            both) start_broker "$dir"; start_s3 "$dir" ;;
+            *) die "resume: unknown service ${3}" ;;
+        esac
+        ;;
+    env)
+        print_env "${2:?usage: env DIR}"
+        ;;
+    *)
+        sed -n '2,22p' "$0" >&2
+        exit 2
+        ;;
+esac

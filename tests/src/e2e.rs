@@ -1,0 +1,272 @@
+//! End-to-end helpers: a Kafka + S3 pipeline file for a test, `weir`
+//! processes (started, stopped with SIGTERM, killed with SIGKILL), and the
+//! exactly-once accounting of what ended up in S3.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::services::Services;
+
+/// A test's fresh topic, group and bucket, and its pipeline file.
+pub struct Scenario {
+    /// Unique name stem (topic, group and bucket derive from it).
+    pub name: String,
+    /// The topic.
+    pub topic: String,
+    /// The bucket holding results and dead letters.
+    pub bucket: String,
+    /// Partitions of the topic.
+    pub partitions: i32,
+    /// The pipeline file.
+    pub pipeline: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+/// The pipeline name all scenarios use (the first part of every key).
+pub const PIPELINE: &str = "e2e";
+
+impl Scenario {
+    /// A scenario named `name` (made unique) with a topic of `partitions`
+    /// partitions and the parse -> lang -> score chain. `extra` is appended
+    /// to the pipeline file.
+    pub async fn new(services: &Services, name: &str, partitions: i32, extra: &str) -> Scenario {
+        let unique = format!(
+            "{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = unique.to_lowercase().replace('_', "-");
+        services.create_bucket(&bucket).await;
+        let pipeline = dir.path().join("pipeline.toml");
+        let text = format!(
+            r#"
+[pipeline]
+name = "{PIPELINE}"
+
+[source.kafka]
+topic = "{unique}"
+group = "{unique}-group"
+max_batch = 16
+
+[runtime]
+plugin_dir = "{plugins}"
+compiled_cache_dir = "{cache}"
+batch_size = 16
+
+[[stage]]
+name = "parse"
+plugin = "parse"
+
+[[stage]]
+name = "lang"
+plugin = "lang"
+
+[[stage]]
+name = "score"
+plugin = "score"
+
+[output.s3]
+bucket = "{bucket}"
+
+[dead_letter.s3]
+bucket = "{bucket}"
+
+[s3]
+region = "us-east-1"
+
+[batching]
+max_records = 20
+max_age_ms = 500
+
+[ingest]
+max_inline_body_bytes = 100000
+bodies_bucket = "{bucket}"
+{extra}
+"#,
+            plugins = crate::plugin_dir().display(),
+            cache = crate::workspace_root()
+                .join("target/weir-compiled")
+                .display(),
+        );
+        std::fs::write(&pipeline, text).unwrap();
+        Scenario {
+            name: unique.clone(),
+            topic: unique,
+            bucket,
+            partitions,
+            pipeline,
+            dir,
+        }
+    }
+
+    /// A scratch directory for this scenario.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `weir ingest` the file into the topic (creating it), and return its
+    /// summary line.
+    pub fn ingest(&self, weir: &Path, services: &Services, input: &Path) -> String {
+        let output = Command::new(weir)
+            .args(["ingest", "-c"])
+            .arg(&self.pipeline)
+            .arg("--input")
+            .arg(input)
+            .args(["--create-partitions", &self.partitions.to_string()])
+            .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("WEIR_LOG", "warn")
+            .output()
+            .expect("run weir ingest");
+        assert!(
+            output.status.success(),
+            "weir ingest failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Start a `weir run` host on this scenario; its log goes to
+    /// `<scratch>/host-<n>.log`.
+    pub fn start_host(&self, weir: &Path, services: &Services, n: usize) -> Host {
+        let log = std::fs::File::create(self.dir().join(format!("host-{n}.log"))).unwrap();
+        let child = Command::new(weir)
+            .args(["run", "-c"])
+            .arg(&self.pipeline)
+            .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("WEIR_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start weir run");
+        Host { child }
+    }
+
+    /// Where every input offset ended up: `(partition, offset)` -> places
+    /// (`results` or `dead-letters`), one entry per line found.
+    pub async fn account(&self, services: &Services) -> BTreeMap<(i64, i64), Vec<&'static str>> {
+        let mut places: BTreeMap<(i64, i64), Vec<&'static str>> = BTreeMap::new();
+        for (prefix, place) in [("results", "results"), ("dead-letters", "dead-letters")] {
+            let lines = services
+                .read_lines(&self.bucket, &format!("{PIPELINE}/{prefix}/"))
+                .await;
+            for (_, line) in lines {
+                let position = &line["position"];
+                let key = (
+                    position["partition"].as_i64().unwrap(),
+                    position["offset"].as_i64().unwrap(),
+                );
+                places.entry(key).or_default().push(place);
+            }
+        }
+        places
+    }
+
+    /// Wait until every offset below the high watermarks is accounted for
+    /// (or `timeout` passes); returns the accounting.
+    pub async fn wait_accounted(
+        &self,
+        services: &Services,
+        timeout: Duration,
+    ) -> BTreeMap<(i64, i64), Vec<&'static str>> {
+        let expected: usize = services
+            .high_watermarks(&self.topic, self.partitions)
+            .iter()
+            .map(|hw| *hw as usize)
+            .sum();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let places = self.account(services).await;
+            if places.len() >= expected || Instant::now() > deadline {
+                return places;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Assert that every offset of every partition appears exactly once,
+    /// in the results or the dead letters.
+    pub async fn assert_exactly_once(
+        &self,
+        services: &Services,
+        places: &BTreeMap<(i64, i64), Vec<&'static str>>,
+    ) {
+        let watermarks = services.high_watermarks(&self.topic, self.partitions);
+        let mut missing = Vec::new();
+        for (partition, hw) in watermarks.iter().enumerate() {
+            for offset in 0..*hw {
+                if !places.contains_key(&(partition as i64, offset)) {
+                    missing.push((partition, offset));
+                }
+            }
+        }
+        let duplicated: Vec<_> = places.iter().filter(|(_, p)| p.len() > 1).collect();
+        let expected: i64 = watermarks.iter().sum();
+        assert!(
+            missing.is_empty(),
+            "offsets never written anywhere: {missing:?}"
+        );
+        assert!(
+            duplicated.is_empty(),
+            "offsets written more than once: {duplicated:?}"
+        );
+        assert_eq!(
+            places.len() as i64,
+            expected,
+            "no offsets beyond the watermarks"
+        );
+    }
+}
+
+/// A running `weir run` process.
+pub struct Host {
+    child: Child,
+}
+
+impl Host {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("query the child").is_none()
+    }
+
+    /// Resident memory in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// SIGKILL: no chance to flush or commit.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+
+    /// SIGTERM, then wait for the exit; returns (exit code, stdout).
+    pub fn terminate(self) -> (Option<i32>, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let output = self.child.wait_with_output().expect("wait for weir");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+}
