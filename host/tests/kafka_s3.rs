@@ -56,6 +56,7 @@ fn outputs_by_document(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_offset_once_and_the_same_results_as_local_mode() {
+    let _serial = weir_tests::e2e::serial();
     let services = Services::shared();
     let scenario = Scenario::new(services, "once", 4, "").await;
     let (input, valid) = input_with_planted_faults(scenario.dir());
@@ -70,7 +71,7 @@ async fn every_offset_once_and_the_same_results_as_local_mode() {
         "Anarchism and Autism, over 100 KB: {ingested}"
     );
 
-    let host = scenario.start_host(&weir(), services, 0);
+    let host = scenario.start_host(&weir(), services, 0, "replica-0");
     let places = scenario
         .wait_accounted(services, Duration::from_secs(120))
         .await;
@@ -168,33 +169,45 @@ dir = "{out}"
     outputs_by_document(weir_tests::read_jsonl_objects(&out.join("local/results")))
 }
 
-/// Ingest the bundled dump three times (618 events over 4 partitions).
-fn ingest_dump_three_times(scenario: &Scenario, services: &Services) {
-    for _ in 0..3 {
+/// Ingest the bundled dump `times` times (206 events each, 4 partitions).
+fn ingest_dump(scenario: &Scenario, services: &Services, times: usize) {
+    for _ in 0..times {
         scenario.ingest(&weir(), services, &weir_tests::sample_dump());
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let _serial = weir_tests::e2e::serial();
     let services = Services::shared();
-    let scenario = Scenario::new(services, "kill9", 4, "").await;
-    ingest_dump_three_times(&scenario, services);
-    // A fixed pseudo-random sequence of kill points, spread from start-up to
-    // mid-stream, so different runs of the test hit the same points.
+    // Static group membership: a restarted host takes over its dead
+    // predecessor's partitions at once instead of waiting for the group to
+    // notice the death (see docs/decisions.md).
+    let static_member =
+        "\n[source.kafka.properties]\n\"group.instance.id\" = \"${WEIR_INSTANCE_ID}\"\n";
+    let scenario = Scenario::new(services, "kill9", 4, static_member).await;
+    ingest_dump(&scenario, services, 6);
+    // A fixed pseudo-random sequence of kill points after the partitions are
+    // assigned (mid-batch, mid-upload, mid-commit), so every run of the test
+    // hits the same points.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..10 {
-        let host = scenario.start_host(&weir(), services, round);
+        let host = scenario.start_host(&weir(), services, round, "replica-0");
+        assert!(
+            host.wait_for_log("partition assigned", Duration::from_secs(60))
+                .await,
+            "round {round}: no partitions assigned"
+        );
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let wait = Duration::from_millis(800 + state % 2500);
+        let wait = Duration::from_millis(100 + state % 1200);
         tokio::time::sleep(wait).await;
         host.kill_9();
         let done = scenario.account(services).await.len();
-        eprintln!("round {round}: killed after {wait:?}, {done} offsets accounted");
+        eprintln!("round {round}: killed {wait:?} after assignment, {done} offsets accounted");
     }
-    let host = scenario.start_host(&weir(), services, 10);
+    let host = scenario.start_host(&weir(), services, 10, "replica-0");
     let places = scenario
         .wait_accounted(services, Duration::from_secs(180))
         .await;
@@ -205,15 +218,16 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_share_the_partitions() {
+    let _serial = weir_tests::e2e::serial();
     let services = Services::shared();
     let scenario = Scenario::new(services, "replicas", 4, "").await;
-    ingest_dump_three_times(&scenario, services);
-    let first = scenario.start_host(&weir(), services, 0);
+    ingest_dump(&scenario, services, 3);
+    let first = scenario.start_host(&weir(), services, 0, "replica-0");
     // Let the first replica make progress alone, then add the second.
     while scenario.account(services).await.len() < 40 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let second = scenario.start_host(&weir(), services, 1);
+    let second = scenario.start_host(&weir(), services, 1, "replica-1");
     tokio::time::sleep(Duration::from_secs(8)).await;
     let (code, first_out) = first.terminate();
     assert_eq!(code, Some(0), "{first_out}");
@@ -233,10 +247,11 @@ async fn two_replicas_share_the_partitions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_s3_outage_stalls_the_host_without_loss_or_unbounded_memory() {
+    let _serial = weir_tests::e2e::serial();
     let services = Services::start();
     let scenario = Scenario::new(&services, "s3down", 4, "").await;
-    ingest_dump_three_times(&scenario, &services);
-    let mut host = scenario.start_host(&weir(), &services, 0);
+    ingest_dump(&scenario, &services, 3);
+    let mut host = scenario.start_host(&weir(), &services, 0, "replica-0");
     while scenario.account(&services).await.len() < 40 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -264,10 +279,11 @@ async fn an_s3_outage_stalls_the_host_without_loss_or_unbounded_memory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_restart_loses_nothing() {
+    let _serial = weir_tests::e2e::serial();
     let services = Services::start();
     let scenario = Scenario::new(&services, "brokerdown", 4, "").await;
     scenario.ingest(&weir(), &services, &weir_tests::sample_dump());
-    let mut host = scenario.start_host(&weir(), &services, 0);
+    let mut host = scenario.start_host(&weir(), &services, 0, "replica-0");
     while scenario.account(&services).await.len() < 40 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -27,6 +27,15 @@ pub struct Scenario {
 /// The pipeline name all scenarios use (the first part of every key).
 pub const PIPELINE: &str = "e2e";
 
+/// Hold this for the duration of an end-to-end test: they run one at a
+/// time, so hosts of different tests do not compete for the two cores and
+/// timing-based steps (kill points, outages) stay meaningful.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Scenario {
     /// A scenario named `name` (made unique) with a topic of `partitions`
     /// partitions and the parse -> lang -> score chain. `extra` is appended
@@ -121,6 +130,7 @@ bodies_bucket = "{bucket}"
             .args(["--create-partitions", &self.partitions.to_string()])
             .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("WEIR_LOG", "warn")
+            .env("WEIR_INSTANCE_ID", "ingest")
             .output()
             .expect("run weir ingest");
         assert!(
@@ -132,19 +142,22 @@ bodies_bucket = "{bucket}"
     }
 
     /// Start a `weir run` host on this scenario; its log goes to
-    /// `<scratch>/host-<n>.log`.
-    pub fn start_host(&self, weir: &Path, services: &Services, n: usize) -> Host {
-        let log = std::fs::File::create(self.dir().join(format!("host-{n}.log"))).unwrap();
+    /// `<scratch>/host-<n>.log`. `instance` is exported as
+    /// `WEIR_INSTANCE_ID` (used by scenarios with static group membership).
+    pub fn start_host(&self, weir: &Path, services: &Services, n: usize, instance: &str) -> Host {
+        let log_path = self.dir().join(format!("host-{n}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(weir)
             .args(["run", "-c"])
             .arg(&self.pipeline)
             .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env("WEIR_LOG", "info")
+            .env("WEIR_INSTANCE_ID", instance)
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
             .expect("start weir run");
-        Host { child }
+        Host { child, log_path }
     }
 
     /// Where every input offset ended up: `(partition, offset)` -> places
@@ -226,9 +239,23 @@ bodies_bucket = "{bucket}"
 /// A running `weir run` process.
 pub struct Host {
     child: Child,
+    log_path: PathBuf,
 }
 
 impl Host {
+    /// Wait until the host's log contains `text` (or `timeout` passes);
+    /// returns whether it did.
+    pub async fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if std::fs::read_to_string(&self.log_path).is_ok_and(|log| log.contains(text)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
