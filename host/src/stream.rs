@@ -16,10 +16,11 @@
 //! - on revoke (rebalance or shutdown) a partition's worker finishes what it
 //!   was given, writes its open batch and the offset is committed before the
 //!   partition is given up;
-//! - backpressure: a worker that cannot write (S3 down) stops taking
-//!   messages; its bounded channel fills, the poll thread waits, and the
-//!   consumer's bounded prefetch stops fetching. Nothing is buffered without
-//!   bound, and everything resumes when the store answers again.
+//! - backpressure: a worker that cannot keep up (or cannot write: S3 down)
+//!   stops taking messages; its bounded channel fills, its partition is
+//!   paused (the consumer stops fetching it) and the few messages already
+//!   prefetched wait in its lane. Other partitions carry on. Nothing is
+//!   buffered without bound, and everything resumes by itself.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,9 +42,6 @@ use crate::worker::{PartitionWorker, Stats};
 /// How long a worker may take to finish and flush when its partition is
 /// revoked or the host shuts down.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long the poll thread waits on a full worker channel before checking
-/// for shutdown again.
-const SEND_RETRY: Duration = Duration::from_millis(200);
 /// How often an idle worker wakes up to check its batch's age.
 const IDLE_TICK: Duration = Duration::from_millis(500);
 /// How often progress is logged.
@@ -107,11 +105,21 @@ struct StopReport {
 
 type PartitionKey = (String, i32);
 
+/// The path from the poll thread to one partition's worker: its bounded
+/// channel, and the messages waiting while the channel is full (the
+/// partition is paused meanwhile, so this holds at most what the consumer
+/// had already prefetched).
+struct Lane {
+    sender: flume::Sender<Command>,
+    overflow: std::collections::VecDeque<SourceMessage>,
+    paused: bool,
+}
+
 /// The partitions this host owns and their workers.
 struct Registry {
     parts: WorkerParts,
     runtime: Handle,
-    workers: Mutex<HashMap<PartitionKey, flume::Sender<Command>>>,
+    workers: Mutex<HashMap<PartitionKey, Lane>>,
     events: flume::Sender<Event>,
     /// Highest offset committed per partition (commits never go back).
     committed: Mutex<HashMap<PartitionKey, i64>>,
@@ -148,10 +156,12 @@ impl Registry {
             match self.spawn(&key, offset) {
                 Ok(sender) => {
                     tracing::info!(topic = key.0, partition = key.1, committed = ?offset, "partition assigned");
-                    self.workers
-                        .lock()
-                        .expect("not poisoned")
-                        .insert(key, sender);
+                    let lane = Lane {
+                        sender,
+                        overflow: std::collections::VecDeque::new(),
+                        paused: false,
+                    };
+                    self.workers.lock().expect("not poisoned").insert(key, lane);
                 }
                 Err(e) => {
                     let _ = self
@@ -191,20 +201,17 @@ impl Registry {
         Ok(sender)
     }
 
-    /// Hand a message to its partition's worker, waiting while the worker is
-    /// full (backpressure) unless the host is shutting down.
-    fn dispatch(&self, message: SourceMessage) {
+    /// Hand a message to its partition's worker. When the worker's channel
+    /// is full the message waits in the lane and the partition is paused, so
+    /// a slow partition never holds up the others (and the consumer stops
+    /// fetching it: backpressure).
+    fn dispatch(&self, consumer: &BaseConsumer<HostContext>, message: SourceMessage) {
         let key = (
             message.position.topic.to_string(),
             message.position.partition,
         );
-        let Some(sender) = self
-            .workers
-            .lock()
-            .expect("not poisoned")
-            .get(&key)
-            .cloned()
-        else {
+        let mut workers = self.workers.lock().expect("not poisoned");
+        let Some(lane) = workers.get_mut(&key) else {
             tracing::warn!(
                 topic = key.0,
                 partition = key.1,
@@ -212,23 +219,56 @@ impl Registry {
             );
             return;
         };
-        let mut command = Command::Message(message);
-        loop {
-            match sender.send_timeout(command, SEND_RETRY) {
+        if lane.overflow.is_empty() {
+            match lane.sender.try_send(Command::Message(message)) {
                 Ok(()) => {
                     self.dispatched.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                Err(flume::SendTimeoutError::Timeout(c))
-                    if !self.shutdown.load(Ordering::SeqCst) =>
-                {
-                    command = c
+                Err(flume::TrySendError::Full(Command::Message(message))) => {
+                    lane.overflow.push_back(message)
                 }
-                // Shutting down or the worker is gone: the message stays
+                // The worker is gone (failed or stopping): the message stays
                 // uncommitted and is delivered again later.
                 Err(_) => return,
             }
+        } else {
+            lane.overflow.push_back(message);
         }
+        if !lane.paused {
+            lane.paused = true;
+            set_paused(consumer, &key, true);
+        }
+    }
+
+    /// Move waiting messages into workers' channels as they make room, and
+    /// resume partitions whose backlog is gone. Returns whether any message
+    /// is still waiting.
+    fn drain_overflow(&self, consumer: &BaseConsumer<HostContext>) -> bool {
+        let mut waiting = false;
+        for (key, lane) in self.workers.lock().expect("not poisoned").iter_mut() {
+            while let Some(message) = lane.overflow.pop_front() {
+                match lane.sender.try_send(Command::Message(message)) {
+                    Ok(()) => {
+                        self.dispatched.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(flume::TrySendError::Full(Command::Message(message))) => {
+                        lane.overflow.push_front(message);
+                        break;
+                    }
+                    Err(_) => {
+                        lane.overflow.clear();
+                        break;
+                    }
+                }
+            }
+            if lane.overflow.is_empty() && lane.paused {
+                lane.paused = false;
+                set_paused(consumer, key, false);
+            }
+            waiting |= !lane.overflow.is_empty();
+        }
+        waiting
     }
 
     /// Stop the workers of `keys`; returns each partition's last durable
@@ -236,7 +276,10 @@ impl Registry {
     fn stop(&self, keys: &[PartitionKey]) -> Vec<(PartitionKey, i64)> {
         let mut waiting = Vec::new();
         for key in keys {
-            let Some(sender) = self.workers.lock().expect("not poisoned").remove(key) else {
+            // Messages still waiting in the lane are dropped: they are not
+            // committed, so they are delivered again to the next owner.
+            let Some(Lane { sender, .. }) = self.workers.lock().expect("not poisoned").remove(key)
+            else {
                 continue;
             };
             let (reply, report) = std::sync::mpsc::sync_channel(1);
@@ -477,9 +520,16 @@ fn poll_loop(
 ) -> Result<(), StreamError> {
     let mut fatal = None;
     let mut last_progress = Instant::now();
+    let mut backlog = false;
     while !registry.shutdown.load(Ordering::SeqCst) {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(message)) => registry.dispatch(to_source_message(&message)),
+        // Poll briefly while messages wait for room, so they move on soon.
+        let timeout = if backlog {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(100)
+        };
+        match consumer.poll(timeout) {
+            Some(Ok(message)) => registry.dispatch(consumer, to_source_message(&message)),
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
@@ -501,6 +551,7 @@ fn poll_loop(
             }
         }
         registry.commit(consumer, &durable, CommitMode::Async);
+        backlog = registry.drain_overflow(consumer);
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
             tracing::info!(
@@ -528,5 +579,28 @@ fn poll_loop(
     match fatal {
         Some(reason) => Err(StreamError::Worker(reason)),
         None => Ok(()),
+    }
+}
+
+/// Pause or resume fetching one partition.
+fn set_paused(
+    consumer: &BaseConsumer<HostContext>,
+    (topic, partition): &PartitionKey,
+    paused: bool,
+) {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, *partition);
+    let result = if paused {
+        consumer.pause(&list)
+    } else {
+        consumer.resume(&list)
+    };
+    if let Err(e) = result {
+        tracing::warn!(
+            topic,
+            partition,
+            paused,
+            "pausing/resuming the partition failed: {e}"
+        );
     }
 }

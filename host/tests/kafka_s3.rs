@@ -56,7 +56,7 @@ fn outputs_by_document(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_offset_once_and_the_same_results_as_local_mode() {
-    let _serial = weir_tests::e2e::serial();
+    let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     let scenario = Scenario::new(services, "once", 4, "").await;
     let (input, valid) = input_with_planted_faults(scenario.dir());
@@ -178,7 +178,7 @@ fn ingest_dump(scenario: &Scenario, services: &Services, times: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
-    let _serial = weir_tests::e2e::serial();
+    let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     // Static group membership: a restarted host takes over its dead
     // predecessor's partitions at once instead of waiting for the group to
@@ -218,7 +218,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_share_the_partitions() {
-    let _serial = weir_tests::e2e::serial();
+    let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     let scenario = Scenario::new(services, "replicas", 4, "").await;
     ingest_dump(&scenario, services, 3);
@@ -247,7 +247,7 @@ async fn two_replicas_share_the_partitions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_s3_outage_stalls_the_host_without_loss_or_unbounded_memory() {
-    let _serial = weir_tests::e2e::serial();
+    let _serial = weir_tests::e2e::serial().await;
     let services = Services::start();
     let scenario = Scenario::new(&services, "s3down", 4, "").await;
     ingest_dump(&scenario, &services, 3);
@@ -279,7 +279,7 @@ async fn an_s3_outage_stalls_the_host_without_loss_or_unbounded_memory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_broker_restart_loses_nothing() {
-    let _serial = weir_tests::e2e::serial();
+    let _serial = weir_tests::e2e::serial().await;
     let services = Services::start();
     let scenario = Scenario::new(&services, "brokerdown", 4, "").await;
     scenario.ingest(&weir(), &services, &weir_tests::sample_dump());

@@ -15,6 +15,8 @@ pub struct Scenario {
     pub name: String,
     /// The topic.
     pub topic: String,
+    /// The hosts' consumer group.
+    pub group: String,
     /// The bucket holding results and dead letters.
     pub bucket: String,
     /// Partitions of the topic.
@@ -30,16 +32,16 @@ pub const PIPELINE: &str = "e2e";
 /// Hold this for the duration of an end-to-end test: they run one at a
 /// time, so hosts of different tests do not compete for the two cores and
 /// timing-based steps (kill points, outages) stay meaningful.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 impl Scenario {
     /// A scenario named `name` (made unique) with a topic of `partitions`
     /// partitions and the parse -> lang -> score chain. `extra` is appended
-    /// to the pipeline file.
+    /// to the pipeline file (if it has a `[batching]` table, it replaces the
+    /// default of small objects).
     pub async fn new(services: &Services, name: &str, partitions: i32, extra: &str) -> Scenario {
         let unique = format!(
             "{name}-{}-{}",
@@ -89,9 +91,7 @@ bucket = "{bucket}"
 [s3]
 region = "us-east-1"
 
-[batching]
-max_records = 20
-max_age_ms = 500
+{batching}
 
 [ingest]
 max_inline_body_bytes = 100000
@@ -102,10 +102,17 @@ bodies_bucket = "{bucket}"
             cache = crate::workspace_root()
                 .join("target/weir-compiled")
                 .display(),
+            // Small objects, so tests see many writes and commits.
+            batching = if extra.contains("[batching]") {
+                ""
+            } else {
+                "[batching]\nmax_records = 20\nmax_age_ms = 500"
+            },
         );
         std::fs::write(&pipeline, text).unwrap();
         Scenario {
             name: unique.clone(),
+            group: format!("{unique}-group"),
             topic: unique,
             bucket,
             partitions,

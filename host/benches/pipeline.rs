@@ -1,0 +1,222 @@
+//! The production path, measured side by side in one run on the same
+//! documents (the bundled 206-page enwiki dump, ingested 10 times: 2060
+//! change events, 59 MB, into a 4-partition topic on a real tansu broker,
+//! results to a real s3s-fs server):
+//!
+//! - (a) raw consume rate: a plain rdkafka consumer reading the topic;
+//! - (b) the in-process chain rate from a file: `weir run` on the same events
+//!   as a JSONL file, to a local directory;
+//! - (c) Kafka -> chain -> S3 end to end: `weir run` hosts, 1 and then 2
+//!   replicas, each time a fresh consumer group and bucket; measured from
+//!   the first partition assignment until every partition's committed offset
+//!   reaches its high watermark (commits follow durable S3 writes), with the
+//!   hosts' peak resident memory.
+//!
+//! Run: `cargo bench -p weir --bench pipeline`
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use weir_tests::e2e::Scenario;
+use weir_tests::services::Services;
+
+const COPIES: usize = 10;
+/// Object cutting as in production (not the tests' tiny objects).
+const PRODUCTION_BATCHING: &str = "[batching]\nmax_records = 1000\nmax_age_ms = 1000\n";
+
+fn weir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// The dump's events as JSONL, `COPIES` times.
+fn events_file(dir: &Path) -> (PathBuf, u64) {
+    let mut source = weir::source::mediawiki::DumpSource::open(&weir_tests::sample_dump())
+        .expect("the bundled dump");
+    let mut lines = Vec::new();
+    loop {
+        let batch = source.next_batch(256).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        lines.extend(batch.into_iter().map(|m| m.payload));
+    }
+    let mut out = Vec::new();
+    for _ in 0..COPIES {
+        for line in &lines {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+        }
+    }
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, &out).unwrap();
+    (path, out.len() as u64)
+}
+
+fn report(
+    name: &str,
+    events: u64,
+    bytes: u64,
+    elapsed: Duration,
+    baseline: Option<f64>,
+    rss_mib: Option<u64>,
+) -> f64 {
+    let mb_s = bytes as f64 / 1e6 / elapsed.as_secs_f64();
+    let ratio = baseline.map_or("".to_owned(), |b| format!("{:.2}x", mb_s / b));
+    let rss = rss_mib.map_or("".to_owned(), |r| format!("{r} MiB"));
+    println!(
+        "| {name} | {:.2} s | {:.0} | {mb_s:.1} | {ratio} | {rss} |",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64()
+    );
+    mb_s
+}
+
+/// (a): drain the topic with a plain consumer.
+fn raw_consume(services: &Services, topic: &str, expected: usize) -> Duration {
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &services.brokers)
+        .set("group.id", format!("{topic}-raw"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut seen = 0;
+    let mut started = None;
+    while seen < expected {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            started.get_or_insert_with(Instant::now);
+            seen += 1;
+            std::hint::black_box(message.payload());
+        }
+    }
+    started.expect("messages arrived").elapsed()
+}
+
+/// (c): hosts until every offset is durable; (elapsed since the first
+/// assignment, peak RSS in MiB of the hosts).
+async fn end_to_end(services: &Services, scenario: &Scenario, replicas: usize) -> (Duration, u64) {
+    let hosts: Vec<_> = (0..replicas)
+        .map(|n| scenario.start_host(&weir(), services, n, &format!("bench-{n}")))
+        .collect();
+    assert!(
+        hosts[0]
+            .wait_for_log("partition assigned", Duration::from_secs(120))
+            .await
+    );
+    let started = Instant::now();
+    let expected = services.high_watermarks(&scenario.topic, scenario.partitions);
+    // Progress is read from the group's committed offsets (one cheap request)
+    // rather than by reading S3, which would compete with the hosts for CPU.
+    let offsets: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &services.brokers)
+        .set("group.id", &scenario.group)
+        .create()
+        .unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for p in 0..scenario.partitions {
+        partitions.add_partition(&scenario.topic, p);
+    }
+    let mut peak = 0;
+    loop {
+        peak = peak.max(hosts.iter().map(|h| h.rss_kib()).sum::<u64>());
+        let committed = offsets
+            .committed_offsets(partitions.clone(), Duration::from_secs(10))
+            .unwrap();
+        let done = (0..scenario.partitions).all(|p| {
+            matches!(committed.find_partition(&scenario.topic, p).map(|e| e.offset()),
+                Some(rdkafka::Offset::Offset(o)) if o >= expected[p as usize])
+        });
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(
+        scenario.account(services).await.len() as i64,
+        expected.iter().sum::<i64>(),
+        "every offset is in S3"
+    );
+    for host in hosts {
+        let (code, _) = host.terminate();
+        assert_eq!(code, Some(0));
+    }
+    (elapsed, peak / 1024)
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let services = Services::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (events, bytes) = events_file(dir.path());
+    let count = (206 * COPIES) as u64;
+    let scenario = Scenario::new(&services, "bench", 4, "").await;
+    scenario.ingest(&weir(), &services, &events);
+
+    println!(
+        "## Kafka -> chain -> S3 ({count} events, {:.1} MB, 4 partitions)\n",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "| case | time | events/s | MB/s | vs (b) | peak RSS |\n|---|---:|---:|---:|---:|---:|"
+    );
+    let raw = raw_consume(&services, &scenario.topic, count as usize);
+    report("(a) raw consume (rdkafka)", count, bytes, raw, None, None);
+
+    let local = dir.path().join("local.toml");
+    std::fs::write(
+        &local,
+        format!(
+            "[pipeline]\nname = \"bench\"\n[source.file]\npath = \"{}\"\n[runtime]\nplugin_dir = \"{}\"\n\
+             [[stage]]\nname = \"parse\"\nplugin = \"parse\"\n[[stage]]\nname = \"lang\"\nplugin = \"lang\"\n\
+             [[stage]]\nname = \"score\"\nplugin = \"score\"\n[output.local]\ndir = \"{out}\"\n[dead_letter.local]\ndir = \"{out}\"\n",
+            events.display(),
+            weir_tests::plugin_dir().display(),
+            out = dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let status = std::process::Command::new(weir())
+        .args(["run", "-c"])
+        .arg(&local)
+        .env("WEIR_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let file = report(
+        "(b) chain from a file, in process (`weir run`, local)",
+        count,
+        bytes,
+        started.elapsed(),
+        None,
+        None,
+    );
+
+    for replicas in [1, 2] {
+        let scenario = Scenario::new(
+            &services,
+            &format!("bench{replicas}"),
+            4,
+            PRODUCTION_BATCHING,
+        )
+        .await;
+        scenario.ingest(&weir(), &services, &events);
+        let (elapsed, rss) = end_to_end(&services, &scenario, replicas).await;
+        report(
+            &format!("(c) Kafka -> chain -> S3, {replicas} replica(s)"),
+            count,
+            bytes,
+            elapsed,
+            Some(file),
+            Some(rss),
+        );
+    }
+}
