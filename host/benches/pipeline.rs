@@ -1,6 +1,6 @@
 //! The production path, measured side by side in one run on the same
-//! documents (the bundled 206-page enwiki dump, ingested 10 times: 2060
-//! change events, 59 MB, into a 4-partition topic on a real tansu broker,
+//! documents (the bundled 206-page enwiki dump, ingested 30 times: 6180
+//! change events, 176 MB, into a 4-partition topic on a real tansu broker,
 //! results to a real s3s-fs server):
 //!
 //! - (a) raw consume rate: a plain rdkafka consumer reading the topic;
@@ -22,9 +22,9 @@ use rdkafka::message::Message;
 use weir_tests::e2e::Scenario;
 use weir_tests::services::Services;
 
-const COPIES: usize = 10;
+const COPIES: usize = 30;
 /// Object cutting as in production (not the tests' tiny objects).
-const PRODUCTION_BATCHING: &str = "[batching]\nmax_records = 1000\nmax_age_ms = 1000\n";
+const PRODUCTION_BATCHING: &str = "[batching]\nmax_records = 1000\nmax_age_ms = 250\n";
 
 fn weir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))

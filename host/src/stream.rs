@@ -452,7 +452,11 @@ async fn partition_task(
             }
         };
         if !batch.is_empty() {
-            match worker.process(batch).await {
+            let size = batch.len();
+            let started = Instant::now();
+            let result = worker.process(batch).await;
+            tracing::debug!(topic, partition, size, took = ?started.elapsed(), "batch processed");
+            match result {
                 Ok(flushed) => {
                     for f in flushed {
                         let _ = events.send(durable(f.last_offset));

@@ -259,7 +259,11 @@ async fn an_s3_outage_stalls_the_host_without_loss_or_unbounded_memory() {
     let mut peak_rss = 0;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        assert!(host.is_running(), "the host must survive the outage");
+        assert!(
+            host.is_running(),
+            "the host must survive the outage:\n{}",
+            host.log_tail()
+        );
         peak_rss = peak_rss.max(host.rss_kib());
     }
     services.resume("s3");
@@ -289,7 +293,11 @@ async fn a_broker_restart_loses_nothing() {
     }
     services.stop("broker");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(host.is_running(), "the host waits for the broker");
+    assert!(
+        host.is_running(),
+        "the host waits for the broker:\n{}",
+        host.log_tail()
+    );
     services.resume("broker");
     // More events after the restart, on the durable broker.
     scenario.ingest(&weir(), &services, &weir_tests::sample_dump());

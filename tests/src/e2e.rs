@@ -23,7 +23,7 @@ pub struct Scenario {
     pub partitions: i32,
     /// The pipeline file.
     pub pipeline: PathBuf,
-    dir: tempfile::TempDir,
+    dir: PathBuf,
 }
 
 /// The pipeline name all scenarios use (the first part of every key).
@@ -51,10 +51,13 @@ impl Scenario {
                 .unwrap()
                 .subsec_nanos()
         );
-        let dir = tempfile::tempdir().unwrap();
+        // Kept after the test (under target/), so a failure's host logs can
+        // be read.
+        let dir = crate::workspace_root().join("target/e2e").join(&unique);
+        std::fs::create_dir_all(&dir).unwrap();
         let bucket = unique.to_lowercase().replace('_', "-");
         services.create_bucket(&bucket).await;
-        let pipeline = dir.path().join("pipeline.toml");
+        let pipeline = dir.join("pipeline.toml");
         let text = format!(
             r#"
 [pipeline]
@@ -63,7 +66,7 @@ name = "{PIPELINE}"
 [source.kafka]
 topic = "{unique}"
 group = "{unique}-group"
-max_batch = 16
+max_batch = 64
 
 [runtime]
 plugin_dir = "{plugins}"
@@ -121,9 +124,10 @@ bodies_bucket = "{bucket}"
         }
     }
 
-    /// A scratch directory for this scenario.
+    /// The scenario's directory (pipeline file, host logs), kept under
+    /// `target/e2e/` for post-mortems.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// `weir ingest` the file into the topic (creating it), and return its
@@ -271,6 +275,13 @@ impl Host {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("query the child").is_none()
+    }
+
+    /// The end of the host's log, for assertion messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     /// Resident memory in KiB (from /proc).
