@@ -309,3 +309,72 @@ async fn a_broker_restart_loses_nothing() {
     scenario.assert_exactly_once(&services, &places).await;
     assert_eq!(places.len(), 2 * 206);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_can_go_to_a_kafka_topic() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let dead_topic = format!("dead-{}", std::process::id());
+    let extra = format!("[dead_letter.kafka]\ntopic = \"{dead_topic}\"\n");
+    services.create_topic(&dead_topic, 1).await;
+    let scenario = Scenario::new(services, "kafkadlq", 2, &extra).await;
+    let (input, valid) = input_with_planted_faults(scenario.dir());
+    scenario.ingest(&weir(), services, &input);
+    let host = scenario.start_host(&weir(), services, 0, "replica-0");
+    // Results cover the valid events; the three faults go to the topic.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while scenario.account(services).await.len() < valid && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (code, _) = host.terminate();
+    assert_eq!(code, Some(0));
+    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &services.brokers)
+        .set("group.id", format!("{dead_topic}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    rdkafka::consumer::Consumer::subscribe(&consumer, &[dead_topic.as_str()]).unwrap();
+    let mut dead = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while dead.len() < 3 && std::time::Instant::now() < deadline {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(200)) {
+            use rdkafka::message::Message;
+            let key = String::from_utf8(message.key().unwrap().to_vec()).unwrap();
+            let value: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            dead.push((key, value));
+        }
+    }
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    for (key, value) in &dead {
+        let position = &value["position"];
+        assert_eq!(
+            key,
+            &format!(
+                "{}/{}@{}",
+                position["topic"].as_str().unwrap(),
+                position["partition"],
+                position["offset"]
+            )
+        );
+        assert!(value["reason"].as_str().is_some_and(|r| !r.is_empty()));
+    }
+    let places = scenario.account(services).await;
+    assert_eq!(places.len(), valid, "results hold exactly the valid events");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_objects_are_uploaded_in_parts() {
+    let services = Services::shared();
+    let bucket = format!("multipart-{}", std::process::id());
+    services.create_bucket(&bucket).await;
+    let store = weir::storage::ObjectStore::s3(services.s3_client().await, &bucket, "prefix");
+    // 20 MiB: over the 16 MiB multipart threshold, three 8 MiB parts.
+    let body: Vec<u8> = (0..20u32 << 20).map(|i| (i % 251) as u8).collect();
+    store.put("big/object.bin", body.clone()).await.unwrap();
+    assert_eq!(store.get("big/object.bin").await.unwrap(), Some(body));
+    assert_eq!(store.list("big/").await.unwrap(), ["big/object.bin"]);
+    assert_eq!(store.get("big/missing").await.unwrap(), None);
+    store.delete("big/object.bin").await.unwrap();
+    assert!(store.list("big/").await.unwrap().is_empty());
+}

@@ -40,8 +40,8 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 impl Scenario {
     /// A scenario named `name` (made unique) with a topic of `partitions`
     /// partitions and the parse -> lang -> score chain. `extra` is appended
-    /// to the pipeline file (if it has a `[batching]` table, it replaces the
-    /// default of small objects).
+    /// to the pipeline file (a `[batching]` or `[dead_letter.*]` table in it
+    /// replaces the default one).
     pub async fn new(services: &Services, name: &str, partitions: i32, extra: &str) -> Scenario {
         let unique = format!(
             "{name}-{}-{}",
@@ -88,8 +88,7 @@ plugin = "score"
 [output.s3]
 bucket = "{bucket}"
 
-[dead_letter.s3]
-bucket = "{bucket}"
+{dead_letters}
 
 [s3]
 region = "us-east-1"
@@ -105,6 +104,11 @@ bodies_bucket = "{bucket}"
             cache = crate::workspace_root()
                 .join("target/weir-compiled")
                 .display(),
+            dead_letters = if extra.contains("[dead_letter") {
+                String::new()
+            } else {
+                format!("[dead_letter.s3]\nbucket = \"{bucket}\"")
+            },
             // Small objects, so tests see many writes and commits.
             batching = if extra.contains("[batching]") {
                 ""

@@ -173,6 +173,24 @@ impl Services {
         lines
     }
 
+    /// Create a topic (the broker does not create topics on first use).
+    pub async fn create_topic(&self, name: &str, partitions: i32) {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<rdkafka::client::DefaultClientContext> =
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &self.brokers)
+                .create()
+                .expect("an admin client");
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let results = admin
+            .create_topics([&topic], &AdminOptions::new())
+            .await
+            .expect("create topics");
+        for result in results {
+            result.unwrap_or_else(|(topic, code)| panic!("create topic {topic}: {code}"));
+        }
+    }
+
     /// The high watermark (next offset) of each partition of `topic`.
     pub fn high_watermarks(&self, topic: &str, partitions: i32) -> Vec<i64> {
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()
