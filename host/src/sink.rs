@@ -377,7 +377,8 @@ impl Sink {
     }
 
     /// Where processing of a partition resumes after `committed` (the
-    /// committed offset: the next offset to process). Returns the last offset
+    /// committed offset, or the partition's first offset when nothing was
+    /// committed yet: the next offset to process). Returns the last offset
     /// already durably written past it, if any: records up to it must not be
     /// processed again. Deletes orphaned dead-letter objects (see the module
     /// docs).

@@ -153,7 +153,25 @@ impl Registry {
                     .expect("not poisoned")
                     .insert(key.clone(), o);
             }
-            match self.spawn(&key, offset) {
+            // Without a committed offset, results written past the start of
+            // the partition (by a host that died before its first commit)
+            // must still be adopted, or a differently cut batch would
+            // duplicate them. The offsets are the identity of the results,
+            // whichever consumer group wrote them.
+            let resume_from = offset.or_else(|| {
+                consumer
+                    .fetch_watermarks(&key.0, key.1, Duration::from_secs(30))
+                    .map(|(low, _)| low)
+                    .inspect_err(|e| {
+                        tracing::warn!(
+                            topic = key.0,
+                            partition = key.1,
+                            "cannot read watermarks: {e}"
+                        )
+                    })
+                    .ok()
+            });
+            match self.spawn(&key, resume_from) {
                 Ok(sender) => {
                     tracing::info!(topic = key.0, partition = key.1, committed = ?offset, "partition assigned");
                     let lane = Lane {
@@ -176,7 +194,7 @@ impl Registry {
     fn spawn(
         &self,
         key: &PartitionKey,
-        committed: Option<i64>,
+        resume_from: Option<i64>,
     ) -> Result<flume::Sender<Command>, crate::runtime::RuntimeError> {
         let p = &self.parts;
         let mut worker = PartitionWorker::new(
@@ -193,7 +211,7 @@ impl Registry {
         let (sender, receiver) = flume::bounded(p.max_batch * 4);
         self.runtime.spawn(partition_task(
             worker,
-            committed,
+            resume_from,
             receiver,
             self.events.clone(),
             p.max_batch,
@@ -396,7 +414,7 @@ impl ConsumerContext for HostContext {
 /// One partition's worker loop.
 async fn partition_task(
     mut worker: PartitionWorker,
-    committed: Option<i64>,
+    resume_from: Option<i64>,
     commands: flume::Receiver<Command>,
     events: flume::Sender<Event>,
     max_batch: usize,
@@ -408,7 +426,7 @@ async fn partition_task(
         partition,
         last,
     };
-    if let Some(offset) = committed {
+    if let Some(offset) = resume_from {
         match worker.resume(offset).await {
             Ok(Some(last)) => drop(events.send(durable(last))),
             Ok(None) => {}
