@@ -6,7 +6,7 @@
 //! Run: `cargo bench -p weir-tests --bench boundary`
 
 use weir::runtime::{DocRecord, Grants, Limits};
-use weir_sdk::{LocalInstance, Record};
+use weir_sdk::LocalInstance;
 use weir_test_echo::Echo;
 use weir_tests::bench::{Measurement, measure, print_table};
 
@@ -27,16 +27,6 @@ fn record(i: usize, size: usize) -> DocRecord {
     }
 }
 
-fn to_sdk(r: &DocRecord) -> Record {
-    Record {
-        id: r.id.clone(),
-        revision: r.revision,
-        content_type: r.content_type.clone(),
-        body: r.body.clone(),
-        metadata: r.metadata.clone(),
-    }
-}
-
 fn cases(size: usize, label: &str) -> Vec<Measurement> {
     let runtime = weir_tests::runtime();
     let echo = weir_tests::load(&runtime, "echo");
@@ -52,7 +42,7 @@ fn cases(size: usize, label: &str) -> Vec<Measurement> {
             &format!("native, batch of {BATCH}, {label}"),
             batch_n,
             bytes,
-            || native.process_batch(batch.iter().map(to_sdk).collect()),
+            || native.process_batch(batch.iter().map(weir_tests::sdk_record).collect()),
         ),
         measure(
             &format!("wasm, batch of {BATCH}, {label}"),
@@ -64,7 +54,7 @@ fn cases(size: usize, label: &str) -> Vec<Measurement> {
             &format!("native, 1 per call, {label}"),
             1,
             size as u64,
-            || native.process(to_sdk(&batch[0])),
+            || native.process(weir_tests::sdk_record(&batch[0])),
         ),
         measure(
             &format!("wasm, 1 per call, {label}"),

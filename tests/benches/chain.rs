@@ -10,38 +10,18 @@ use weir::runtime::{DocRecord, Grants, Limits};
 use weir_plugin_lang::Lang;
 use weir_plugin_parse::Parse;
 use weir_plugin_score::Score;
-use weir_sdk::{LocalInstance, Record, Transform};
+use weir_sdk::{LocalInstance, Transform};
 use weir_tests::bench::{Measurement, measure, print_table};
 
 const BATCH: usize = 32;
-
-fn to_sdk(r: &DocRecord) -> Record {
-    Record {
-        id: r.id.clone(),
-        revision: r.revision,
-        content_type: r.content_type.clone(),
-        body: r.body.clone(),
-        metadata: r.metadata.clone(),
-    }
-}
-
-fn from_sdk(r: Record) -> DocRecord {
-    DocRecord {
-        id: r.id,
-        revision: r.revision,
-        content_type: r.content_type,
-        body: r.body,
-        metadata: r.metadata,
-    }
-}
 
 /// Run a native plugin over `inputs` in batches; returns its outputs.
 fn native<T: Transform>(plugin: &mut LocalInstance<T>, inputs: &[DocRecord]) -> Vec<DocRecord> {
     inputs
         .chunks(BATCH)
-        .flat_map(|chunk| plugin.process_batch(chunk.iter().map(to_sdk).collect()))
+        .flat_map(|chunk| plugin.process_batch(chunk.iter().map(weir_tests::sdk_record).collect()))
         .flat_map(|outcome| outcome.expect("the sample pages process"))
-        .map(from_sdk)
+        .map(weir_tests::doc_record)
         .collect()
 }
 
@@ -86,14 +66,7 @@ fn main() {
         "WASM and native parse agree"
     );
 
-    let chain = weir_tests::chain(
-        &runtime,
-        &[
-            ("parse", "parse", Limits::default()),
-            ("lang", "lang", Limits::default()),
-            ("score", "score", Limits::default()),
-        ],
-    );
+    let chain = weir_tests::document_chain(&runtime);
     let mut worker = chain.start_worker().unwrap();
 
     let mut measured: Vec<Measurement> = Vec::new();

@@ -152,3 +152,39 @@ pub fn dump_records(path: &std::path::Path) -> Vec<DocRecord> {
         }
     }
 }
+
+/// The document chain (parse -> lang -> score) with default limits.
+pub fn document_chain(runtime: &Runtime) -> std::sync::Arc<weir::chain::Chain> {
+    let limits = weir::runtime::Limits::default;
+    chain(
+        runtime,
+        &[
+            ("parse", "parse", limits()),
+            ("lang", "lang", limits()),
+            ("score", "score", limits()),
+        ],
+    )
+}
+
+/// The SDK's record for a host record (a copy: the native side of a
+/// native-vs-WASM comparison gets its own input, as the WASM call does).
+pub fn sdk_record(r: &DocRecord) -> weir_sdk::Record {
+    weir_sdk::Record {
+        id: r.id.clone(),
+        revision: r.revision,
+        content_type: r.content_type.clone(),
+        body: r.body.clone(),
+        metadata: r.metadata.clone(),
+    }
+}
+
+/// The host record for an SDK record.
+pub fn doc_record(r: weir_sdk::Record) -> DocRecord {
+    DocRecord {
+        id: r.id,
+        revision: r.revision,
+        content_type: r.content_type,
+        body: r.body,
+        metadata: r.metadata,
+    }
+}

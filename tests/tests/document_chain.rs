@@ -6,11 +6,11 @@
 //! - the WASM components compute exactly what the same crates compute
 //!   natively, for every page of the dump.
 
-use weir::runtime::{DocRecord, Limits};
+use weir::runtime::DocRecord;
 use weir_plugin_lang::Lang;
 use weir_plugin_parse::Parse;
 use weir_plugin_score::Score;
-use weir_sdk::{LocalInstance, Record};
+use weir_sdk::LocalInstance;
 
 /// The golden file covers the first redirects and the first articles of the
 /// dump under [`GOLDEN_MAX_BYTES`] (so the file stays reviewable).
@@ -20,14 +20,7 @@ const GOLDEN_MAX_BYTES: usize = 40_000;
 
 fn wasm_outputs(pages: &[DocRecord]) -> Vec<Vec<DocRecord>> {
     let runtime = weir_tests::runtime();
-    let chain = weir_tests::chain(
-        &runtime,
-        &[
-            ("parse", "parse", Limits::default()),
-            ("lang", "lang", Limits::default()),
-            ("score", "score", Limits::default()),
-        ],
-    );
+    let chain = weir_tests::document_chain(&runtime);
     let mut worker = chain.start_worker().unwrap();
     worker
         .process(pages.to_vec())
@@ -47,13 +40,7 @@ fn wasm_outputs(pages: &[DocRecord]) -> Vec<Vec<DocRecord>> {
 }
 
 fn native_output(page: &DocRecord) -> Vec<u8> {
-    let mut record = Record {
-        id: page.id.clone(),
-        revision: page.revision,
-        content_type: page.content_type.clone(),
-        body: page.body.clone(),
-        metadata: page.metadata.clone(),
-    };
+    let mut record = weir_tests::sdk_record(page);
     record = LocalInstance::<Parse>::new("{}")
         .unwrap()
         .process(record)
