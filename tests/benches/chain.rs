@@ -11,7 +11,7 @@ use weir_plugin_lang::Lang;
 use weir_plugin_parse::Parse;
 use weir_plugin_score::Score;
 use weir_sdk::{LocalInstance, Transform};
-use weir_tests::bench::{Measurement, measure, print_table};
+use weir_tests::bench::{Comparison, Measurement, compare, measure, print_table};
 
 const BATCH: usize = 32;
 
@@ -69,31 +69,45 @@ fn main() {
     let chain = weir_tests::document_chain(&runtime);
     let mut worker = chain.start_worker().unwrap();
 
-    let mut measured: Vec<Measurement> = Vec::new();
-    let mut case = |name: &str, run: &mut dyn FnMut() -> usize| {
-        measured.push(measure(name, docs, wikitext, run));
+    // Each plugin and the chain, native and WASM interleaved (see
+    // `bench::compare`); an optional argument keeps only pairs whose name
+    // contains it (e.g. `-- lang`), for profiling one case.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with("--"));
+    let mut compared: Vec<(&str, Comparison)> = Vec::new();
+    let mut pair = |name: &'static str,
+                    native_run: &mut dyn FnMut() -> usize,
+                    wasm_run: &mut dyn FnMut() -> usize| {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            return;
+        }
+        let names = (format!("{name}, native"), format!("{name}, wasm"));
+        let comparison = compare((&names.0, &names.1), docs, wikitext, native_run, wasm_run);
+        compared.push((name, comparison));
     };
-    case("parse, native", &mut || {
-        native(&mut native_parse, &pages).len()
-    });
-    case("parse, wasm", &mut || wasm(&mut wasm_parse, &pages).len());
-    case("lang, native", &mut || {
-        native(&mut native_lang, &parsed).len()
-    });
-    case("lang, wasm", &mut || wasm(&mut wasm_lang, &parsed).len());
-    case("score, native", &mut || {
-        native(&mut native_score, &languages).len()
-    });
-    case("score, wasm", &mut || {
-        wasm(&mut wasm_score, &languages).len()
-    });
-    case("chain parse->lang->score, native", &mut || {
-        let parsed = native(&mut native_parse, &pages);
-        let languages = native(&mut native_lang, &parsed);
-        native(&mut native_score, &languages).len()
-    });
-    case(
-        "chain parse->lang->score, wasm (host chain worker)",
+    pair(
+        "parse",
+        &mut || native(&mut native_parse, &pages).len(),
+        &mut || wasm(&mut wasm_parse, &pages).len(),
+    );
+    pair(
+        "lang",
+        &mut || native(&mut native_lang, &parsed).len(),
+        &mut || wasm(&mut wasm_lang, &parsed).len(),
+    );
+    pair(
+        "score",
+        &mut || native(&mut native_score, &languages).len(),
+        &mut || wasm(&mut wasm_score, &languages).len(),
+    );
+    pair(
+        "chain parse->lang->score",
+        &mut || {
+            let parsed = native(&mut native_parse, &pages);
+            let languages = native(&mut native_lang, &parsed);
+            native(&mut native_score, &languages).len()
+        },
+        // The WASM chain runs through the host's chain worker, exactly as
+        // `weir run` runs it.
         &mut || {
             pages
                 .chunks(BATCH)
@@ -101,11 +115,21 @@ fn main() {
                 .sum()
         },
     );
-    print_table(
-        "Throughput (MB/s of wikitext, docs/s)",
-        &measured,
-        "chain parse->lang->score, native",
-    );
+    let measured: Vec<Measurement> = compared
+        .iter()
+        .flat_map(|(_, c)| [c.base.clone(), c.other.clone()])
+        .collect();
+    if let Some(baseline) = measured.iter().find(|m| m.name.starts_with("chain")) {
+        print_table(
+            "Throughput (MB/s of wikitext, docs/s)",
+            &measured,
+            &baseline.name.clone(),
+        );
+    }
+    println!("\n| plugin | WASM / native throughput (median of interleaved pairs) |\n|---|---:|");
+    for (name, comparison) in &compared {
+        println!("| {name} | {:.2}x |", comparison.ratio);
+    }
 
     // Model inference alone (features + linear model) on each article's lead,
     // without the JSON around it.
@@ -137,14 +161,4 @@ fn main() {
         "\nScore model inference alone (features + model on the lead): {:.1?} per document",
         inference.per_record()
     );
-
-    println!("\n| plugin | WASM / native throughput |\n|---|---:|");
-    for pair in measured.chunks(2) {
-        let ratio = pair[1].mb_per_s() / pair[0].mb_per_s();
-        println!(
-            "| {} | {:.2}x |",
-            pair[0].name.trim_end_matches(", native"),
-            ratio
-        );
-    }
 }

@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 /// Samples per case; the median is reported.
-const SAMPLES: usize = 15;
+const SAMPLES: usize = 21;
 /// Target duration of one sample.
 const SAMPLE_TIME: Duration = Duration::from_millis(120);
 
@@ -52,31 +52,99 @@ pub fn measure<T>(
     bytes: u64,
     mut iteration: impl FnMut() -> T,
 ) -> Measurement {
-    let warm_until = Instant::now() + SAMPLE_TIME;
-    let mut calibration = 0u32;
-    while Instant::now() < warm_until || calibration == 0 {
-        black_box(iteration());
-        calibration += 1;
-    }
-    let iterations = calibration.max(1);
-    let mut samples: Vec<Duration> = (0..SAMPLES)
-        .map(|_| {
-            let started = Instant::now();
-            for _ in 0..iterations {
-                black_box(iteration());
-            }
-            started.elapsed() / iterations
-        })
+    let mut sampler = Sampler::calibrate(&mut iteration);
+    let samples = (0..SAMPLES)
+        .map(|_| sampler.sample(&mut iteration))
         .collect();
-    samples.sort();
-    let m = Measurement {
-        name: name.to_owned(),
-        per_iteration: samples[SAMPLES / 2],
-        records,
-        bytes,
-    };
-    eprintln!("  measured {:<48} {:>12.3?}/record", m.name, m.per_record());
-    m
+    Measurement::from_samples(name, records, bytes, samples)
+}
+
+/// Two measured cases on the same input and the throughput ratio of the
+/// second to the first.
+#[derive(Debug, Clone)]
+pub struct Comparison {
+    /// The baseline case (e.g. native).
+    pub base: Measurement,
+    /// The compared case (e.g. WASM).
+    pub other: Measurement,
+    /// Median over sample pairs of `base time / other time`: the compared
+    /// case's throughput as a fraction of the baseline's.
+    pub ratio: f64,
+}
+
+/// Time two cases over the same input with their samples interleaved
+/// (base, other, base, other, ...), so that a noisy neighbour slows both
+/// alike; the ratio is the median of the per-pair ratios, which is what
+/// makes it stable on a shared machine where absolute times move by 30%.
+pub fn compare<A, B>(
+    names: (&str, &str),
+    records: u64,
+    bytes: u64,
+    mut base: impl FnMut() -> A,
+    mut other: impl FnMut() -> B,
+) -> Comparison {
+    let mut base_sampler = Sampler::calibrate(&mut base);
+    let mut other_sampler = Sampler::calibrate(&mut other);
+    let (base_samples, other_samples): (Vec<Duration>, Vec<Duration>) = (0..SAMPLES)
+        .map(|_| {
+            (
+                base_sampler.sample(&mut base),
+                other_sampler.sample(&mut other),
+            )
+        })
+        .unzip();
+    let mut ratios: Vec<f64> = base_samples
+        .iter()
+        .zip(&other_samples)
+        .map(|(b, o)| b.as_secs_f64() / o.as_secs_f64())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    Comparison {
+        base: Measurement::from_samples(names.0, records, bytes, base_samples),
+        other: Measurement::from_samples(names.1, records, bytes, other_samples),
+        ratio: ratios[SAMPLES / 2],
+    }
+}
+
+/// Runs an iteration often enough per sample to last about [`SAMPLE_TIME`].
+struct Sampler {
+    iterations: u32,
+}
+
+impl Sampler {
+    /// Warm up for one sample time, counting how many iterations fit.
+    fn calibrate<T>(iteration: &mut impl FnMut() -> T) -> Sampler {
+        let warm_until = Instant::now() + SAMPLE_TIME;
+        let mut iterations = 0u32;
+        while Instant::now() < warm_until || iterations == 0 {
+            black_box(iteration());
+            iterations += 1;
+        }
+        Sampler { iterations }
+    }
+
+    /// Time one sample; returns the time per iteration.
+    fn sample<T>(&mut self, iteration: &mut impl FnMut() -> T) -> Duration {
+        let started = Instant::now();
+        for _ in 0..self.iterations {
+            black_box(iteration());
+        }
+        started.elapsed() / self.iterations
+    }
+}
+
+impl Measurement {
+    fn from_samples(name: &str, records: u64, bytes: u64, mut samples: Vec<Duration>) -> Self {
+        samples.sort();
+        let m = Measurement {
+            name: name.to_owned(),
+            per_iteration: samples[samples.len() / 2],
+            records,
+            bytes,
+        };
+        eprintln!("  measured {:<48} {:>12.3?}/record", m.name, m.per_record());
+        m
+    }
 }
 
 /// Print measurements as a Markdown table, each with its ratio to the
