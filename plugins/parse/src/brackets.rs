@@ -15,6 +15,8 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::find::ByteFinder;
+
 /// What a matched pair encloses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -72,18 +74,6 @@ impl Open {
 /// Opener position -> matched pair.
 pub type Pairs = FxHashMap<usize, Pair>;
 
-/// Bytes the matcher acts on; everything else is skipped in a tight loop.
-const INTERESTING: [bool; 256] = {
-    let mut table = [false; 256];
-    table[b'{' as usize] = true;
-    table[b'}' as usize] = true;
-    table[b'[' as usize] = true;
-    table[b']' as usize] = true;
-    table[b'|' as usize] = true;
-    table[0xEF] = true; // lead byte of the ref markers
-    table
-};
-
 /// UTF-8 of [`crate::tags::REF_OPEN`] and [`crate::tags::REF_CLOSE`].
 const REF_OPEN: &[u8] = "\u{F7F0}".as_bytes();
 const REF_CLOSE: &[u8] = "\u{F7F1}".as_bytes();
@@ -96,11 +86,14 @@ pub fn match_pairs(text: &str) -> Pairs {
     // Open openers per kind, one frame per ref scope (the last is current),
     // so a closer never matches an opener outside its scope.
     let mut scopes: Vec<[usize; 3]> = vec![[0; 3]];
+    // The bytes the matcher acts on (0xEF leads the ref markers); plain text
+    // between them is skipped.
+    let mut finder = ByteFinder::new(b, [b'{', b'}', b'[', b']', b'|', 0xEF]);
     let mut i = 0;
-    while i < b.len() {
-        if !INTERESTING[usize::from(b[i])] {
-            i += 1;
-            continue;
+    loop {
+        i = finder.next_from(i);
+        if i >= b.len() {
+            break;
         }
         match b[i] {
             b'{' => {

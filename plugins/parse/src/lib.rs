@@ -16,6 +16,7 @@
 
 pub mod brackets;
 pub mod document;
+pub mod find;
 pub mod render;
 pub mod tags;
 

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 
 use crate::brackets::{Kind, Pair, Pairs};
 use crate::document::{Document, Link, Section};
+use crate::find::ByteFinder;
 
 /// Deepest nesting of links/tables rendered.
 const MAX_DEPTH: usize = 32;
@@ -46,16 +47,7 @@ const MAGIC_VARIABLES: &[&str] = &[
 ];
 
 /// Bytes that may start markup inside a line (everything else is text).
-const SPECIAL: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut i = 0;
-    let specials = b"{['_\n\xEF";
-    while i < specials.len() {
-        table[specials[i] as usize] = true;
-        i += 1;
-    }
-    table
-};
+const SPECIAL: [u8; 6] = [b'{', b'[', b'\'', b'_', b'\n', 0xEF];
 
 pub struct Renderer<'a> {
     src: &'a str,
@@ -138,6 +130,7 @@ impl<'a> Renderer<'a> {
         // Text from `plain_from` to `i` is copied to the output lazily, in one
         // piece, before anything a handler writes.
         let mut plain_from = i;
+        let mut finder = ByteFinder::new(&b[..end], SPECIAL);
         while i < end {
             if line_start {
                 line_start = false;
@@ -149,11 +142,11 @@ impl<'a> Renderer<'a> {
                     continue;
                 }
             }
-            let c = b[i];
-            if !SPECIAL[usize::from(c)] {
-                i += 1;
-                continue;
+            i = finder.next_from(i);
+            if i >= end {
+                break;
             }
+            let c = b[i];
             self.out.push_str(&self.src[plain_from..i]);
             plain_from = i;
             let next = match c {
@@ -406,16 +399,7 @@ pub fn normalize_title(raw: &str) -> String {
 
 /// Bytes that end a run of plain text in [`clean`]: whitespace, and the
 /// lead bytes of U+00A0 (no-break space) and of protected characters.
-const CLEAN_SPECIAL: [bool; 256] = {
-    let mut table = [false; 256];
-    table[b'\n' as usize] = true;
-    table[b' ' as usize] = true;
-    table[b'\t' as usize] = true;
-    table[b'\r' as usize] = true;
-    table[0xC2] = true;
-    table[0xEF] = true;
-    table
-};
+const CLEAN_SPECIAL: [u8; 6] = [b'\n', b' ', b'\t', b'\r', 0xC2, 0xEF];
 
 /// Final text clean-up: decode entities, restore protected characters,
 /// collapse whitespace within lines, turn blank-line runs into one paragraph
@@ -430,6 +414,7 @@ pub fn clean(raw: &str) -> String {
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
     let mut pending_space = false;
     let mut newlines = 0u32;
+    let mut finder = ByteFinder::new(b, CLEAN_SPECIAL);
     let mut i = 0;
     while i < b.len() {
         let (text, next): (&[u8], usize) = match b[i] {
@@ -451,13 +436,16 @@ pub fn clean(raw: &str) -> String {
             }
             0xEF if let Some(original) = crate::tags::protected_at(b, i) => (original, i + 3),
             _ => {
-                // A run of plain text: it starts at a character boundary and
-                // stops only before ASCII or a lead byte, so it holds whole
-                // characters.
-                let run = b[i + 1..]
-                    .iter()
-                    .position(|c| CLEAN_SPECIAL[usize::from(*c)]);
-                let end = run.map_or(b.len(), |r| i + 1 + r);
+                // A run of plain text, copied whole: it starts at a character
+                // boundary and stops only before ASCII or a lead byte, so it
+                // holds whole characters. Single spaces between words are
+                // already clean, so the run goes on through them.
+                let mut end = finder.next_from(i + 1);
+                while b.get(end) == Some(&b' ')
+                    && b.get(end + 1).is_some_and(|c| !CLEAN_SPECIAL.contains(c))
+                {
+                    end = finder.next_from(end + 1);
+                }
                 (&b[i..end], end)
             }
         };
