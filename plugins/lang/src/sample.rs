@@ -26,15 +26,10 @@ pub fn paragraphs(text: &str, count: usize, budget: usize) -> Vec<&str> {
         {
             start += found + 2;
         }
-        let end = floor_boundary(text, (start + per_piece).min(text.len()));
-        let mut piece = &text[start..end];
-        // Stay within one paragraph, and do not end inside a word.
+        let mut piece = prefix(&text[start..], per_piece);
+        // Stay within one paragraph.
         if let Some(paragraph_end) = piece.find("\n\n") {
             piece = &piece[..paragraph_end];
-        } else if end < text.len()
-            && let Some(space) = piece.rfind(char::is_whitespace)
-        {
-            piece = &piece[..space];
         }
         let piece = piece.trim();
         if !piece.is_empty() {
@@ -42,6 +37,19 @@ pub fn paragraphs(text: &str, count: usize, budget: usize) -> Vec<&str> {
         }
     }
     pieces
+}
+
+/// At most `max_bytes` of the start of `text`, not ending inside a word
+/// (unless that would leave nothing) or a character.
+pub fn prefix(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let cut = &text[..floor_boundary(text, max_bytes)];
+    match cut.rfind(char::is_whitespace) {
+        Some(space) if space > 0 => &cut[..space],
+        _ => cut,
+    }
 }
 
 /// The largest char boundary at or before `i`.
@@ -74,6 +82,14 @@ mod tests {
                 .all(|p| *p == "Ein deutscher Absatz über Dinge."),
             "{pieces:?}"
         );
+    }
+
+    #[test]
+    fn prefixes_end_between_words() {
+        assert_eq!(prefix("one two three", 100), "one two three");
+        assert_eq!(prefix("one two three", 9), "one two");
+        assert_eq!(prefix("onetwothree", 5), "onetw");
+        assert_eq!(prefix("été", 2), "é");
     }
 
     #[test]

@@ -3,8 +3,7 @@
 //! ignoring words under three characters, numbers, and scripts written
 //! without spaces (where words cannot be split without a dictionary).
 
-use std::collections::{HashMap, HashSet};
-
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 /// A term and how often it occurs in the sample.
@@ -18,7 +17,7 @@ pub struct Term {
 
 /// Stop words of one language (empty when none are known).
 #[derive(Debug, Default)]
-pub struct StopWords(HashSet<&'static str>);
+pub struct StopWords(FxHashSet<&'static str>);
 
 impl StopWords {
     /// The list for ISO 639-1 (or 639-3) `code`, from the `stop-words`
@@ -39,7 +38,10 @@ impl StopWords {
 /// The `n` most frequent terms in `text`, most frequent first (ties in
 /// alphabetical order, so the result is deterministic).
 pub fn top_terms(text: &str, stop_words: Option<&StopWords>, n: usize) -> Vec<Term> {
-    let mut counts: HashMap<String, u32> = HashMap::new();
+    // FxHash: the keys are short words, and the map is rebuilt per page, so
+    // a fast hash matters more than flooding resistance (the sample, hence
+    // the worst case, is bounded by `terms_sample_bytes`).
+    let mut counts: FxHashMap<String, u32> = FxHashMap::default();
     let mut lower = String::new();
     for word in text.split(|c: char| !c.is_alphanumeric()) {
         if word.chars().nth(2).is_none()

@@ -45,6 +45,7 @@ fn detects_at_least_95_percent_of_paragraphs_in_25_languages() {
     for (code, (c, t)) in &per_language {
         println!("  {code}: {c}/{t}");
     }
+    println!("misses: {misses:?}");
     assert!(per_language.len() >= 15);
     assert!(
         accuracy >= 0.95,
