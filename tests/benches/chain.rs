@@ -68,6 +68,22 @@ fn main() {
 
     let chain = weir_tests::document_chain(&runtime);
     let mut worker = chain.start_worker().unwrap();
+    // The same chain compiled without interruption checks, to measure what
+    // enforcing deadlines costs (never run untrusted plugins this way).
+    let unchecked_runtime = weir::runtime::Runtime::new(&weir::runtime::RuntimeOptions {
+        interruptible: false,
+        ..Default::default()
+    })
+    .unwrap();
+    let unchecked_chain = weir_tests::document_chain(&unchecked_runtime);
+    let mut unchecked_worker = unchecked_chain.start_worker().unwrap();
+    let native_chain = |parse: &mut LocalInstance<Parse>,
+                        lang: &mut LocalInstance<Lang>,
+                        score: &mut LocalInstance<Score>| {
+        let parsed = native(parse, &pages);
+        let languages = native(lang, &parsed);
+        native(score, &languages).len()
+    };
 
     // Each plugin and the chain, native and WASM interleaved (see
     // `bench::compare`); an optional argument keeps only pairs whose name
@@ -99,21 +115,23 @@ fn main() {
         &mut || native(&mut native_score, &languages).len(),
         &mut || wasm(&mut wasm_score, &languages).len(),
     );
+    // The WASM chain runs through the host's chain worker, exactly as `weir
+    // run` runs it.
+    let run_worker = |worker: &mut weir::chain::ChainWorker| -> usize {
+        pages
+            .chunks(BATCH)
+            .map(|chunk| worker.process(chunk.to_vec()).unwrap().len())
+            .sum()
+    };
     pair(
         "chain parse->lang->score",
-        &mut || {
-            let parsed = native(&mut native_parse, &pages);
-            let languages = native(&mut native_lang, &parsed);
-            native(&mut native_score, &languages).len()
-        },
-        // The WASM chain runs through the host's chain worker, exactly as
-        // `weir run` runs it.
-        &mut || {
-            pages
-                .chunks(BATCH)
-                .map(|chunk| worker.process(chunk.to_vec()).unwrap().len())
-                .sum()
-        },
+        &mut || native_chain(&mut native_parse, &mut native_lang, &mut native_score),
+        &mut || run_worker(&mut worker),
+    );
+    pair(
+        "chain without deadline checks",
+        &mut || native_chain(&mut native_parse, &mut native_lang, &mut native_score),
+        &mut || run_worker(&mut unchecked_worker),
     );
     let measured: Vec<Measurement> = compared
         .iter()

@@ -19,7 +19,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+    ProfilingStrategy,
+};
 
 pub use artifacts::CompiledFrom;
 pub use bindings::{DocRecord, PluginError, PluginInfo};
@@ -95,6 +98,16 @@ pub struct RuntimeOptions {
     pub fuel: bool,
     /// Epoch length: deadlines are enforced with this granularity.
     pub epoch_tick: Duration,
+    /// Compile plugins with interruption checks (at every function entry
+    /// and loop back-edge), which is what enforces [`Limits::deadline`].
+    /// Without them a looping plugin holds its worker forever: this exists
+    /// only so the chain benchmark can measure what the checks cost, and
+    /// must stay on for any plugin that is not fully trusted.
+    pub interruptible: bool,
+    /// Write `/tmp/perf-<pid>.map` so that `perf report` names the plugins'
+    /// compiled functions. Defaults to on when `WEIR_PERF_MAP` is set, so
+    /// any binary (`weir run`, the benchmarks) can be profiled as it is.
+    pub perf_map: bool,
 }
 
 impl Default for RuntimeOptions {
@@ -105,6 +118,8 @@ impl Default for RuntimeOptions {
             max_memory_bytes: 1 << 30,
             fuel: false,
             epoch_tick: Duration::from_millis(10),
+            interruptible: true,
+            perf_map: std::env::var_os("WEIR_PERF_MAP").is_some(),
         }
     }
 }
@@ -136,9 +151,14 @@ impl Runtime {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(options.interruptible)
             .consume_fuel(options.fuel)
             .cranelift_opt_level(OptLevel::Speed)
+            .profiler(if options.perf_map {
+                ProfilingStrategy::PerfMap
+            } else {
+                ProfilingStrategy::None
+            })
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(engine_error)?;
 

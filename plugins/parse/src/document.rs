@@ -1,7 +1,14 @@
 //! The structured document the parse plugin emits
 //! (`application/vnd.weir.parsed+json`).
+//!
+//! The JSON is written by [`Document::to_json`], byte for byte what
+//! `serde_json` writes for the derived `Serialize` (tested), but with
+//! [`write_json_string`] for the strings: a page's text appears twice (whole
+//! and by section), and escaping it byte by byte was the largest single cost
+//! of this plugin in the sandbox.
 
 use serde::{Deserialize, Serialize};
+use weir_sdk::write_json_string;
 
 /// A parsed wiki page.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,4 +47,99 @@ pub struct Link {
     pub target: String,
     /// The text shown for the link.
     pub anchor: String,
+}
+
+impl Document {
+    /// The document as JSON, with the fields in declaration order.
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(2 * self.text.len() + 1024);
+        out.extend_from_slice(b"{\"title\":");
+        write_optional(&mut out, self.title.as_deref());
+        out.extend_from_slice(b",\"redirect\":");
+        write_optional(&mut out, self.redirect.as_deref());
+        out.extend_from_slice(b",\"text\":");
+        write_json_string(&mut out, &self.text);
+        out.extend_from_slice(b",\"sections\":");
+        write_array(&mut out, &self.sections, |out, section| {
+            out.extend_from_slice(b"{\"heading\":");
+            write_json_string(out, &section.heading);
+            out.extend_from_slice(format!(",\"level\":{},\"text\":", section.level).as_bytes());
+            write_json_string(out, &section.text);
+            out.push(b'}');
+        });
+        out.extend_from_slice(b",\"links\":");
+        write_array(&mut out, &self.links, |out, link| {
+            out.extend_from_slice(b"{\"target\":");
+            write_json_string(out, &link.target);
+            out.extend_from_slice(b",\"anchor\":");
+            write_json_string(out, &link.anchor);
+            out.push(b'}');
+        });
+        out.extend_from_slice(b",\"categories\":");
+        write_array(&mut out, &self.categories, |out, c| {
+            write_json_string(out, c)
+        });
+        out.extend_from_slice(b",\"templates\":");
+        write_array(&mut out, &self.templates, |out, t| {
+            write_json_string(out, t)
+        });
+        out.push(b'}');
+        out
+    }
+}
+
+fn write_optional(out: &mut Vec<u8>, value: Option<&str>) {
+    match value {
+        Some(value) => write_json_string(out, value),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_json_writes_what_serde_json_writes() {
+        let document = Document {
+            title: Some("A \"quoted\" title".into()),
+            redirect: None,
+            text: "Lead.\n\nHistory\n\nTabs\tand \\ and \u{1}".into(),
+            sections: vec![
+                Section {
+                    heading: String::new(),
+                    level: 0,
+                    text: "Lead.".into(),
+                },
+                Section {
+                    heading: "History".into(),
+                    level: 2,
+                    text: "Tabs\tand \\ and \u{1}".into(),
+                },
+            ],
+            links: vec![Link {
+                target: "Main Page#Top".into(),
+                anchor: "main".into(),
+            }],
+            categories: vec!["Examples".into()],
+            templates: vec!["Infobox".into(), "Cite web".into()],
+        };
+        assert_eq!(
+            String::from_utf8(document.to_json()).unwrap(),
+            serde_json::to_string(&document).unwrap()
+        );
+        let empty = Document::default();
+        assert_eq!(empty.to_json(), serde_json::to_vec(&empty).unwrap());
+    }
 }

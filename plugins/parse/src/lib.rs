@@ -83,7 +83,7 @@ impl Transform for Parse {
         if document.redirect.is_some() {
             weir_sdk::count("redirects", 1);
         }
-        Ok(vec![record.derive_json(OUTPUT_TYPE, &document)?])
+        Ok(vec![record.derive(OUTPUT_TYPE, document.to_json())])
     }
 }
 

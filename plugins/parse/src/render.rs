@@ -380,6 +380,15 @@ fn is_interlanguage(prefix: &str) -> bool {
 /// MediaWiki title normalisation: underscores are spaces, whitespace is
 /// collapsed, the first letter is upper case.
 pub fn normalize_title(raw: &str) -> String {
+    if is_normal_ascii_title(raw.as_bytes()) {
+        raw.to_owned() // most link targets already are
+    } else {
+        collapse_and_capitalise(raw)
+    }
+}
+
+/// [`normalize_title`], the long way.
+fn collapse_and_capitalise(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for word in raw
         .split(|c: char| c == '_' || c.is_whitespace())
@@ -395,6 +404,27 @@ pub fn normalize_title(raw: &str) -> String {
         Some(first) if first.is_lowercase() => first.to_uppercase().chain(chars).collect(),
         _ => out,
     }
+}
+
+/// Whether `title` is ASCII and already what [`normalize_title`] makes of
+/// it: single spaces between words, no underscores or other whitespace, and
+/// not starting with a lower-case letter.
+fn is_normal_ascii_title(title: &[u8]) -> bool {
+    let (Some(first), Some(last)) = (title.first(), title.last()) else {
+        return false;
+    };
+    if first.is_ascii_lowercase() || *first == b' ' || *last == b' ' {
+        return false;
+    }
+    let mut after_space = false;
+    for &c in title {
+        let space = c == b' ';
+        if (space && after_space) || c == b'_' || !c.is_ascii() || (b'\t'..=b'\r').contains(&c) {
+            return false;
+        }
+        after_space = space;
+    }
+    true
 }
 
 /// Bytes that end a run of plain text in [`clean`]: whitespace, and the
@@ -462,4 +492,31 @@ pub fn clean(raw: &str) -> String {
         i = next;
     }
     String::from_utf8(out).expect("whole UTF-8 characters were copied")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_are_normalised() {
+        assert_eq!(
+            normalize_title("  main_page  of\tthe  wiki "),
+            "Main page of the wiki"
+        );
+        assert_eq!(normalize_title("Already Normal"), "Already Normal");
+        assert_eq!(normalize_title("élan"), "Élan");
+        assert_eq!(normalize_title(""), "");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_fast_path_only_takes_titles_that_are_already_normal(
+            title in "[a-zA-Z _\t\n.]{0,12}"
+        ) {
+            if is_normal_ascii_title(title.as_bytes()) {
+                proptest::prop_assert_eq!(collapse_and_capitalise(&title), title);
+            }
+        }
+    }
 }
