@@ -427,9 +427,10 @@ fn is_normal_ascii_title(title: &[u8]) -> bool {
     true
 }
 
-/// Bytes that end a run of plain text in [`clean`]: whitespace, and the
-/// lead bytes of U+00A0 (no-break space) and of protected characters.
-const CLEAN_SPECIAL: [u8; 6] = [b'\n', b' ', b'\t', b'\r', 0xC2, 0xEF];
+/// Bytes that end a run of plain text in [`clean`]: whitespace other than
+/// spaces, and the lead bytes of U+00A0 (no-break space) and of protected
+/// characters. (Spaces end a run only when doubled or trailing.)
+const CLEAN_SPECIAL: [u8; 6] = [b'\n', b'\t', b'\r', 0xC2, 0xEF, b'\n'];
 
 /// Final text clean-up: decode entities, restore protected characters,
 /// collapse whitespace within lines, turn blank-line runs into one paragraph
@@ -445,6 +446,7 @@ pub fn clean(raw: &str) -> String {
     let mut pending_space = false;
     let mut newlines = 0u32;
     let mut finder = ByteFinder::new(b, CLEAN_SPECIAL);
+    let double_space = memchr::memmem::Finder::new(b"  ");
     let mut i = 0;
     while i < b.len() {
         let (text, next): (&[u8], usize) = match b[i] {
@@ -469,12 +471,13 @@ pub fn clean(raw: &str) -> String {
                 // A run of plain text, copied whole: it starts at a character
                 // boundary and stops only before ASCII or a lead byte, so it
                 // holds whole characters. Single spaces between words are
-                // already clean, so the run goes on through them.
-                let mut end = finder.next_from(i + 1);
-                while b.get(end) == Some(&b' ')
-                    && b.get(end + 1).is_some_and(|c| !CLEAN_SPECIAL.contains(c))
-                {
-                    end = finder.next_from(end + 1);
+                // already clean, so the run goes on through them; it stops
+                // at two spaces, and trailing spaces are left to the arms
+                // above (they collapse, or vanish before a line break).
+                let limit = finder.next_from(i + 1);
+                let mut end = double_space.find(&b[i..limit]).map_or(limit, |at| i + at);
+                while b[end - 1] == b' ' {
+                    end -= 1;
                 }
                 (&b[i..end], end)
             }
@@ -497,6 +500,16 @@ pub fn clean(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_collapses_whitespace_and_keeps_paragraphs() {
+        assert_eq!(clean("a  b \n c\t\td \u{a0} e  "), "a b\nc d e");
+        assert_eq!(
+            clean("  one two \n\n\n three &amp; four"),
+            "one two\n\nthree & four"
+        );
+        assert_eq!(clean("x \u{a9} y"), "x \u{a9} y");
+    }
 
     #[test]
     fn titles_are_normalised() {
