@@ -128,10 +128,13 @@ fn build_plugins(workspace: &Path, target_dir: &Path, plugins: &[PluginCrate]) {
         cmd.args(["-p", &plugin.package]);
     }
     // WebAssembly SIMD: memchr, memmem and friends use it in the guest, and
-    // wasmtime compiles it to native vector instructions.
+    // wasmtime compiles it to native vector instructions. More inlining than
+    // LLVM's default (225): in the sandbox every function entry also pays a
+    // deadline check, and fewer calls took the chain benchmark from 0.58x
+    // to 0.62x of native (3000 was worse again: see docs/performance.md).
     cmd.env(
         "CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS",
-        "-C target-feature=+simd128",
+        "-C target-feature=+simd128 -C llvm-args=-inline-threshold=1000",
     );
     // The outer build's flags and wrappers (clippy sets RUSTC_WORKSPACE_WRAPPER)
     // are for the host target; they must not leak into the wasm build.
