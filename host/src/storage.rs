@@ -29,6 +29,28 @@ const PART_SIZE: usize = 8 << 20;
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// Capped exponential backoff between the attempts of one operation.
+struct Backoff {
+    /// The next pause.
+    wait: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            wait: BACKOFF_START,
+        }
+    }
+}
+
+impl Backoff {
+    /// Sleep for the current wait, and double it (up to [`BACKOFF_MAX`]).
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(BACKOFF_MAX);
+    }
+}
+
 /// Errors from object storage that retrying will not fix.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -289,7 +311,7 @@ impl S3Store {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     {
-        let mut wait = BACKOFF_START;
+        let mut backoff = Backoff::default();
         let mut failures = 0u32;
         loop {
             match attempt().await {
@@ -303,11 +325,11 @@ impl S3Store {
                     failures += 1;
                     tracing::warn!(
                         operation, bucket = %self.bucket, key, failures,
-                        "S3 request failed, retrying in {wait:?}: {}",
+                        "S3 request failed, retrying in {:?}: {}",
+                        backoff.wait,
                         aws_sdk_s3::error::DisplayErrorContext(&error)
                     );
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(BACKOFF_MAX);
+                    backoff.pause().await;
                 }
                 Err(error) => {
                     return Err(StorageError::S3 {
@@ -406,32 +428,49 @@ impl S3Store {
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let full = self.full_key(key);
-        let response = self
-            .retrying("get", key, || async {
-                match self
-                    .client
-                    .get_object()
-                    .bucket(&self.bucket)
-                    .key(&full)
-                    .send()
-                    .await
-                {
-                    Ok(output) => Ok(Some(output)),
-                    Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(None),
-                    Err(e) => Err(e),
+        let mut backoff = Backoff::default();
+        loop {
+            let Some(output) = self.get_response(key, &full).await? else {
+                return Ok(None);
+            };
+            match output.body.collect().await {
+                Ok(bytes) => return Ok(Some(bytes.into_bytes().to_vec())),
+                // The connection broke while the body was streaming (e.g. the
+                // server went away): as transient as a request that failed.
+                Err(error) => {
+                    tracing::warn!(
+                        operation = "get", bucket = %self.bucket, key,
+                        "S3 body read failed, retrying in {:?}: {error}",
+                        backoff.wait
+                    );
+                    backoff.pause().await;
                 }
-            })
-            .await?;
-        let Some(output) = response else {
-            return Ok(None);
-        };
-        let bytes = output.body.collect().await.map_err(|e| StorageError::S3 {
-            operation: "get",
-            bucket: self.bucket.clone(),
-            key: full.clone(),
-            message: e.to_string(),
-        })?;
-        Ok(Some(bytes.into_bytes().to_vec()))
+            }
+        }
+    }
+
+    /// The response to a GET of `full` (its body not read yet), or `None`
+    /// if there is no such object.
+    async fn get_response(
+        &self,
+        key: &str,
+        full: &str,
+    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, StorageError> {
+        self.retrying("get", key, || async {
+            match self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(full)
+                .send()
+                .await
+            {
+                Ok(output) => Ok(Some(output)),
+                Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
@@ -509,6 +548,48 @@ mod tests {
                 Err(StorageError::InvalidKey(_))
             ));
         }
+    }
+
+    /// A GET whose body breaks off mid-stream is retried, not failed: an
+    /// HTTP server on a real socket answers the first request with half a
+    /// body and closes, and the second in full.
+    #[tokio::test]
+    async fn a_body_cut_off_mid_stream_is_fetched_again() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let body = b"0123456789".repeat(10);
+        let server = tokio::spawn(async move {
+            for attempt in 0..2 {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                while !request.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if socket.read(&mut byte).await.unwrap() == 0 {
+                        break;
+                    }
+                    request.push(byte[0]);
+                }
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                socket.write_all(head.as_bytes()).await.unwrap();
+                let sent = if attempt == 0 { &body[..10] } else { &body[..] };
+                socket.write_all(sent).await.unwrap();
+                socket.shutdown().await.unwrap();
+            }
+        });
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(format!("http://{address}"))
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "k", "s", None, None, "test",
+            ))
+            .force_path_style(true)
+            .build();
+        let store = ObjectStore::s3(Client::from_conf(config), "bucket", "");
+        let got = store.get("key").await.unwrap();
+        assert_eq!(got.as_deref(), Some(&b"0123456789".repeat(10)[..]));
+        server.await.unwrap();
     }
 
     #[test]
