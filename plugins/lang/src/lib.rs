@@ -14,9 +14,9 @@
 //! The language-mix signal classifies each sampled paragraph separately. A
 //! whatlang call costs ~80 µs on a 512-byte sample (half of it fixed), too
 //! much to repeat per paragraph, so paragraphs are classified by whichlang
-//! (~5 µs, 16 widely used languages). The signal is therefore only given (`mixed` is
-//! `true`/`false`) for pages whose main language whichlang knows; for other
-//! pages `mixed` is `null` and `mix` is empty.
+//! (~5 µs, 16 widely used languages). The signal is therefore only given
+//! (`mixed` is `true`/`false`) for pages whose main language whichlang
+//! knows; for other pages `mixed` is `null` and `mix` is empty.
 
 pub mod counts;
 pub mod sample;
@@ -145,9 +145,15 @@ impl Lang {
         let config = &self.config;
         let paragraphs =
             sample::paragraphs(text, config.sample_paragraphs, config.mix_sample_bytes);
-        // Detection cost grows with its sample: it reads the start of each
-        // mix paragraph, so the sample stays spread over the page.
-        let share = config.sample_bytes / paragraphs.len().max(1);
+        // Detection cost grows with its sample: past `sample_bytes` it reads
+        // the start of each mix paragraph, so the sample stays spread over
+        // the page.
+        let total: usize = paragraphs.iter().map(|p| p.len()).sum();
+        let share = if total <= config.sample_bytes {
+            usize::MAX
+        } else {
+            config.sample_bytes / paragraphs.len().max(1)
+        };
         let sample_text = paragraphs
             .iter()
             .map(|p| sample::prefix(p, share))
