@@ -52,7 +52,7 @@ pub fn measure<T>(
     bytes: u64,
     mut iteration: impl FnMut() -> T,
 ) -> Measurement {
-    let mut sampler = Sampler::calibrate(&mut iteration);
+    let sampler = Sampler::calibrate(&mut iteration);
     let samples = (0..SAMPLES)
         .map(|_| sampler.sample(&mut iteration))
         .collect();
@@ -83,8 +83,8 @@ pub fn compare<A, B>(
     mut base: impl FnMut() -> A,
     mut other: impl FnMut() -> B,
 ) -> Comparison {
-    let mut base_sampler = Sampler::calibrate(&mut base);
-    let mut other_sampler = Sampler::calibrate(&mut other);
+    let base_sampler = Sampler::calibrate(&mut base);
+    let other_sampler = Sampler::calibrate(&mut other);
     let (base_samples, other_samples): (Vec<Duration>, Vec<Duration>) = (0..SAMPLES)
         .map(|_| {
             (
@@ -124,7 +124,7 @@ impl Sampler {
     }
 
     /// Time one sample; returns the time per iteration.
-    fn sample<T>(&mut self, iteration: &mut impl FnMut() -> T) -> Duration {
+    fn sample<T>(&self, iteration: &mut impl FnMut() -> T) -> Duration {
         let started = Instant::now();
         for _ in 0..self.iterations {
             black_box(iteration());
