@@ -115,7 +115,10 @@ impl ObjectStore {
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         match self {
             ObjectStore::Local(local) => local.get(key).await,
-            ObjectStore::S3(s3) => s3.get(key).await,
+            // Boxed: the retry loops around the SDK's deeply nested futures
+            // otherwise make every caller's future too deep a type for
+            // rustc's layout queries in release builds.
+            ObjectStore::S3(s3) => Box::pin(s3.get(key)).await,
         }
     }
 
