@@ -149,6 +149,51 @@ fn main() {
         println!("| {name} | {:.2}x |", comparison.ratio);
     }
 
+    // What language detection costs in lang's analysis, by sample size
+    // (natively, on the parsed texts): the sample-size default is set from
+    // these figures.
+    let texts: Vec<String> = parsed
+        .iter()
+        .filter_map(|r| {
+            let doc: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            Some(doc["text"].as_str()?.to_owned())
+        })
+        .collect();
+    let analyse = |name: &str, config: weir_plugin_lang::Config| {
+        let mut lang = Lang::with_config(config);
+        measure(name, texts.len() as u64, 0, || {
+            texts
+                .iter()
+                .map(|t| lang.analyse(t).counts.words)
+                .sum::<u64>()
+        })
+        .per_record()
+    };
+    let default = weir_plugin_lang::Config::default();
+    let without = analyse(
+        "lang analysis without detection",
+        weir_plugin_lang::Config {
+            min_detect_letters: usize::MAX,
+            ..default.clone()
+        },
+    );
+    println!(
+        "\n| detection sample | detection cost per page (average over all pages) |\n|---|---:|"
+    );
+    for sample_bytes in [256, 512, 1024] {
+        let with = analyse(
+            &format!("lang analysis, detection sample {sample_bytes} bytes"),
+            weir_plugin_lang::Config {
+                sample_bytes,
+                ..default.clone()
+            },
+        );
+        println!(
+            "| {sample_bytes} bytes | {:.1?} |",
+            with.saturating_sub(without)
+        );
+    }
+
     // Model inference alone (features + linear model) on each article's lead,
     // without the JSON around it.
     let leads: Vec<(String, String)> = languages
