@@ -160,7 +160,7 @@ pub fn strip(input: &str) -> String {
                     end,
                     self_closing,
                 };
-                handle_open(input, &mut closers, &mut out, &mut open_ref, opened)
+                handle_open(input, &mut closers, &mut out, &mut open_ref, opened, limit)
             }
             Tag::Literal => {
                 out.push('<');
@@ -180,13 +180,15 @@ struct Opened {
     self_closing: bool,
 }
 
-/// Handle an opening tag; returns where scanning continues.
+/// Handle an opening tag (closers count only up to `limit`); returns where
+/// scanning continues.
 fn handle_open(
     input: &str,
     closers: &mut CloserSearch<'_>,
     out: &mut String,
     open_ref: &mut Option<(usize, usize)>,
     tag: Opened,
+    limit: usize,
 ) -> usize {
     let Opened {
         name,
@@ -206,7 +208,10 @@ fn handle_open(
         }
         return end;
     }
-    match closers.find(name, end) {
+    // Inside a reference, a closer past the reference's own end does not
+    // count: the tag is unclosed there (copying up to that closer would copy
+    // the text after the reference twice).
+    match closers.find(name, end).filter(|&(_, after)| after <= limit) {
         // A reference's content is scanned like the rest of the page, between
         // markers (a `<ref>` inside a reference has no closer of its own).
         Some((content_end, after)) if name == "ref" && open_ref.is_none() => {
@@ -372,6 +377,13 @@ mod tests {
         assert_eq!(strip("x < y and y > z"), "x < y and y > z");
         assert_eq!(strip("<"), "<");
         assert_eq!(strip("<ref"), "<ref");
+    }
+
+    #[test]
+    fn a_tag_closed_only_after_the_reference_ends_is_unclosed_inside_it() {
+        // Found by the property test: the text after `</ref>` came out twice.
+        let s = strip("a<ref>b<nowiki>c</ref>d</nowiki>e");
+        assert_eq!(s, format!("a{REF_OPEN}bc{REF_CLOSE}de"));
     }
 
     #[test]
