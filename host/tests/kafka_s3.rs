@@ -139,15 +139,7 @@ name = "local"
 path = "{input}"
 [runtime]
 plugin_dir = "{plugins}"
-[[stage]]
-name = "parse"
-plugin = "parse"
-[[stage]]
-name = "lang"
-plugin = "lang"
-[[stage]]
-name = "score"
-plugin = "score"
+{stages}
 [output.local]
 dir = "{out}"
 [dead_letter.local]
@@ -155,6 +147,7 @@ dir = "{out}"
 "#,
         input = input.display(),
         plugins = weir_tests::plugin_dir().display(),
+        stages = weir_tests::e2e::DOCUMENT_STAGES,
         out = out.display()
     );
     let path = dir.join("local.toml");

@@ -9,6 +9,20 @@ use std::time::{Duration, Instant};
 
 use crate::services::Services;
 
+/// The parse -> lang -> score stages, as pipeline-file TOML.
+pub const DOCUMENT_STAGES: &str = r#"[[stage]]
+name = "parse"
+plugin = "parse"
+
+[[stage]]
+name = "lang"
+plugin = "lang"
+
+[[stage]]
+name = "score"
+plugin = "score"
+"#;
+
 /// A test's fresh topic, group and bucket, and its pipeline file.
 pub struct Scenario {
     /// Unique name stem (topic, group and bucket derive from it).
@@ -73,18 +87,7 @@ plugin_dir = "{plugins}"
 compiled_cache_dir = "{cache}"
 batch_size = 16
 
-[[stage]]
-name = "parse"
-plugin = "parse"
-
-[[stage]]
-name = "lang"
-plugin = "lang"
-
-[[stage]]
-name = "score"
-plugin = "score"
-
+{DOCUMENT_STAGES}
 [output.s3]
 bucket = "{bucket}"
 
