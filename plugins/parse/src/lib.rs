@@ -57,7 +57,8 @@ fn redirect_target(text: &str) -> Option<(String, usize)> {
     let link_start = text.len() - after.len();
     let inner = after.strip_prefix("[[")?;
     let target = &inner[..inner.find("]]")?];
-    let target = render::normalize_title(&target[..target.find('|').unwrap_or(target.len())]);
+    let target =
+        render::normalize_title(&target[..find::byte(b'|', target).unwrap_or(target.len())]);
     (!target.is_empty()).then_some((target, link_start))
 }
 

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use crate::brackets::{Kind, Pair, Pairs};
 use crate::document::{Document, Link, Section};
-use crate::find::ByteFinder;
+use crate::find::{self, ByteFinder};
 
 /// Deepest nesting of links/tables rendered.
 const MAX_DEPTH: usize = 32;
@@ -247,7 +247,7 @@ impl<'a> Renderer<'a> {
 
     fn template_name(&mut self, start: usize, end: usize) {
         let inner = &self.src[start..end];
-        let raw_name = &inner[..inner.find('|').unwrap_or(inner.len())];
+        let raw_name = &inner[..find::byte(b'|', inner).unwrap_or(inner.len())];
         if raw_name.contains(['{', '[', '<']) {
             return; // the name is computed by nested markup: unknown
         }
@@ -283,7 +283,7 @@ impl<'a> Renderer<'a> {
         let inner_start = i + 2;
         let inner_end = close_end - 2;
         let inner = &self.src[inner_start..inner_end];
-        let pipe = inner.find('|');
+        let pipe = find::byte(b'|', inner);
         let raw_target = &inner[..pipe.unwrap_or(inner.len())];
         let forced = raw_target.trim_start().starts_with(':');
         let target = normalize_title(raw_target.trim_start().trim_start_matches(':'));
@@ -337,8 +337,8 @@ impl<'a> Renderer<'a> {
         if !URL_SCHEMES.iter().any(starts_with_scheme) {
             return None;
         }
-        let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
-        let close = line.find(']')?;
+        let line = &rest[..find::byte(b'\n', rest).unwrap_or(rest.len())];
+        let close = find::byte(b']', line)?;
         let label_start = line[..close].find([' ', '\t']).map(|s| s + 1);
         if let Some(start) = label_start
             && self.depth < MAX_DEPTH
@@ -436,7 +436,7 @@ const CLEAN_SPECIAL: [u8; 6] = [b'\n', b'\t', b'\r', 0xC2, 0xEF, b'\n'];
 /// collapse whitespace within lines, turn blank-line runs into one paragraph
 /// break, trim. One pass over the bytes; plain runs are copied whole.
 pub fn clean(raw: &str) -> String {
-    let decoded = if raw.contains('&') {
+    let decoded = if find::byte(b'&', raw).is_some() {
         html_escape::decode_html_entities(raw)
     } else {
         std::borrow::Cow::Borrowed(raw)
