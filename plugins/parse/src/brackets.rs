@@ -1,7 +1,8 @@
 //! Pass 2: matching `{{ }}`, `{{{ }}}`, `[[ ]]` and `{| |}` in one stack pass.
 //!
 //! The result maps each opener that has a partner to the position just after
-//! its closer. Openers without a partner are absent from the map and are
+//! its closer ([`Pairs`]: a vector sorted by opener, looked up by binary
+//! search). Openers without a partner are absent from the map and are
 //! rendered as literal text, which is how MediaWiki shows unbalanced markup.
 //!
 //! Brace runs follow MediaWiki's preprocessor rule: a run of `{` is one
@@ -12,8 +13,6 @@
 //! Linear time: every opener is pushed once and popped at most once, and a
 //! closer only searches the stack when an opener of its kind is open
 //! (per-kind counts), popping everything above it (unmatched, literal).
-
-use rustc_hash::FxHashMap;
 
 use crate::find::ByteFinder;
 
@@ -72,7 +71,35 @@ impl Open {
 }
 
 /// Opener position -> matched pair.
-pub type Pairs = FxHashMap<usize, Pair>;
+#[derive(Debug, Default)]
+pub struct Pairs {
+    /// Sorted by opener position; each position at most once.
+    by_opener: Vec<(usize, Pair)>,
+}
+
+impl Pairs {
+    /// The pair whose opener is at `opener`, if it has a partner.
+    pub fn get(&self, opener: usize) -> Option<&Pair> {
+        self.by_opener
+            .binary_search_by_key(&opener, |(pos, _)| *pos)
+            .ok()
+            .map(|at| &self.by_opener[at].1)
+    }
+
+    /// Every matched pair, by opener position.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, Pair)> + '_ {
+        self.by_opener.iter().copied()
+    }
+
+    fn from_unsorted(mut by_opener: Vec<(usize, Pair)>) -> Self {
+        by_opener.sort_unstable_by_key(|(pos, _)| *pos);
+        debug_assert!(
+            by_opener.windows(2).all(|w| w[0].0 < w[1].0),
+            "an opener is matched once"
+        );
+        Pairs { by_opener }
+    }
+}
 
 /// UTF-8 of [`crate::tags::REF_OPEN`] and [`crate::tags::REF_CLOSE`].
 const REF_OPEN: &[u8] = "\u{F7F0}".as_bytes();
@@ -81,7 +108,7 @@ const REF_CLOSE: &[u8] = "\u{F7F1}".as_bytes();
 /// Match every pair in `text`.
 pub fn match_pairs(text: &str) -> Pairs {
     let b = text.as_bytes();
-    let mut pairs = Pairs::default();
+    let mut pairs: Vec<(usize, Pair)> = Vec::new();
     let mut stack: Vec<Open> = Vec::new();
     // Open openers per kind, one frame per ref scope (the last is current),
     // so a closer never matches an opener outside its scope.
@@ -147,13 +174,13 @@ pub fn match_pairs(text: &str) -> Pairs {
                     if let Open::Ref { pos } = open {
                         scopes.pop();
                         let end = i + REF_CLOSE.len();
-                        pairs.insert(
+                        pairs.push((
                             pos,
                             Pair {
                                 kind: Kind::Ref,
                                 end,
                             },
-                        );
+                        ));
                         break;
                     }
                 }
@@ -177,7 +204,7 @@ pub fn match_pairs(text: &str) -> Pairs {
             }
         }
     }
-    pairs
+    Pairs::from_unsorted(pairs)
 }
 
 /// The open counts of the innermost scope.
@@ -224,7 +251,7 @@ fn pop_to(stack: &mut Vec<Open>, open_counts: &mut [usize; 3], slot: usize) -> b
 fn close_single(
     stack: &mut Vec<Open>,
     open_counts: &mut [usize; 3],
-    pairs: &mut Pairs,
+    pairs: &mut Vec<(usize, Pair)>,
     kind: Kind,
     end: usize,
 ) {
@@ -233,14 +260,14 @@ fn close_single(
         && let Some(open) = stack.pop()
     {
         open_counts[slot] -= 1;
-        pairs.insert(open.pos(), Pair { kind, end });
+        pairs.push((open.pos(), Pair { kind, end }));
     }
 }
 
 fn close_braces(
     stack: &mut Vec<Open>,
     open_counts: &mut [usize; 3],
-    pairs: &mut Pairs,
+    pairs: &mut Vec<(usize, Pair)>,
     at: usize,
     run: usize,
 ) {
@@ -256,13 +283,13 @@ fn close_braces(
         } else {
             Kind::Template
         };
-        pairs.insert(
+        pairs.push((
             *pos + *count - take,
             Pair {
                 kind,
                 end: closer + take,
             },
-        );
+        ));
         *count -= take;
         remaining -= take;
         closer += take;
@@ -278,12 +305,10 @@ mod tests {
     use super::*;
 
     fn kinds(text: &str) -> Vec<(usize, Kind, usize)> {
-        let mut v: Vec<_> = match_pairs(text)
-            .into_iter()
+        match_pairs(text)
+            .iter()
             .map(|(pos, p)| (pos, p.kind, p.end))
-            .collect();
-        v.sort_by_key(|x| x.0);
-        v
+            .collect()
     }
 
     #[test]
@@ -328,6 +353,6 @@ mod tests {
     #[test]
     fn pathological_input_is_linear() {
         let input = "[[{{".repeat(100_000) + &"}}".repeat(100_000);
-        assert_eq!(match_pairs(&input).len(), 100_000);
+        assert_eq!(match_pairs(&input).iter().count(), 100_000);
     }
 }

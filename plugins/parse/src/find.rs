@@ -46,6 +46,7 @@ impl<'a> ByteFinder<'a> {
 
     /// The first position at or after `from` holding one of the bytes, or
     /// the haystack's length if there is none.
+    #[inline]
     pub fn next_from(&mut self, from: usize) -> usize {
         let len = self.haystack.len();
         if from >= len {
@@ -69,6 +70,7 @@ impl<'a> ByteFinder<'a> {
     }
 
     /// Compute the mask of the block starting at `start` (< haystack length).
+    #[inline]
     fn classify(&mut self, start: usize) {
         let rest = &self.haystack[start..];
         let valid = rest.len().min(BLOCK);
@@ -81,8 +83,10 @@ impl<'a> ByteFinder<'a> {
             }
         };
         let block = u8x16::new(lanes);
-        let [a, b, c, d, e, f] = self.needles.map(|needle| block.simd_eq(needle));
-        let hits = ((a | b) | (c | d)) | (e | f);
+        let [a, b, c, d, e, f] = self.needles;
+        let hits = (block.simd_eq(a) | block.simd_eq(b))
+            | (block.simd_eq(c) | block.simd_eq(d))
+            | (block.simd_eq(e) | block.simd_eq(f));
         // Past the end, the zero padding may equal a needle: drop those bits.
         self.mask = hits.to_bitmask() & (u32::MAX >> (32 - valid));
         self.block = start;

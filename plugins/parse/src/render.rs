@@ -150,7 +150,7 @@ impl<'a> Renderer<'a> {
             self.out.push_str(&self.src[plain_from..i]);
             plain_from = i;
             let next = match c {
-                b'{' | 0xEF => self.pairs.get(&i).map(|p| self.brace(i, *p)),
+                b'{' | 0xEF => self.pairs.get(i).map(|p| self.brace(i, *p)),
                 b'[' => self.bracket(i, end),
                 b'\'' => quotes(b, i, end),
                 b'_' => magic_word(b, i, end),
@@ -273,7 +273,7 @@ impl<'a> Renderer<'a> {
     /// A `[` at `i`: internal link, external link, or (`None`) a literal
     /// bracket.
     fn bracket(&mut self, i: usize, end: usize) -> Option<usize> {
-        match self.pairs.get(&i) {
+        match self.pairs.get(i) {
             Some(pair) if pair.kind == Kind::Link => Some(self.link(i, pair.end)),
             _ => self.external_link(i, end),
         }
