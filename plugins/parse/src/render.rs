@@ -8,6 +8,7 @@
 //! exhaust the stack.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use crate::brackets::{Kind, Pair, Pairs};
 use crate::document::{Document, Link, Section};
@@ -432,6 +433,12 @@ fn is_normal_ascii_title(title: &[u8]) -> bool {
 /// characters. (Spaces end a run only when doubled or trailing.)
 const CLEAN_SPECIAL: [u8; 6] = [b'\n', b'\t', b'\r', 0xC2, 0xEF, b'\n'];
 
+/// Two spaces: where a run of plain text in [`clean`] stops. Built once: a
+/// searcher's set-up costs more than most of the short texts (link anchors,
+/// headings) it is used on.
+static DOUBLE_SPACE: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"  "));
+
 /// Final text clean-up: decode entities, restore protected characters,
 /// collapse whitespace within lines, turn blank-line runs into one paragraph
 /// break, trim. One pass over the bytes; plain runs are copied whole.
@@ -446,7 +453,6 @@ pub fn clean(raw: &str) -> String {
     let mut pending_space = false;
     let mut newlines = 0u32;
     let mut finder = ByteFinder::new(b, CLEAN_SPECIAL);
-    let double_space = memchr::memmem::Finder::new(b"  ");
     let mut i = 0;
     while i < b.len() {
         let (text, next): (&[u8], usize) = match b[i] {
@@ -475,7 +481,7 @@ pub fn clean(raw: &str) -> String {
                 // at two spaces, and trailing spaces are left to the arms
                 // above (they collapse, or vanish before a line break).
                 let limit = finder.next_from(i + 1);
-                let mut end = double_space.find(&b[i..limit]).map_or(limit, |at| i + at);
+                let mut end = DOUBLE_SPACE.find(&b[i..limit]).map_or(limit, |at| i + at);
                 while b[end - 1] == b' ' {
                     end -= 1;
                 }
