@@ -112,6 +112,15 @@ mod tests {
     }
 
     #[test]
+    fn a_link_opened_in_a_heading_and_closed_later_is_literal_there() {
+        let doc = parse(None, "== A [[b ==\nText c]] d.");
+        assert_eq!(doc.sections[0].heading, "A [[b");
+        assert_eq!(doc.sections[0].text, "Text c]] d.");
+        assert_eq!(doc.text, "A [[b\n\nText c]] d.");
+        assert!(doc.links.is_empty());
+    }
+
+    #[test]
     fn a_small_page_end_to_end() {
         let doc = parse(
             Some("T"),

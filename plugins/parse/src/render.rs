@@ -151,7 +151,7 @@ impl<'a> Renderer<'a> {
             self.out.push_str(&self.src[plain_from..i]);
             plain_from = i;
             let next = match c {
-                b'{' | 0xEF => self.pairs.get(i).map(|p| self.brace(i, *p)),
+                b'{' | 0xEF => self.pair_within(i, end).map(|p| self.brace(i, p)),
                 b'[' => self.bracket(i, end),
                 b'\'' => quotes(b, i, end),
                 b'_' => magic_word(b, i, end),
@@ -271,10 +271,19 @@ impl<'a> Renderer<'a> {
         }
     }
 
+    /// The pair opened at `i`, if it closes by `end`. A heading's text is
+    /// rendered as a range of its own line, and a pair opened there but
+    /// closed on a later line is literal text in the heading (rendering it
+    /// would copy the lines after the heading into it, and they would then
+    /// be rendered again after it).
+    fn pair_within(&self, i: usize, end: usize) -> Option<Pair> {
+        self.pairs.get(i).filter(|pair| pair.end <= end).copied()
+    }
+
     /// A `[` at `i`: internal link, external link, or (`None`) a literal
     /// bracket.
     fn bracket(&mut self, i: usize, end: usize) -> Option<usize> {
-        match self.pairs.get(i) {
+        match self.pair_within(i, end) {
             Some(pair) if pair.kind == Kind::Link => Some(self.link(i, pair.end)),
             _ => self.external_link(i, end),
         }
