@@ -121,6 +121,28 @@ mod tests {
     }
 
     #[test]
+    fn marks_of_nowiki_and_refs_never_reach_the_output() {
+        let json = |doc: &Document| String::from_utf8(doc.to_json()).unwrap();
+        let marked = |doc: &Document| {
+            json(doc)
+                .chars()
+                .any(|c| ('\u{F700}'..='\u{F7FF}').contains(&c))
+        };
+        // A reference opened in a heading and closed on a later line.
+        let doc = parse(None, "== A <ref>r ==\nB</ref> c");
+        assert!(!marked(&doc), "{}", json(&doc));
+        // A template name or link target written in <nowiki>: not a title.
+        let doc = parse(
+            None,
+            "{{<nowiki>{{</nowiki>}} [[<nowiki>a:b</nowiki>]] [[y]]",
+        );
+        assert!(!marked(&doc), "{}", json(&doc));
+        assert!(doc.templates.is_empty());
+        assert_eq!(doc.links.len(), 1);
+        assert_eq!(doc.text, "[[a:b]] y");
+    }
+
+    #[test]
     fn a_small_page_end_to_end() {
         let doc = parse(
             Some("T"),

@@ -151,7 +151,13 @@ impl<'a> Renderer<'a> {
             self.out.push_str(&self.src[plain_from..i]);
             plain_from = i;
             let next = match c {
-                b'{' | 0xEF => self.pair_within(i, end).map(|p| self.brace(i, p)),
+                b'{' | 0xEF => match self.pair_within(i, end) {
+                    Some(pair) => Some(self.brace(i, pair)),
+                    // A reference marker whose partner lies outside this
+                    // range (a `<ref>` opened in a heading and closed on a
+                    // later line) is not text: drop it.
+                    None => crate::tags::ref_marker_at(b, i).map(|len| i + len),
+                },
                 b'[' => self.bracket(i, end),
                 b'\'' => quotes(b, i, end),
                 b'_' => magic_word(b, i, end),
@@ -249,7 +255,7 @@ impl<'a> Renderer<'a> {
     fn template_name(&mut self, start: usize, end: usize) {
         let inner = &self.src[start..end];
         let raw_name = &inner[..find::byte(b'|', inner).unwrap_or(inner.len())];
-        if raw_name.contains(['{', '[', '<']) {
+        if raw_name.contains(['{', '[', '<']) || crate::tags::has_marker(raw_name) {
             return; // the name is computed by nested markup: unknown
         }
         let raw = normalize_title(raw_name);
@@ -284,17 +290,33 @@ impl<'a> Renderer<'a> {
     /// bracket.
     fn bracket(&mut self, i: usize, end: usize) -> Option<usize> {
         match self.pair_within(i, end) {
-            Some(pair) if pair.kind == Kind::Link => Some(self.link(i, pair.end)),
+            // A target with `<nowiki>` or `<ref>` content is no title: the
+            // brackets are literal text.
+            Some(pair) if pair.kind == Kind::Link && !self.marked_target(i, pair.end) => {
+                Some(self.link(i, pair.end))
+            }
             _ => self.external_link(i, end),
         }
+    }
+
+    /// The target of the link `[[...]]` from `i` to `close_end` as written,
+    /// and the position of its `|` in the link's inner text, if any.
+    fn raw_target(&self, i: usize, close_end: usize) -> (&'a str, Option<usize>) {
+        let inner = &self.src[i + 2..close_end - 2];
+        let pipe = find::byte(b'|', inner);
+        (&inner[..pipe.unwrap_or(inner.len())], pipe)
+    }
+
+    /// Whether the link from `i` to `close_end` has marks of pass 1 in its
+    /// target (see [`crate::tags::has_marker`]).
+    fn marked_target(&self, i: usize, close_end: usize) -> bool {
+        crate::tags::has_marker(self.raw_target(i, close_end).0)
     }
 
     fn link(&mut self, i: usize, close_end: usize) -> usize {
         let inner_start = i + 2;
         let inner_end = close_end - 2;
-        let inner = &self.src[inner_start..inner_end];
-        let pipe = find::byte(b'|', inner);
-        let raw_target = &inner[..pipe.unwrap_or(inner.len())];
+        let (raw_target, pipe) = self.raw_target(i, close_end);
         let forced = raw_target.trim_start().starts_with(':');
         let target = normalize_title(raw_target.trim_start().trim_start_matches(':'));
         if !forced && let Some((prefix, rest)) = raw_target.split_once(':') {

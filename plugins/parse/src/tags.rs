@@ -351,6 +351,25 @@ pub fn protected_at(bytes: &[u8], i: usize) -> Option<&'static [u8]> {
     Some(std::slice::from_ref(original))
 }
 
+/// Whether `text` holds a mark of this pass (a protected character or a
+/// reference marker, all in U+F700..=U+F7FF): text that was not plain
+/// wikitext, e.g. `<nowiki>` content, and can be no title.
+pub fn has_marker(text: &str) -> bool {
+    text.chars()
+        .any(|c| (PROTECT_BASE..=PROTECT_BASE + 0xFF).contains(&u32::from(c)))
+}
+
+/// If a reference marker ([`REF_OPEN`] or [`REF_CLOSE`]) starts at `i`,
+/// its length in bytes.
+pub fn ref_marker_at(bytes: &[u8], i: usize) -> Option<usize> {
+    let rest = bytes.get(i..)?;
+    [REF_OPEN, REF_CLOSE].into_iter().find_map(|marker| {
+        let mut utf8 = [0u8; 4];
+        let marker = marker.encode_utf8(&mut utf8).as_bytes();
+        rest.starts_with(marker).then_some(marker.len())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,11 @@ fn fragment() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Whether `c` is in the private-use block parse's markers come from.
+fn is_marker(c: char) -> bool {
+    ('\u{F700}'..='\u{F7FF}').contains(&c)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -63,6 +68,10 @@ proptest! {
         // The plain text never contains more characters than the input
         // (entities only shrink), and headings come from sections.
         prop_assert!(doc.text.chars().count() <= text.chars().count() + doc.sections.len() * 2);
+        // The private-use characters parse marks protected text and
+        // references with (the input has none) never reach the output.
+        let json = String::from_utf8(doc.to_json()).unwrap();
+        prop_assert!(!json.chars().any(is_marker), "{json}");
     }
 
     #[test]
