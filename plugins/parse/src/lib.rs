@@ -57,8 +57,11 @@ fn redirect_target(text: &str) -> Option<(String, usize)> {
     let link_start = text.len() - after.len();
     let inner = after.strip_prefix("[[")?;
     let target = &inner[..inner.find("]]")?];
-    let target =
-        render::normalize_title(&target[..find::byte(b'|', target).unwrap_or(target.len())]);
+    let raw_target = &target[..find::byte(b'|', target).unwrap_or(target.len())];
+    if tags::has_marker(raw_target) {
+        return None; // `<nowiki>` or `<ref>` content is no title
+    }
+    let target = render::normalize_title(raw_target);
     (!target.is_empty()).then_some((target, link_start))
 }
 
@@ -109,6 +112,13 @@ mod tests {
         assert_eq!(doc.text, "Computer accessibility");
         assert_eq!(redirect_target("Text #REDIRECT [[x]]"), None);
         assert_eq!(redirect_target("#REDIRECT [[x"), None);
+        let doc = parse(None, "#REDIRECT [[<ref>r</ref>]]");
+        assert_eq!(doc.redirect, None);
+        assert!(
+            !String::from_utf8(doc.to_json())
+                .unwrap()
+                .contains('\u{F7F0}')
+        );
     }
 
     #[test]
