@@ -49,6 +49,16 @@ fn fragment() -> impl Strategy<Value = String> {
         Just("#REDIRECT ".to_owned()),
         Just("\n* ".to_owned()),
         Just("\n".to_owned()),
+        Just("<pre>".to_owned()),
+        Just("</pre>".to_owned()),
+        Just("<math>".to_owned()),
+        Just("</math>".to_owned()),
+        Just("<br/>".to_owned()),
+        Just("{{#if:".to_owned()),
+        Just("&#123;".to_owned()),
+        Just("_".to_owned()),
+        Just("=".to_owned()),
+        Just("\t".to_owned()),
         "[a-zé−ɛ東 ]{0,8}",
     ]
 }
