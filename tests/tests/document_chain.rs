@@ -4,8 +4,15 @@
 //!   byte for byte (regenerate with `WEIR_BLESS=1` after an intended change,
 //!   and review the diff);
 //! - the WASM components compute exactly what the same crates compute
-//!   natively, for every page of the dump.
+//!   natively, for every page of the dump, and for random noisy text (which
+//!   exercises the plugins' SIMD code paths as compiled for WebAssembly: the
+//!   unit tests only run them natively).
 
+use std::cell::RefCell;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use weir::chain::ChainResult;
 use weir::runtime::DocRecord;
 use weir_plugin_lang::Lang;
 use weir_plugin_parse::Parse;
@@ -27,14 +34,14 @@ fn wasm_outputs(pages: &[DocRecord]) -> Vec<Vec<DocRecord>> {
         .unwrap()
         .into_iter()
         .map(|result| match result {
-            weir::chain::ChainResult::Done {
+            ChainResult::Done {
                 outputs,
                 stages_run,
             } => {
                 assert_eq!(stages_run, 3);
                 outputs
             }
-            weir::chain::ChainResult::Failed(f) => panic!("a sample page failed: {f:?}"),
+            ChainResult::Failed(f) => panic!("a sample page failed: {f:?}"),
         })
         .collect()
 }
@@ -102,4 +109,79 @@ fn wasm_and_native_agree_on_every_page() {
     for (page, outputs) in pages.iter().zip(outputs) {
         assert_eq!(outputs[0].body, native_output(page), "{}", page.id);
     }
+}
+
+/// The chain natively, stage by stage; `Err` if a stage rejects the record.
+fn native_chain(page: &DocRecord) -> Result<Vec<u8>, weir_sdk::Error> {
+    let record = weir_tests::sdk_record(page);
+    let record = LocalInstance::<Parse>::new("{}")?
+        .process(record)?
+        .remove(0);
+    let record = LocalInstance::<Lang>::new("{}")?.process(record)?.remove(0);
+    let record = LocalInstance::<Score>::new("{}")?
+        .process(record)?
+        .remove(0);
+    Ok(record.body)
+}
+
+/// Text with every byte class the SIMD paths treat specially (JSON escapes,
+/// control characters, multi-byte characters, markup bytes), in runs that
+/// straddle 16-byte blocks.
+fn noisy_text() -> impl Strategy<Value = String> {
+    let fragment = prop_oneof![
+        Just("\"".to_owned()),
+        Just("\\".to_owned()),
+        Just("\u{1}".to_owned()),
+        Just("\u{1f}".to_owned()),
+        Just("\t".to_owned()),
+        Just("\r\n".to_owned()),
+        Just("\n\n".to_owned()),
+        Just("é".to_owned()),
+        Just("東京".to_owned()),
+        Just("😀".to_owned()),
+        Just("[[".to_owned()),
+        Just("]]".to_owned()),
+        Just("{{".to_owned()),
+        Just("}}".to_owned()),
+        Just("|".to_owned()),
+        Just("'''".to_owned()),
+        Just("<nowiki>".to_owned()),
+        Just("</nowiki>".to_owned()),
+        Just("<ref>".to_owned()),
+        Just("</ref>".to_owned()),
+        Just("&amp;".to_owned()),
+        Just("\n== ".to_owned()),
+        Just("  ".to_owned()),
+        "[a-z ]{0,24}",
+    ];
+    prop::collection::vec(fragment, 0..200).prop_map(|parts| parts.concat())
+}
+
+#[test]
+fn wasm_and_native_agree_on_noisy_text() {
+    let template = weir_tests::dump_records(&weir_tests::sample_dump()).remove(0);
+    let runtime = weir_tests::runtime();
+    let chain = weir_tests::document_chain(&runtime);
+    let worker = RefCell::new(chain.start_worker().unwrap());
+    let mut runner = TestRunner::new(Config::with_cases(64));
+    runner
+        .run(&noisy_text(), |text| {
+            let page = DocRecord {
+                body: text.into_bytes(),
+                ..template.clone()
+            };
+            let wasm = worker.borrow_mut().process(vec![page.clone()]).unwrap();
+            match (wasm.into_iter().next(), native_chain(&page)) {
+                (Some(ChainResult::Done { outputs, .. }), Ok(native)) => {
+                    prop_assert_eq!(
+                        String::from_utf8_lossy(&outputs[0].body),
+                        String::from_utf8_lossy(&native)
+                    );
+                }
+                (Some(ChainResult::Failed(_)), Err(_)) => {}
+                (wasm, native) => prop_assert!(false, "WASM {wasm:?} but native {native:?}"),
+            }
+            Ok(())
+        })
+        .unwrap();
 }
