@@ -176,6 +176,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn invalid_utf8_is_bad_input_saying_where() {
+        for (body, at) in [
+            (b"ab\xffcd".to_vec(), 2),
+            ([&[b'a'; 40][..], b"\xc3("].concat(), 40),
+        ] {
+            let r = Record::new("d:1", 1, "text/plain", body);
+            match r.body_str() {
+                Err(Error::BadInput(reason)) => {
+                    assert_eq!(
+                        reason,
+                        format!("body of d:1 is not valid UTF-8 (at byte {at})")
+                    );
+                }
+                other => panic!("expected bad input, got {other:?}"),
+            }
+        }
+        let r = Record::new("d:1", 1, "text/plain", "é".repeat(20).into_bytes());
+        assert_eq!(r.body_str().unwrap(), "é".repeat(20));
+    }
+
+    #[test]
     fn derive_keeps_identity_and_metadata() {
         let mut r = Record::new("d:1", 3, "text/plain", b"x".to_vec());
         r.metadata.push(("title".into(), "X".into()));
