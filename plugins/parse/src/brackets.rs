@@ -15,6 +15,7 @@
 //! (per-kind counts), popping everything above it (unmatched, literal).
 
 use crate::find::ByteFinder;
+use crate::tags::{REF_CLOSE_UTF8 as REF_CLOSE, REF_OPEN_UTF8 as REF_OPEN};
 
 /// What a matched pair encloses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +102,6 @@ impl Pairs {
     }
 }
 
-/// UTF-8 of [`crate::tags::REF_OPEN`] and [`crate::tags::REF_CLOSE`].
-const REF_OPEN: &[u8] = "\u{F7F0}".as_bytes();
-const REF_CLOSE: &[u8] = "\u{F7F1}".as_bytes();
-
 /// Match every pair in `text`.
 pub fn match_pairs(text: &str) -> Pairs {
     let b = text.as_bytes();
@@ -163,12 +160,12 @@ pub fn match_pairs(text: &str) -> Pairs {
                 }
                 i += run;
             }
-            0xEF if b[i..].starts_with(REF_OPEN) => {
+            0xEF if b[i..].starts_with(&REF_OPEN) => {
                 stack.push(Open::Ref { pos: i });
                 scopes.push([0; 3]);
                 i += REF_OPEN.len();
             }
-            0xEF if b[i..].starts_with(REF_CLOSE) => {
+            0xEF if b[i..].starts_with(&REF_CLOSE) => {
                 // Everything still open in the scope is unmatched (literal).
                 while let Some(open) = stack.pop() {
                     if let Open::Ref { pos } = open {

@@ -290,33 +290,23 @@ impl<'a> Renderer<'a> {
     /// bracket.
     fn bracket(&mut self, i: usize, end: usize) -> Option<usize> {
         match self.pair_within(i, end) {
-            // A target with `<nowiki>` or `<ref>` content is no title: the
-            // brackets are literal text.
-            Some(pair) if pair.kind == Kind::Link && !self.marked_target(i, pair.end) => {
-                Some(self.link(i, pair.end))
-            }
+            Some(pair) if pair.kind == Kind::Link => self.link(i, pair.end),
             _ => self.external_link(i, end),
         }
     }
 
-    /// The target of the link `[[...]]` from `i` to `close_end` as written,
-    /// and the position of its `|` in the link's inner text, if any.
-    fn raw_target(&self, i: usize, close_end: usize) -> (&'a str, Option<usize>) {
-        let inner = &self.src[i + 2..close_end - 2];
-        let pipe = find::byte(b'|', inner);
-        (&inner[..pipe.unwrap_or(inner.len())], pipe)
-    }
-
-    /// Whether the link from `i` to `close_end` has marks of pass 1 in its
-    /// target (see [`crate::tags::has_marker`]).
-    fn marked_target(&self, i: usize, close_end: usize) -> bool {
-        crate::tags::has_marker(self.raw_target(i, close_end).0)
-    }
-
-    fn link(&mut self, i: usize, close_end: usize) -> usize {
+    /// The link `[[...]]` from `i` to `close_end`; `None` (the brackets are
+    /// literal text) when its target holds `<nowiki>` or `<ref>` content,
+    /// which is no title.
+    fn link(&mut self, i: usize, close_end: usize) -> Option<usize> {
         let inner_start = i + 2;
         let inner_end = close_end - 2;
-        let (raw_target, pipe) = self.raw_target(i, close_end);
+        let inner = &self.src[inner_start..inner_end];
+        let pipe = find::byte(b'|', inner);
+        let raw_target = &inner[..pipe.unwrap_or(inner.len())];
+        if crate::tags::has_marker(raw_target) {
+            return None;
+        }
         let forced = raw_target.trim_start().starts_with(':');
         let target = normalize_title(raw_target.trim_start().trim_start_matches(':'));
         if !forced && let Some((prefix, rest)) = raw_target.split_once(':') {
@@ -326,11 +316,11 @@ impl<'a> Renderer<'a> {
                 if !category.is_empty() && self.seen_categories.insert(category.clone()) {
                     self.categories.push(category);
                 }
-                return close_end;
+                return Some(close_end);
             }
             // Interlanguage prefixes are lower case as written (`de:`).
             if MEDIA_NAMESPACES.contains(&ns.as_str()) || is_interlanguage(prefix) {
-                return close_end;
+                return Some(close_end);
             }
         }
         // The link trail: letters glued after `]]` belong to the anchor.
@@ -355,7 +345,7 @@ impl<'a> Renderer<'a> {
         if !target.is_empty() {
             self.links.push(Link { target, anchor });
         }
-        close_end + trail
+        Some(close_end + trail)
     }
 
     /// `[url label]` on one line: the label is text, the URL is dropped.

@@ -19,6 +19,17 @@ use memchr::memmem;
 pub const REF_OPEN: char = '\u{F7F0}';
 /// See [`REF_OPEN`].
 pub const REF_CLOSE: char = '\u{F7F1}';
+/// UTF-8 of [`REF_OPEN`], for the byte-level passes.
+pub const REF_OPEN_UTF8: [u8; 3] = utf8(REF_OPEN);
+/// UTF-8 of [`REF_CLOSE`], for the byte-level passes.
+pub const REF_CLOSE_UTF8: [u8; 3] = utf8(REF_CLOSE);
+
+/// The UTF-8 of a three-byte character.
+const fn utf8(c: char) -> [u8; 3] {
+    let mut bytes = [0; 3];
+    c.encode_utf8(&mut bytes);
+    bytes
+}
 
 /// Tags whose content is not prose: dropped with the tag.
 const DROP_CONTENT: &[&str] = &[
@@ -363,11 +374,10 @@ pub fn has_marker(text: &str) -> bool {
 /// its length in bytes.
 pub fn ref_marker_at(bytes: &[u8], i: usize) -> Option<usize> {
     let rest = bytes.get(i..)?;
-    [REF_OPEN, REF_CLOSE].into_iter().find_map(|marker| {
-        let mut utf8 = [0u8; 4];
-        let marker = marker.encode_utf8(&mut utf8).as_bytes();
-        rest.starts_with(marker).then_some(marker.len())
-    })
+    [REF_OPEN_UTF8, REF_CLOSE_UTF8]
+        .iter()
+        .find(|marker| rest.starts_with(&marker[..]))
+        .map(|marker| marker.len())
 }
 
 #[cfg(test)]
