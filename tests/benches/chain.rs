@@ -149,6 +149,12 @@ fn main() {
         println!("| {name} | {:.2}x |", comparison.ratio);
     }
 
+    // The studies below are not pairs: a filtered run (for profiling one
+    // pair) leaves them out so that they do not drown the profile.
+    if filter.is_some() {
+        return;
+    }
+
     // What language detection costs in lang's analysis, by sample size
     // (natively, on the parsed texts): the sample-size default is set from
     // these figures.
