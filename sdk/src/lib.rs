@@ -66,6 +66,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(all(feature = "talc", target_family = "wasm"))]
+mod allocator;
 mod export;
 mod host;
 mod json_text;
