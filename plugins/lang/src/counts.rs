@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ascii8::{self, alphanumeric, in_range};
+
 /// Counts for one text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -28,13 +30,10 @@ pub fn count(text: &str) -> Counts {
     while i < bytes.len() {
         let b = bytes[i];
         if b.is_ascii() {
-            if let Some(chunk) = bytes.get(i..i + 8) {
-                let chunk = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-                if chunk & HIGH_BITS == 0 {
-                    state.ascii_chunk(chunk);
-                    i += 8;
-                    continue;
-                }
+            if let Some(chunk) = ascii8::chunk_at(bytes, i) {
+                state.ascii_chunk(chunk);
+                i += 8;
+                continue;
             }
             state.ascii(b);
             i += 1;
@@ -45,25 +44,6 @@ pub fn count(text: &str) -> Counts {
         }
     }
     state.finish()
-}
-
-/// `0x01` in every byte of a `u64`.
-const ONES: u64 = u64::from_le_bytes([1; 8]);
-/// The high bit of every byte of a `u64`.
-const HIGH_BITS: u64 = ONES << 7;
-
-/// The high bit of each byte of `x` that lies in `lo..=hi`. Every byte of
-/// `x` must be ASCII (< 0x80): then neither addition carries across bytes.
-const fn in_range(x: u64, lo: u8, hi: u8) -> u64 {
-    let at_least_lo = x + ONES * (0x80 - lo as u64);
-    let above_hi = x + ONES * (0x7F - hi as u64);
-    at_least_lo & !above_hi & HIGH_BITS
-}
-
-/// The high bit of each byte of `x` (ASCII) that is alphanumeric.
-const fn alphanumeric(x: u64) -> u64 {
-    // Setting bit 5 folds `A..=Z` onto `a..=z` and maps nothing else there.
-    in_range(x | (ONES * 0x20), b'a', b'z') | in_range(x, b'0', b'9')
 }
 
 /// The high bit of each byte of `x` (ASCII) that is ASCII whitespace

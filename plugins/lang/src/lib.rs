@@ -18,6 +18,7 @@
 //! (`mixed` is `true`/`false`) for pages whose main language whichlang
 //! knows; for other pages `mixed` is `null` and `mix` is empty.
 
+mod ascii8;
 pub mod counts;
 pub mod sample;
 pub mod terms;

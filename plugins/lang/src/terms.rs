@@ -3,8 +3,14 @@
 //! ignoring words under three characters, numbers, and scripts written
 //! without spaces (where words cannot be split without a dictionary).
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
+
+use crate::ascii8;
 
 /// A term and how often it occurs in the sample.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,33 +21,44 @@ pub struct Term {
     pub count: u32,
 }
 
+/// FxHash: the keys are short words, and the counts are rebuilt per page, so
+/// a fast hash matters more than flooding resistance (the sample, hence the
+/// worst case, is bounded by `terms_sample_bytes`). The stop words and the
+/// counts use the same hash, so each word is hashed once for both.
+const HASHER: FxBuildHasher = FxBuildHasher;
+
+fn hash(word: &str) -> u64 {
+    HASHER.hash_one(word)
+}
+
 /// Stop words of one language (empty when none are known).
 #[derive(Debug, Default)]
-pub struct StopWords(FxHashSet<&'static str>);
+pub struct StopWords(HashTable<&'static str>);
 
 impl StopWords {
     /// The list for ISO 639-1 (or 639-3) `code`, from the `stop-words`
     /// crate's ISO lists.
     pub fn for_language(code: &str) -> Self {
-        StopWords(
-            stop_words::lookup(code)
-                .map(|words| words.iter().copied().collect())
-                .unwrap_or_default(),
-        )
+        let mut table: HashTable<&'static str> = HashTable::new();
+        let words: &'static [&'static str] = stop_words::lookup(code).unwrap_or_default();
+        for &word in words {
+            if let Entry::Vacant(slot) = table.entry(hash(word), |w| *w == word, |w| hash(w)) {
+                slot.insert(word);
+            }
+        }
+        StopWords(table)
     }
 
-    fn contains(&self, word: &str) -> bool {
-        self.0.contains(word)
+    /// Whether `word`, whose [`hash`] is `hash`, is a stop word.
+    fn contains(&self, hash: u64, word: &str) -> bool {
+        self.0.find(hash, |w| *w == word).is_some()
     }
 }
 
 /// The `n` most frequent terms in `text`, most frequent first (ties in
 /// alphabetical order, so the result is deterministic).
 pub fn top_terms(text: &str, stop_words: Option<&StopWords>, n: usize) -> Vec<Term> {
-    // FxHash: the keys are short words, and the map is rebuilt per page, so
-    // a fast hash matters more than flooding resistance (the sample, hence
-    // the worst case, is bounded by `terms_sample_bytes`).
-    let mut counts: FxHashMap<String, u32> = FxHashMap::default();
+    let mut counts: HashTable<Term> = HashTable::new();
     let mut lower = String::new();
     for word in words(text) {
         if !is_term(word) {
@@ -54,20 +71,21 @@ pub fn top_terms(text: &str, stop_words: Option<&StopWords>, n: usize) -> Vec<Te
         } else {
             lower.extend(word.chars().flat_map(char::to_lowercase));
         }
-        if stop_words.is_some_and(|s| s.contains(&lower)) {
+        let word_hash = hash(&lower);
+        if stop_words.is_some_and(|s| s.contains(word_hash, &lower)) {
             continue;
         }
-        match counts.get_mut(lower.as_str()) {
-            Some(count) => *count += 1,
-            None => {
-                counts.insert(lower.clone(), 1);
+        match counts.entry(word_hash, |t| t.term == lower, |t| hash(&t.term)) {
+            Entry::Occupied(mut seen) => seen.get_mut().count += 1,
+            Entry::Vacant(slot) => {
+                slot.insert(Term {
+                    term: lower.clone(),
+                    count: 1,
+                });
             }
         }
     }
-    let mut terms: Vec<Term> = counts
-        .into_iter()
-        .map(|(term, count)| Term { term, count })
-        .collect();
+    let mut terms: Vec<Term> = counts.into_iter().collect();
     let order = |a: &Term, b: &Term| b.count.cmp(&a.count).then_with(|| a.term.cmp(&b.term));
     // Only the first `n` need sorting: partition them off first.
     if n > 0 && terms.len() > n {
@@ -78,38 +96,49 @@ pub fn top_terms(text: &str, stop_words: Option<&StopWords>, n: usize) -> Vec<Te
     terms
 }
 
-/// Words of `text`: maximal runs of alphanumeric characters. ASCII is
-/// classified byte by byte without decoding.
+/// Words of `text`: maximal runs of alphanumeric characters.
 fn words(text: &str) -> impl Iterator<Item = &str> {
-    let is_word_char = |rest: &str| -> (bool, usize) {
-        let byte = rest.as_bytes()[0];
-        if byte.is_ascii() {
-            (byte.is_ascii_alphanumeric(), 1)
-        } else {
-            let c = rest.chars().next().expect("a char starts here");
-            (c.is_alphanumeric(), c.len_utf8())
-        }
-    };
     let mut i = 0;
     std::iter::from_fn(move || {
-        // Skip separators, then take word characters.
-        while i < text.len() {
-            let (word_char, len) = is_word_char(&text[i..]);
-            if word_char {
-                break;
-            }
-            i += len;
-        }
-        let start = i;
-        while i < text.len() {
-            let (word_char, len) = is_word_char(&text[i..]);
-            if !word_char {
-                break;
-            }
-            i += len;
-        }
+        let start = next_boundary(text, i, false);
+        i = next_boundary(text, start, true);
         (start < i).then(|| &text[start..i])
     })
+}
+
+/// The first character boundary at or after `i` (itself a boundary) where
+/// a word character starts (`in_word` false) or stops (`in_word` true), or
+/// the end of `text`. Eight ASCII bytes are classified at a time; other
+/// characters are decoded one by one.
+fn next_boundary(text: &str, mut i: usize, in_word: bool) -> usize {
+    let bytes = text.as_bytes();
+    while i < bytes.len() {
+        if let Some(chunk) = ascii8::chunk_at(bytes, i) {
+            let alphanumeric = ascii8::alphanumeric(chunk);
+            let stops = if in_word {
+                !alphanumeric & ascii8::HIGH_BITS
+            } else {
+                alphanumeric
+            };
+            if stops != 0 {
+                return i + ascii8::first_marked(stops);
+            }
+            i += 8;
+            continue;
+        }
+        let (word_char, len) = match bytes[i] {
+            byte if byte.is_ascii() => (byte.is_ascii_alphanumeric(), 1),
+            _ => {
+                let c = text[i..].chars().next().expect("a char starts here");
+                (c.is_alphanumeric(), c.len_utf8())
+            }
+        };
+        if word_char != in_word {
+            return i;
+        }
+        i += len;
+    }
+    bytes.len()
 }
 
 /// Whether `word` counts as a term: three characters or more, not a number,
@@ -144,6 +173,22 @@ mod tests {
         assert_eq!(got, ["Ünïcødé", "don", "t", "stop", "42x", "東京"]);
         assert_eq!(words("").count(), 0);
         assert_eq!(words(" ,;").count(), 0);
+    }
+
+    proptest::proptest! {
+        /// The chunked splitter finds exactly the maximal alphanumeric runs,
+        /// whatever mix of ASCII runs (longer and shorter than a chunk) and
+        /// other characters surrounds them.
+        #[test]
+        fn words_split_like_the_definition(
+            text in "([a-zA-Z0-9]{1,12}|[ ,.;'\\-]{1,10}|é|ß|—|東|\u{a0}){0,40}"
+        ) {
+            let expected: Vec<&str> = text
+                .split(|c: char| !c.is_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .collect();
+            proptest::prop_assert_eq!(words(&text).collect::<Vec<_>>(), expected);
+        }
     }
 
     #[test]
