@@ -63,6 +63,12 @@
 //!   the record that caused it and dead-letters it with the panic message.
 //! - No filesystem, network, environment or real clock unless the stage's
 //!   `grants` allow them: a plugin is a pure function of its input and config.
+//!
+//! ## Cargo features
+//! - `talc` (default): in WebAssembly builds the plugin allocates with talc
+//!   rather than the standard library's dlmalloc, which is measurably faster
+//!   in the sandbox (docs/decisions.md). Turn default features off to declare
+//!   your own `#[global_allocator]`.
 
 #![deny(missing_docs)]
 
