@@ -3,9 +3,10 @@
 //!
 //! Why: allocation is a larger share of a plugin's time in the sandbox than
 //! natively (glibc's malloc is native code with per-thread caches; dlmalloc
-//! is compiled to WebAssembly and then by Cranelift). With talc, parse runs
-//! at 0.69-0.70x of native instead of 0.64-0.66x in the chain benchmark, the
-//! other plugins the same or slightly better (docs/performance.md).
+//! is compiled to WebAssembly and then by Cranelift). With talc, parse ran
+//! at 0.66-0.70x of native instead of 0.62-0.66x in eight interleaved A/B
+//! pairs of the chain benchmark, and the chain at 0.62-0.66x instead of
+//! 0.61-0.63x (docs/performance.md).
 //!
 //! Invariants: a plugin instance is single-threaded, so the allocator needs
 //! no lock (`WasmDynamicTalc` is the unsynchronised wrapper, only compiled
