@@ -366,8 +366,13 @@ pub fn protected_at(bytes: &[u8], i: usize) -> Option<&'static [u8]> {
 /// reference marker, all in U+F700..=U+F7FF): text that was not plain
 /// wikitext, e.g. `<nowiki>` content, and can be no title.
 pub fn has_marker(text: &str) -> bool {
-    text.chars()
-        .any(|c| (PROTECT_BASE..=PROTECT_BASE + 0xFF).contains(&u32::from(c)))
+    // Every mark is encoded as EF 9C..=9F xx, so text without the byte EF
+    // (nearly every link target) has none: one SIMD search instead of
+    // decoding each character.
+    crate::find::byte(0xEF, text).is_some()
+        && text
+            .chars()
+            .any(|c| (PROTECT_BASE..=PROTECT_BASE + 0xFF).contains(&u32::from(c)))
 }
 
 /// If a reference marker ([`REF_OPEN`] or [`REF_CLOSE`]) starts at `i`,
@@ -383,6 +388,16 @@ pub fn ref_marker_at(bytes: &[u8], i: usize) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn markers_are_exactly_the_private_use_block_of_this_pass() {
+        assert!(has_marker("Paris\u{F700}"));
+        assert!(has_marker("\u{F7FF} x"));
+        // Other characters encoded with a lead byte EF are no marks.
+        assert!(!has_marker("\u{F6FF}\u{F800}\u{FFFD}\u{FEFF}"));
+        assert!(!has_marker("Paris, France"));
+        assert!(!has_marker(""));
+    }
 
     #[test]
     fn comments_refs_and_non_prose_are_dropped() {
