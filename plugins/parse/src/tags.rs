@@ -138,8 +138,7 @@ const PROTECTED: &[u8] = b"[]{}|'=*#:;<>~_-";
 /// Run pass 1 over `input`.
 pub fn strip(input: &str) -> String {
     let bytes = input.as_bytes();
-    let lower = input.to_ascii_lowercase();
-    let mut closers = CloserSearch::new(lower.as_bytes());
+    let mut closers = CloserSearch::new(bytes);
     let mut out = String::with_capacity(input.len());
     // The `<ref>` whose content is being copied: (content end, after closer).
     let mut open_ref: Option<(usize, usize)> = None;
@@ -159,7 +158,7 @@ pub fn strip(input: &str) -> String {
         };
         let lt = i + found;
         out.push_str(&input[i..lt]);
-        let next = match tag_at(input, lower.as_bytes(), lt) {
+        let next = match tag_at(input, lt) {
             Tag::Comment { end } | Tag::Close { end } => end,
             Tag::Open {
                 name,
@@ -258,8 +257,9 @@ enum Tag {
     Literal,
 }
 
-fn tag_at(input: &str, lower: &[u8], lt: usize) -> Tag {
-    let rest = &lower[lt..];
+fn tag_at(input: &str, lt: usize) -> Tag {
+    let bytes = input.as_bytes();
+    let rest = &bytes[lt..];
     if rest.starts_with(b"<!--") {
         let end = memmem::find(&rest[4..], b"-->").map_or(input.len(), |e| lt + 4 + e + 3);
         return Tag::Comment { end };
@@ -268,19 +268,19 @@ fn tag_at(input: &str, lower: &[u8], lt: usize) -> Tag {
         Some(b'/') => (true, lt + 2),
         _ => (false, lt + 1),
     };
-    let name_len = lower[name_start..]
+    let name_len = bytes[name_start..]
         .iter()
         .take_while(|b| b.is_ascii_alphanumeric() || **b == b'-')
         .count();
-    let Some(name) = known_tag(&lower[name_start..name_start + name_len]) else {
+    let Some(name) = known_tag(&bytes[name_start..name_start + name_len]) else {
         return Tag::Literal;
     };
     let after_name = name_start + name_len;
-    match lower.get(after_name) {
+    match bytes.get(after_name) {
         Some(b'>' | b'/' | b' ' | b'\t' | b'\n') => {}
         _ => return Tag::Literal,
     }
-    let window = &lower[after_name..lower.len().min(after_name + MAX_TAG_LEN)];
+    let window = &bytes[after_name..bytes.len().min(after_name + MAX_TAG_LEN)];
     let Some(gt) = memchr::memchr(b'>', window) else {
         return Tag::Literal;
     };
@@ -297,28 +297,34 @@ fn tag_at(input: &str, lower: &[u8], lt: usize) -> Tag {
     }
 }
 
+/// The known tag named `name`, in any case (tag names are case-insensitive;
+/// the lists hold them in lower case).
 fn known_tag(name: &[u8]) -> Option<&'static str> {
-    let name = std::str::from_utf8(name).ok()?;
     DROP_CONTENT
         .iter()
         .chain(LITERAL_CONTENT)
         .chain(UNWRAP)
-        .find(|t| **t == name)
+        .find(|t| t.as_bytes().eq_ignore_ascii_case(name))
         .copied()
 }
 
-/// Memoised search for `</name` after a position.
+/// Memoised search for `</name` (the name in any case) after a position.
+/// It compares names in place rather than searching a lower-cased copy of
+/// the page, which would cost a pass and a page-sized allocation per page.
 struct CloserSearch<'a> {
-    lower: &'a [u8],
+    bytes: &'a [u8],
+    /// Finds `</`, where every closing tag starts.
+    closer_start: memmem::Finder<'static>,
     /// Per tag: the last closer found (start of `</name`), or `None` if there
     /// is no closer after the last search position.
     memo: HashMap<&'static str, Option<usize>>,
 }
 
 impl<'a> CloserSearch<'a> {
-    fn new(lower: &'a [u8]) -> Self {
+    fn new(bytes: &'a [u8]) -> Self {
         CloserSearch {
-            lower,
+            bytes,
+            closer_start: memmem::Finder::new(b"</"),
             memo: HashMap::new(),
         }
     }
@@ -330,14 +336,30 @@ impl<'a> CloserSearch<'a> {
             Some(None) => return None,
             Some(Some(found)) if *found >= from => *found,
             _ => {
-                let needle = format!("</{name}");
-                let found = memmem::find(&self.lower[from..], needle.as_bytes()).map(|f| from + f);
+                let found = self.first_closer(name, from);
                 self.memo.insert(name, found);
                 found?
             }
         };
-        let gt = memchr::memchr(b'>', &self.lower[start..])?;
+        let gt = memchr::memchr(b'>', &self.bytes[start..])?;
         Some((start, start + gt + 1))
+    }
+
+    /// The start of the first `</name` at or after `from`, the name in any
+    /// case (`name` is lower case). Like a search for `</name`, it matches a
+    /// prefix: `</ref` in `</references>`.
+    fn first_closer(&self, name: &str, from: usize) -> Option<usize> {
+        let mut at = from;
+        loop {
+            let start = at + self.closer_start.find(&self.bytes[at..])?;
+            let name_at = start + 2;
+            let written = self.bytes.get(name_at..name_at + name.len());
+            if written.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())) {
+                return Some(start);
+            }
+            // The next `</` starts after this one's `/`.
+            at = name_at;
+        }
     }
 }
 
@@ -405,6 +427,20 @@ mod tests {
             "a<!-- x -->b<ref name=\"n\">c {{d}}<!--y--></ref>e<ref name=n />f<math>x^2</math>g",
         );
         assert_eq!(s, "ab\u{F7F0}c {{d}}\u{F7F1}efg");
+    }
+
+    #[test]
+    fn tag_names_are_matched_in_any_case() {
+        // MediaWiki tag names are case-insensitive, openers and closers alike;
+        // a closer matches by prefix, as `</ref` does in `</references>`.
+        let s = strip(
+            "a<REF Name=n>b</Ref>c<Math>x</MATH>d<NoWiki>[[e]]</NOWIKI>f<Ref>g</references>h",
+        );
+        assert_eq!(
+            crate::render::clean(&s.replace([REF_OPEN, REF_CLOSE], "|")),
+            "a|b|cd[[e]]f|g|h"
+        );
+        assert_eq!(strip("<SPAN>x</Span><BR/>y"), "x y");
     }
 
     #[test]
