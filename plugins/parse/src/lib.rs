@@ -62,7 +62,7 @@ fn redirect_target(text: &str) -> Option<(String, usize)> {
         return None; // `<nowiki>` or `<ref>` content is no title
     }
     let target = render::normalize_title(raw_target);
-    (!target.is_empty()).then_some((target, link_start))
+    (!target.is_empty()).then(|| (target.into_owned(), link_start))
 }
 
 /// The plugin.

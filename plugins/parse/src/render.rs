@@ -7,6 +7,7 @@
 //! than [`MAX_DEPTH`] is skipped rather than rendered, so hostile input cannot
 //! exhaust the stack.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
@@ -259,21 +260,23 @@ impl<'a> Renderer<'a> {
             return; // the name is computed by nested markup: unknown
         }
         let raw = normalize_title(raw_name);
+        let is_prefix =
+            |prefix: &str, words: &[&str]| words.iter().any(|w| prefix.eq_ignore_ascii_case(w));
         let name = match raw.split_once(':') {
-            None if MAGIC_VARIABLES.contains(&raw.as_str()) => return,
+            None if MAGIC_VARIABLES.contains(&raw.as_ref()) => return,
             None => raw,
-            Some((prefix, rest)) => match prefix.to_ascii_lowercase().as_str() {
-                "template" => normalize_title(rest),
-                "subst" | "safesubst" | "msgnw" => match rest.split_once(':') {
+            Some((prefix, rest)) if is_prefix(prefix, &["template"]) => normalize_title(rest),
+            Some((prefix, rest)) if is_prefix(prefix, &["subst", "safesubst", "msgnw"]) => {
+                match rest.split_once(':') {
                     Some((p, r)) if p.eq_ignore_ascii_case("template") => normalize_title(r),
                     _ => normalize_title(rest),
-                },
-                // Parser functions (`#if:`) and magic words (`DEFAULTSORT:`).
-                _ => return,
-            },
+                }
+            }
+            // Parser functions (`#if:`) and magic words (`DEFAULTSORT:`).
+            Some(_) => return,
         };
-        if !name.is_empty() && !name.starts_with('#') && self.seen_templates.insert(name.clone()) {
-            self.templates.push(name);
+        if !name.is_empty() && !name.starts_with('#') {
+            push_new(name, &mut self.seen_templates, &mut self.templates);
         }
     }
 
@@ -310,16 +313,18 @@ impl<'a> Renderer<'a> {
         let forced = raw_target.trim_start().starts_with(':');
         let target = normalize_title(raw_target.trim_start().trim_start_matches(':'));
         if !forced && let Some((prefix, rest)) = raw_target.split_once(':') {
-            let ns = prefix.trim().to_ascii_lowercase();
-            if ns == "category" {
+            let ns = prefix.trim();
+            if ns.eq_ignore_ascii_case("category") {
                 let category = normalize_title(rest);
-                if !category.is_empty() && self.seen_categories.insert(category.clone()) {
-                    self.categories.push(category);
+                if !category.is_empty() {
+                    push_new(category, &mut self.seen_categories, &mut self.categories);
                 }
                 return Some(close_end);
             }
             // Interlanguage prefixes are lower case as written (`de:`).
-            if MEDIA_NAMESPACES.contains(&ns.as_str()) || is_interlanguage(prefix) {
+            if MEDIA_NAMESPACES.iter().any(|m| ns.eq_ignore_ascii_case(m))
+                || is_interlanguage(prefix)
+            {
                 return Some(close_end);
             }
         }
@@ -343,7 +348,10 @@ impl<'a> Renderer<'a> {
         self.out.push_str(&self.src[close_end..close_end + trail]);
         let anchor = clean(&self.out[before..]);
         if !target.is_empty() {
-            self.links.push(Link { target, anchor });
+            self.links.push(Link {
+                target: target.into_owned(),
+                anchor,
+            });
         }
         Some(close_end + trail)
     }
@@ -400,12 +408,23 @@ fn is_interlanguage(prefix: &str) -> bool {
 }
 
 /// MediaWiki title normalisation: underscores are spaces, whitespace is
-/// collapsed, the first letter is upper case.
-pub fn normalize_title(raw: &str) -> String {
+/// collapsed, the first letter is upper case. Borrows `raw` when it is
+/// already normal, as most link targets and template names are.
+pub fn normalize_title(raw: &str) -> Cow<'_, str> {
     if is_normal_ascii_title(raw.as_bytes()) {
-        raw.to_owned() // most link targets already are
+        Cow::Borrowed(raw)
     } else {
-        collapse_and_capitalise(raw)
+        Cow::Owned(collapse_and_capitalise(raw))
+    }
+}
+
+/// Appends `name` to `list` unless `seen` already holds it (first
+/// occurrences in page order); allocates only for a name not seen before.
+fn push_new(name: Cow<'_, str>, seen: &mut HashSet<String>, list: &mut Vec<String>) {
+    if !seen.contains(name.as_ref()) {
+        let name = name.into_owned();
+        seen.insert(name.clone());
+        list.push(name);
     }
 }
 
@@ -467,7 +486,7 @@ pub fn clean(raw: &str) -> String {
     let decoded = if find::byte(b'&', raw).is_some() {
         html_escape::decode_html_entities(raw)
     } else {
-        std::borrow::Cow::Borrowed(raw)
+        Cow::Borrowed(raw)
     };
     let b = decoded.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(b.len());
