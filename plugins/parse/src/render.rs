@@ -260,18 +260,21 @@ impl<'a> Renderer<'a> {
             return; // the name is computed by nested markup: unknown
         }
         let raw = normalize_title(raw_name);
-        let is_prefix =
-            |prefix: &str, words: &[&str]| words.iter().any(|w| prefix.eq_ignore_ascii_case(w));
+        let substitution = |prefix: &str| {
+            ["subst", "safesubst", "msgnw"]
+                .iter()
+                .any(|w| prefix.eq_ignore_ascii_case(w))
+        };
         let name = match raw.split_once(':') {
             None if MAGIC_VARIABLES.contains(&raw.as_ref()) => return,
             None => raw,
-            Some((prefix, rest)) if is_prefix(prefix, &["template"]) => normalize_title(rest),
-            Some((prefix, rest)) if is_prefix(prefix, &["subst", "safesubst", "msgnw"]) => {
-                match rest.split_once(':') {
-                    Some((p, r)) if p.eq_ignore_ascii_case("template") => normalize_title(r),
-                    _ => normalize_title(rest),
-                }
+            Some((prefix, rest)) if prefix.eq_ignore_ascii_case("template") => {
+                normalize_title(rest)
             }
+            Some((prefix, rest)) if substitution(prefix) => match rest.split_once(':') {
+                Some((p, r)) if p.eq_ignore_ascii_case("template") => normalize_title(r),
+                _ => normalize_title(rest),
+            },
             // Parser functions (`#if:`) and magic words (`DEFAULTSORT:`).
             Some(_) => return,
         };
