@@ -126,11 +126,14 @@ impl Record {
     }
 
     /// The body parsed as JSON into `T`, or [`Error::BadInput`] with the
-    /// parser's message.
+    /// parser's message (or saying where the body is not UTF-8).
     /// `T` may borrow from the body (e.g. `Cow<str>` fields with
     /// `#[serde(borrow)]`), which avoids copying large strings.
     pub fn body_json<'a, T: Deserialize<'a>>(&'a self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| {
+        // The whole body is validated once, by SIMD (`body_str`); serde_json
+        // reading a `str` then does not validate every string it borrows
+        // again, with the standard library's word-at-a-time loop.
+        serde_json::from_str(self.body_str()?).map_err(|e| {
             Error::BadInput(format!(
                 "body of {} ({}) is not the expected JSON: {e}",
                 self.id, self.content_type
@@ -194,6 +197,23 @@ mod tests {
         }
         let r = Record::new("d:1", 1, "text/plain", "é".repeat(20).into_bytes());
         assert_eq!(r.body_str().unwrap(), "é".repeat(20));
+    }
+
+    #[test]
+    fn json_bodies_must_be_utf8_even_where_unread() {
+        #[derive(Deserialize, Debug)]
+        struct Wanted {
+            a: u32,
+        }
+        let r = Record::new("d:1", 1, "a/json", b"{\"a\":1,\"b\":\"\xff\"}".to_vec());
+        match r.body_json::<Wanted>() {
+            Err(Error::BadInput(reason)) => {
+                assert_eq!(reason, "body of d:1 is not valid UTF-8 (at byte 12)");
+            }
+            other => panic!("expected bad input, got {other:?}"),
+        }
+        let r = Record::new("d:1", 1, "a/json", br#"{"a":1,"b":"\u00e9"}"#.to_vec());
+        assert_eq!(r.body_json::<Wanted>().unwrap().a, 1);
     }
 
     #[test]
