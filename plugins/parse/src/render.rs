@@ -592,7 +592,10 @@ mod tests {
         assert_eq!(normalize_title("élan"), "Élan");
         assert_eq!(normalize_title(""), "");
         assert_eq!(normalize_title("cite web\n"), "Cite web");
-        assert!(matches!(normalize_title(" Paris\n"), Cow::Borrowed("Paris")));
+        assert!(matches!(
+            normalize_title(" Paris\n"),
+            Cow::Borrowed("Paris")
+        ));
         assert_eq!(ascii_title_shape(b"sfn"), TitleShape::LowerFirst);
         assert_eq!(ascii_title_shape(b"a  b"), TitleShape::Other);
     }
