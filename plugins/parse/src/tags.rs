@@ -10,6 +10,7 @@
 //! a successful one is reused until the scan passes it).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use memchr::memmem;
 
@@ -308,13 +309,15 @@ fn known_tag(name: &[u8]) -> Option<&'static str> {
         .copied()
 }
 
+/// Finds `</`, where every closing tag starts (built once, not per page).
+static CLOSER_START: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"</"));
+
 /// Memoised search for `</name` (the name in any case) after a position.
 /// It compares names in place rather than searching a lower-cased copy of
 /// the page, which would cost a pass and a page-sized allocation per page.
 struct CloserSearch<'a> {
     bytes: &'a [u8],
-    /// Finds `</`, where every closing tag starts.
-    closer_start: memmem::Finder<'static>,
     /// Per tag: the last closer found (start of `</name`), or `None` if there
     /// is no closer after the last search position.
     memo: HashMap<&'static str, Option<usize>>,
@@ -324,7 +327,6 @@ impl<'a> CloserSearch<'a> {
     fn new(bytes: &'a [u8]) -> Self {
         CloserSearch {
             bytes,
-            closer_start: memmem::Finder::new(b"</"),
             memo: HashMap::new(),
         }
     }
@@ -351,7 +353,7 @@ impl<'a> CloserSearch<'a> {
     fn first_closer(&self, name: &str, from: usize) -> Option<usize> {
         let mut at = from;
         loop {
-            let start = at + self.closer_start.find(&self.bytes[at..])?;
+            let start = at + CLOSER_START.find(&self.bytes[at..])?;
             let name_at = start + 2;
             let written = self.bytes.get(name_at..name_at + name.len());
             if written.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())) {
