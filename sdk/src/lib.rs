@@ -78,12 +78,14 @@ mod export;
 mod host;
 mod json_text;
 mod local;
+mod lowercase;
 mod record;
 mod transform;
 
 pub use host::{Level, count, log};
 pub use json_text::write_json_string;
 pub use local::LocalInstance;
+pub use lowercase::push_lowercase;
 pub use record::{Error, Record};
 pub use transform::{Info, NoConfig, Transform};
 

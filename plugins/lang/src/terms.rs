@@ -65,12 +65,7 @@ pub fn top_terms(text: &str, stop_words: Option<&StopWords>, n: usize) -> Vec<Te
             continue;
         }
         lower.clear();
-        if word.is_ascii() {
-            lower.push_str(word);
-            lower.make_ascii_lowercase();
-        } else {
-            lower.extend(word.chars().flat_map(char::to_lowercase));
-        }
+        weir_sdk::push_lowercase(&mut lower, word);
         let word_hash = hash(&lower);
         if stop_words.is_some_and(|s| s.contains(word_hash, &lower)) {
             continue;

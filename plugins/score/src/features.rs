@@ -27,13 +27,7 @@ pub fn extract(text: &str, buckets: u32, bigrams: bool) -> Features {
         .filter(|t| !t.is_empty())
     {
         lower.clear();
-        if token.is_ascii() {
-            // The same as the general case, without decoding characters.
-            lower.push_str(token);
-            lower.make_ascii_lowercase();
-        } else {
-            lower.extend(token.chars().flat_map(char::to_lowercase));
-        }
+        weir_sdk::push_lowercase(&mut lower, token);
         let h = fnv1a(lower.bytes(), FNV_OFFSET);
         hashed.push((h & mask) as u32);
         if bigrams && let Some(p) = previous {
