@@ -8,8 +8,9 @@
 //! exhaust the stack.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::LazyLock;
+
+use indexmap::IndexSet;
 
 use crate::brackets::{Kind, Pair, Pairs};
 use crate::document::{Document, Link, Section};
@@ -59,10 +60,9 @@ pub struct Renderer<'a> {
     heading: String,
     level: u8,
     links: Vec<Link>,
-    categories: Vec<String>,
-    templates: Vec<String>,
-    seen_categories: HashSet<String>,
-    seen_templates: HashSet<String>,
+    /// Category and template names, each once, in order of first use.
+    categories: IndexSet<String>,
+    templates: IndexSet<String>,
     depth: usize,
 }
 
@@ -76,10 +76,8 @@ impl<'a> Renderer<'a> {
             heading: String::new(),
             level: 0,
             links: Vec::new(),
-            categories: Vec::new(),
-            templates: Vec::new(),
-            seen_categories: HashSet::new(),
-            seen_templates: HashSet::new(),
+            categories: IndexSet::new(),
+            templates: IndexSet::new(),
             depth: 0,
         }
     }
@@ -105,8 +103,8 @@ impl<'a> Renderer<'a> {
             text,
             sections: self.sections,
             links: self.links,
-            categories: self.categories,
-            templates: self.templates,
+            categories: self.categories.into_iter().collect(),
+            templates: self.templates.into_iter().collect(),
         }
     }
 
@@ -279,7 +277,7 @@ impl<'a> Renderer<'a> {
             Some(_) => return,
         };
         if !name.is_empty() && !name.starts_with('#') {
-            push_new(name, &mut self.seen_templates, &mut self.templates);
+            insert_new(&mut self.templates, name);
         }
     }
 
@@ -320,7 +318,7 @@ impl<'a> Renderer<'a> {
             if ns.eq_ignore_ascii_case("category") {
                 let category = normalize_title(rest);
                 if !category.is_empty() {
-                    push_new(category, &mut self.seen_categories, &mut self.categories);
+                    insert_new(&mut self.categories, category);
                 }
                 return Some(close_end);
             }
@@ -430,13 +428,11 @@ pub fn normalize_title(raw: &str) -> Cow<'_, str> {
     }
 }
 
-/// Appends `name` to `list` unless `seen` already holds it (first
-/// occurrences in page order); allocates only for a name not seen before.
-fn push_new(name: Cow<'_, str>, seen: &mut HashSet<String>, list: &mut Vec<String>) {
-    if !seen.contains(name.as_ref()) {
-        let name = name.into_owned();
-        seen.insert(name.clone());
-        list.push(name);
+/// Adds `name` to `names` unless it is already there; allocates only for a
+/// name not seen before.
+fn insert_new(names: &mut IndexSet<String>, name: Cow<'_, str>) {
+    if !names.contains(name.as_ref()) {
+        names.insert(name.into_owned());
     }
 }
 
