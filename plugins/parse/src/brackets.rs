@@ -148,15 +148,15 @@ pub fn match_pairs(text: &str) -> Pairs {
                 i += run;
             }
             b']' => {
+                // Each `]]` of the run closes one open link, innermost
+                // first: `]]]]` ends a link and the file link whose caption
+                // holds it (`[[File:x.jpg|A [[dog]]]]`).
                 let run = run_len(b, i, b']');
-                if run >= 2 {
-                    close_single(
-                        &mut stack,
-                        scope(&mut scopes),
-                        &mut pairs,
-                        Kind::Link,
-                        i + 2,
-                    );
+                let mut end = i + 2;
+                while end <= i + run
+                    && close_single(&mut stack, scope(&mut scopes), &mut pairs, Kind::Link, end)
+                {
+                    end += 2;
                 }
                 i += run;
             }
@@ -244,21 +244,23 @@ fn pop_to(stack: &mut Vec<Open>, open_counts: &mut [usize; 3], slot: usize) -> b
 }
 
 /// Close the innermost open link or table (`kind`) with a closer ending at
-/// `end`, if one is open.
+/// `end`, if one is open; returns whether one was.
 fn close_single(
     stack: &mut Vec<Open>,
     open_counts: &mut [usize; 3],
     pairs: &mut Vec<(usize, Pair)>,
     kind: Kind,
     end: usize,
-) {
+) -> bool {
     let slot = if kind == Kind::Link { 1 } else { 2 };
     if pop_to(stack, open_counts, slot)
         && let Some(open) = stack.pop()
     {
         open_counts[slot] -= 1;
         pairs.push((open.pos(), Pair { kind, end }));
+        return true;
     }
+    false
 }
 
 fn close_braces(
@@ -324,6 +326,18 @@ mod tests {
             kinds("{{{{{x}}}}}"),
             [(0, Kind::Template, 11), (2, Kind::Param, 9)]
         );
+    }
+
+    #[test]
+    fn a_run_of_closers_ends_one_link_per_pair() {
+        // A file link whose caption ends in a link: `]]]]` closes both.
+        assert_eq!(
+            kinds("[[File:x.jpg|A [[dog]]]] b"),
+            [(0, Kind::Link, 24), (15, Kind::Link, 22)]
+        );
+        // An odd `]` is left over; a second `]]` with no link open is literal.
+        assert_eq!(kinds("[[a]]]"), [(0, Kind::Link, 5)]);
+        assert_eq!(kinds("[[a]]]]"), [(0, Kind::Link, 5)]);
     }
 
     #[test]
