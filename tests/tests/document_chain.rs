@@ -111,6 +111,28 @@ fn wasm_and_native_agree_on_every_page() {
     }
 }
 
+#[test]
+fn no_sample_page_text_holds_file_links_or_tag_markup() {
+    // File links whose caption ends in a link (`...[[Peter Paul Rubens]]]]`)
+    // and tags closed by a longer name (`<s>` by `</sup>`) once leaked here.
+    let mut parse = LocalInstance::<Parse>::new("{}").unwrap();
+    for page in weir_tests::dump_records(&weir_tests::sample_dump()) {
+        let out = parse
+            .process(weir_tests::sdk_record(&page))
+            .unwrap()
+            .remove(0);
+        let doc: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        let text = doc["text"].as_str().expect("parse output has a text");
+        for markup in ["[[File:", "[[Image:", "thumb|", "<ref", "</"] {
+            assert!(
+                !text.contains(markup),
+                "{}: {markup:?} in the text",
+                page.id
+            );
+        }
+    }
+}
+
 /// The chain natively, stage by stage; `Err` if a stage rejects the record.
 fn native_chain(page: &DocRecord) -> Result<Vec<u8>, weir_sdk::Error> {
     let record = weir_tests::sdk_record(page);

@@ -30,7 +30,7 @@ pub const OUTPUT_TYPE: &str = "application/vnd.weir.parsed+json";
 
 /// Parse one page of wikitext.
 pub fn parse(title: Option<&str>, wikitext: &str) -> Document {
-    let stripped = tags::strip(wikitext);
+    let stripped = tags::strip(&tags::unmark(wikitext));
     let redirect = redirect_target(&stripped);
     // A redirect page's text is only its link (and categories, templates);
     // the `#REDIRECT` keyword is not text.
@@ -150,6 +150,12 @@ mod tests {
         assert!(doc.templates.is_empty());
         assert_eq!(doc.links.len(), 1);
         assert_eq!(doc.text, "[[a:b]] y");
+        // The page itself holds characters of the marks' block: a protected
+        // `[` and a reference end. They are not read as marks.
+        let doc = parse(None, "[[a]] \u{F75B}b \u{F7F1} {{c}}");
+        assert!(!marked(&doc), "{}", json(&doc));
+        assert_eq!(doc.text, "a \u{FFFD}b \u{FFFD}");
+        assert_eq!(doc.templates, ["C"]);
     }
 
     #[test]

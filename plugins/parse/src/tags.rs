@@ -9,6 +9,7 @@
 //! closing tags are memoised per tag name (a failed search is never repeated,
 //! a successful one is reused until the scan passes it).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
@@ -313,14 +314,15 @@ fn known_tag(name: &[u8]) -> Option<&'static str> {
 static CLOSER_START: LazyLock<memmem::Finder<'static>> =
     LazyLock::new(|| memmem::Finder::new(b"</"));
 
-/// Memoised search for `</name` (the name in any case) after a position.
-/// It compares names in place rather than searching a lower-cased copy of
-/// the page, which would cost a pass and a page-sized allocation per page.
+/// Memoised search for the closing tag `</name ...>` (the name in any case)
+/// after a position. It compares names in place rather than searching a
+/// lower-cased copy of the page, which would cost a pass and a page-sized
+/// allocation per page.
 struct CloserSearch<'a> {
     bytes: &'a [u8],
-    /// Per tag: the last closer found (start of `</name`), or `None` if there
-    /// is no closer after the last search position.
-    memo: HashMap<&'static str, Option<usize>>,
+    /// Per tag: the last closer found (start of `</name`, position after its
+    /// `>`), or `None` if there is no closer after the last search position.
+    memo: HashMap<&'static str, Option<(usize, usize)>>,
 }
 
 impl<'a> CloserSearch<'a> {
@@ -334,30 +336,41 @@ impl<'a> CloserSearch<'a> {
     /// Find the closing tag of `name` at or after `from`: returns (start of
     /// the closing tag, position after its `>`).
     fn find(&mut self, name: &'static str, from: usize) -> Option<(usize, usize)> {
-        let start = match self.memo.get(name) {
-            Some(None) => return None,
-            Some(Some(found)) if *found >= from => *found,
+        match self.memo.get(name) {
+            Some(None) => None,
+            Some(Some(found)) if found.0 >= from => Some(*found),
             _ => {
                 let found = self.first_closer(name, from);
                 self.memo.insert(name, found);
-                found?
+                found
             }
-        };
-        let gt = memchr::memchr(b'>', &self.bytes[start..])?;
-        Some((start, start + gt + 1))
+        }
     }
 
-    /// The start of the first `</name` at or after `from`, the name in any
-    /// case (`name` is lower case). Like a search for `</name`, it matches a
-    /// prefix: `</ref` in `</references>`.
-    fn first_closer(&self, name: &str, from: usize) -> Option<usize> {
+    /// The first closing tag of `name` (lower case) at or after `from`, in
+    /// any case: `</name` followed by the end of the name and a `>` within
+    /// [`MAX_TAG_LEN`], as [`tag_at`] reads tags. So `</s` is not found in
+    /// `</small>`, nor `</ref` in `</references>`.
+    fn first_closer(&self, name: &str, from: usize) -> Option<(usize, usize)> {
         let mut at = from;
         loop {
             let start = at + CLOSER_START.find(&self.bytes[at..])?;
             let name_at = start + 2;
-            let written = self.bytes.get(name_at..name_at + name.len());
-            if written.is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes())) {
-                return Some(start);
+            let after_name = name_at + name.len();
+            let named = self
+                .bytes
+                .get(name_at..after_name)
+                .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
+                && matches!(
+                    self.bytes.get(after_name),
+                    Some(b'>' | b'/' | b' ' | b'\t' | b'\n')
+                );
+            if named {
+                let window =
+                    &self.bytes[after_name..self.bytes.len().min(after_name + MAX_TAG_LEN)];
+                if let Some(gt) = memchr::memchr(b'>', window) {
+                    return Some((start, after_name + gt + 1));
+                }
             }
             // The next `</` starts after this one's `/`.
             at = name_at;
@@ -390,13 +403,34 @@ pub fn protected_at(bytes: &[u8], i: usize) -> Option<&'static [u8]> {
 /// reference marker, all in U+F700..=U+F7FF): text that was not plain
 /// wikitext, e.g. `<nowiki>` content, and can be no title.
 pub fn has_marker(text: &str) -> bool {
-    // Every mark is encoded as EF 9C..=9F xx, so text without the byte EF
-    // (nearly every link target) has none: one SIMD search instead of
-    // decoding each character.
-    crate::find::byte(0xEF, text).is_some()
-        && text
+    // Every mark is encoded as EF 9C..=9F xx, and in UTF-8 the byte EF only
+    // ever leads a character, so a byte search finds them exactly without
+    // decoding (most text has no EF at all).
+    let bytes = text.as_bytes();
+    memchr::memchr_iter(0xEF, bytes).any(|i| matches!(bytes.get(i + 1), Some(0x9C..=0x9F)))
+}
+
+/// `input` with every character of the block this pass marks with
+/// (U+F700..=U+F7FF, private use) replaced by U+FFFD, so that a page which
+/// already holds one cannot fake a mark. Borrowed when there is none, the
+/// usual case.
+pub fn unmark(input: &str) -> Cow<'_, str> {
+    if !has_marker(input) {
+        return Cow::Borrowed(input);
+    }
+    let marks = PROTECT_BASE..=PROTECT_BASE + 0xFF;
+    Cow::Owned(
+        input
             .chars()
-            .any(|c| (PROTECT_BASE..=PROTECT_BASE + 0xFF).contains(&u32::from(c)))
+            .map(|c| {
+                if marks.contains(&u32::from(c)) {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            })
+            .collect(),
+    )
 }
 
 /// If a reference marker ([`REF_OPEN`] or [`REF_CLOSE`]) starts at `i`,
@@ -424,6 +458,15 @@ mod tests {
     }
 
     #[test]
+    fn marks_already_in_the_page_are_replaced() {
+        assert!(matches!(unmark("plain, 日本語（）"), Cow::Borrowed(_)));
+        assert_eq!(
+            unmark("a\u{F7F1}b\u{F75B}c\u{F800}"),
+            "a\u{FFFD}b\u{FFFD}c\u{F800}"
+        );
+    }
+
+    #[test]
     fn comments_refs_and_non_prose_are_dropped() {
         let s = strip(
             "a<!-- x -->b<ref name=\"n\">c {{d}}<!--y--></ref>e<ref name=n />f<math>x^2</math>g",
@@ -433,16 +476,26 @@ mod tests {
 
     #[test]
     fn tag_names_are_matched_in_any_case() {
-        // MediaWiki tag names are case-insensitive, openers and closers alike;
-        // a closer matches by prefix, as `</ref` does in `</references>`.
-        let s = strip(
-            "a<REF Name=n>b</Ref>c<Math>x</MATH>d<NoWiki>[[e]]</NOWIKI>f<Ref>g</references>h",
-        );
+        // MediaWiki tag names are case-insensitive, openers and closers alike.
+        let s = strip("a<REF Name=n>b</Ref >c<Math>x</MATH>d<NoWiki>[[e]]</NOWIKI>f");
         assert_eq!(
             crate::render::clean(&s.replace([REF_OPEN, REF_CLOSE], "|")),
-            "a|b|cd[[e]]f|g|h"
+            "a|b|cd[[e]]f"
         );
         assert_eq!(strip("<SPAN>x</Span><BR/>y"), "x y");
+    }
+
+    #[test]
+    fn a_closer_is_the_whole_tag_name_not_a_prefix() {
+        // `</sup` does not close `<s>`, nor `</references>` a `<ref>` (which
+        // stays unclosed: the tag is dropped and its text kept).
+        assert_eq!(strip("<s>1<sup>st</sup> place</s>!"), "!");
+        assert_eq!(strip("<ce>H2O<center>x</center></ce>y"), "y");
+        assert_eq!(strip("a<ref>g</references>h"), "agh");
+        // A closer without its `>` nearby is no closer (and is not searched
+        // to the end of the page again for every opener).
+        let far = format!("<s>x</s{}>y", " ".repeat(MAX_TAG_LEN));
+        assert_eq!(strip(&far), format!("x</s{}>y", " ".repeat(MAX_TAG_LEN)));
     }
 
     #[test]

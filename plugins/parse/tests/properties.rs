@@ -60,6 +60,8 @@ fn fragment() -> impl Strategy<Value = String> {
         Just("=".to_owned()),
         Just("\t".to_owned()),
         "[a-zé−ɛ東 ]{0,8}",
+        // Characters of the block the markers come from, in the page itself.
+        "[\u{F75B}\u{F7F0}\u{F7F1}\u{F7FF}]",
     ]
 }
 
