@@ -157,12 +157,17 @@ impl Counter {
     }
 }
 
-fn is_unspaced(c: char) -> bool {
+/// Whether `c` belongs to a script written without spaces between words,
+/// where a run of letters is a phrase rather than a word. The counts take
+/// each such character as a word, and top terms skip words holding one
+/// ([`crate::terms`]); both must agree on the list.
+pub(crate) fn is_unspaced(c: char) -> bool {
     matches!(c as u32,
         0x3040..=0x30FF      // Hiragana, Katakana
         | 0x3400..=0x4DBF    // CJK extension A
         | 0x4E00..=0x9FFF    // CJK unified ideographs
         | 0xF900..=0xFAFF    // CJK compatibility ideographs
+        | 0x20000..=0x3FFFF  // CJK extensions B and later (planes 2 and 3)
         | 0x0E00..=0x0EFF    // Thai, Lao
         | 0x1000..=0x109F    // Myanmar
         | 0x1780..=0x17FF    // Khmer

@@ -61,6 +61,16 @@ pub struct Config {
     pub min_detect_letters: usize,
 }
 
+/// Upper bound of [`Config::sample_paragraphs`]: each sampled paragraph is
+/// classified on its own, so more would only add per-paragraph cost to a
+/// bounded sample.
+pub const MAX_SAMPLE_PARAGRAPHS: usize = 64;
+
+/// Paragraph starts the top-terms sample is spread over: more than the
+/// other samples, since terms should represent the whole page and counting
+/// words costs little per paragraph.
+const TERMS_SAMPLE_PARAGRAPHS: usize = 16;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -178,7 +188,8 @@ impl Lang {
         };
         let mixed =
             mix_supported.then(|| mix.get(1).is_some_and(|s| s.share >= config.mix_threshold));
-        let terms_sample = sample::paragraphs(text, 16, config.terms_sample_bytes).join("\n");
+        let terms_sample =
+            sample::paragraphs(text, TERMS_SAMPLE_PARAGRAPHS, config.terms_sample_bytes).join("\n");
         let stop_words = detected.as_ref().map(|d| {
             let code: &'static str = static_code(&d.code);
             &*self
@@ -281,10 +292,18 @@ impl Transform for Lang {
     }
 
     fn new(config: Config) -> Result<Self, Error> {
-        if config.sample_bytes == 0 || config.sample_paragraphs == 0 {
+        if config.sample_bytes == 0
+            || config.mix_sample_bytes == 0
+            || config.terms_sample_bytes == 0
+        {
             return Err(Error::bad_input(
-                "sample_bytes and sample_paragraphs must be positive",
+                "sample_bytes, mix_sample_bytes and terms_sample_bytes must be positive",
             ));
+        }
+        if !(1..=MAX_SAMPLE_PARAGRAPHS).contains(&config.sample_paragraphs) {
+            return Err(Error::bad_input(format!(
+                "sample_paragraphs must be between 1 and {MAX_SAMPLE_PARAGRAPHS}"
+            )));
         }
         if !(0.0..=1.0).contains(&config.mix_threshold) {
             return Err(Error::bad_input("mix_threshold must be between 0 and 1"));
@@ -304,3 +323,25 @@ impl Transform for Lang {
 }
 
 weir_sdk::export!(Lang);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_sdk::LocalInstance;
+
+    #[test]
+    fn configurations_that_cannot_work_are_refused() {
+        for config in [
+            r#"{"sample_bytes":0}"#,
+            r#"{"mix_sample_bytes":0}"#,
+            r#"{"terms_sample_bytes":0}"#,
+            r#"{"sample_paragraphs":0}"#,
+            r#"{"sample_paragraphs":1000000000}"#,
+            r#"{"mix_threshold":1.5}"#,
+        ] {
+            let refused = LocalInstance::<Lang>::new(config);
+            assert!(matches!(refused, Err(Error::BadInput(_))), "{config}");
+        }
+        assert!(LocalInstance::<Lang>::new(r#"{"sample_paragraphs":64}"#).is_ok());
+    }
+}

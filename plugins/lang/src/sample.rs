@@ -1,11 +1,15 @@
-//! Bounded samples of a text: up to `count` pieces of at most
-//! `budget / count` bytes each, starting at paragraph starts spread evenly
-//! over the text. The work is proportional to the budget, not to the text.
+//! Bounded samples of a text: a text longer than the budget gives `count`
+//! pieces of at most `budget / count` bytes each, starting at paragraph
+//! starts spread evenly over the text; a text within the budget gives all
+//! its paragraphs, however many (the budget bounds the bytes, and so the
+//! work, not the number of pieces). The work is proportional to the
+//! budget, not to the text.
 
 /// How far past an evenly spaced position we look for a paragraph start.
 const MAX_SEEK: usize = 4096;
 
-/// Pieces of `text` to analyse, at most `budget` bytes in all.
+/// Pieces of `text` to analyse, at most `budget` bytes in all: every
+/// paragraph of a text within the budget, else `count` spread-out pieces.
 pub fn paragraphs(text: &str, count: usize, budget: usize) -> Vec<&str> {
     let count = count.max(1);
     if text.len() <= budget {

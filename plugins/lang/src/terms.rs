@@ -144,9 +144,7 @@ fn is_term(word: &str) -> bool {
     }
     word.chars().nth(2).is_some()
         && !word.chars().all(char::is_numeric)
-        && !word
-            .chars()
-            .any(|c| (c as u32) >= 0x2E80 || (0x0E00..=0x17FF).contains(&(c as u32)))
+        && !word.chars().any(crate::counts::is_unspaced)
 }
 
 #[cfg(test)]
@@ -184,6 +182,24 @@ mod tests {
                 .collect();
             proptest::prop_assert_eq!(words(&text).collect::<Vec<_>>(), expected);
         }
+    }
+
+    #[test]
+    fn spaced_scripts_have_terms_and_unspaced_ones_do_not() {
+        // Korean and Georgian are written with spaces; Japanese and Thai
+        // are not, and a run of their letters is a phrase, not a term.
+        let terms = |text| -> Vec<String> {
+            top_terms(text, None, 5)
+                .into_iter()
+                .map(|t| t.term)
+                .collect()
+        };
+        assert_eq!(terms("한국어 대한민국 한국어"), ["한국어", "대한민국"]);
+        assert_eq!(
+            terms("საქართველო თბილისი საქართველო"),
+            ["საქართველო", "თბილისი"]
+        );
+        assert!(terms("東京都は日本の首都です ภาษาไทยเป็นภาษา").is_empty());
     }
 
     #[test]
