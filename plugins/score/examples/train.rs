@@ -20,9 +20,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
-use weir_plugin_score::classifier_input;
-use weir_plugin_score::features::{Features, extract};
+use weir_plugin_score::features::{FNV_OFFSET, Features, extract, fnv1a};
 use weir_plugin_score::model::{Model, softmax};
+use weir_plugin_score::{Config, classifier_input};
 
 const BUCKETS: u32 = 1 << 15;
 const BIGRAMS: bool = true;
@@ -67,11 +67,13 @@ fn main() {
         .enumerate()
         .map(|(i, l)| (l.as_str(), i))
         .collect();
+    // The plugin reads at most this much of a lead; training sees the same.
+    let max_lead_chars = Config::default().max_input_chars;
     let (mut train, mut test) = (Vec::new(), Vec::new());
     for article in &articles {
         let example = Example {
             features: extract(
-                &classifier_input(&article.title, &article.extract),
+                &classifier_input(&article.title, &article.extract, max_lead_chars),
                 BUCKETS,
                 BIGRAMS,
             ),
@@ -97,10 +99,7 @@ fn main() {
 
 /// One article in five, by a hash of the title, is held out.
 fn held_out(title: &str) -> bool {
-    let h = title.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    });
-    h % 5 == 0
+    fnv1a(title.bytes(), FNV_OFFSET) % 5 == 0
 }
 
 /// Multinomial logistic regression with Adagrad and L2.

@@ -6,10 +6,14 @@
 /// A sparse feature vector: (bucket, value) pairs, buckets ascending.
 pub type Features = Vec<(u32, f32)>;
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a's 64-bit offset basis: the seed of an unkeyed hash.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-fn fnv1a(bytes: impl IntoIterator<Item = u8>, seed: u64) -> u64 {
+/// 64-bit FNV-1a of `bytes`, from `seed` ([`FNV_OFFSET`] for the plain
+/// hash). Stable across platforms and releases, which hashed features and
+/// the training split need.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>, seed: u64) -> u64 {
     bytes
         .into_iter()
         .fold(seed, |h, b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))

@@ -14,8 +14,9 @@
 //! Features come from the previous stages: the title and lead section from
 //! parse, and the detected language from lang (pages not in a language the
 //! model knows are marked as skipped instead of being given a wrong topic).
-//! Inference reads at most `max_input_chars` of the lead, so its cost does not
-//! grow with page length.
+//! Inference reads at most `max_input_chars` of the lead (and the title,
+//! which MediaWiki limits to 255 bytes), so its cost does not grow with page
+//! length.
 
 pub mod features;
 pub mod model;
@@ -41,8 +42,14 @@ pub const MODEL_NAME: &str = "topic-en";
 /// Version of the bundled model (bump when retraining).
 pub const MODEL_VERSION: &str = "1";
 
-/// The text the classifier sees: the title, then the lead, as in training.
-pub fn classifier_input(title: &str, lead: &str) -> String {
+/// The text the classifier sees: the title, then at most `max_lead_chars`
+/// characters of the lead. Training builds its examples with this function
+/// too, so the two cannot disagree.
+pub fn classifier_input(title: &str, lead: &str, max_lead_chars: usize) -> String {
+    let lead = match lead.char_indices().nth(max_lead_chars) {
+        Some((cut, _)) => &lead[..cut],
+        None => lead,
+    };
     format!("{title}\n{lead}")
 }
 
@@ -159,6 +166,11 @@ pub struct Score {
 impl Score {
     /// Load `model_bytes` with `config`.
     pub fn load(config: Config, model_bytes: &[u8]) -> Result<Self, Error> {
+        if config.top == 0 {
+            return Err(Error::bad_input(
+                "top must be at least 1 (the first is the label)",
+            ));
+        }
         let model = Model::parse(model_bytes).map_err(Error::failure)?;
         let model_ref = ModelRef {
             name: MODEL_NAME.to_owned(),
@@ -174,12 +186,8 @@ impl Score {
 
     /// Classify `title` + `lead`.
     pub fn classify(&self, title: &str, lead: &str) -> TopicScore {
-        let lead = match lead.char_indices().nth(self.config.max_input_chars) {
-            Some((cut, _)) => &lead[..cut],
-            None => lead,
-        };
         let features = features::extract(
-            &classifier_input(title, lead),
+            &classifier_input(title, lead, self.config.max_input_chars),
             self.model.buckets,
             self.model.bigrams,
         );
@@ -192,7 +200,7 @@ impl Score {
             .zip(probabilities.iter().map(|p| (p * 1000.0).round() / 1000.0))
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        ranked.truncate(self.config.top.max(1));
+        ranked.truncate(self.config.top);
         TopicScore {
             model: self.model_ref.clone(),
             label: Some(ranked[0].0.clone()),

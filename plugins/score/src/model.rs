@@ -66,11 +66,19 @@ impl<'a> Cursor<'a> {
     }
     fn f32s(&mut self, n: usize) -> Result<Vec<f32>, ModelError> {
         Ok(self
-            .take(n * 4)?
+            .take(checked_size(n, 4)?)?
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
             .collect())
     }
+}
+
+/// `count * size` in bytes, refused rather than wrapped when a corrupt
+/// header's dimensions overflow (`usize` is 32 bits in the plugin).
+fn checked_size(count: usize, size: usize) -> Result<usize, ModelError> {
+    count
+        .checked_mul(size)
+        .ok_or_else(|| ModelError("dimensions too large".into()))
 }
 
 impl Model {
@@ -100,7 +108,7 @@ impl Model {
         let bias = c.f32s(classes)?;
         let scale = c.f32s(classes)?;
         let weights: Vec<i8> = c
-            .take(buckets as usize * classes)?
+            .take(checked_size(buckets as usize, classes)?)?
             .iter()
             .map(|b| i8::from_le_bytes([*b]))
             .collect();
@@ -197,5 +205,12 @@ mod tests {
         let mut extra = bytes.clone();
         extra.push(0);
         assert!(Model::parse(&extra).is_err());
+        // Dimensions whose sizes overflow a 32-bit (or any) `usize`.
+        assert!(checked_size(usize::MAX / 2, 4).is_err());
+        let mut huge = MAGIC.to_vec();
+        for v in [VERSION, 1 << 31, u32::MAX, 0] {
+            huge.extend(v.to_le_bytes());
+        }
+        assert!(Model::parse(&huge).is_err());
     }
 }

@@ -57,6 +57,26 @@ fn inference_is_deterministic() {
     assert_eq!(a, b);
 }
 
+#[test]
+fn a_configuration_without_a_top_topic_is_refused() {
+    let config = Config {
+        top: 0,
+        ..Config::default()
+    };
+    assert!(matches!(
+        Score::load(config, MODEL_BYTES),
+        Err(weir_sdk::Error::BadInput(_))
+    ));
+    let one = Config {
+        top: 1,
+        ..Config::default()
+    };
+    let result = Score::load(one, MODEL_BYTES)
+        .unwrap()
+        .classify("Albedo", "Albedo is the fraction of sunlight reflected.");
+    assert_eq!(result.top.len(), 1);
+}
+
 fn record(json: &str) -> Record {
     Record::new(
         "d",
