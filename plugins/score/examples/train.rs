@@ -99,7 +99,7 @@ fn main() {
 
 /// One article in five, by a hash of the title, is held out.
 fn held_out(title: &str) -> bool {
-    fnv1a(title.bytes(), FNV_OFFSET) % 5 == 0
+    fnv1a(title.bytes(), FNV_OFFSET).is_multiple_of(5)
 }
 
 /// Multinomial logistic regression with Adagrad and L2.
