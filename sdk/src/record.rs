@@ -65,7 +65,11 @@ impl Record {
     /// Turn this record, whose body is a JSON object, into one of
     /// `content_type` whose body has one more field, `key: value`, without
     /// parsing or copying the existing body. This is how a stage adds its
-    /// findings to the document it received. `key` must not be present yet.
+    /// findings to the document it received. `key` must not be present yet:
+    /// it is not checked (that would mean parsing the body), and a duplicate
+    /// makes the next stage's typed read refuse the body. Accepting only the
+    /// content type of the stage before (as lang accepts only parse's output)
+    /// is what keeps a stage from running twice on one document.
     ///
     /// ```
     /// # use weir_sdk::Record;
@@ -238,14 +242,5 @@ mod tests {
         assert_eq!(extend(r#"{"x":{}}"#).unwrap(), r#"{"x":{},"k":"v"}"#);
         assert!(matches!(extend("[1]"), Err(Error::BadInput(_))));
         assert!(matches!(extend(""), Err(Error::BadInput(_))));
-    }
-
-    #[test]
-    fn invalid_utf8_is_bad_input_with_position() {
-        let r = Record::new("d:1", 1, "text/plain", vec![b'a', 0xff]);
-        match r.body_str() {
-            Err(Error::BadInput(m)) => assert!(m.contains("at byte 1"), "{m}"),
-            other => panic!("expected bad input, got {other:?}"),
-        }
     }
 }

@@ -50,7 +50,7 @@ impl Info {
 /// cheaply as a whole (vectorised model inference, shared lookups).
 pub trait Transform: Sized + 'static {
     /// The stage configuration, deserialised from the pipeline file's
-    /// `[stage.config]` table. Use `()`-like empty structs when there is none.
+    /// `[stage.config]` table. Use [`NoConfig`] when there is none.
     type Config: DeserializeOwned + Default;
 
     /// Describe the plugin. Must not depend on configuration.

@@ -211,9 +211,9 @@ impl<'a> Renderer<'a> {
         }
         let inner_start = i + level;
         let inner_end = i + line.len() - level;
-        if self.depth >= MAX_DEPTH {
-            return Some(line_end);
-        }
+        // Headings are line-level markup, which only the page itself is
+        // rendered with (nested ranges are inline), so no depth limit applies.
+        debug_assert_eq!(self.depth, 0);
         self.finish_section();
         self.depth += 1;
         self.render(inner_start, inner_end, false);
