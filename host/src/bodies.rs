@@ -8,7 +8,7 @@ use aws_sdk_s3::Client;
 
 use crate::digest::Digest;
 use crate::event::BodyRef;
-use crate::storage::{ObjectStore, StorageError, parse_s3_uri};
+use crate::storage::{Bounded, ObjectStore, StorageError, parse_s3_uri};
 
 /// Why a referenced body cannot be used. The `Display` text is the
 /// dead-letter reason.
@@ -20,6 +20,16 @@ pub enum BodyError {
     /// No object at the URI.
     #[error("the body at {0} does not exist")]
     Missing(String),
+    /// The object is larger than the pipeline accepts; it was not read.
+    #[error("the body at {uri} is {size} bytes, over the configured max_body_bytes of {max}")]
+    TooLarge {
+        /// The URI.
+        uri: String,
+        /// The object's size.
+        size: u64,
+        /// `decode.max_body_bytes`.
+        max: usize,
+    },
     /// The object's sha256 is not the one the event promised.
     #[error("the body at {uri} has sha256 {actual}, but the event says {expected}")]
     Mismatch {
@@ -30,8 +40,9 @@ pub enum BodyError {
         /// What the object hashes to.
         actual: Digest,
     },
-    /// The store failed permanently (e.g. access denied).
-    #[error(transparent)]
+    /// The store refused the read for good (no such bucket, access denied,
+    /// wrong region): the reference cannot be read by this host.
+    #[error("cannot read the body: {0}")]
     Storage(#[from] StorageError),
 }
 
@@ -47,15 +58,32 @@ impl BodyStore {
         BodyStore { client }
     }
 
-    /// Fetch the body a reference points to and check its digest.
-    pub async fn fetch(&self, body_ref: &BodyRef) -> Result<Vec<u8>, BodyError> {
+    /// Fetch the body a reference points to, if it is at most `max_bytes`
+    /// long (a larger one is not downloaded), and check its digest.
+    pub async fn fetch(&self, body_ref: &BodyRef, max_bytes: usize) -> Result<Vec<u8>, BodyError> {
         let (bucket, key) =
             parse_s3_uri(&body_ref.uri).ok_or_else(|| BodyError::BadUri(body_ref.uri.clone()))?;
         let store = ObjectStore::s3(self.client.clone(), bucket, "");
-        let bytes = store
-            .get(key)
-            .await?
-            .ok_or_else(|| BodyError::Missing(body_ref.uri.clone()))?;
+        let limit = u64::try_from(max_bytes).unwrap_or(u64::MAX);
+        let bytes = match store.get_at_most(key, limit).await? {
+            None => return Err(BodyError::Missing(body_ref.uri.clone())),
+            Some(Bounded::TooLarge(size)) => {
+                return Err(BodyError::TooLarge {
+                    uri: body_ref.uri.clone(),
+                    size,
+                    max: max_bytes,
+                });
+            }
+            // Without a length header the size is known only now.
+            Some(Bounded::Read(bytes)) if bytes.len() > max_bytes => {
+                return Err(BodyError::TooLarge {
+                    uri: body_ref.uri.clone(),
+                    size: bytes.len() as u64,
+                    max: max_bytes,
+                });
+            }
+            Some(Bounded::Read(bytes)) => bytes,
+        };
         let actual = Digest::of(&bytes);
         if Digest::parse(&body_ref.sha256) != Some(actual) {
             return Err(BodyError::Mismatch {

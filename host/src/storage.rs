@@ -79,6 +79,15 @@ pub enum StorageError {
     },
 }
 
+/// What [`ObjectStore::get_at_most`] read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Bounded {
+    /// The object's bytes.
+    Read(Vec<u8>),
+    /// The object is larger than the limit: its size in bytes.
+    TooLarge(u64),
+}
+
 /// Where objects are stored.
 #[derive(Debug, Clone)]
 pub enum ObjectStore {
@@ -113,12 +122,29 @@ impl ObjectStore {
 
     /// Read the object `key`, or `None` if it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self
+            .get_at_most(key, u64::MAX)
+            .await?
+            .map(|read| match read {
+                Bounded::Read(bytes) => bytes,
+                Bounded::TooLarge(_) => unreachable!("no object is larger than u64::MAX bytes"),
+            }))
+    }
+
+    /// Read the object `key` if it is at most `limit` bytes long, or `None`
+    /// if it does not exist. A larger object is not downloaded: its size is
+    /// known from the response headers (or file metadata) first.
+    pub async fn get_at_most(
+        &self,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<Bounded>, StorageError> {
         match self {
-            ObjectStore::Local(local) => local.get(key).await,
+            ObjectStore::Local(local) => local.get(key, limit).await,
             // Boxed: the retry loops around the SDK's deeply nested futures
             // otherwise make every caller's future too deep a type for
             // rustc's layout queries in release builds.
-            ObjectStore::S3(s3) => Box::pin(s3.get(key)).await,
+            ObjectStore::S3(s3) => Box::pin(s3.get(key, limit)).await,
         }
     }
 
@@ -191,10 +217,17 @@ impl LocalStore {
             .map_err(|source| StorageError::Io { path, source })
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bounded>, StorageError> {
         let path = self.path_of(key)?;
-        match tokio::fs::read(&path).await {
-            Ok(bytes) => Ok(Some(bytes)),
+        let read = async {
+            let size = tokio::fs::metadata(&path).await?.len();
+            if size > limit {
+                return Ok(Bounded::TooLarge(size));
+            }
+            tokio::fs::read(&path).await.map(Bounded::Read)
+        };
+        match read.await {
+            Ok(read) => Ok(Some(read)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StorageError::Io { path, source }),
         }
@@ -429,15 +462,19 @@ impl S3Store {
         .map(drop)
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
+    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bounded>, StorageError> {
         let full = self.full_key(key);
         let mut backoff = Backoff::default();
         loop {
             let Some(output) = self.get_response(key, &full).await? else {
                 return Ok(None);
             };
+            let size = output.content_length().and_then(|l| u64::try_from(l).ok());
+            if let Some(size) = size.filter(|size| *size > limit) {
+                return Ok(Some(Bounded::TooLarge(size)));
+            }
             match output.body.collect().await {
-                Ok(bytes) => return Ok(Some(bytes.into_bytes().to_vec())),
+                Ok(bytes) => return Ok(Some(Bounded::Read(bytes.into_bytes().to_vec()))),
                 // The connection broke while the body was streaming (e.g. the
                 // server went away): as transient as a request that failed.
                 Err(error) => {
@@ -542,6 +579,12 @@ mod tests {
         assert_eq!(store.list("a/").await.unwrap().len(), 3);
         assert_eq!(store.get("a/c.txt").await.unwrap(), Some(b"z".to_vec()));
         assert_eq!(store.get("a/none").await.unwrap(), None);
+        let at_most = |limit| store.get_at_most("a/b/1.txt", limit);
+        assert_eq!(
+            at_most(1).await.unwrap(),
+            Some(Bounded::Read(b"x".to_vec()))
+        );
+        assert_eq!(at_most(0).await.unwrap(), Some(Bounded::TooLarge(1)));
         store.delete("a/c.txt").await.unwrap();
         store.delete("a/c.txt").await.unwrap();
         assert_eq!(store.list("a/").await.unwrap().len(), 2);
@@ -553,17 +596,23 @@ mod tests {
         }
     }
 
-    /// A GET whose body breaks off mid-stream is retried, not failed: an
-    /// HTTP server on a real socket answers the first request with half a
-    /// body and closes, and the second in full.
-    #[tokio::test]
-    async fn a_body_cut_off_mid_stream_is_fetched_again() {
+    /// A store whose S3 endpoint is an HTTP server on a real socket that
+    /// answers its `n`-th request (from 0) with `respond(n)`: the declared
+    /// content length and the bytes actually sent before the socket closes
+    /// (or, with `hold`, stays open).
+    fn fake_s3(
+        respond: impl Fn(usize) -> (usize, Vec<u8>) + Send + 'static,
+        requests: usize,
+        hold: bool,
+    ) -> (ObjectStore, tokio::task::JoinHandle<()>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
         let address = listener.local_addr().unwrap();
-        let body = b"0123456789".repeat(10);
         let server = tokio::spawn(async move {
-            for attempt in 0..2 {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let mut open = Vec::new();
+            for n in 0..requests {
                 let (mut socket, _) = listener.accept().await.unwrap();
                 let mut request = Vec::new();
                 while !request.ends_with(b"\r\n\r\n") {
@@ -573,11 +622,15 @@ mod tests {
                     }
                     request.push(byte[0]);
                 }
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                let (length, sent) = respond(n);
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n");
                 socket.write_all(head.as_bytes()).await.unwrap();
-                let sent = if attempt == 0 { &body[..10] } else { &body[..] };
-                socket.write_all(sent).await.unwrap();
-                socket.shutdown().await.unwrap();
+                socket.write_all(&sent).await.unwrap();
+                if hold {
+                    open.push(socket);
+                } else {
+                    socket.shutdown().await.unwrap();
+                }
             }
         });
         let config = aws_sdk_s3::Config::builder()
@@ -589,10 +642,45 @@ mod tests {
             ))
             .force_path_style(true)
             .build();
-        let store = ObjectStore::s3(Client::from_conf(config), "bucket", "");
+        (
+            ObjectStore::s3(Client::from_conf(config), "bucket", ""),
+            server,
+        )
+    }
+
+    /// A GET whose body breaks off mid-stream is retried, not failed: the
+    /// first request gets half a body, the second all of it.
+    #[tokio::test]
+    async fn a_body_cut_off_mid_stream_is_fetched_again() {
+        let body = b"0123456789".repeat(10);
+        let served = body.clone();
+        let (store, server) = fake_s3(
+            move |n| {
+                let sent = if n == 0 { &served[..10] } else { &served[..] };
+                (served.len(), sent.to_vec())
+            },
+            2,
+            false,
+        );
         let got = store.get("key").await.unwrap();
-        assert_eq!(got.as_deref(), Some(&b"0123456789".repeat(10)[..]));
+        assert_eq!(got.as_deref(), Some(&body[..]));
         server.await.unwrap();
+    }
+
+    /// An object over the limit is not downloaded: its size comes from the
+    /// response headers. The server declares a gigabyte, sends ten bytes
+    /// and keeps the connection open, so reading the body would never end.
+    #[tokio::test]
+    async fn an_object_over_the_limit_is_not_downloaded() {
+        let (store, server) = fake_s3(|_| (1 << 30, b"0123456789".to_vec()), 1, true);
+        let got = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            store.get_at_most("key", 1 << 20),
+        )
+        .await
+        .expect("the body is not read");
+        assert_eq!(got.unwrap(), Some(Bounded::TooLarge(1 << 30)));
+        server.abort();
     }
 
     #[test]

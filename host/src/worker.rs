@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::bodies::{BodyError, BodyStore};
+use crate::bodies::BodyStore;
 use crate::chain::{ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
 use crate::digest::Digest;
@@ -21,7 +21,6 @@ use crate::event::{self, BodyRef, ChangeEvent, Operation};
 use crate::runtime::{DocRecord, RuntimeError};
 use crate::sink::{Flushed, PartitionBatch, ResultLine, Sink, SinkError};
 use crate::source::SourceMessage;
-use crate::storage::StorageError;
 
 /// What a worker has done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,10 +73,6 @@ pub enum WorkerError {
     /// Output could not be written.
     #[error(transparent)]
     Sink(#[from] SinkError),
-    /// A referenced body could not be read for a reason other than the
-    /// record itself (e.g. access denied).
-    #[error("reading a referenced body: {0}")]
-    Bodies(StorageError),
     /// The chain thread panicked (a host bug).
     #[error("the chain thread panicked: {0}")]
     Panicked(String),
@@ -316,7 +311,7 @@ impl PartitionWorker {
             let body = match (event.body.take(), &event.body_ref) {
                 (Some(body), _) => body.into_bytes(),
                 (None, Some(body_ref)) => {
-                    match fetch_body(bodies.as_ref(), body_ref, max_body).await? {
+                    match fetch_body(bodies.as_ref(), body_ref, max_body).await {
                         Ok(body) => body,
                         Err(reason) => {
                             let identity = Some((event.id, event.revision));
@@ -397,27 +392,26 @@ fn dead_before_chain(
     ))
 }
 
-/// The body a reference points to: `Ok(Err(reason))` when the record must
-/// be dead-lettered, `Err` when the store fails permanently.
+/// The body a reference points to, or why the record must be
+/// dead-lettered. Every failure that will not go away by itself is the
+/// record's: the URI comes from the event, so a bucket that does not exist,
+/// or that this host may not read, must not stop the partition at that
+/// offset on every restart. (S3 being unreachable is transient: the fetch
+/// retries, and the partition waits, as for any S3 outage.)
 async fn fetch_body(
     bodies: Option<&BodyStore>,
     body_ref: &BodyRef,
     max_body_bytes: usize,
-) -> Result<Result<Vec<u8>, String>, WorkerError> {
+) -> Result<Vec<u8>, String> {
     let Some(bodies) = bodies else {
-        return Ok(Err(
+        return Err(
             "the body is stored by reference (body_ref), and this pipeline has no \
                        S3 connection to fetch it with"
                 .to_owned(),
-        ));
+        );
     };
-    match bodies.fetch(body_ref).await {
-        Ok(body) if body.len() > max_body_bytes => Ok(Err(format!(
-            "body is {} bytes, over the configured max_body_bytes of {max_body_bytes}",
-            body.len()
-        ))),
-        Ok(body) => Ok(Ok(body)),
-        Err(BodyError::Storage(e)) => Err(WorkerError::Bodies(e)),
-        Err(e) => Ok(Err(e.to_string())),
-    }
+    bodies
+        .fetch(body_ref, max_body_bytes)
+        .await
+        .map_err(|e| e.to_string())
 }
