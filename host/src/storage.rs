@@ -674,7 +674,7 @@ mod tests {
     async fn an_object_over_the_limit_is_not_downloaded() {
         let (store, server) = fake_s3(|_| (1 << 30, b"0123456789".to_vec()), 1, true);
         let got = tokio::time::timeout(
-            std::time::Duration::from_secs(20),
+            Duration::from_secs(20),
             store.get_at_most("key", 1 << 20),
         )
         .await
