@@ -673,12 +673,9 @@ mod tests {
     #[tokio::test]
     async fn an_object_over_the_limit_is_not_downloaded() {
         let (store, server) = fake_s3(|_| (1 << 30, b"0123456789".to_vec()), 1, true);
-        let got = tokio::time::timeout(
-            Duration::from_secs(20),
-            store.get_at_most("key", 1 << 20),
-        )
-        .await
-        .expect("the body is not read");
+        let got = tokio::time::timeout(Duration::from_secs(20), store.get_at_most("key", 1 << 20))
+            .await
+            .expect("the body is not read");
         assert_eq!(got.unwrap(), Some(Bounded::TooLarge(1 << 30)));
         server.abort();
     }
