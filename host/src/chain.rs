@@ -390,6 +390,9 @@ impl ChainWorker {
                 Err(PluginError::BadInput(reason)) => {
                     Ok(Err(failure(stage, FailureKind::BadInput, reason, 1)))
                 }
+                Err(PluginError::PluginFailure(reason)) if stage.retries == 0 => {
+                    Ok(Err(failure(stage, FailureKind::PluginFailure, reason, 1)))
+                }
                 Err(PluginError::PluginFailure(_)) => self.run_single(index, stage, record, 1),
             })
             .collect()

@@ -151,6 +151,36 @@ fn the_chain_retries_failures_and_dead_letters_what_keeps_failing() {
 }
 
 #[test]
+fn a_stage_without_retries_calls_a_failing_record_once() {
+    let runtime = runtime();
+    let stage = weir::chain::Stage {
+        name: "only".to_owned(),
+        plugin: std::sync::Arc::new(load(&runtime, "echo")),
+        config_json: "{}".into(),
+        limits: Limits::default(),
+        grants: Grants::default(),
+        retries: 0,
+        batch_size: 8,
+    };
+    let chain = std::sync::Arc::new(weir::chain::Chain::new(vec![stage]).unwrap());
+    let mut worker = chain.start_worker().unwrap();
+    // It would succeed on a second call, which retries = 0 must not make.
+    let results = worker
+        .process(vec![
+            text_record("plain", "p"),
+            with_meta("flaky", &[("fail-once", "yes")]),
+        ])
+        .unwrap();
+    let ChainResult::Failed(failure) = &results[1] else {
+        panic!("a failure without retries is final: {results:?}")
+    };
+    assert_eq!(
+        (failure.kind, failure.attempts),
+        (FailureKind::PluginFailure, 1)
+    );
+}
+
+#[test]
 fn content_types_are_checked_at_run_time() {
     let runtime = runtime();
     let chain = chain(&runtime, &[("parse", "parse", Limits::default())]);
