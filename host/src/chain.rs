@@ -169,7 +169,7 @@ impl Chain {
         let instances = self
             .stages
             .iter()
-            .map(Stage::instantiate)
+            .map(|stage| stage.instantiate().map(Some))
             .collect::<Result<_, _>>()?;
         Ok(ChainWorker {
             chain: self.clone(),
@@ -231,7 +231,11 @@ pub enum FailureKind {
 /// partition worker owns one.
 pub struct ChainWorker {
     chain: Arc<Chain>,
-    instances: Vec<PluginInstance>,
+    /// One instance per stage; `None` after a trap until the stage's next
+    /// call creates a fresh one. The trapped instance is dropped at once so
+    /// that its pool slot is free: with every slot in use (one per stage per
+    /// worker), a trap must still be recoverable.
+    instances: Vec<Option<PluginInstance>>,
     counters: Vec<BTreeMap<String, u64>>,
 }
 
@@ -246,8 +250,9 @@ impl ChainWorker {
     }
 
     /// Run `inputs` through every stage. Returns one result per input, in
-    /// order. An `Err` means an instance could not be re-created after a
-    /// trap: the worker is unusable and the batch must be retried elsewhere.
+    /// order. An `Err` means a stage's instance could not be re-created
+    /// after a trap: the batch must be retried (the next call tries to
+    /// create the instance again).
     pub fn process(&mut self, inputs: Vec<DocRecord>) -> Result<Vec<ChainResult>, RuntimeError> {
         let mut results: Vec<Option<ChainResult>> = vec![None; inputs.len()];
         let mut current: Tagged = inputs.into_iter().enumerate().collect();
@@ -362,12 +367,12 @@ impl ChainWorker {
         stage: &Stage,
         batch: &[DocRecord],
     ) -> Result<Vec<Result<Vec<DocRecord>, StageFailure>>, RuntimeError> {
-        let called = self.instances[index].process(batch);
+        let called = self.instance(index)?.process(batch);
         self.collect_counters(index);
         let outcomes = match called {
             Ok(outcomes) => outcomes,
             Err(trap) => {
-                self.instances[index] = stage.instantiate()?;
+                self.instances[index] = None;
                 if batch.len() == 1 {
                     return Ok(vec![Err(trap_failure(stage, &trap, 1))]);
                 }
@@ -410,7 +415,7 @@ impl ChainWorker {
         let mut attempts = attempted;
         loop {
             attempts += 1;
-            let called = self.instances[index].process(std::slice::from_ref(record));
+            let called = self.instance(index)?.process(std::slice::from_ref(record));
             self.collect_counters(index);
             match called {
                 Ok(mut outcomes) => match outcomes.pop().expect("one outcome per record") {
@@ -431,15 +436,28 @@ impl ChainWorker {
                     }
                 },
                 Err(trap) => {
-                    self.instances[index] = stage.instantiate()?;
+                    self.instances[index] = None;
                     return Ok(Err(trap_failure(stage, &trap, attempts)));
                 }
             }
         }
     }
 
+    /// The live instance of stage `index`, created anew if the last one
+    /// trapped.
+    fn instance(&mut self, index: usize) -> Result<&mut PluginInstance, RuntimeError> {
+        let slot = &mut self.instances[index];
+        if slot.is_none() {
+            *slot = Some(self.chain.stages[index].instantiate()?);
+        }
+        Ok(slot.as_mut().expect("the slot was just filled"))
+    }
+
     fn collect_counters(&mut self, index: usize) {
-        for (name, delta) in self.instances[index].take_counters() {
+        let Some(instance) = &mut self.instances[index] else {
+            return;
+        };
+        for (name, delta) in instance.take_counters() {
             *self.counters[index].entry(name).or_default() += delta;
         }
     }

@@ -169,6 +169,28 @@ fn fuel_limits_stop_runaway_computation() {
 }
 
 #[test]
+fn a_trap_is_recovered_from_with_every_pool_slot_in_use() {
+    // One slot: the worker's only instance. The trapped instance must give
+    // its slot up before the fresh one takes it.
+    let runtime = weir::runtime::Runtime::new(&weir::runtime::RuntimeOptions {
+        max_instances: 1,
+        ..Default::default()
+    })
+    .unwrap();
+    let chain = chain(&runtime, &[("hostile", "hostile", tight_limits())]);
+    let mut worker = chain.start_worker().unwrap();
+    let results = worker
+        .process(vec![
+            text_record("ok-1", "fine"),
+            text_record("panic", "panic"),
+            text_record("ok-2", "fine"),
+        ])
+        .expect("the trapped instance is replaced within the pool");
+    let outcomes: Vec<String> = results.iter().map(|r| outcome(r).0).collect();
+    assert_eq!(outcomes, ["done", "Trap", "done"]);
+}
+
+#[test]
 fn compiled_plugins_are_cached_on_disk() {
     let cache = tempfile::tempdir().unwrap();
     let options = weir::runtime::RuntimeOptions {
