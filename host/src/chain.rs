@@ -13,11 +13,11 @@
 //!   never retried, and neither are traps (the sandbox is deterministic, so
 //!   the same input traps again and a retry would only burn the deadline).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::counters::Counters;
 use crate::digest::Digest;
 use crate::media_type;
 use crate::runtime::{
@@ -174,7 +174,7 @@ impl Chain {
         Ok(ChainWorker {
             chain: self.clone(),
             instances,
-            counters: vec![BTreeMap::new(); self.stages.len()],
+            counters: vec![Counters::default(); self.stages.len()],
         })
     }
 }
@@ -236,7 +236,7 @@ pub struct ChainWorker {
     /// that its pool slot is free: with every slot in use (one per stage per
     /// worker), a trap must still be recoverable.
     instances: Vec<Option<PluginInstance>>,
-    counters: Vec<BTreeMap<String, u64>>,
+    counters: Vec<Counters>,
 }
 
 /// The records of one stage's input, each tagged with the input index it
@@ -298,7 +298,7 @@ impl ChainWorker {
     }
 
     /// Counters the plugins reported since the last call, per stage name.
-    pub fn take_counters(&mut self) -> Vec<(String, BTreeMap<String, u64>)> {
+    pub fn take_counters(&mut self) -> Vec<(String, Counters)> {
         self.chain
             .stages
             .iter()
@@ -368,14 +368,21 @@ impl ChainWorker {
         batch: &[DocRecord],
     ) -> Result<Vec<Result<Vec<DocRecord>, StageFailure>>, RuntimeError> {
         let called = self.instance(index)?.process(batch);
-        self.collect_counters(index);
         let outcomes = match called {
-            Ok(outcomes) => outcomes,
-            Err(trap) => {
+            Ok(outcomes) => {
+                self.collect_counters(index);
+                outcomes
+            }
+            Err(trap) if batch.len() == 1 => {
+                self.collect_counters(index);
                 self.instances[index] = None;
-                if batch.len() == 1 {
-                    return Ok(vec![Err(trap_failure(stage, &trap, 1))]);
-                }
+                return Ok(vec![Err(trap_failure(stage, &trap, 1))]);
+            }
+            Err(trap) => {
+                // The counts of the trapped call go with its instance: every
+                // record of the batch is about to be processed (and counted)
+                // again, one at a time.
+                self.instances[index] = None;
                 tracing::warn!(
                     stage = %stage.name,
                     records = batch.len(),
@@ -457,9 +464,7 @@ impl ChainWorker {
         let Some(instance) = &mut self.instances[index] else {
             return;
         };
-        for (name, delta) in instance.take_counters() {
-            *self.counters[index].entry(name).or_default() += delta;
-        }
+        self.counters[index].merge(&instance.take_counters());
     }
 }
 

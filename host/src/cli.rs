@@ -139,8 +139,10 @@ async fn run_pipeline(config: &std::path::Path) -> anyhow::Result<()> {
         }
     }
     .with_context(|| format!("pipeline {}", pipeline.name))?;
-    for ((stage, counter), value) in &summary.stats.counters {
-        tracing::info!(stage, counter, value, "plugin counter");
+    for (stage, counters) in &summary.stats.counters {
+        for (counter, value) in counters.iter() {
+            tracing::info!(stage, counter, value, "plugin counter");
+        }
     }
     println!("weir run {}: {}", pipeline.name, summary.line());
     Ok(())

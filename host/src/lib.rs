@@ -9,6 +9,7 @@ pub mod bodies;
 pub mod chain;
 pub mod cli;
 pub mod config;
+pub mod counters;
 pub mod digest;
 pub mod dlq;
 pub mod event;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::bodies::BodyStore;
 use crate::chain::{ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
+use crate::counters::Counters;
 use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterKind};
 use crate::event::{self, BodyRef, ChangeEvent, Operation};
@@ -42,8 +43,8 @@ pub struct Stats {
     /// Re-delivered messages whose results were already written (adopted
     /// after a restart, not processed again).
     pub redelivered: u64,
-    /// Plugin counters, by (stage, counter).
-    pub counters: BTreeMap<(String, String), u64>,
+    /// Plugin counters, by stage.
+    pub counters: BTreeMap<String, Counters>,
 }
 
 impl Stats {
@@ -57,8 +58,11 @@ impl Stats {
         self.dead_letters += other.dead_letters;
         self.skipped += other.skipped;
         self.redelivered += other.redelivered;
-        for (key, value) in &other.counters {
-            *self.counters.entry(key.clone()).or_default() += value;
+        for (stage, counters) in &other.counters {
+            self.counters
+                .entry(stage.clone())
+                .or_default()
+                .merge(counters);
         }
     }
 }
@@ -363,13 +367,11 @@ impl PartitionWorker {
         .map_err(|e| WorkerError::Panicked(e.to_string()))?;
         let mut chain = chain;
         for (stage, counters) in chain.take_counters() {
-            for (name, value) in counters {
-                *self
-                    .stats
-                    .counters
-                    .entry((stage.clone(), name))
-                    .or_default() += value;
-            }
+            self.stats
+                .counters
+                .entry(stage)
+                .or_default()
+                .merge(&counters);
         }
         self.chain = Some(chain);
         Ok(results?)

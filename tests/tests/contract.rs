@@ -95,7 +95,7 @@ fn outcomes_counters_and_fan_out() {
             "asked to fail this record".into()
         ))
     );
-    assert_eq!(instance.take_counters().get("records"), Some(&4));
+    assert_eq!(instance.take_counters().get("records"), Some(4));
     assert!(instance.take_counters().is_empty(), "counters are drained");
 }
 
@@ -178,6 +178,25 @@ fn a_stage_without_retries_calls_a_failing_record_once() {
         (failure.kind, failure.attempts),
         (FailureKind::PluginFailure, 1)
     );
+}
+
+#[test]
+fn a_trapped_batch_is_counted_once() {
+    // The batch traps at its second record and is re-run record by record:
+    // the counts of the trapped call must not add to those of the re-run.
+    let runtime = runtime();
+    let chain = chain(&runtime, &[("only", "echo", Limits::default())]);
+    let mut worker = chain.start_worker().unwrap();
+    let results = worker
+        .process(vec![
+            text_record("a", "a"),
+            with_meta("trap", &[("fail", "panic")]),
+            text_record("b", "b"),
+        ])
+        .unwrap();
+    assert!(matches!(&results[1], ChainResult::Failed(f) if f.kind == FailureKind::Trap));
+    let counters = worker.take_counters();
+    assert_eq!(counters[0].1.get("records"), Some(3), "{counters:?}");
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //!
 //! Invariants: a plugin's log lines are forwarded to `tracing` tagged with its
 //! label; a log line the SDK marks as a panic is kept as the instance's last
-//! panic message so a trap can be explained; counters are bounded in number so
-//! a plugin cannot grow host memory without limit.
+//! panic message so a trap can be explained; counters are kept in a
+//! [`Counters`](crate::counters::Counters), bounded in number.
 
 use super::sandbox::StoreState;
 
@@ -17,10 +17,6 @@ wasmtime::component::bindgen!({
 // `self::` because the crate is also called `weir`.
 use self::weir::plugin::{host as host_imports, types as wit_types};
 pub use wit_types::{DocRecord, Error as PluginError, LogLevel, PluginInfo};
-
-/// At most this many distinct counter names per instance; further names are
-/// folded into `other`.
-const MAX_COUNTERS: usize = 256;
 
 impl wit_types::Host for StoreState {}
 
@@ -41,11 +37,6 @@ impl host_imports::Host for StoreState {
     }
 
     fn count(&mut self, name: String, delta: u64) {
-        let key = if self.counters.len() < MAX_COUNTERS || self.counters.contains_key(&name) {
-            name
-        } else {
-            "other".to_owned()
-        };
-        *self.counters.entry(key).or_default() += delta;
+        self.counters.add(&name, delta);
     }
 }

@@ -10,7 +10,6 @@
 //! - Every `process` call runs under the instance's deadline (epochs), memory
 //!   limit (resource limiter) and optional fuel budget.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use super::RuntimeError;
 use super::artifacts::CompiledFrom;
 use super::bindings::{DocRecord, PluginError, PluginInfo, TransformPlugin, TransformPluginPre};
 use super::sandbox::{Grants, Limits, StoreState};
+use crate::counters::Counters;
 use crate::digest::Digest;
 
 /// The result of processing one record: its outputs or the plugin's error.
@@ -264,7 +264,7 @@ impl PluginInstance {
     }
 
     /// Counters the plugin reported since the last call, leaving none.
-    pub fn take_counters(&mut self) -> BTreeMap<String, u64> {
+    pub fn take_counters(&mut self) -> Counters {
         std::mem::take(&mut self.store.data_mut().counters)
     }
 

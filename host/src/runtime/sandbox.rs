@@ -8,12 +8,13 @@
 //! (the property the content-addressed cache relies on). Each grant lifts
 //! exactly one of these.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
+
+use crate::counters::Counters;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{
     Deterministic, FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder,
@@ -65,7 +66,7 @@ pub struct StoreState {
     /// `name@version (sha256:…)`, attached to every log line of the plugin.
     pub(super) label: Arc<str>,
     /// Counters reported since the last drain.
-    pub(super) counters: BTreeMap<String, u64>,
+    pub(super) counters: Counters,
     /// The last panic message the SDK reported, if any.
     pub(super) last_panic: Option<String>,
 }
@@ -79,7 +80,7 @@ impl StoreState {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(limits.max_memory_bytes),
             label,
-            counters: BTreeMap::new(),
+            counters: Counters::default(),
             last_panic: None,
         })
     }

@@ -1,7 +1,8 @@
 //! Contract test plugin. Echoes every record unchanged, except when its
 //! metadata asks for something else:
 //! - `fanout = N`: emit N copies (N = 0 filters the record out);
-//! - `fail = bad-input | failure`: return that error;
+//! - `fail = bad-input | failure`: return that error; `fail = panic`: panic
+//!   (the instance traps);
 //! - `fail-once = failure`: fail the first time a record id is seen, succeed
 //!   on the retry (exercises the host's retry path).
 //!
@@ -46,6 +47,7 @@ impl Transform for Echo {
         match record.meta("fail") {
             Some("bad-input") => return Err(Error::bad_input("asked to reject this record")),
             Some("failure") => return Err(Error::failure("asked to fail this record")),
+            Some("panic") => panic!("asked to panic on {}", record.id),
             _ => {}
         }
         if record.meta("fail-once").is_some() && self.failed_once.insert(record.id.clone()) {
