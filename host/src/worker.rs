@@ -202,6 +202,13 @@ impl PartitionWorker {
         let chain = self.chain.as_ref().expect("chain is back after running");
         let chain = chain.chain().clone();
         let mut flushed = Vec::new();
+        // The age limit is checked here as well as by the caller's idle
+        // timer, which never fires while messages keep arriving; before this
+        // call's results join the batch, so that they do not extend an
+        // object that is already due.
+        if self.batch.is_due(&self.batching) {
+            flushed.extend(self.flush().await?);
+        }
         for item in prepared {
             match item {
                 Prepared::Dead(dead_letter) => {
