@@ -1,6 +1,9 @@
 //! Writing a file so that readers see either the old content or the whole
 //! new content, never a partial file (write to a temporary file in the same
-//! directory, fsync, rename over the destination).
+//! directory, fsync, rename over the destination), and so that the new
+//! content is durable when [`write`] returns: the directory is fsynced after
+//! the rename, which is what makes the rename itself survive a power loss
+//! (offsets are committed on the strength of it).
 
 use std::io::Write;
 use std::path::Path;
@@ -16,6 +19,17 @@ pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.as_file().sync_data()?;
     file.persist(path).map_err(|e| e.error)?;
+    sync_directory(dir)
+}
+
+/// Make the directory's entries (a rename into it) durable. Directories
+/// can only be opened for this on Unix; elsewhere the rename is left to the
+/// file system.
+fn sync_directory(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
     Ok(())
 }
 
