@@ -159,11 +159,6 @@ impl Chain {
         &self.lineage[..stages_run]
     }
 
-    /// Whether the first stage takes records of this content type.
-    pub fn accepts(&self, content_type: &str) -> bool {
-        self.stages[0].accepts(content_type)
-    }
-
     /// Instantiate every stage once for a new worker.
     pub fn start_worker(self: &Arc<Self>) -> Result<ChainWorker, RuntimeError> {
         let instances = self

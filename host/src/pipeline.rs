@@ -164,15 +164,14 @@ impl RunSummary {
         let s = &self.stats;
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         format!(
-            "{} records in ({:.1} MB): {} results ({} outputs), {} tombstones, {} dead-lettered, \
-             {} skipped; {:.2} s, {:.0} records/s, {:.1} MB/s; results: {}, dead letters: {}",
+            "{} records in ({:.1} MB): {} results ({} outputs), {} tombstones, {} dead-lettered; \
+             {:.2} s, {:.0} records/s, {:.1} MB/s; results: {}, dead letters: {}",
             s.records,
             s.bytes as f64 / 1e6,
             s.results,
             s.outputs,
             s.tombstones,
             s.dead_letters,
-            s.skipped,
             secs,
             s.records as f64 / secs,
             s.bytes as f64 / 1e6 / secs,

@@ -197,11 +197,6 @@ impl PartitionBatch {
         self.partition
     }
 
-    /// Whether nothing has been added since the last flush.
-    pub fn is_empty(&self) -> bool {
-        self.inputs == 0
-    }
-
     /// Add a result line for the input at `position`.
     pub fn push_result(&mut self, line: &ResultLine<'_>) {
         self.cover(line.position);
@@ -216,11 +211,6 @@ impl PartitionBatch {
         self.dead_letters.push(b'\n');
         self.dead_letter_positions
             .push(dead_letter.position.to_string());
-    }
-
-    /// Account for an input deliberately skipped (no line written).
-    pub fn push_skip(&mut self, position: &Position) {
-        self.cover(position);
     }
 
     fn cover(&mut self, position: &Position) {
@@ -244,11 +234,6 @@ impl PartitionBatch {
     pub fn is_due(&self, limits: &BatchingConfig) -> bool {
         self.opened_at
             .is_some_and(|t| t.elapsed() >= Duration::from_millis(limits.max_age_ms))
-    }
-
-    /// Number of inputs in the batch.
-    pub fn inputs(&self) -> usize {
-        self.inputs
     }
 
     /// Time until [`PartitionBatch::is_due`] becomes true (`None` when empty).

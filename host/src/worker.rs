@@ -38,8 +38,6 @@ pub struct Stats {
     pub tombstones: u64,
     /// Messages dead-lettered.
     pub dead_letters: u64,
-    /// Messages deliberately skipped.
-    pub skipped: u64,
     /// Re-delivered messages whose results were already written (adopted
     /// after a restart, not processed again).
     pub redelivered: u64,
@@ -56,7 +54,6 @@ impl Stats {
         self.outputs += other.outputs;
         self.tombstones += other.tombstones;
         self.dead_letters += other.dead_letters;
-        self.skipped += other.skipped;
         self.redelivered += other.redelivered;
         for (stage, counters) in &other.counters {
             self.counters
