@@ -732,6 +732,14 @@ fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> So
             );
             let max_batch = kafka.max_batch.unwrap_or(64);
             c.check(max_batch > 0, "source.kafka.max_batch", "must be positive");
+            for key in kafka.properties.keys() {
+                c.check(
+                    !HOST_OWNED_KAFKA_PROPERTIES.contains(&key.as_str()),
+                    format!("source.kafka.properties.{key}"),
+                    "is set by the host (offsets are committed only after results are \
+                     durable; the group is `source.kafka.group`) and cannot be overridden",
+                );
+            }
             let properties = kafka
                 .properties
                 .into_iter()
@@ -758,6 +766,11 @@ fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> So
         }
     }
 }
+
+/// librdkafka properties the delivery guarantees rest on: automatic commits
+/// or offset stores would commit offsets whose results are not written yet.
+const HOST_OWNED_KAFKA_PROPERTIES: &[&str] =
+    &["enable.auto.commit", "enable.auto.offset.store", "group.id"];
 
 /// Expand `${NAME}` references to environment variables; the error is the
 /// first name that is not set.
@@ -1016,6 +1029,18 @@ dir = "out"
             expand_env("x${WEIR_SURELY_UNSET_42}"),
             Err("WEIR_SURELY_UNSET_42".into())
         );
+    }
+
+    #[test]
+    fn kafka_properties_the_guarantees_rest_on_cannot_be_overridden() {
+        let dir = fixture_dir();
+        let text = VALID.replace(
+            "[source.file]\npath = \"in.jsonl\"",
+            "[source.kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\ngroup = \"g\"\n[source.kafka.properties]\n\"enable.auto.commit\" = \"true\"\n\"fetch.max.bytes\" = \"1000000\"",
+        );
+        let problems = parse(&text, dir.path()).unwrap_err();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["source.kafka.properties.enable.auto.commit"]);
     }
 
     #[test]

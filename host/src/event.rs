@@ -113,7 +113,20 @@ pub enum DecodeError {
     /// An upsert without `body` or `body_ref`, or with both.
     #[error("an upsert needs exactly one of `body` and `body_ref`")]
     BodyPresence,
-    /// The body (or the payload carrying it) is over the configured limit.
+    /// The whole event is larger than any event with an acceptable body
+    /// can be (checked before parsing it).
+    #[error(
+        "the event is {size} bytes, over the configured max_body_bytes of {max} plus {} bytes \
+         for the rest of the event",
+        ENVELOPE_ALLOWANCE
+    )]
+    OversizedEvent {
+        /// The payload's size.
+        size: usize,
+        /// `max_body_bytes`.
+        max: usize,
+    },
+    /// The body is over the configured limit.
     #[error("body is {size} bytes, over the configured max_body_bytes of {max}")]
     Oversized {
         /// The size seen.
@@ -128,7 +141,7 @@ pub enum DecodeError {
 /// payload is rejected before it is parsed).
 pub fn decode(payload: &[u8], max_body_bytes: usize) -> Result<ChangeEvent, DecodeError> {
     if payload.len() > max_body_bytes.saturating_add(ENVELOPE_ALLOWANCE) {
-        return Err(DecodeError::Oversized {
+        return Err(DecodeError::OversizedEvent {
             size: payload.len(),
             max: max_body_bytes,
         });
@@ -303,9 +316,17 @@ mod tests {
         let err = decode(json.as_bytes(), 99).unwrap_err();
         assert_eq!(err, DecodeError::Oversized { size: 100, max: 99 });
         let huge = vec![b' '; 200 << 10];
-        assert!(matches!(
-            decode(&huge, 1),
-            Err(DecodeError::Oversized { .. })
-        ));
+        let err = decode(&huge, 1).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::OversizedEvent {
+                size: 200 << 10,
+                max: 1
+            }
+        );
+        assert!(
+            err.to_string().starts_with("the event is 204800 bytes"),
+            "{err}"
+        );
     }
 }

@@ -4,9 +4,11 @@
 //!
 //! Invariants: offsets are never committed automatically (`enable.auto.commit
 //! = false`): the host commits an offset only after every record before it is
-//! durable. Prefetching is bounded (`queued.max.messages.kbytes`) so a stalled
-//! host holds a bounded amount of fetched data. User properties come last and
-//! may override any default; their values are never logged.
+//! durable; the configuration refuses properties that would change that
+//! (`enable.auto.commit`, `enable.auto.offset.store`, `group.id`). Prefetching
+//! is bounded (`queued.max.messages.kbytes`) so a stalled host holds a
+//! bounded amount of fetched data. Other user properties come last and may
+//! override any default; their values are never logged.
 
 use rdkafka::ClientConfig;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -14,7 +16,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use super::{Position, SourceMessage};
 use crate::config::{KafkaSettings, StartFrom};
 
-/// Defaults the host relies on; the pipeline file may override them.
+/// Defaults the host relies on; the pipeline file may override them (except
+/// the properties `config` refuses).
 fn base_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
@@ -44,7 +47,8 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
                 StartFrom::Latest => "latest",
             },
         )
-        // At most ~16 MiB of fetched, unprocessed messages per host.
+        // librdkafka prefetches at most ~16 MiB per host; each partition's
+        // lane in `stream` holds up to 4 x `max_batch` more messages.
         .set("queued.max.messages.kbytes", "16384")
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000");

@@ -242,6 +242,7 @@ impl DumpSource {
         if let Some(model) = revision.model {
             meta.insert("model".into(), model);
         }
+        let revision_id = revision.id;
         let event = ChangeEvent {
             schema: SCHEMA.to_owned(),
             id: self
@@ -251,7 +252,7 @@ impl DumpSource {
                 .map(|id| format!("{}:{id}", self.dbname))
                 .unwrap_or_default(),
             op: Operation::Upsert,
-            revision: revision.id.unwrap_or_default(),
+            revision: revision_id.unwrap_or_default(),
             timestamp: revision.timestamp.unwrap_or_default(),
             title: self.page.title.clone(),
             namespace: self.page.namespace,
@@ -268,9 +269,19 @@ impl DumpSource {
             offset: self.next_offset,
         };
         self.next_offset += 1;
+        let payload = match revision_id {
+            Some(_) => serde_json::to_vec(&event),
+            // Revision 0 would pass for a real one: leave the field out.
+            None => serde_json::to_value(&event).and_then(|mut value| {
+                if let Some(fields) = value.as_object_mut() {
+                    fields.remove("revision");
+                }
+                serde_json::to_vec(&value)
+            }),
+        };
         SourceMessage {
             position,
-            payload: serde_json::to_vec(&event).expect("change events serialise"),
+            payload: payload.expect("change events serialise"),
         }
     }
 }
@@ -331,12 +342,14 @@ mod tests {
     </revision>
   </page>
   <page><title>No id</title><ns>0</ns><revision><id>1</id><text>x</text></revision></page>
+  <page><title>No revision id</title><ns>0</ns><id>8</id>
+    <revision><timestamp>2020-01-01T00:00:00Z</timestamp><text>x</text></revision></page>
 </mediawiki>"#;
 
     #[test]
     fn revisions_become_change_events() {
         let events = read_all(DUMP);
-        assert_eq!(events.len(), 3);
+        assert_eq!(events.len(), 4);
         let first = &events[0];
         assert_eq!(first["id"], "enwiki:7");
         assert_eq!(first["title"], "A & B");
@@ -358,6 +371,12 @@ mod tests {
         let broken = serde_json::to_vec(&events[2]).unwrap();
         let err = crate::event::decode(&broken, 1 << 20).unwrap_err();
         assert_eq!(err.to_string(), "field `id` is empty");
+        let no_revision = serde_json::to_vec(&events[3]).unwrap();
+        let err = crate::event::decode(&no_revision, 1 << 20).unwrap_err();
+        assert!(
+            err.to_string().contains("missing field `revision`"),
+            "{err}"
+        );
     }
 
     #[test]
