@@ -15,7 +15,11 @@
 //!   committed offsets never go backwards;
 //! - on revoke (rebalance or shutdown) a partition's worker finishes what it
 //!   was given, writes its open batch and the offset is committed before the
-//!   partition is given up;
+//!   partition is given up; a worker that does not finish within
+//!   [`STOP_TIMEOUT`] is aborted (it writes nothing more), and what it
+//!   reports afterwards is never committed: each worker has a generation,
+//!   and only the partition's current worker speaks for it (another owner
+//!   may have committed past a stopped one);
 //! - backpressure: a worker that cannot keep up (or cannot write: S3 down)
 //!   stops taking messages; its bounded channel fills, its partition is
 //!   paused (the consumer stops fetching it) and the few messages already
@@ -89,10 +93,11 @@ enum Command {
 }
 
 enum Event {
-    /// Everything up to and including `last` is durable.
+    /// Everything up to and including `last` is durable, says the worker of
+    /// `generation`.
     Durable {
-        topic: String,
-        partition: i32,
+        key: PartitionKey,
+        generation: u64,
         last: i64,
     },
     Fatal(String),
@@ -113,6 +118,10 @@ struct Lane {
     sender: flume::Sender<Command>,
     overflow: std::collections::VecDeque<SourceMessage>,
     paused: bool,
+    /// Which worker this is (see [`Event::Durable`]).
+    generation: u64,
+    /// The worker's task, aborted if it does not stop in time.
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// The partitions this host owns and their workers.
@@ -126,6 +135,8 @@ struct Registry {
     /// Totals of stopped workers.
     finished: Mutex<Stats>,
     dispatched: AtomicU64,
+    /// The generation of the next worker started.
+    next_generation: AtomicU64,
     shutdown: Arc<AtomicBool>,
 }
 
@@ -172,13 +183,8 @@ impl Registry {
                     .ok()
             });
             match self.spawn(&key, resume_from) {
-                Ok(sender) => {
+                Ok(lane) => {
                     tracing::info!(topic = key.0, partition = key.1, committed = ?offset, "partition assigned");
-                    let lane = Lane {
-                        sender,
-                        overflow: std::collections::VecDeque::new(),
-                        paused: false,
-                    };
                     self.workers.lock().expect("not poisoned").insert(key, lane);
                 }
                 Err(e) => {
@@ -195,7 +201,7 @@ impl Registry {
         &self,
         key: &PartitionKey,
         resume_from: Option<i64>,
-    ) -> Result<flume::Sender<Command>, crate::runtime::RuntimeError> {
+    ) -> Result<Lane, crate::runtime::RuntimeError> {
         let p = &self.parts;
         let mut worker = PartitionWorker::new(
             p.chain.start_worker()?,
@@ -209,14 +215,24 @@ impl Registry {
             worker = worker.with_bodies(bodies.clone());
         }
         let (sender, receiver) = flume::bounded(p.max_batch * 4);
-        self.runtime.spawn(partition_task(
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let task = self.runtime.spawn(partition_task(
             worker,
+            Reporting {
+                events: self.events.clone(),
+                generation,
+            },
             resume_from,
             receiver,
-            self.events.clone(),
             p.max_batch,
         ));
-        Ok(sender)
+        Ok(Lane {
+            sender,
+            overflow: std::collections::VecDeque::new(),
+            paused: false,
+            generation,
+            task,
+        })
     }
 
     /// Hand a message to its partition's worker. When the worker's channel
@@ -291,32 +307,27 @@ impl Registry {
 
     /// Stop the workers of `keys`; returns each partition's last durable
     /// offset.
+    /// Workers that do not finish within [`STOP_TIMEOUT`] (one deadline
+    /// for all of them) are aborted.
     fn stop(&self, keys: &[PartitionKey]) -> Vec<(PartitionKey, i64)> {
+        let deadline = Instant::now() + STOP_TIMEOUT;
         let mut waiting = Vec::new();
         for key in keys {
             // Messages still waiting in the lane are dropped: they are not
             // committed, so they are delivered again to the next owner.
-            let Some(Lane { sender, .. }) = self.workers.lock().expect("not poisoned").remove(key)
-            else {
+            let Some(lane) = self.workers.lock().expect("not poisoned").remove(key) else {
                 continue;
             };
             let (reply, report) = std::sync::mpsc::sync_channel(1);
-            if sender
-                .send_timeout(Command::Stop(reply), STOP_TIMEOUT)
-                .is_ok()
-            {
-                waiting.push((key.clone(), report));
+            let left = deadline.saturating_duration_since(Instant::now());
+            if lane.sender.send_timeout(Command::Stop(reply), left).is_ok() {
+                waiting.push((key.clone(), report, lane.task));
             } else {
-                tracing::error!(
-                    topic = key.0,
-                    partition = key.1,
-                    "worker did not accept the stop request"
-                );
+                give_up(key, &lane.task, "did not accept the stop request");
             }
         }
-        let deadline = Instant::now() + STOP_TIMEOUT;
         let mut durable = Vec::new();
-        for (key, report) in waiting {
+        for (key, report, task) in waiting {
             match report.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(report) => {
                     self.finished
@@ -327,14 +338,23 @@ impl Registry {
                         durable.push((key, last));
                     }
                 }
-                Err(_) => tracing::error!(
-                    topic = key.0,
-                    partition = key.1,
-                    "worker did not finish in {STOP_TIMEOUT:?}; its uncommitted records will be delivered again"
-                ),
+                Err(_) => give_up(&key, &task, "did not finish in time"),
             }
         }
         durable
+    }
+
+    /// Read the workers' reports (see [`current_reports`]).
+    fn drain_events(
+        &self,
+        events: &flume::Receiver<Event>,
+    ) -> (Vec<(PartitionKey, i64)>, Option<String>) {
+        let workers = self.workers.lock().expect("not poisoned");
+        current_reports(events.try_iter(), |key, generation| {
+            workers
+                .get(key)
+                .is_some_and(|lane| lane.generation == generation)
+        })
     }
 
     fn all_keys(&self) -> Vec<PartitionKey> {
@@ -411,19 +431,67 @@ impl ConsumerContext for HostContext {
     }
 }
 
+/// The durable offsets among `events` that the partitions' current workers
+/// reported (`is_current(partition, generation)`), and the first fatal
+/// error, if any. A stopped worker no longer speaks for its partition:
+/// another owner may have committed past what it reports.
+fn current_reports(
+    events: impl Iterator<Item = Event>,
+    is_current: impl Fn(&PartitionKey, u64) -> bool,
+) -> (Vec<(PartitionKey, i64)>, Option<String>) {
+    let mut durable = Vec::new();
+    let mut fatal = None;
+    for event in events {
+        match event {
+            Event::Durable {
+                key,
+                generation,
+                last,
+            } => {
+                if is_current(&key, generation) {
+                    durable.push((key, last));
+                }
+            }
+            Event::Fatal(reason) => {
+                fatal.get_or_insert(reason);
+            }
+        }
+    }
+    (durable, fatal)
+}
+
+/// Give up on a worker that does not stop: abort its task, so that it
+/// writes nothing more (it is dropped at its next wait: an S3 retry, the
+/// chain's result), and leave its uncommitted records to the next owner.
+fn give_up(key: &PartitionKey, task: &tokio::task::JoinHandle<()>, what: &str) {
+    tracing::error!(
+        topic = key.0,
+        partition = key.1,
+        "worker {what} within {STOP_TIMEOUT:?}: aborted; its uncommitted records will be delivered again"
+    );
+    task.abort();
+}
+
+/// Where a worker sends its reports, and the generation it signs them with.
+struct Reporting {
+    events: flume::Sender<Event>,
+    generation: u64,
+}
+
 /// One partition's worker loop.
 async fn partition_task(
     mut worker: PartitionWorker,
+    reporting: Reporting,
     resume_from: Option<i64>,
     commands: flume::Receiver<Command>,
-    events: flume::Sender<Event>,
     max_batch: usize,
 ) {
     let (topic, partition) = worker.partition();
+    let Reporting { events, generation } = reporting;
     let fatal = |e: &dyn std::fmt::Display| Event::Fatal(format!("{topic}/{partition}: {e}"));
     let durable = |last: i64| Event::Durable {
-        topic: topic.clone(),
-        partition,
+        key: (topic.clone(), partition),
+        generation,
         last,
     };
     if let Some(offset) = resume_from {
@@ -513,6 +581,7 @@ pub async fn run(
         committed: Mutex::new(HashMap::new()),
         finished: Mutex::new(Stats::default()),
         dispatched: AtomicU64::new(0),
+        next_generation: AtomicU64::new(0),
         shutdown: shutdown.clone(),
     });
     let consumer: BaseConsumer<HostContext> =
@@ -555,22 +624,13 @@ fn poll_loop(
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
-        let mut durable = Vec::new();
-        for event in events.try_iter() {
-            match event {
-                Event::Durable {
-                    topic,
-                    partition,
-                    last,
-                } => durable.push(((topic, partition), last)),
-                Event::Fatal(reason) => {
-                    tracing::error!(
-                        "{reason}; shutting down (uncommitted records will be delivered again)"
-                    );
-                    fatal = Some(reason);
-                    registry.shutdown.store(true, Ordering::SeqCst);
-                }
-            }
+        let (durable, failed) = registry.drain_events(events);
+        if let Some(reason) = failed {
+            tracing::error!(
+                "{reason}; shutting down (uncommitted records will be delivered again)"
+            );
+            fatal.get_or_insert(reason);
+            registry.shutdown.store(true, Ordering::SeqCst);
         }
         registry.commit(consumer, &durable, CommitMode::Async);
         backlog = registry.drain_overflow(consumer);
@@ -584,18 +644,9 @@ fn poll_loop(
         }
     }
     tracing::info!("stopping: finishing and committing every partition");
+    // The stop reports cover everything the stopped workers wrote; reports
+    // still queued are of workers that are gone, so they are left alone.
     let durable = registry.stop(&registry.all_keys());
-    let mut durable = durable;
-    for event in events.try_iter() {
-        if let Event::Durable {
-            topic,
-            partition,
-            last,
-        } = event
-        {
-            durable.push(((topic, partition), last));
-        }
-    }
     registry.commit(consumer, &durable, CommitMode::Sync);
     consumer.unsubscribe();
     match fatal {
@@ -624,5 +675,38 @@ fn set_paused(
             paused,
             "pausing/resuming the partition failed: {e}"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_current_worker_of_a_partition_is_committed_for() {
+        let key = |p: i32| ("t".to_owned(), p);
+        let durable = |p, generation, last| Event::Durable {
+            key: key(p),
+            generation,
+            last,
+        };
+        let events = vec![
+            durable(0, 1, 10),
+            // Partition 0's earlier worker, given up on after a revoke.
+            durable(0, 0, 250),
+            Event::Fatal("first".into()),
+            durable(1, 2, 5),
+            // Partition 2 is not this host's any more.
+            durable(2, 3, 7),
+            Event::Fatal("second".into()),
+        ];
+        let current = |k: &PartitionKey, generation| match k.1 {
+            0 => generation == 1,
+            1 => generation == 2,
+            _ => false,
+        };
+        let (committable, fatal) = current_reports(events.into_iter(), current);
+        assert_eq!(committable, [(key(0), 10), (key(1), 5)]);
+        assert_eq!(fatal.as_deref(), Some("first"));
     }
 }
