@@ -378,9 +378,13 @@ impl Sink {
             move |source| SinkError::Storage { key, source }
         };
         let results_prefix = format!("{}/results/{topic}/{partition}/", self.pipeline);
+        // Keys start with the zero-padded first offset, so every range that
+        // starts at `committed` or later sorts after this: the listing skips
+        // the partition's history.
+        let start_after = format!("{results_prefix}{committed:020}");
         let keys = self
             .results
-            .list(&results_prefix)
+            .list_after(&results_prefix, &start_after)
             .await
             .map_err(storage(&results_prefix))?;
         let adopted = keys

@@ -150,10 +150,22 @@ impl ObjectStore {
 
     /// Keys (relative to the store root) starting with `prefix`, sorted.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.list_after(prefix, "").await
+    }
+
+    /// Keys starting with `prefix` that sort after `start_after` (a key or
+    /// any string; `""` for all), sorted. S3 skips the earlier keys itself,
+    /// so a listing from a late point of a long history stays short.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+    ) -> Result<Vec<String>, StorageError> {
         let mut keys = match self {
             ObjectStore::Local(local) => local.list(prefix).await?,
-            ObjectStore::S3(s3) => s3.list(prefix).await?,
+            ObjectStore::S3(s3) => s3.list(prefix, start_after).await?,
         };
+        keys.retain(|key| key.as_str() > start_after);
         keys.sort();
         Ok(keys)
     }
@@ -513,8 +525,9 @@ impl S3Store {
         .await
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+    async fn list(&self, prefix: &str, start_after: &str) -> Result<Vec<String>, StorageError> {
         let full_prefix = self.full_key(prefix);
+        let full_start_after = (!start_after.is_empty()).then(|| self.full_key(start_after));
         let strip = if self.prefix.is_empty() {
             0
         } else {
@@ -529,6 +542,7 @@ impl S3Store {
                         .list_objects_v2()
                         .bucket(&self.bucket)
                         .prefix(&full_prefix)
+                        .set_start_after(full_start_after.clone())
                         .set_continuation_token(token.clone())
                         .send()
                 })
@@ -577,6 +591,10 @@ mod tests {
             ["a/b/1.txt", "a/b/2.txt"]
         );
         assert_eq!(store.list("a/").await.unwrap().len(), 3);
+        assert_eq!(
+            store.list_after("a/", "a/b/1.txt").await.unwrap(),
+            ["a/b/2.txt", "a/c.txt"]
+        );
         assert_eq!(store.get("a/c.txt").await.unwrap(), Some(b"z".to_vec()));
         assert_eq!(store.get("a/none").await.unwrap(), None);
         let at_most = |limit| store.get_at_most("a/b/1.txt", limit);
