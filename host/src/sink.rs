@@ -17,8 +17,9 @@
 //!   results object is always written (even with no lines): its existence
 //!   marks the whole range as durably handled;
 //! - after a crash between writing a range and committing it, the range is
-//!   not processed again: [`Sink::resume_point`] finds the results objects
-//!   past the committed offset (they are adopted) and deletes dead-letter
+//!   not processed again: [`Sink::resume_point`] finds the ranges of the
+//!   results objects past the committed offset (they are adopted, range by
+//!   range: offsets between them are still processed) and deletes dead-letter
 //!   objects whose results object was never written (they would otherwise be
 //!   duplicated when their records are re-processed in a differently cut
 //!   range).
@@ -361,18 +362,18 @@ impl Sink {
         }
     }
 
-    /// Where processing of a partition resumes after `committed` (the
+    /// What is already written of a partition from `committed` on (the
     /// committed offset, or the partition's first offset when nothing was
-    /// committed yet: the next offset to process). Returns the last offset
-    /// already durably written past it, if any: records up to it must not be
-    /// processed again. Deletes orphaned dead-letter objects (see the module
-    /// docs).
+    /// committed yet: the next offset to process): the offset ranges of its
+    /// results objects, sorted. Records inside them must not be processed
+    /// again; records between them must. Deletes orphaned dead-letter
+    /// objects (see the module docs).
     pub async fn resume_point(
         &self,
         topic: &str,
         partition: i32,
         committed: i64,
-    ) -> Result<Option<i64>, SinkError> {
+    ) -> Result<Vec<(i64, i64)>, SinkError> {
         let storage = |key: &str| {
             let key = key.to_owned();
             move |source| SinkError::Storage { key, source }
@@ -387,17 +388,17 @@ impl Sink {
             .list_after(&results_prefix, &start_after)
             .await
             .map_err(storage(&results_prefix))?;
-        let adopted = keys
+        let mut adopted: Vec<(i64, i64)> = keys
             .iter()
             .filter_map(|k| key_range(k))
             .filter(|(first, _)| *first >= committed)
-            .map(|(_, last)| last)
-            .max();
+            .collect();
+        adopted.sort_unstable();
         if let DeadLetterSink::Store(store) = &self.dead_letters {
             let prefix = format!("{}/dead-letters/{topic}/{partition}/", self.pipeline);
             for key in store.list(&prefix).await.map_err(storage(&prefix))? {
-                let orphan = key_range(&key).is_some_and(|(first, _)| {
-                    first >= committed && adopted.is_none_or(|a| first > a)
+                let orphan = key_range(&key).is_some_and(|range| {
+                    range.0 >= committed && adopted.binary_search(&range).is_err()
                 });
                 if orphan {
                     tracing::info!(
@@ -502,10 +503,13 @@ mod tests {
             .put(&sink.dead_letters_key("t", 0, 30, 35), Vec::new())
             .await
             .unwrap();
-        assert_eq!(sink.resume_point("t", 0, 10).await.unwrap(), Some(29));
-        assert_eq!(sink.resume_point("t", 0, 30).await.unwrap(), None);
+        assert_eq!(
+            sink.resume_point("t", 0, 10).await.unwrap(),
+            [(10, 19), (20, 29)]
+        );
+        assert_eq!(sink.resume_point("t", 0, 30).await.unwrap(), []);
         let left = store.list("p/dead-letters/").await.unwrap();
         assert_eq!(left.len(), 3, "only the orphan is gone: {left:?}");
-        assert_eq!(sink.resume_point("t", 1, 0).await.unwrap(), None);
+        assert_eq!(sink.resume_point("t", 1, 0).await.unwrap(), []);
     }
 }

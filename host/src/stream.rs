@@ -494,15 +494,11 @@ async fn partition_task(
         generation,
         last,
     };
-    if let Some(offset) = resume_from {
-        match worker.resume(offset).await {
-            Ok(Some(last)) => drop(events.send(durable(last))),
-            Ok(None) => {}
-            Err(e) => {
-                let _ = events.send(fatal(&e));
-                return;
-            }
-        }
+    if let Some(offset) = resume_from
+        && let Err(e) = worker.resume(offset).await
+    {
+        let _ = events.send(fatal(&e));
+        return;
     }
     loop {
         let wait = worker
@@ -543,11 +539,8 @@ async fn partition_task(
             let result = worker.process(batch).await;
             tracing::debug!(topic, partition, size, took = ?started.elapsed(), "batch processed");
             match result {
-                Ok(flushed) => {
-                    for f in flushed {
-                        let _ = events.send(durable(f.last_offset));
-                    }
-                }
+                Ok(Some(through)) => drop(events.send(durable(through))),
+                Ok(None) => {}
                 Err(e) => return drop(events.send(fatal(&e))),
             }
         }

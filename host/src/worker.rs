@@ -3,9 +3,13 @@
 //!
 //! Invariants:
 //! - every message handed to [`PartitionWorker::process`] ends in exactly one
-//!   place in the open batch: a result line (chain output, filtered-out record
-//!   or delete tombstone), a dead letter with its reason, or a counted skip;
-//! - messages are handled in offset order, so a flushed range is contiguous;
+//!   place: a result line in the open batch (chain output, filtered-out
+//!   record or delete tombstone), a dead letter with its reason, or, inside
+//!   a range adopted on resuming, the results object written before (counted
+//!   as re-delivered);
+//! - messages are handled in offset order, so a flushed range is contiguous,
+//!   and no new object spans into an adopted range (the open batch is
+//!   written before one);
 //! - the chain (WebAssembly, CPU-bound) runs on a blocking thread, never on
 //!   an async executor thread.
 
@@ -98,9 +102,10 @@ pub struct PartitionWorker {
     batch: PartitionBatch,
     stats: Stats,
     bodies: Option<BodyStore>,
-    /// Records up to this offset are already in a results object (adopted
-    /// when resuming after a crash) and are not processed again.
-    skip_through: Option<i64>,
+    /// Offset ranges already in results objects (written before a crash,
+    /// found when resuming), sorted: records inside them are not processed
+    /// again, and ranges already passed are dropped.
+    adopted: std::collections::VecDeque<(i64, i64)>,
     /// The last offset known to be durable (flushed or adopted).
     last_durable: Option<i64>,
 }
@@ -123,7 +128,7 @@ impl PartitionWorker {
             batch: PartitionBatch::new(topic, partition),
             stats: Stats::default(),
             bodies: None,
-            skip_through: None,
+            adopted: std::collections::VecDeque::new(),
             last_durable: None,
         }
     }
@@ -136,25 +141,26 @@ impl PartitionWorker {
 
     /// Prepare to consume a partition whose committed offset is `committed`:
     /// ranges already written past it (a crash between writing and
-    /// committing) are adopted instead of processed again. Returns the last
-    /// adopted offset, which the caller should commit.
-    pub async fn resume(&mut self, committed: i64) -> Result<Option<i64>, WorkerError> {
+    /// committing) are adopted instead of processed again, as their records
+    /// are delivered again (see [`PartitionWorker::process`]).
+    pub async fn resume(&mut self, committed: i64) -> Result<(), WorkerError> {
         let adopted = self
             .sink
             .resume_point(self.batch.topic(), self.batch.partition(), committed)
             .await?;
-        if let Some(last) = adopted {
+        if let (Some(first), Some(last)) = (adopted.first(), adopted.last()) {
             tracing::info!(
                 topic = self.batch.topic(),
                 partition = self.batch.partition(),
                 committed,
-                adopted_through = last,
+                ranges = adopted.len(),
+                from = first.0,
+                through = last.1,
                 "adopting results written before a restart"
             );
-            self.skip_through = Some(last);
-            self.last_durable = Some(last);
         }
-        Ok(adopted)
+        self.adopted = adopted.into();
+        Ok(())
     }
 
     /// The topic and partition this worker drives.
@@ -172,14 +178,16 @@ impl PartitionWorker {
         self.batch.due_in(&self.batching)
     }
 
-    /// Drop messages whose results are already durable (adopted ranges).
-    fn skip_already_durable(&mut self, mut messages: Vec<SourceMessage>) -> Vec<SourceMessage> {
-        if let Some(through) = self.skip_through {
-            let before = messages.len();
-            messages.retain(|m| m.position.offset > through);
-            self.stats.redelivered += (before - messages.len()) as u64;
+    /// The adopted range holding `offset`, if any (ranges before it are
+    /// passed and dropped: offsets only grow).
+    fn adopted_range_of(&mut self, offset: i64) -> Option<(i64, i64)> {
+        while self.adopted.front().is_some_and(|(_, last)| *last < offset) {
+            self.adopted.pop_front();
         }
-        messages
+        self.adopted
+            .front()
+            .copied()
+            .filter(|(first, _)| *first <= offset)
     }
 
     /// Figures so far.
@@ -187,25 +195,51 @@ impl PartitionWorker {
         &self.stats
     }
 
-    /// Process messages (in offset order). Returns the ranges that became
-    /// durable because the batch filled up.
+    /// Process messages (in offset order). Returns the offset through which
+    /// everything is now durable, if that moved (a batch was written, or an
+    /// adopted range was reached).
+    ///
+    /// A message inside an adopted range is not processed again: the open
+    /// batch is written first, so that no new object spans into the range,
+    /// and then everything through the range's end is durable. Messages
+    /// between adopted ranges are processed as usual.
     pub async fn process(
         &mut self,
         messages: Vec<SourceMessage>,
-    ) -> Result<Vec<Flushed>, WorkerError> {
-        let messages = self.skip_already_durable(messages);
+    ) -> Result<Option<i64>, WorkerError> {
+        let before = self.last_durable;
+        let mut run = Vec::new();
+        for message in messages {
+            let Some((_, adopted_last)) = self.adopted_range_of(message.position.offset) else {
+                run.push(message);
+                continue;
+            };
+            self.process_run(std::mem::take(&mut run)).await?;
+            self.flush().await?;
+            self.stats.redelivered += 1;
+            if self.last_durable.is_none_or(|d| d < adopted_last) {
+                self.last_durable = Some(adopted_last);
+            }
+        }
+        self.process_run(run).await?;
+        Ok(self.last_durable.filter(|_| self.last_durable != before))
+    }
+
+    /// Process messages none of which is adopted, cutting objects when the
+    /// batch is full (or due).
+    async fn process_run(&mut self, messages: Vec<SourceMessage>) -> Result<(), WorkerError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
         let (prepared, records) = self.prepare(messages).await?;
         let mut results = self.run_chain(records).await?.into_iter();
         let chain = self.chain.as_ref().expect("chain is back after running");
         let chain = chain.chain().clone();
-        let mut flushed = Vec::new();
         // The age limit is checked here as well as by the caller's idle
         // timer, which never fires while messages keep arriving; before this
         // call's results join the batch, so that they do not extend an
         // object that is already due.
-        if self.batch.is_due(&self.batching) {
-            flushed.extend(self.flush().await?);
-        }
+        self.flush_if_due().await?;
         for item in prepared {
             match item {
                 Prepared::Dead(dead_letter) => {
@@ -261,10 +295,10 @@ impl PartitionWorker {
                 }
             }
             if self.batch.is_full(&self.batching) {
-                flushed.extend(self.flush().await?);
+                self.flush().await?;
             }
         }
-        Ok(flushed)
+        Ok(())
     }
 
     /// Write the open batch if it is older than the age limit.

@@ -73,33 +73,46 @@ fn account(out: &Path) -> BTreeMap<i64, &'static str> {
     seen
 }
 
+/// A partition worker (topic `events`, partition 0) for the pipeline file
+/// `path`, and the sample events to feed it.
+async fn partition_worker(
+    path: &Path,
+) -> (
+    weir::worker::PartitionWorker,
+    weir::source::FileSource,
+    weir::pipeline::Assembled,
+) {
+    let pipeline = weir::config::load(path).unwrap();
+    let assembled = weir::pipeline::assemble(&pipeline).await.unwrap();
+    let worker = weir::worker::PartitionWorker::new(
+        assembled.chain.start_worker().unwrap(),
+        assembled.sink.clone(),
+        pipeline.decode.clone(),
+        pipeline.batching.clone(),
+        "events",
+        0,
+    );
+    let input = workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    let source = weir::source::FileSource::open(&input, weir::source::FileFormat::Jsonl).unwrap();
+    (worker, source, assembled)
+}
+
 #[test]
 fn the_age_limit_cuts_objects_while_messages_keep_coming() {
-    // A partition worker driven directly: batches of 4 messages arrive with
-    // 20 ms between them, never leaving the worker idle, with an age limit
-    // of 10 ms and room for 10 records per object.
+    // Batches of 4 messages arrive with 20 ms between them, never leaving
+    // the worker idle, with an age limit of 10 ms and room for 10 records
+    // per object.
     let dir = tempfile::tempdir().unwrap();
     let input = workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
     let out = dir.path().join("out");
     let path = pipeline_file(dir.path(), &input, &out, "max_age_ms = 10");
-    let pipeline = weir::config::load(&path).unwrap();
     tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let assembled = weir::pipeline::assemble(&pipeline).await.unwrap();
-        let mut worker = weir::worker::PartitionWorker::new(
-            assembled.chain.start_worker().unwrap(),
-            assembled.sink.clone(),
-            pipeline.decode.clone(),
-            pipeline.batching.clone(),
-            "events",
-            0,
-        );
-        let mut source =
-            weir::source::FileSource::open(&input, weir::source::FileFormat::Jsonl).unwrap();
+        let (mut worker, mut source, _assembled) = partition_worker(&path).await;
         let mut cuts = Vec::new();
         for _ in 0..3 {
             let batch = source.next_batch(4).unwrap();
-            for flushed in worker.process(batch).await.unwrap() {
-                cuts.push(flushed.last_offset);
+            if let Some(durable) = worker.process(batch).await.unwrap() {
+                cuts.push(durable);
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
@@ -107,6 +120,53 @@ fn the_age_limit_cuts_objects_while_messages_keep_coming() {
         // none waiting for the tenth record.
         assert_eq!(cuts, [3, 7]);
     });
+}
+
+#[test]
+fn only_the_ranges_already_written_are_adopted() {
+    // Offsets 4-7 were written before (say by a host that died before
+    // committing); 0-3 and 8-11 were not (deleted, or never written by this
+    // group). Resuming at 0, the worker must process 0-3 and 8-11 and
+    // leave 4-7 alone, cutting objects around it.
+    let dir = tempfile::tempdir().unwrap();
+    let input = workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    let out = dir.path().join("out");
+    let path = pipeline_file(dir.path(), &input, &out, "");
+    let results = out.join("test/results/events/0");
+    std::fs::create_dir_all(&results).unwrap();
+    let written = "00000000000000000004-00000000000000000007.jsonl.zst";
+    std::fs::write(results.join(written), b"written before").unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let (mut worker, mut source, _assembled) = partition_worker(&path).await;
+        worker.resume(0).await.unwrap();
+        let mut durable = Vec::new();
+        for _ in 0..3 {
+            let batch = source.next_batch(4).unwrap();
+            durable.push(worker.process(batch).await.unwrap());
+        }
+        durable.push(worker.flush().await.unwrap().map(|f| f.last_offset));
+        // 0-3 written when 4 arrives (adopted: durable through 7), 8-11 at
+        // the end.
+        assert_eq!(durable, [None, Some(7), None, Some(11)]);
+        assert_eq!(worker.stats().redelivered, 4);
+    });
+    let mut keys: Vec<String> = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "00000000000000000000-00000000000000000003.jsonl.zst",
+            written,
+            "00000000000000000008-00000000000000000011.jsonl.zst"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(results.join(written)).unwrap(),
+        b"written before"
+    );
 }
 
 #[test]
