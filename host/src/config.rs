@@ -1031,12 +1031,22 @@ dir = "out"
         );
     }
 
+    /// [`VALID`] with a Kafka source whose `properties` table holds
+    /// `properties` (TOML lines).
+    fn with_kafka_properties(properties: &str) -> String {
+        VALID.replace(
+            "[source.file]\npath = \"in.jsonl\"",
+            &format!(
+                "[source.kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\ngroup = \"g\"\n[source.kafka.properties]\n{properties}"
+            ),
+        )
+    }
+
     #[test]
     fn kafka_properties_the_guarantees_rest_on_cannot_be_overridden() {
         let dir = fixture_dir();
-        let text = VALID.replace(
-            "[source.file]\npath = \"in.jsonl\"",
-            "[source.kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\ngroup = \"g\"\n[source.kafka.properties]\n\"enable.auto.commit\" = \"true\"\n\"fetch.max.bytes\" = \"1000000\"",
+        let text = with_kafka_properties(
+            "\"enable.auto.commit\" = \"true\"\n\"fetch.max.bytes\" = \"1000000\"",
         );
         let problems = parse(&text, dir.path()).unwrap_err();
         let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
@@ -1046,10 +1056,7 @@ dir = "out"
     #[test]
     fn kafka_property_values_are_not_shown_in_debug_output() {
         let dir = fixture_dir();
-        let text = VALID.replace(
-            "[source.file]\npath = \"in.jsonl\"",
-            "[source.kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\ngroup = \"g\"\n[source.kafka.properties]\n\"sasl.password\" = \"hunter2\"",
-        );
+        let text = with_kafka_properties("\"sasl.password\" = \"hunter2\"");
         let p = parse(&text, dir.path()).unwrap();
         let shown = format!("{:?}", p.source);
         assert!(
