@@ -214,14 +214,17 @@ impl PartitionWorker {
                 run.push(message);
                 continue;
             };
-            self.process_run(std::mem::take(&mut run)).await?;
+            // Boxed, as below: the chain and sink futures nested here are
+            // otherwise too deep a type for rustc's layout queries in
+            // release builds of the binary.
+            Box::pin(self.process_run(std::mem::take(&mut run))).await?;
             self.flush().await?;
             self.stats.redelivered += 1;
             if self.last_durable.is_none_or(|d| d < adopted_last) {
                 self.last_durable = Some(adopted_last);
             }
         }
-        self.process_run(run).await?;
+        Box::pin(self.process_run(run)).await?;
         Ok(self.last_durable.filter(|_| self.last_durable != before))
     }
 
