@@ -16,7 +16,7 @@
 //! - on revoke (rebalance or shutdown) a partition's worker finishes what it
 //!   was given, writes its open batch and the offset is committed before the
 //!   partition is given up; a worker that does not finish within
-//!   [`STOP_TIMEOUT`] is aborted (it writes nothing more), and what it
+//!   [`STOP_TIMEOUT`] is aborted (it ends at its next wait), and what it
 //!   reports afterwards is never committed: each worker has a generation,
 //!   and only the partition's current worker speaks for it (another owner
 //!   may have committed past a stopped one);
@@ -218,10 +218,8 @@ impl Registry {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let task = self.runtime.spawn(partition_task(
             worker,
-            Reporting {
-                events: self.events.clone(),
-                generation,
-            },
+            self.events.clone(),
+            generation,
             resume_from,
             receiver,
             p.max_batch,
@@ -306,12 +304,14 @@ impl Registry {
     }
 
     /// Stop the workers of `keys`; returns each partition's last durable
-    /// offset.
-    /// Workers that do not finish within [`STOP_TIMEOUT`] (one deadline
-    /// for all of them) are aborted.
+    /// offset. Every worker that can take the request at once gets it
+    /// first; then those whose channel is full, as they make room. Workers
+    /// that have not finished by [`STOP_TIMEOUT`] (one deadline for all)
+    /// are aborted.
     fn stop(&self, keys: &[PartitionKey]) -> Vec<(PartitionKey, i64)> {
         let deadline = Instant::now() + STOP_TIMEOUT;
         let mut waiting = Vec::new();
+        let mut behind = Vec::new();
         for key in keys {
             // Messages still waiting in the lane are dropped: they are not
             // committed, so they are delivered again to the next owner.
@@ -319,11 +319,20 @@ impl Registry {
                 continue;
             };
             let (reply, report) = std::sync::mpsc::sync_channel(1);
+            match lane.sender.try_send(Command::Stop(reply)) {
+                Ok(()) => waiting.push((key.clone(), report, lane.task)),
+                Err(flume::TrySendError::Full(stop)) => behind.push((key, lane, stop, report)),
+                Err(flume::TrySendError::Disconnected(_)) => already_stopped(key),
+            }
+        }
+        for (key, lane, stop, report) in behind {
             let left = deadline.saturating_duration_since(Instant::now());
-            if lane.sender.send_timeout(Command::Stop(reply), left).is_ok() {
-                waiting.push((key.clone(), report, lane.task));
-            } else {
-                give_up(key, &lane.task, "did not accept the stop request");
+            match lane.sender.send_timeout(stop, left) {
+                Ok(()) => waiting.push((key.clone(), report, lane.task)),
+                Err(flume::SendTimeoutError::Timeout(_)) => {
+                    give_up(key, &lane.task, "did not take the stop request");
+                }
+                Err(flume::SendTimeoutError::Disconnected(_)) => already_stopped(key),
             }
         }
         let mut durable = Vec::new();
@@ -460,9 +469,10 @@ fn current_reports(
     (durable, fatal)
 }
 
-/// Give up on a worker that does not stop: abort its task, so that it
-/// writes nothing more (it is dropped at its next wait: an S3 retry, the
-/// chain's result), and leave its uncommitted records to the next owner.
+/// Give up on a worker that does not stop: abort its task, which ends it at
+/// its next wait (an S3 retry or request, the chain's result; a chain run
+/// finishes on its thread, unused, and an upload already sent may still
+/// land), and leave its uncommitted records to the next owner.
 fn give_up(key: &PartitionKey, task: &tokio::task::JoinHandle<()>, what: &str) {
     tracing::error!(
         topic = key.0,
@@ -472,22 +482,23 @@ fn give_up(key: &PartitionKey, task: &tokio::task::JoinHandle<()>, what: &str) {
     task.abort();
 }
 
-/// Where a worker sends its reports, and the generation it signs them with.
-struct Reporting {
-    events: flume::Sender<Event>,
-    generation: u64,
+/// A worker whose channel is closed has ended already (after a fatal error,
+/// reported separately): there is nothing to stop or commit for it.
+fn already_stopped(key: &PartitionKey) {
+    tracing::warn!(topic = key.0, partition = key.1, "worker had already ended");
 }
 
 /// One partition's worker loop.
+/// Its reports go to `events`, signed with `generation`.
 async fn partition_task(
     mut worker: PartitionWorker,
-    reporting: Reporting,
+    events: flume::Sender<Event>,
+    generation: u64,
     resume_from: Option<i64>,
     commands: flume::Receiver<Command>,
     max_batch: usize,
 ) {
     let (topic, partition) = worker.partition();
-    let Reporting { events, generation } = reporting;
     let fatal = |e: &dyn std::fmt::Display| Event::Fatal(format!("{topic}/{partition}: {e}"));
     let durable = |last: i64| Event::Durable {
         key: (topic.clone(), partition),
@@ -637,9 +648,10 @@ fn poll_loop(
         }
     }
     tracing::info!("stopping: finishing and committing every partition");
-    // The stop reports cover everything the stopped workers wrote; reports
-    // still queued are of workers that are gone, so they are left alone.
-    let durable = registry.stop(&registry.all_keys());
+    // Reports still queued come from the current workers: read them before
+    // the workers are stopped (after which they would no longer count).
+    let (mut durable, _) = registry.drain_events(events);
+    durable.extend(registry.stop(&registry.all_keys()));
     registry.commit(consumer, &durable, CommitMode::Sync);
     consumer.unsubscribe();
     match fatal {
