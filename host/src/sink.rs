@@ -379,27 +379,26 @@ impl Sink {
             move |source| SinkError::Storage { key, source }
         };
         let results_prefix = format!("{}/results/{topic}/{partition}/", self.pipeline);
-        // Keys start with the zero-padded first offset, so every range that
-        // starts at `committed` or later sorts after this: the listing skips
-        // the partition's history.
-        let start_after = format!("{results_prefix}{committed:020}");
+        // Keys start with the zero-padded first offset, so the ranges that
+        // start at `committed` or later are exactly the keys that sort after
+        // this: the listings skip the partition's history.
+        let from_committed = |prefix: &str| format!("{prefix}{committed:020}");
         let keys = self
             .results
-            .list_after(&results_prefix, &start_after)
+            .list_after(&results_prefix, &from_committed(&results_prefix))
             .await
             .map_err(storage(&results_prefix))?;
-        let mut adopted: Vec<(i64, i64)> = keys
-            .iter()
-            .filter_map(|k| key_range(k))
-            .filter(|(first, _)| *first >= committed)
-            .collect();
+        let mut adopted: Vec<(i64, i64)> = keys.iter().filter_map(|k| key_range(k)).collect();
         adopted.sort_unstable();
         if let DeadLetterSink::Store(store) = &self.dead_letters {
             let prefix = format!("{}/dead-letters/{topic}/{partition}/", self.pipeline);
-            for key in store.list(&prefix).await.map_err(storage(&prefix))? {
-                let orphan = key_range(&key).is_some_and(|range| {
-                    range.0 >= committed && adopted.binary_search(&range).is_err()
-                });
+            let keys = store
+                .list_after(&prefix, &from_committed(&prefix))
+                .await
+                .map_err(storage(&prefix))?;
+            for key in keys {
+                let orphan =
+                    key_range(&key).is_some_and(|range| adopted.binary_search(&range).is_err());
                 if orphan {
                     tracing::info!(
                         key,
