@@ -246,8 +246,8 @@ impl ChainWorker {
 
     /// Run `inputs` through every stage. Returns one result per input, in
     /// order. An `Err` means a stage's instance could not be re-created
-    /// after a trap: the batch must be retried (the next call tries to
-    /// create the instance again).
+    /// after a trap: the batch has no results (the host then stops without
+    /// committing it, so it is delivered again).
     pub fn process(&mut self, inputs: Vec<DocRecord>) -> Result<Vec<ChainResult>, RuntimeError> {
         let mut results: Vec<Option<ChainResult>> = vec![None; inputs.len()];
         let mut current: Tagged = inputs.into_iter().enumerate().collect();
@@ -385,7 +385,7 @@ impl ChainWorker {
                 );
                 return batch
                     .iter()
-                    .map(|record| self.run_single(index, stage, record, 0))
+                    .map(|record| self.run_single(index, stage, record, None))
                     .collect();
             }
         };
@@ -397,25 +397,37 @@ impl ChainWorker {
                 Err(PluginError::BadInput(reason)) => {
                     Ok(Err(failure(stage, FailureKind::BadInput, reason, 1)))
                 }
-                Err(PluginError::PluginFailure(reason)) if stage.retries == 0 => {
-                    Ok(Err(failure(stage, FailureKind::PluginFailure, reason, 1)))
+                Err(PluginError::PluginFailure(reason)) => {
+                    self.run_single(index, stage, record, Some(reason))
                 }
-                Err(PluginError::PluginFailure(_)) => self.run_single(index, stage, record, 1),
             })
             .collect()
     }
 
     /// Run one record alone until it succeeds, is rejected, traps, or has
-    /// failed `1 + retries` times in all (counting `attempted` earlier tries).
+    /// failed `1 + retries` times in all. `failed_in_batch` is the plugin
+    /// failure its batch call already gave it (that call counts as one).
     fn run_single(
         &mut self,
         index: usize,
         stage: &Stage,
         record: &DocRecord,
-        attempted: u32,
+        failed_in_batch: Option<String>,
     ) -> Result<Result<Vec<DocRecord>, StageFailure>, RuntimeError> {
-        let mut attempts = attempted;
+        let mut attempts = u32::from(failed_in_batch.is_some());
+        let mut last_failure = failed_in_batch;
         loop {
+            if let Some(reason) = &last_failure {
+                if attempts > stage.retries {
+                    return Ok(Err(failure(
+                        stage,
+                        FailureKind::PluginFailure,
+                        reason.clone(),
+                        attempts,
+                    )));
+                }
+                tracing::debug!(stage = %stage.name, id = %record.id, attempts, "retrying after plugin failure: {reason}");
+            }
             attempts += 1;
             let called = self.instance(index)?.process(std::slice::from_ref(record));
             self.collect_counters(index);
@@ -425,17 +437,7 @@ impl ChainWorker {
                     Err(PluginError::BadInput(reason)) => {
                         return Ok(Err(failure(stage, FailureKind::BadInput, reason, attempts)));
                     }
-                    Err(PluginError::PluginFailure(reason)) if attempts > stage.retries => {
-                        return Ok(Err(failure(
-                            stage,
-                            FailureKind::PluginFailure,
-                            reason,
-                            attempts,
-                        )));
-                    }
-                    Err(PluginError::PluginFailure(reason)) => {
-                        tracing::debug!(stage = %stage.name, id = %record.id, attempts, "retrying after plugin failure: {reason}");
-                    }
+                    Err(PluginError::PluginFailure(reason)) => last_failure = Some(reason),
                 },
                 Err(trap) => {
                     self.instances[index] = None;
