@@ -277,26 +277,34 @@ fn tag_at(input: &str, lt: usize) -> Tag {
     let Some(name) = known_tag(&bytes[name_start..name_start + name_len]) else {
         return Tag::Literal;
     };
-    let after_name = name_start + name_len;
-    match bytes.get(after_name) {
-        Some(b'>' | b'/' | b' ' | b'\t' | b'\n') => {}
-        _ => return Tag::Literal,
-    }
-    let window = &bytes[after_name..bytes.len().min(after_name + MAX_TAG_LEN)];
-    let Some(gt) = memchr::memchr(b'>', window) else {
+    let Some(gt) = tag_end(bytes, name_start + name_len) else {
         return Tag::Literal;
     };
-    let end = after_name + gt + 1;
+    let end = gt + 1;
     if closing {
         Tag::Close { end }
     } else {
-        let self_closing = gt > 0 && window[gt - 1] == b'/';
+        let self_closing = bytes[gt - 1] == b'/';
         Tag::Open {
             name,
             end,
             self_closing,
         }
     }
+}
+
+/// The position of the `>` ending a tag whose name ends at `after_name`:
+/// the name must end there (at `>`, `/` or whitespace), and the `>` must
+/// come within [`MAX_TAG_LEN`] bytes.
+fn tag_end(bytes: &[u8], after_name: usize) -> Option<usize> {
+    if !matches!(
+        bytes.get(after_name),
+        Some(b'>' | b'/' | b' ' | b'\t' | b'\n')
+    ) {
+        return None;
+    }
+    let window = &bytes[after_name..bytes.len().min(after_name + MAX_TAG_LEN)];
+    memchr::memchr(b'>', window).map(|gt| after_name + gt)
 }
 
 /// The known tag named `name`, in any case (tag names are case-insensitive;
@@ -348,9 +356,8 @@ impl<'a> CloserSearch<'a> {
     }
 
     /// The first closing tag of `name` (lower case) at or after `from`, in
-    /// any case: `</name` followed by the end of the name and a `>` within
-    /// [`MAX_TAG_LEN`], as [`tag_at`] reads tags. So `</s` is not found in
-    /// `</small>`, nor `</ref` in `</references>`.
+    /// any case, read as [`tag_at`] reads tags ([`tag_end`]): so `</s` is
+    /// not found in `</small>`, nor `</ref` in `</references>`.
     fn first_closer(&self, name: &str, from: usize) -> Option<(usize, usize)> {
         let mut at = from;
         loop {
@@ -360,17 +367,9 @@ impl<'a> CloserSearch<'a> {
             let named = self
                 .bytes
                 .get(name_at..after_name)
-                .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()))
-                && matches!(
-                    self.bytes.get(after_name),
-                    Some(b'>' | b'/' | b' ' | b'\t' | b'\n')
-                );
-            if named {
-                let window =
-                    &self.bytes[after_name..self.bytes.len().min(after_name + MAX_TAG_LEN)];
-                if let Some(gt) = memchr::memchr(b'>', window) {
-                    return Some((start, after_name + gt + 1));
-                }
+                .is_some_and(|n| n.eq_ignore_ascii_case(name.as_bytes()));
+            if named && let Some(gt) = tag_end(self.bytes, after_name) {
+                return Some((start, gt + 1));
             }
             // The next `</` starts after this one's `/`.
             at = name_at;
