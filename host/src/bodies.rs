@@ -74,14 +74,6 @@ impl BodyStore {
                     max: max_bytes,
                 });
             }
-            // Without a length header the size is known only now.
-            Some(Bounded::Read(bytes)) if bytes.len() > max_bytes => {
-                return Err(BodyError::TooLarge {
-                    uri: body_ref.uri.clone(),
-                    size: bytes.len() as u64,
-                    max: max_bytes,
-                });
-            }
             Some(Bounded::Read(bytes)) => bytes,
         };
         let actual = Digest::of(&bytes);

@@ -132,8 +132,9 @@ impl ObjectStore {
     }
 
     /// Read the object `key` if it is at most `limit` bytes long, or `None`
-    /// if it does not exist. A larger object is not downloaded: its size is
-    /// known from the response headers (or file metadata) first.
+    /// if it does not exist. A larger object is not downloaded when its size
+    /// is known first (file metadata, S3's length header); without a length
+    /// header it is read and then refused.
     pub async fn get_at_most(
         &self,
         key: &str,
@@ -486,7 +487,15 @@ impl S3Store {
                 return Ok(Some(Bounded::TooLarge(size)));
             }
             match output.body.collect().await {
-                Ok(bytes) => return Ok(Some(Bounded::Read(bytes.into_bytes().to_vec()))),
+                Ok(bytes) => {
+                    let bytes = bytes.into_bytes().to_vec();
+                    // Without a length header the size is known only now.
+                    return Ok(Some(if bytes.len() as u64 > limit {
+                        Bounded::TooLarge(bytes.len() as u64)
+                    } else {
+                        Bounded::Read(bytes)
+                    }));
+                }
                 // The connection broke while the body was streaming (e.g. the
                 // server went away): as transient as a request that failed.
                 Err(error) => {
