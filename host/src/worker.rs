@@ -214,26 +214,29 @@ impl PartitionWorker {
                 run.push(message);
                 continue;
             };
-            // Boxed, as below: the chain and sink futures nested here are
-            // otherwise too deep a type for rustc's layout queries in
-            // release builds of the binary.
-            Box::pin(self.process_run(std::mem::take(&mut run))).await?;
+            if !run.is_empty() {
+                // Boxed, as below: the chain and sink futures nested here are
+                // otherwise too deep a type for rustc's layout queries in
+                // release builds of the binary.
+                Box::pin(self.process_run(std::mem::take(&mut run))).await?;
+            }
+            // Writes nothing once the range's first message has emptied the
+            // batch.
             self.flush().await?;
             self.stats.redelivered += 1;
             if self.last_durable.is_none_or(|d| d < adopted_last) {
                 self.last_durable = Some(adopted_last);
             }
         }
-        Box::pin(self.process_run(run)).await?;
+        if !run.is_empty() {
+            Box::pin(self.process_run(run)).await?;
+        }
         Ok(self.last_durable.filter(|_| self.last_durable != before))
     }
 
     /// Process messages none of which is adopted, cutting objects when the
     /// batch is full (or due).
     async fn process_run(&mut self, messages: Vec<SourceMessage>) -> Result<(), WorkerError> {
-        if messages.is_empty() {
-            return Ok(());
-        }
         let (prepared, records) = self.prepare(messages).await?;
         let mut results = self.run_chain(records).await?.into_iter();
         let chain = self.chain.as_ref().expect("chain is back after running");
