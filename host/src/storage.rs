@@ -459,20 +459,79 @@ impl S3Store {
                 }
             }
         }
+        self.complete_upload(key, &upload_id, parts, body.len() as u64)
+            .await
+    }
+
+    /// Complete the multipart upload `upload_id` of `key`, whose parts hold
+    /// `size` bytes. If an attempt completed it but its response was lost,
+    /// the retry finds the upload gone (`NoSuchUpload`): then the object is
+    /// looked up, and its presence at the right size is success.
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+        size: u64,
+    ) -> Result<(), StorageError> {
+        let full = self.full_key(key);
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(parts))
             .build();
-        self.retrying("complete multipart upload", key, || {
-            self.client
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&full)
-                .upload_id(&upload_id)
-                .multipart_upload(completed.clone())
-                .send()
+        let upload_found = self
+            .retrying("complete multipart upload", key, || async {
+                match self
+                    .client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .upload_id(upload_id)
+                    .multipart_upload(completed.clone())
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(SdkError::ServiceError(e)) if e.err().code() == Some("NoSuchUpload") => {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        if upload_found {
+            return Ok(());
+        }
+        let stored = self
+            .retrying("head", key, || async {
+                match self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(&full)
+                    .send()
+                    .await
+                {
+                    Ok(head) => Ok(head.content_length()),
+                    Err(SdkError::ServiceError(e)) if e.err().is_not_found() => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        if stored.and_then(|length| u64::try_from(length).ok()) == Some(size) {
+            tracing::info!(
+                key,
+                "multipart upload was completed by an attempt whose response was lost"
+            );
+            return Ok(());
+        }
+        Err(StorageError::S3 {
+            operation: "complete multipart upload",
+            bucket: self.bucket.clone(),
+            key: full,
+            message: format!(
+                "the upload is gone (NoSuchUpload) and the object is not there with its {size} bytes"
+            ),
         })
-        .await
-        .map(drop)
     }
 
     async fn get(&self, key: &str, limit: u64) -> Result<Option<Bounded>, StorageError> {
@@ -623,12 +682,21 @@ mod tests {
         }
     }
 
+    /// A `200 OK` response declaring `length` bytes of body and sending
+    /// `sent` (which may be shorter).
+    fn ok(length: usize, sent: &[u8]) -> Vec<u8> {
+        [
+            format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n").as_bytes(),
+            sent,
+        ]
+        .concat()
+    }
+
     /// A store whose S3 endpoint is an HTTP server on a real socket that
-    /// answers its `n`-th request (from 0) with `respond(n)`: the declared
-    /// content length and the bytes actually sent before the socket closes
-    /// (or, with `hold`, stays open).
+    /// reads its `n`-th request (from 0) and answers with the bytes
+    /// `respond(n)`; then the socket closes (or, with `hold`, stays open).
     fn fake_s3(
-        respond: impl Fn(usize) -> (usize, Vec<u8>) + Send + 'static,
+        respond: impl Fn(usize) -> Vec<u8> + Send + 'static,
         requests: usize,
         hold: bool,
     ) -> (ObjectStore, tokio::task::JoinHandle<()>) {
@@ -649,10 +717,14 @@ mod tests {
                     }
                     request.push(byte[0]);
                 }
-                let (length, sent) = respond(n);
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n");
-                socket.write_all(head.as_bytes()).await.unwrap();
-                socket.write_all(&sent).await.unwrap();
+                let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                let body_length = head
+                    .lines()
+                    .find_map(|line| line.strip_prefix("content-length:"))
+                    .map_or(0, |length| length.trim().parse().unwrap());
+                let mut body = vec![0u8; body_length];
+                socket.read_exact(&mut body).await.unwrap();
+                socket.write_all(&respond(n)).await.unwrap();
                 if hold {
                     open.push(socket);
                 } else {
@@ -684,7 +756,7 @@ mod tests {
         let (store, server) = fake_s3(
             move |n| {
                 let sent = if n == 0 { &served[..10] } else { &served[..] };
-                (served.len(), sent.to_vec())
+                ok(served.len(), sent)
             },
             2,
             false,
@@ -699,12 +771,56 @@ mod tests {
     /// and keeps the connection open, so reading the body would never end.
     #[tokio::test]
     async fn an_object_over_the_limit_is_not_downloaded() {
-        let (store, server) = fake_s3(|_| (1 << 30, b"0123456789".to_vec()), 1, true);
+        let (store, server) = fake_s3(|_| ok(1 << 30, b"0123456789"), 1, true);
         let got = tokio::time::timeout(Duration::from_secs(20), store.get_at_most("key", 1 << 20))
             .await
             .expect("the body is not read");
         assert_eq!(got.unwrap(), Some(Bounded::TooLarge(1 << 30)));
         server.abort();
+    }
+
+    /// A completion whose response was lost is retried and finds the upload
+    /// gone; the object is there at its size, so the put succeeded. (The
+    /// server answers the retry, then the lookup; it was never asked the
+    /// first time, which changes nothing for the client.)
+    #[tokio::test]
+    async fn a_completed_upload_whose_answer_was_lost_is_found() {
+        let no_such_upload = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>\
+            <Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message>\
+            </Error>";
+        let respond = move |n| match n {
+            0 => [
+                format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: application/xml\r\n\
+                     content-length: {}\r\n\r\n",
+                    no_such_upload.len()
+                )
+                .as_bytes(),
+                no_such_upload.as_bytes(),
+            ]
+            .concat(),
+            _ => ok(20 << 20, b""),
+        };
+        let parts = vec![CompletedPart::builder().part_number(1).e_tag("e").build()];
+        let (store, server) = fake_s3(respond, 2, false);
+        let ObjectStore::S3(s3) = &store else {
+            unreachable!("fake_s3 makes an S3 store")
+        };
+        s3.complete_upload("key", "upload", parts.clone(), 20 << 20)
+            .await
+            .expect("the object is there: the upload was completed");
+        server.await.unwrap();
+        // The same answers for an object of another size: a real failure.
+        let (store, server) = fake_s3(respond, 2, false);
+        let ObjectStore::S3(s3) = &store else {
+            unreachable!("fake_s3 makes an S3 store")
+        };
+        let refused = s3.complete_upload("key", "upload", parts, 1).await;
+        assert!(
+            matches!(refused, Err(StorageError::S3 { .. })),
+            "{refused:?}"
+        );
+        server.await.unwrap();
     }
 
     #[test]
