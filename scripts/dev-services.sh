@@ -112,9 +112,15 @@ AWS_REGION=$REGION
 EOF
         if [ "${3:-}" = "--watch" ]; then
             watched=${4:?--watch needs a PID}
-            # Detached watchdog: stop the servers once the watched process is gone.
-            nohup bash -c "while kill -0 $watched 2>/dev/null; do sleep 0.5; done; '$0' stop '$dir'" \
-                >/dev/null 2>&1 &
+            # Detached watchdog (its own session, so a Ctrl-C of the watched
+            # process group does not take it down first): once the watched
+            # process is gone, stop the servers. It stops them by the PID
+            # files when DIR still exists, else by the PIDs it started with
+            # (a caller that removed DIR without stopping them first).
+            pids="$(cat "$dir/broker.pid") $(cat "$dir/s3.pid")"
+            setsid nohup bash -c "while kill -0 $watched 2>/dev/null; do sleep 0.5; done
+                if [ -d '$dir' ]; then '$0' stop '$dir'; else kill $pids 2>/dev/null; fi" \
+                >/dev/null 2>&1 </dev/null &
         fi
         print_env "$dir"
         ;;

@@ -40,8 +40,15 @@ pub enum BodyError {
         /// What the object hashes to.
         actual: Digest,
     },
-    /// The store refused the read for good (no such bucket, access denied,
-    /// wrong region): the reference cannot be read by this host.
+    /// The pipeline has no S3 connection to fetch bodies with.
+    #[error(
+        "the body is stored by reference (body_ref), and this pipeline has no S3 connection \
+         to fetch it with"
+    )]
+    NoStore,
+    /// The store refused the read for a reason of the reference's (no such
+    /// bucket, a malformed request). Refusals of the host's own credentials
+    /// never get here: the store retries them.
     #[error("cannot read the body: {0}")]
     Storage(#[from] StorageError),
 }

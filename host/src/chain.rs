@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::contract;
 use crate::counters::Counters;
 use crate::digest::Digest;
 use crate::media_type;
@@ -57,10 +58,6 @@ impl Stage {
 
     fn accepts(&self, content_type: &str) -> bool {
         media_type::any_matches(&self.plugin.info().accepts, content_type)
-    }
-
-    fn may_produce(&self, content_type: &str) -> bool {
-        media_type::any_matches(&self.plugin.info().produces, content_type)
     }
 }
 
@@ -472,18 +469,19 @@ fn dedup_origins(tagged: &Tagged) -> Vec<usize> {
     origins
 }
 
-/// Outputs must use a content type the stage declared in `produces`.
+/// Outputs must keep the plugin contract (see [`crate::contract`]): a
+/// declared, well-formed content type, and an id and metadata within bounds.
 fn check_produced(stage: &Stage, outputs: Vec<DocRecord>) -> Result<Vec<DocRecord>, StageFailure> {
-    match outputs.iter().find(|r| !stage.may_produce(&r.content_type)) {
+    let produces = &stage.plugin.info().produces;
+    match outputs
+        .iter()
+        .find_map(|output| contract::output_problem(output, produces))
+    {
         None => Ok(outputs),
-        Some(bad) => Err(failure(
+        Some(problem) => Err(failure(
             stage,
             FailureKind::Contract,
-            format!(
-                "emitted content type `{}`, which is not among its declared outputs {:?}",
-                bad.content_type,
-                stage.plugin.info().produces
-            ),
+            problem.to_string(),
             1,
         )),
     }

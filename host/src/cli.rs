@@ -86,6 +86,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate { config } => {
             let pipeline = config::load(&config)?;
             let assembled = pipeline::assemble(&pipeline).await?;
+            if let Err(e) = check_instances(&config, &pipeline).await? {
+                println!(
+                    "note: runtime.max_instances was not checked against the topic's \
+                     partitions (cannot reach the broker: {e})"
+                );
+            }
             println!(
                 "{}: valid; chain: {}",
                 config.display(),
@@ -127,8 +133,51 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// With a Kafka source: that `runtime.max_instances` is enough for a host
+/// that is assigned every partition of the topic (one instance per stage
+/// per partition), which would otherwise stop the host at assignment. The
+/// outer error is the problem; the inner one says the broker could not be
+/// asked (the check was not made).
+async fn check_instances(
+    path: &std::path::Path,
+    pipeline: &config::Pipeline,
+) -> anyhow::Result<Result<(), rdkafka::error::KafkaError>> {
+    let Source::Kafka(kafka) = &pipeline.source else {
+        return Ok(Ok(()));
+    };
+    let settings = kafka.clone();
+    let partitions = tokio::task::spawn_blocking(move || {
+        crate::kafka::partition_count(&settings, Duration::from_secs(10))
+    })
+    .await?;
+    let partitions = match partitions {
+        Ok(partitions) => partitions,
+        Err(e) => return Ok(Err(e)),
+    };
+    let needed = partitions * pipeline.stages.len();
+    let max = pipeline.runtime.max_instances as usize;
+    if needed > max {
+        return Err(config::problem_at(
+            path,
+            "runtime.max_instances",
+            format!(
+                "is {max}, but topic `{}` has {partitions} partitions and the chain {} stages: \
+                 a host assigned every partition needs {needed} instances; set it to at least \
+                 {needed}",
+                kafka.topic,
+                pipeline.stages.len()
+            ),
+        )
+        .into());
+    }
+    Ok(Ok(()))
+}
+
 async fn run_pipeline(config: &std::path::Path) -> anyhow::Result<()> {
     let pipeline = config::load(config)?;
+    if let Err(e) = check_instances(config, &pipeline).await? {
+        tracing::warn!("cannot reach the broker to check runtime.max_instances: {e}");
+    }
     let assembled = pipeline::assemble(&pipeline).await?;
     let summary = match &pipeline.source {
         Source::File { .. } => pipeline::run_file(&pipeline, &assembled).await,

@@ -533,6 +533,23 @@ pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
     parse(&text, base).map_err(fail)
 }
 
+/// A problem found after loading (e.g. against the broker), at `key` of
+/// the pipeline file `path`: located in the file when the key is written
+/// there.
+pub fn problem_at(path: &Path, key: &str, message: String) -> ConfigError {
+    let location = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| locate(&text, key));
+    ConfigError {
+        path: path.to_owned(),
+        problems: vec![Problem {
+            key: key.to_owned(),
+            location,
+            message,
+        }],
+    }
+}
+
 /// `base` joined with `relative`, with `.` and `..` resolved lexically so
 /// paths in messages read naturally (`out`, not `examples/wiki/../../out`).
 fn resolve(base: &Path, relative: &Path) -> PathBuf {
@@ -734,10 +751,11 @@ fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> So
             c.check(max_batch > 0, "source.kafka.max_batch", "must be positive");
             for key in kafka.properties.keys() {
                 c.check(
-                    !HOST_OWNED_KAFKA_PROPERTIES.contains(&key.as_str()),
+                    !crate::kafka::clients::HOST_OWNED_PROPERTIES.contains(&key.as_str()),
                     format!("source.kafka.properties.{key}"),
                     "is set by the host (offsets are committed only after results are \
-                     durable; the group is `source.kafka.group`) and cannot be overridden",
+                     durable; the group is `source.kafka.group`; dead letters are produced \
+                     with acks=all and idempotence) and cannot be overridden",
                 );
             }
             let properties = kafka
@@ -766,11 +784,6 @@ fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> So
         }
     }
 }
-
-/// librdkafka properties the delivery guarantees rest on: automatic commits
-/// or offset stores would commit offsets whose results are not written yet.
-const HOST_OWNED_KAFKA_PROPERTIES: &[&str] =
-    &["enable.auto.commit", "enable.auto.offset.store", "group.id"];
 
 /// Expand `${NAME}` references to environment variables; the error is the
 /// first name that is not set.
@@ -1046,11 +1059,20 @@ dir = "out"
     fn kafka_properties_the_guarantees_rest_on_cannot_be_overridden() {
         let dir = fixture_dir();
         let text = with_kafka_properties(
-            "\"enable.auto.commit\" = \"true\"\n\"fetch.max.bytes\" = \"1000000\"",
+            "\"enable.auto.commit\" = \"true\"\n\"fetch.max.bytes\" = \"1000000\"\n\
+             acks = \"1\"\n\"enable.idempotence\" = \"false\"",
         );
         let problems = parse(&text, dir.path()).unwrap_err();
-        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
-        assert_eq!(keys, ["source.kafka.properties.enable.auto.commit"]);
+        let mut keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "source.kafka.properties.acks",
+                "source.kafka.properties.enable.auto.commit",
+                "source.kafka.properties.enable.idempotence",
+            ]
+        );
     }
 
     #[test]

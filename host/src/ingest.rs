@@ -97,7 +97,7 @@ impl IngestSummary {
 /// Create the pipeline's topic with `partitions` partitions unless it exists.
 pub async fn create_topic(settings: &KafkaSettings, partitions: i32) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> =
-        crate::source::kafka::producer_config(settings).create()?;
+        crate::kafka::clients::producer_config(settings).create()?;
     let topic = NewTopic::new(&settings.topic, partitions, TopicReplication::Fixed(1));
     let results = admin.create_topics([&topic], &AdminOptions::new()).await?;
     for result in results {
@@ -123,7 +123,7 @@ pub async fn ingest(
         return Err(IngestError::NotKafka);
     };
     let started = Instant::now();
-    let producer: FutureProducer = crate::source::kafka::producer_config(settings).create()?;
+    let producer: FutureProducer = crate::kafka::clients::producer_config(settings).create()?;
     let mut source = FileSource::open(
         input,
         format.unwrap_or_else(|| FileFormat::from_path(input)),

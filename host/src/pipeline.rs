@@ -36,9 +36,9 @@ pub enum PipelineError {
     /// A Kafka client could not be created.
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    /// The streaming host stopped with an error.
+    /// The Kafka host stopped with an error.
     #[error(transparent)]
-    Stream(#[from] crate::stream::StreamError),
+    KafkaHost(#[from] crate::kafka::HostError),
 }
 
 /// The running parts of a pipeline.
@@ -117,7 +117,7 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
                 unreachable!("validation allows Kafka dead letters only with a Kafka source")
             };
             DeadLetterSink::Kafka {
-                producer: crate::source::kafka::producer_config(kafka).create()?,
+                producer: crate::kafka::clients::producer_config(kafka).create()?,
                 topic: topic.clone(),
             }
         }
@@ -164,14 +164,16 @@ impl RunSummary {
         let s = &self.stats;
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         format!(
-            "{} records in ({:.1} MB): {} results ({} outputs), {} tombstones, {} dead-lettered; \
-             {:.2} s, {:.0} records/s, {:.1} MB/s; results: {}, dead letters: {}",
+            "{} records in ({:.1} MB): {} results ({} outputs), {} tombstones, {} dead-lettered, \
+             {} already written; {:.2} s, {:.0} records/s, {:.1} MB/s; results: {}, dead \
+             letters: {}",
             s.records,
             s.bytes as f64 / 1e6,
             s.results,
             s.outputs,
             s.tombstones,
             s.dead_letters,
+            s.redelivered,
             secs,
             s.records as f64 / secs,
             s.bytes as f64 / 1e6 / secs,
@@ -203,6 +205,10 @@ pub async fn run_file(
     if let Some(bodies) = &assembled.bodies {
         worker = worker.with_bodies(bodies.clone());
     }
+    // A rerun into the same output adopts what an earlier run wrote (also
+    // with other batching, or cut at other times), so every record still
+    // has exactly one result line; only what is missing is processed.
+    worker.resume(0).await?;
     let batch_size = pipeline
         .stages
         .iter()
@@ -235,7 +241,7 @@ pub async fn run_stream(
     let Source::Kafka(kafka) = &pipeline.source else {
         unreachable!("run_stream is called for Kafka sources")
     };
-    let parts = crate::stream::WorkerParts {
+    let parts = crate::kafka::WorkerParts {
         chain: assembled.chain.clone(),
         sink: assembled.sink.clone(),
         decode: pipeline.decode.clone(),
@@ -243,7 +249,7 @@ pub async fn run_stream(
         bodies: assembled.bodies.clone(),
         max_batch: kafka.max_batch,
     };
-    let summary = crate::stream::run(kafka, parts, shutdown).await?;
+    let summary = crate::kafka::run(kafka, parts, shutdown).await?;
     Ok(RunSummary {
         stats: summary.stats,
         elapsed: summary.elapsed,

@@ -41,6 +41,12 @@ use crate::runtime::DocRecord;
 use crate::source::Position;
 use crate::storage::{ObjectStore, StorageError};
 
+/// How far before the committed offset the search for a results range
+/// holding it starts (most objects are shorter, so one probe usually finds
+/// the range before it), and by how much each further probe goes back.
+const STRADDLE_FIRST_PROBE: i64 = 1024;
+const STRADDLE_GROWTH: i64 = 16;
+
 /// zstd level for results: fast, and much smaller than raw JSONL.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -140,12 +146,12 @@ pub enum SinkError {
         source: StorageError,
     },
     /// Kafka did not acknowledge a dead letter.
-    #[error("producing dead letters to {topic}: {message}")]
+    #[error("producing dead letters to {topic}: {source}")]
     Kafka {
         /// The dead-letter topic.
         topic: String,
         /// The producer's error.
-        message: String,
+        source: rdkafka::error::KafkaError,
     },
     /// Compression failed (out of memory, in practice).
     #[error("compressing {key}: {source}")]
@@ -295,9 +301,9 @@ impl DeadLetterSink {
                     })
                     .collect();
                 for delivery in deliveries {
-                    delivery.await.map_err(|(error, _)| SinkError::Kafka {
+                    delivery.await.map_err(|(source, _)| SinkError::Kafka {
                         topic: topic.clone(),
-                        message: error.to_string(),
+                        source,
                     })?;
                 }
                 Ok(format!("kafka topic {topic}"))
@@ -365,9 +371,11 @@ impl Sink {
     /// What is already written of a partition from `committed` on (the
     /// committed offset, or the partition's first offset when nothing was
     /// committed yet: the next offset to process): the offset ranges of its
-    /// results objects, sorted. Records inside them must not be processed
-    /// again; records between them must. Deletes orphaned dead-letter
-    /// objects (see the module docs).
+    /// results objects that end at `committed` or later, sorted, including
+    /// one that starts before it (after an offset reset, or when retention
+    /// moved the first offset into a written range). Records inside them
+    /// must not be processed again; records between them must. Deletes
+    /// orphaned dead-letter objects (see the module docs).
     pub async fn resume_point(
         &self,
         topic: &str,
@@ -379,26 +387,35 @@ impl Sink {
             move |source| SinkError::Storage { key, source }
         };
         let results_prefix = format!("{}/results/{topic}/{partition}/", self.pipeline);
-        // Keys start with the zero-padded first offset, so the ranges that
-        // start at `committed` or later are exactly the keys that sort after
-        // this: the listings skip the partition's history.
-        let from_committed = |prefix: &str| format!("{prefix}{committed:020}");
-        let keys = self
-            .results
-            .list_after(&results_prefix, &from_committed(&results_prefix))
+        let from = self
+            .straddle_search_start(&results_prefix, committed)
             .await
             .map_err(storage(&results_prefix))?;
-        let mut adopted: Vec<(i64, i64)> = keys.iter().filter_map(|k| key_range(k)).collect();
+        // Keys start with the zero-padded first offset, so the ranges that
+        // start at `from` or later are exactly the keys that sort after
+        // this: the listings skip the partition's earlier history.
+        let start_after = |prefix: &str| format!("{prefix}{from:020}");
+        let keys = self
+            .results
+            .list_after(&results_prefix, &start_after(&results_prefix))
+            .await
+            .map_err(storage(&results_prefix))?;
+        let reaches = |(_, last): &(i64, i64)| *last >= committed;
+        let mut adopted: Vec<(i64, i64)> = keys
+            .iter()
+            .filter_map(|k| key_range(k))
+            .filter(reaches)
+            .collect();
         adopted.sort_unstable();
         if let DeadLetterSink::Store(store) = &self.dead_letters {
             let prefix = format!("{}/dead-letters/{topic}/{partition}/", self.pipeline);
             let keys = store
-                .list_after(&prefix, &from_committed(&prefix))
+                .list_after(&prefix, &start_after(&prefix))
                 .await
                 .map_err(storage(&prefix))?;
             for key in keys {
-                let orphan =
-                    key_range(&key).is_some_and(|range| adopted.binary_search(&range).is_err());
+                let orphan = key_range(&key)
+                    .is_some_and(|range| reaches(&range) && adopted.binary_search(&range).is_err());
                 if orphan {
                     tracing::info!(
                         key,
@@ -409,6 +426,37 @@ impl Sink {
             }
         }
         Ok(adopted)
+    }
+
+    /// An offset at or before the first offset of the last results range
+    /// that starts before `committed` (the only one that can hold
+    /// `committed`), or `committed` when there is none. Found by probing
+    /// ever further back, one single-key listing per probe: O(log distance)
+    /// requests, never a listing of the partition's whole history.
+    async fn straddle_search_start(
+        &self,
+        prefix: &str,
+        committed: i64,
+    ) -> Result<i64, StorageError> {
+        let mut back = STRADDLE_FIRST_PROBE;
+        while committed > 0 {
+            let probe = committed.saturating_sub(back).max(0);
+            let first = self
+                .results
+                .first_after(prefix, &format!("{prefix}{probe:020}"))
+                .await?
+                .as_deref()
+                .and_then(key_range)
+                .map(|(first, _)| first);
+            if first.is_some_and(|first| first < committed) {
+                return Ok(probe);
+            }
+            if probe == 0 {
+                break;
+            }
+            back = back.saturating_mul(STRADDLE_GROWTH);
+        }
+        Ok(committed)
     }
 
     /// Write `batch` (dead letters first, then results) and reset it.
@@ -510,5 +558,40 @@ mod tests {
         let left = store.list("p/dead-letters/").await.unwrap();
         assert_eq!(left.len(), 3, "only the orphan is gone: {left:?}");
         assert_eq!(sink.resume_point("t", 1, 0).await.unwrap(), []);
+    }
+
+    /// A range that starts before the committed offset and ends after it
+    /// (an offset reset, or retention moving the first offset) is adopted,
+    /// however far back it starts.
+    #[tokio::test]
+    async fn a_range_straddling_the_committed_offset_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::local(dir.path());
+        let sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone()));
+        for (first, last) in [(0, 9), (10, 19), (20, 99_999), (100_000, 100_009)] {
+            store
+                .put(&sink.results_key("t", 0, first, last), Vec::new())
+                .await
+                .unwrap();
+        }
+        // Dead letters of an unwritten range straddling the offset: orphaned.
+        store
+            .put(&sink.dead_letters_key("t", 0, 100_005, 100_020), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            sink.resume_point("t", 0, 15).await.unwrap(),
+            [(10, 19), (20, 99_999), (100_000, 100_009)]
+        );
+        assert_eq!(
+            sink.resume_point("t", 0, 50_000).await.unwrap(),
+            [(20, 99_999), (100_000, 100_009)]
+        );
+        assert_eq!(
+            sink.resume_point("t", 0, 100_010).await.unwrap(),
+            [],
+            "ranges that end before the offset are history"
+        );
+        assert!(store.list("p/dead-letters/").await.unwrap().is_empty());
     }
 }

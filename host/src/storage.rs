@@ -8,7 +8,11 @@
 //! retried with capped exponential backoff for as long as the caller waits:
 //! a worker whose store is down stops, which stops its partition's fetching
 //! (backpressure), and carries on by itself when the store is back.
-//! Permanent failures (access denied, no such bucket) are returned at once.
+//! Refusals of the host's own credentials or permissions (401/403, expired
+//! or invalid keys) are the host's fault, never a record's: they are retried
+//! the same way, logged as errors, so the partition waits instead of
+//! dead-lettering good records. Other refusals (no such bucket, a malformed
+//! request) are returned at once.
 
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -164,11 +168,26 @@ impl ObjectStore {
     ) -> Result<Vec<String>, StorageError> {
         let mut keys = match self {
             ObjectStore::Local(local) => local.list(prefix).await?,
-            ObjectStore::S3(s3) => s3.list(prefix, start_after).await?,
+            ObjectStore::S3(s3) => s3.list(prefix, start_after, None).await?,
         };
         keys.retain(|key| key.as_str() > start_after);
         keys.sort();
         Ok(keys)
+    }
+
+    /// The first key starting with `prefix` that sorts after `start_after`,
+    /// if any: one request to S3, whatever the number of keys.
+    pub async fn first_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(match self {
+            ObjectStore::Local(_) => self.list_after(prefix, start_after).await?,
+            ObjectStore::S3(s3) => s3.list(prefix, start_after, Some(1)).await?,
+        }
+        .into_iter()
+        .next())
     }
 
     /// Delete the object `key` (no error if it does not exist).
@@ -320,21 +339,54 @@ pub struct S3Store {
     prefix: String,
 }
 
-/// Whether an SDK error is worth retrying (the request may succeed later):
-/// no response at all, throttling, or a server-side (5xx) error.
-fn is_transient<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+/// Error codes S3 answers when the request's credentials are the problem:
+/// a fault of this host (its keys, its token, its clock, its policy), not of
+/// the object asked for.
+const HOST_CREDENTIAL_CODES: &[&str] = &[
+    "AccessDenied",
+    "AllAccessDisabled",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "RequestTimeTooSkewed",
+    "SignatureDoesNotMatch",
+    "TokenRefreshRequired",
+];
+
+/// Why a failed S3 request is worth retrying, if it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// No response, throttling, or a server-side (5xx) error: S3 may answer
+    /// later.
+    Transient,
+    /// The host's own credentials or permissions were refused (401/403):
+    /// nothing about the request's object is known, so no record may be
+    /// blamed for it. It is retried (credentials are refreshed by the
+    /// provider chain, policies get fixed) and the partition waits.
+    HostFault,
+}
+
+/// Whether, and why, an SDK error is worth retrying.
+fn retry_reason<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> Option<Retry> {
     match error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            true
+            Some(Retry::Transient)
         }
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let code = service.err().code().unwrap_or_default();
-            status == 429
+            if status == 401 || status == 403 || HOST_CREDENTIAL_CODES.contains(&code) {
+                Some(Retry::HostFault)
+            } else if status == 429
                 || status >= 500
                 || matches!(code, "SlowDown" | "Throttling" | "RequestTimeout")
+            {
+                Some(Retry::Transient)
+            } else {
+                None
+            }
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -370,11 +422,23 @@ impl S3Store {
                     }
                     return Ok(value);
                 }
-                Err(error) if is_transient(&error) => {
+                Err(error) if retry_reason(&error) == Some(Retry::Transient) => {
                     failures += 1;
                     tracing::warn!(
                         operation, bucket = %self.bucket, key, failures,
                         "S3 request failed, retrying in {:?}: {}",
+                        backoff.wait,
+                        aws_sdk_s3::error::DisplayErrorContext(&error)
+                    );
+                    backoff.pause().await;
+                }
+                Err(error) if retry_reason(&error) == Some(Retry::HostFault) => {
+                    failures += 1;
+                    tracing::error!(
+                        operation, bucket = %self.bucket, key, failures,
+                        "S3 refused this host's credentials or permissions; waiting for them \
+                         to be fixed (nothing is dead-lettered or committed meanwhile), \
+                         retrying in {:?}: {}",
                         backoff.wait,
                         aws_sdk_s3::error::DisplayErrorContext(&error)
                     );
@@ -593,7 +657,14 @@ impl S3Store {
         .await
     }
 
-    async fn list(&self, prefix: &str, start_after: &str) -> Result<Vec<String>, StorageError> {
+    /// Keys under `prefix` after `start_after`: all of them, or only the
+    /// first page of at most `max_keys`.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: &str,
+        max_keys: Option<i32>,
+    ) -> Result<Vec<String>, StorageError> {
         let full_prefix = self.full_key(prefix);
         let full_start_after = (!start_after.is_empty()).then(|| self.full_key(start_after));
         let strip = if self.prefix.is_empty() {
@@ -612,6 +683,7 @@ impl S3Store {
                         .prefix(&full_prefix)
                         .set_start_after(full_start_after.clone())
                         .set_continuation_token(token.clone())
+                        .set_max_keys(max_keys)
                         .send()
                 })
                 .await?;
@@ -622,7 +694,7 @@ impl S3Store {
                     .map(|k| k[strip..].to_owned()),
             );
             token = page.next_continuation_token().map(str::to_owned);
-            if token.is_none() {
+            if token.is_none() || max_keys.is_some() {
                 return Ok(keys);
             }
         }
@@ -820,6 +892,64 @@ mod tests {
             matches!(refused, Err(StorageError::S3 { .. })),
             "{refused:?}"
         );
+        server.await.unwrap();
+    }
+
+    /// An S3 error response with `status`, `reason` and error `code`.
+    fn error_response(status: u16, reason: &str, code: &str) -> Vec<u8> {
+        let body = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>\
+             <Message>{code}</Message></Error>"
+        );
+        format!(
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/xml\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// A refusal of the host's own credentials is the host's fault: the read
+    /// is retried (and succeeds once the credentials work), never reported
+    /// as a problem of the object.
+    #[tokio::test]
+    async fn refused_credentials_are_retried_not_blamed_on_the_object() {
+        for (status, reason, code) in [
+            (403, "Forbidden", "AccessDenied"),
+            (403, "Forbidden", "SignatureDoesNotMatch"),
+            (400, "Bad Request", "ExpiredToken"),
+        ] {
+            let (store, server) = fake_s3(
+                move |n| match n {
+                    0 => error_response(status, reason, code),
+                    _ => ok(4, b"body"),
+                },
+                2,
+                false,
+            );
+            let got = tokio::time::timeout(Duration::from_secs(20), store.get_at_most("k", 100))
+                .await
+                .expect("retried within the backoff");
+            assert_eq!(
+                got.unwrap(),
+                Some(Bounded::Read(b"body".to_vec())),
+                "{code}"
+            );
+            server.await.unwrap();
+        }
+    }
+
+    /// What is wrong with the object named (a bucket that does not exist)
+    /// is reported at once, for the caller to blame the record.
+    #[tokio::test]
+    async fn a_missing_bucket_is_reported_at_once() {
+        let (store, server) = fake_s3(
+            |_| error_response(404, "Not Found", "NoSuchBucket"),
+            1,
+            false,
+        );
+        let got = store.get_at_most("k", 100).await;
+        assert!(matches!(got, Err(StorageError::S3 { .. })), "{got:?}");
         server.await.unwrap();
     }
 

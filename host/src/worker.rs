@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::bodies::BodyStore;
+use crate::bodies::{BodyError, BodyStore};
 use crate::chain::{ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
 use crate::counters::Counters;
@@ -79,8 +79,8 @@ pub enum WorkerError {
     #[error(transparent)]
     Sink(#[from] SinkError),
     /// The chain thread panicked (a host bug).
-    #[error("the chain thread panicked: {0}")]
-    Panicked(String),
+    #[error("the chain thread panicked")]
+    Panicked(#[source] tokio::task::JoinError),
 }
 
 /// One decoded message, waiting for the chain.
@@ -366,7 +366,7 @@ impl PartitionWorker {
                             prepared.push(dead_before_chain(
                                 message,
                                 DeadLetterKind::Body,
-                                reason,
+                                reason.to_string(),
                                 identity,
                             ));
                             continue;
@@ -408,7 +408,7 @@ impl PartitionWorker {
             (chain, results)
         })
         .await
-        .map_err(|e| WorkerError::Panicked(e.to_string()))?;
+        .map_err(WorkerError::Panicked)?;
         let mut chain = chain;
         for (stage, counters) in chain.take_counters() {
             self.stats
@@ -439,25 +439,18 @@ fn dead_before_chain(
 }
 
 /// The body a reference points to, or why the record must be
-/// dead-lettered. Every failure that will not go away by itself is the
-/// record's: the URI comes from the event, so a bucket that does not exist,
-/// or that this host may not read, must not stop the partition at that
-/// offset on every restart. (S3 being unreachable is transient: the fetch
-/// retries, and the partition waits, as for any S3 outage.)
+/// dead-lettered. What is wrong with the reference (no such bucket or
+/// object, a digest mismatch, over the size limit) is the record's fault;
+/// what is wrong with this host (S3 unreachable, its own credentials or
+/// permissions refused) is retried inside the store, so the partition waits
+/// and nothing is dead-lettered or committed meanwhile.
 async fn fetch_body(
     bodies: Option<&BodyStore>,
     body_ref: &BodyRef,
     max_body_bytes: usize,
-) -> Result<Vec<u8>, String> {
-    let Some(bodies) = bodies else {
-        return Err(
-            "the body is stored by reference (body_ref), and this pipeline has no \
-                       S3 connection to fetch it with"
-                .to_owned(),
-        );
-    };
-    bodies
-        .fetch(body_ref, max_body_bytes)
-        .await
-        .map_err(|e| e.to_string())
+) -> Result<Vec<u8>, BodyError> {
+    match bodies {
+        None => Err(BodyError::NoStore),
+        Some(bodies) => bodies.fetch(body_ref, max_body_bytes).await,
+    }
 }

@@ -371,3 +371,102 @@ async fn large_objects_are_uploaded_in_parts() {
     store.delete("big/object.bin").await.unwrap();
     assert!(store.list("big/").await.unwrap().is_empty());
 }
+
+/// A partition paused for its backlog (its worker's channel full) is
+/// fetched again after a rebalance hands it back: a pause must not outlive
+/// the assignment it was made in. Tiny lanes (`max_batch = 1`) and a large
+/// backlog keep both partitions paused through the rebalances.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_partition_drains_after_a_rebalance_hands_it_back() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "pause", 2, "").await;
+    let text = std::fs::read_to_string(&scenario.pipeline).unwrap();
+    std::fs::write(
+        &scenario.pipeline,
+        text.replace("max_batch = 64", "max_batch = 1"),
+    )
+    .unwrap();
+    ingest_dump(&scenario, services, 8);
+    let first = scenario.start_host(&weir(), services, 0, "replica-0");
+    assert!(
+        first
+            .wait_for_log("partition assigned", Duration::from_secs(60))
+            .await
+    );
+    // A second replica joins (both partitions are revoked from the first,
+    // one comes back) and leaves (both come back).
+    let second = scenario.start_host(&weir(), services, 1, "replica-1");
+    assert!(
+        second
+            .wait_for_log("partition assigned", Duration::from_secs(60))
+            .await
+    );
+    let (code, out) = second.terminate();
+    assert_eq!(code, Some(0), "{out}");
+    let places = scenario
+        .wait_accounted(services, Duration::from_secs(120))
+        .await;
+    let (code, _) = first.terminate();
+    assert_eq!(code, Some(0));
+    scenario.assert_exactly_once(services, &places).await;
+}
+
+/// The servers a test starts stop when it is done with them, not when the
+/// test binary exits (a bench or a long test run would otherwise leave them
+/// running), and without waiting for the watchdog.
+#[test]
+fn private_servers_stop_when_dropped() {
+    let services = Services::start();
+    let pids = services.pids();
+    assert_eq!(pids.len(), 2, "a broker and an S3 server");
+    // Running, not a zombie waiting to be reaped.
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|s| !s.trim_start().starts_with('Z'))
+        })
+    };
+    assert!(pids.iter().all(alive));
+    drop(services);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while pids.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let running: Vec<_> = pids.iter().filter(|p| alive(p)).collect();
+    assert!(running.is_empty(), "still running: {running:?}");
+}
+
+/// Too few instances for every partition's chain is a configuration error
+/// that `weir validate` (and `weir run`, before consuming) reports with the
+/// file, line and key, not a host that dies when partitions are assigned.
+#[tokio::test(flavor = "multi_thread")]
+async fn too_few_instances_for_the_partitions_is_caught_by_validate() {
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "instances", 4, "").await;
+    services.create_topic(&scenario.topic, 4).await;
+    let text = std::fs::read_to_string(&scenario.pipeline).unwrap();
+    std::fs::write(
+        &scenario.pipeline,
+        text.replace("batch_size = 16", "batch_size = 16\nmax_instances = 8"),
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let output = std::process::Command::new(weir())
+            .args([command, "-c"])
+            .arg(&scenario.pipeline)
+            .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains("pipeline.toml")
+                && stderr.contains("`runtime.max_instances`: is 8, but topic")
+                && stderr.contains("needs 12 instances"),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains("line "), "{command}: {stderr}");
+    }
+}

@@ -106,6 +106,15 @@ impl Services {
         assert!(status.success(), "dev-services {args:?} failed");
     }
 
+    /// The process ids of the running servers (broker, S3).
+    pub fn pids(&self) -> Vec<u32> {
+        ["broker", "s3"]
+            .iter()
+            .filter_map(|name| std::fs::read_to_string(self.dir.join(format!("{name}.pid"))).ok())
+            .filter_map(|pid| pid.trim().parse().ok())
+            .collect()
+    }
+
     fn var(&self, key: &str) -> &str {
         self.env
             .iter()
@@ -206,5 +215,20 @@ impl Services {
                     .1
             })
             .collect()
+    }
+}
+
+/// Private servers stop with their owner, before their directory (which
+/// holds the PID files the script stops them by) is removed. The script's
+/// watchdog covers what a destructor cannot: a killed or aborted process.
+impl Drop for Services {
+    fn drop(&mut self) {
+        let stopped = Command::new(script()).arg("stop").arg(&self.dir).status();
+        if !stopped.is_ok_and(|s| s.success()) {
+            eprintln!(
+                "weir-tests: stopping the servers in {} failed",
+                self.dir.display()
+            );
+        }
     }
 }

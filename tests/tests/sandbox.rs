@@ -218,3 +218,81 @@ fn compiled_plugins_are_cached_on_disk() {
         .unwrap();
     assert!(name.starts_with(&first.digest().hex()), "{name}");
 }
+
+/// Outputs that break the contract (a content type that is not a media type
+/// at all, a 10 MB id) dead-letter their record at the stage that emitted
+/// them: they reach neither the next stage nor the results.
+#[test]
+fn outputs_that_break_the_contract_are_dead_lettered_where_they_are_emitted() {
+    let runtime = runtime();
+    let chain = chain(
+        &runtime,
+        &[
+            ("hostile", "hostile", Limits::default()),
+            ("echo", "echo", Limits::default()),
+        ],
+    );
+    let mut worker = chain.start_worker().unwrap();
+    let results = worker
+        .process(vec![
+            text_record("badtype", "badtype"),
+            text_record("bigid", "bigid"),
+            text_record("fine", "fine"),
+        ])
+        .unwrap();
+    for (result, reason) in results
+        .iter()
+        .zip(["not a media type", "output id of 10485760 bytes"])
+    {
+        let ChainResult::Failed(failure) = result else {
+            panic!("{reason}: {result:?}");
+        };
+        assert_eq!(failure.kind, FailureKind::Contract);
+        assert_eq!(failure.stage, "hostile");
+        assert!(failure.reason.contains(reason), "{}", failure.reason);
+    }
+    assert_eq!(outcome(&results[2]), ("done".into(), "fine".into()));
+}
+
+/// Bytes written by a tracing subscriber.
+#[derive(Clone, Default)]
+struct CountingWriter(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl std::io::Write for CountingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .fetch_add(buf.len(), std::sync::atomic::Ordering::Relaxed);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A plugin that logs 200,000 lines of 1 KB while processing one record
+/// puts a bounded amount on the host's log, says once what it dropped, and
+/// its record still succeeds.
+#[test]
+fn a_plugin_cannot_flood_the_host_log() {
+    let written = CountingWriter::default();
+    let writer = written.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let runtime = runtime();
+    let chain = chain(&runtime, &[("hostile", "hostile", Limits::default())]);
+    let mut worker = chain.start_worker().unwrap();
+    let results = tracing::subscriber::with_default(subscriber, || {
+        worker.process(vec![text_record("flood", "flood")]).unwrap()
+    });
+    assert_eq!(outcome(&results[0]).0, "done");
+    let bytes = written.0.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(bytes < 1 << 20, "{bytes} bytes of log for one record");
+    let counters: std::collections::BTreeMap<_, _> = worker.take_counters().into_iter().collect();
+    let dropped = counters["hostile"].get(weir::runtime::DROPPED_COUNTER);
+    assert!(
+        dropped.is_some_and(|d| d >= 199_000),
+        "dropped lines are counted: {dropped:?}"
+    );
+}

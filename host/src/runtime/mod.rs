@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod bindings;
+mod log_budget;
 mod plugin;
 mod sandbox;
 
@@ -26,6 +27,7 @@ use wasmtime::{
 
 pub use artifacts::CompiledFrom;
 pub use bindings::{DocRecord, PluginError, PluginInfo};
+pub use log_budget::DROPPED_COUNTER;
 pub use plugin::{LoadedPlugin, PluginInstance, RecordOutcome, Trap, plugin_error_message};
 pub use sandbox::{Grants, Limits};
 

@@ -19,6 +19,7 @@ use wasmtime::{Engine, Store};
 use super::RuntimeError;
 use super::artifacts::CompiledFrom;
 use super::bindings::{DocRecord, PluginError, PluginInfo, TransformPlugin, TransformPluginPre};
+use super::log_budget::LogBudget;
 use super::sandbox::{Grants, Limits, StoreState};
 use crate::counters::Counters;
 use crate::digest::Digest;
@@ -36,6 +37,8 @@ pub struct LoadedPlugin {
     epoch_tick: Duration,
     fuel_enabled: bool,
     compiled_from: CompiledFrom,
+    /// How much all instances of this plugin may log.
+    log_budget: Arc<LogBudget>,
 }
 
 impl LoadedPlugin {
@@ -69,6 +72,7 @@ impl LoadedPlugin {
             epoch_tick: runtime.epoch_tick,
             fuel_enabled: runtime.fuel_enabled,
             compiled_from,
+            log_budget: Arc::default(),
         };
         plugin.info = plugin.describe()?;
         plugin.label = format!(
@@ -130,6 +134,7 @@ impl LoadedPlugin {
             .bindings
             .weir_plugin_transform()
             .call_init(&mut instance.store, config_json);
+        instance.store.data_mut().end_call();
         match init {
             Ok(Ok(())) => Ok(instance),
             Ok(Err(error)) => Err(RuntimeError::Init {
@@ -152,7 +157,7 @@ impl LoadedPlugin {
             plugin: self.label.to_string(),
             reason,
         };
-        let state = StoreState::new(self.label.clone(), limits, grants)
+        let state = StoreState::new(self.label.clone(), limits, grants, self.log_budget.clone())
             .map_err(|e| failed(e.to_string()))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -248,11 +253,12 @@ impl PluginInstance {
     /// ended the call. After a trap, drop this instance and make a new one.
     pub fn process(&mut self, batch: &[DocRecord]) -> Result<Vec<RecordOutcome>, Trap> {
         self.arm();
-        let outcomes = self
+        let called = self
             .bindings
             .weir_plugin_transform()
-            .call_process(&mut self.store, batch)
-            .map_err(|e| self.classify(e))?;
+            .call_process(&mut self.store, batch);
+        self.store.data_mut().end_call();
+        let outcomes = called.map_err(|e| self.classify(e))?;
         if outcomes.len() != batch.len() {
             return Err(Trap::Contract(format!(
                 "process returned {} outcomes for {} records",

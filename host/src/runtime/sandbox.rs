@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 
+use super::log_budget::{CallLog, DROPPED_COUNTER, LINES_PER_CALL, LINES_PER_SECOND, LogBudget};
 use crate::counters::Counters;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{
@@ -69,12 +70,21 @@ pub struct StoreState {
     pub(super) counters: Counters,
     /// The last panic message the SDK reported, if any.
     pub(super) last_panic: Option<String>,
+    /// The log budget of the plugin, shared by all its instances.
+    pub(super) log_budget: Arc<LogBudget>,
+    /// This instance's log lines in the call under way.
+    pub(super) call_log: CallLog,
 }
 
 impl StoreState {
     /// Build the state for one instance. Fails only if a granted directory
     /// cannot be opened.
-    pub(super) fn new(label: Arc<str>, limits: &Limits, grants: &Grants) -> std::io::Result<Self> {
+    pub(super) fn new(
+        label: Arc<str>,
+        limits: &Limits,
+        grants: &Grants,
+        log_budget: Arc<LogBudget>,
+    ) -> std::io::Result<Self> {
         Ok(StoreState {
             wasi: wasi_context(grants)?,
             table: ResourceTable::new(),
@@ -82,7 +92,24 @@ impl StoreState {
             label,
             counters: Counters::default(),
             last_panic: None,
+            log_budget,
+            call_log: CallLog::default(),
         })
+    }
+
+    /// End a call into the instance: lines its log budget dropped are
+    /// counted, and said once.
+    pub(super) fn end_call(&mut self) {
+        let dropped = self.call_log.finish();
+        if dropped > 0 {
+            self.counters.add(DROPPED_COUNTER, dropped);
+            tracing::warn!(
+                plugin = &*self.label,
+                dropped,
+                "plugin log lines dropped in this call (at most {LINES_PER_CALL} a call, \
+                 {LINES_PER_SECOND}/s per plugin; counted as `{DROPPED_COUNTER}`)"
+            );
+        }
     }
 }
 

@@ -5,7 +5,6 @@
 //! 0-based line (or page) number, so a dead letter points at the exact input.
 
 pub mod file;
-pub mod kafka;
 pub mod mediawiki;
 
 use std::fmt;

@@ -10,6 +10,9 @@
 //! | `env`    | tries to read `HOME` and `PATH` (empty)           |
 //! | `net`    | tries to open a TCP connection (denied)           |
 //! | `clock`  | reports the wall clock it sees (frozen)           |
+//! | `flood`  | logs 200,000 lines of 1 KB, then echoes           |
+//! | `badtype`| emits content type `"not a type \u{0}\n"`          |
+//! | `bigid`  | emits an output whose id is 10 MB                 |
 //! | other    | echoed unchanged                                  |
 //!
 //! The sandbox probes (`fs`, `env`, `net`, `clock`) return bad-input errors
@@ -58,6 +61,19 @@ impl Transform for Hostile {
                     "text/plain",
                     now.as_secs().to_string().into_bytes(),
                 )])
+            }
+            b"flood" => {
+                let line = "x".repeat(1024);
+                for n in 0..200_000u32 {
+                    weir_sdk::log(weir_sdk::Level::Info, &line, &[("n", &n.to_string())]);
+                }
+                Ok(vec![record])
+            }
+            b"badtype" => Ok(vec![record.derive("not a type \u{0}\n", b"x".to_vec())]),
+            b"bigid" => {
+                let mut output = record.derive("text/plain", b"x".to_vec());
+                output.id = "i".repeat(10 << 20);
+                Ok(vec![output])
             }
             _ => Ok(vec![record]),
         }

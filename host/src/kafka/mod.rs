@@ -1,0 +1,230 @@
+//! The Kafka host: one consumer in the pipeline's consumer group, and one
+//! task per assigned partition; and the librdkafka client configurations
+//! ([`clients`]).
+//!
+//! ```text
+//!  poll thread ──Message──► partition task (tokio) ──► worker: chain ──► sink
+//!   (rdkafka)   ◄─Durable──   one per assigned partition, offsets in order
+//!      │ commits offsets that are durable; on revoke: stop, flush, commit
+//! ```
+//!
+//! Parts: [`clients`] (consumer and producer configurations), `partitions`
+//! (lanes, pause, assignment and revocation), `task` (one partition's
+//! loop), `offsets` (what may be committed, and what is).
+//!
+//! Invariants:
+//! - a partition's messages are processed in offset order by exactly one
+//!   task; partitions are processed concurrently;
+//! - an offset is committed only after the task reported every record
+//!   before it durable (in a results object, a dead letter, or adopted);
+//!   committed offsets never go backwards, and a failed commit is retried;
+//! - on revoke (rebalance or shutdown) a partition's task finishes what it
+//!   was given, writes its open batch and the offset is committed before the
+//!   partition is given up; a task that does not finish in time is aborted
+//!   (it ends at its next wait), and what it reports afterwards is never
+//!   committed: each task has a generation, and only the partition's
+//!   current task speaks for it (another owner may have committed past a
+//!   stopped one);
+//! - backpressure: a task that cannot keep up (or cannot write: S3 down)
+//!   stops taking messages; its bounded channel fills, its partition is
+//!   paused (the consumer stops fetching it) and the few messages already
+//!   prefetched wait in its lane. Other partitions carry on. Nothing is
+//!   buffered without bound, and everything resumes by itself.
+
+pub mod clients;
+mod offsets;
+mod partitions;
+mod task;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::{ClientContext, TopicPartitionList};
+
+use crate::bodies::BodyStore;
+use crate::chain::Chain;
+use crate::config::{BatchingConfig, DecodeConfig, KafkaSettings};
+use crate::sink::Sink;
+use crate::worker::{Stats, WorkerError};
+use clients::{consumer_config, to_source_message};
+use partitions::Partitions;
+
+/// How often progress is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// A partition: topic and partition number.
+type PartitionKey = (String, i32);
+
+/// Errors that stop the Kafka host.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The consumer could not be created or subscribed.
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// An assigned partition's position (committed offset, or first offset)
+    /// could not be read, even after retries.
+    #[error("cannot read the position of the assigned partitions")]
+    Position(#[source] rdkafka::error::KafkaError),
+    /// A partition's worker could not be started.
+    #[error("starting a partition worker")]
+    StartWorker(#[source] crate::runtime::RuntimeError),
+    /// A partition's worker stopped with an error.
+    #[error("partition {topic}/{partition}")]
+    Partition {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Why the worker stopped.
+        source: WorkerError,
+    },
+    /// The poll thread panicked (a host bug).
+    #[error("the poll thread panicked")]
+    PollThread(#[source] tokio::task::JoinError),
+}
+
+/// What the Kafka host did.
+#[derive(Debug, Clone)]
+pub struct HostSummary {
+    /// Totals over every partition worker that ran.
+    pub stats: Stats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Everything a partition worker is made of.
+pub struct WorkerParts {
+    /// The chain (instantiated once per worker).
+    pub chain: Arc<Chain>,
+    /// The output writer.
+    pub sink: Arc<Sink>,
+    /// Decoding settings.
+    pub decode: DecodeConfig,
+    /// Object cutting.
+    pub batching: BatchingConfig,
+    /// Fetcher of bodies stored by reference.
+    pub bodies: Option<BodyStore>,
+    /// Messages per hand-off to the chain.
+    pub max_batch: usize,
+}
+
+/// The consumer's context: routes rebalances and commit answers to the
+/// partitions.
+pub struct HostContext {
+    partitions: Arc<Partitions>,
+}
+
+impl ClientContext for HostContext {}
+
+impl ConsumerContext for HostContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let keys: Vec<PartitionKey> = list
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect();
+            tracing::info!(
+                partitions = keys.len(),
+                "partitions revoked: finishing and committing them"
+            );
+            self.partitions.give_up(consumer, &keys);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            self.partitions.assign(consumer, list);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.partitions.committed(result, offsets);
+    }
+}
+
+/// How many partitions `settings.topic` has (0 if it does not exist yet),
+/// asking the broker. Blocking.
+pub fn partition_count(settings: &KafkaSettings, timeout: Duration) -> KafkaResult<usize> {
+    let consumer: BaseConsumer = consumer_config(settings).create()?;
+    let metadata = consumer.fetch_metadata(Some(&settings.topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == settings.topic)
+        .map(|t| t.partitions().len())
+        .sum())
+}
+
+/// Consume `settings.topic` with the pipeline's chain until `shutdown` is
+/// set, then finish every partition, commit, and return the totals.
+pub async fn run(
+    settings: &KafkaSettings,
+    parts: WorkerParts,
+    shutdown: Arc<AtomicBool>,
+) -> Result<HostSummary, HostError> {
+    let started = Instant::now();
+    let (events, events_rx) = flume::unbounded();
+    let partitions = Arc::new(Partitions::new(parts, events, shutdown));
+    let consumer: BaseConsumer<HostContext> =
+        consumer_config(settings).create_with_context(HostContext {
+            partitions: partitions.clone(),
+        })?;
+    consumer.subscribe(&[settings.topic.as_str()])?;
+    tracing::info!(topic = settings.topic, group = settings.group, "consuming");
+    let polling = partitions.clone();
+    tokio::task::spawn_blocking(move || poll_loop(&consumer, &polling, &events_rx))
+        .await
+        .map_err(HostError::PollThread)?;
+    match partitions.take_failure() {
+        Some(error) => Err(error),
+        None => Ok(HostSummary {
+            stats: partitions.finished(),
+            elapsed: started.elapsed(),
+        }),
+    }
+}
+
+/// The consumer loop: poll, hand messages to tasks, commit what is
+/// durable; on shutdown, stop every task and commit synchronously.
+fn poll_loop(
+    consumer: &BaseConsumer<HostContext>,
+    partitions: &Partitions,
+    events: &flume::Receiver<task::Event>,
+) {
+    let mut last_progress = Instant::now();
+    let mut backlog = false;
+    while !partitions.stopping() {
+        // Poll briefly while messages wait for room, so they move on soon.
+        let timeout = if backlog {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(100)
+        };
+        match consumer.poll(timeout) {
+            Some(Ok(message)) => partitions.dispatch(consumer, to_source_message(&message)),
+            Some(Err(e)) => tracing::warn!("consumer: {e}"),
+            None => {}
+        }
+        partitions.drain_events(events);
+        partitions.commit_due(consumer);
+        backlog = partitions.drain_overflow(consumer);
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = Instant::now();
+            tracing::info!(
+                consumed = partitions.dispatched(),
+                partitions = partitions.all_keys().len(),
+                "progress"
+            );
+        }
+    }
+    tracing::info!("stopping: finishing and committing every partition");
+    // Reports still queued come from the current tasks: read them before
+    // the tasks are stopped (after which they would no longer count).
+    partitions.drain_events(events);
+    partitions.give_up(consumer, &partitions.all_keys());
+    consumer.unsubscribe();
+}
