@@ -1,25 +1,51 @@
 //! weir: stream documents through a chain of sandboxed WebAssembly plugins.
 //!
 //! The flow is source -> decode -> chain of plugins -> sink, with dead
-//! letters for anything that fails. See `DESIGN.md` and the README for the
-//! architecture; each module's docs say what it owns and its invariants.
+//! letters for anything that fails; `docs/architecture.md` describes it and
+//! the delivery guarantees. Layout, one concept per module:
+//!
+//! - [`cli`]: the `weir` commands (clap) and their top level.
+//! - [`config`]: the pipeline file: serde structs, validation into typed
+//!   settings, problems with file, line and key.
+//! - [`pipeline`]: assembling a validated pipeline into running parts, and
+//!   running a file source.
+//! - [`source`]: file sources (JSONL events, MediaWiki dumps) and the
+//!   position every message carries.
+//! - [`kafka`]: the Kafka host: consumer, rebalances, per-partition lanes
+//!   and tasks, offsets and commits, client configurations.
+//! - [`ingest`]: `weir ingest`, producing change events to a topic.
+//! - [`event`]: the change-event schema and its decoding.
+//! - [`bodies`]: bodies stored by reference in S3, uploaded and verified.
+//! - [`worker`]: one partition's records in order: decode, chain, sink, and
+//!   adoption of ranges already written.
+//! - [`chain`]: stages, the load-time type check, running batches through.
+//! - [`contract`]: what every plugin output must satisfy.
+//! - [`runtime`]: the only module that uses wasmtime: engine, sandbox,
+//!   limits, plugin log budget.
+//! - [`sink`]: results and dead-letter objects of a partition and their
+//!   keys; what is already written.
+//! - [`dlq`]: the dead-letter record and where dead letters are written.
+//! - [`storage`]: the object store: local directory, S3, in memory.
+//! - [`media_type`], [`digest`], [`counters`], [`atomic_file`]: small shared
+//!   building blocks.
+//! - [`telemetry`]: logging setup.
 
-pub mod atomic_file;
-pub mod bodies;
+pub(crate) mod atomic_file;
+pub(crate) mod bodies;
 pub mod chain;
 pub mod cli;
 pub mod config;
-pub mod contract;
-pub mod counters;
+pub(crate) mod contract;
+pub(crate) mod counters;
 pub mod digest;
-pub mod dlq;
+pub(crate) mod dlq;
 pub mod event;
-pub mod ingest;
-pub mod kafka;
-pub mod media_type;
+pub(crate) mod ingest;
+pub(crate) mod kafka;
+pub(crate) mod media_type;
 pub mod pipeline;
 pub mod runtime;
-pub mod sink;
+pub(crate) mod sink;
 pub mod source;
 pub mod storage;
 pub mod telemetry;

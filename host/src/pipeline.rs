@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use crate::bodies::BodyStore;
 use crate::chain::{Chain, ChainError, Stage};
-use crate::config::{Output, Pipeline, Source};
+use crate::config::{DeadLetterOutput, Pipeline, Source, StoreOutput};
+use crate::dlq::DeadLetterSink;
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError, RuntimeOptions};
-use crate::sink::{DeadLetterSink, Sink};
+use crate::sink::Sink;
 use crate::source::{FileSource, SourceError};
 use crate::storage::ObjectStore;
 use crate::worker::{PartitionWorker, Stats, WorkerError};
@@ -101,9 +102,11 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
     let chain = Arc::new(Chain::new(stages).map_err(PipelineError::Chain)?);
     // S3 is needed for S3 outputs, and by Kafka sources for bodies sent by
     // reference.
-    let uses_s3 = [&pipeline.output, &pipeline.dead_letter]
-        .iter()
-        .any(|o| matches!(o, Output::S3 { .. }))
+    let uses_s3 = matches!(pipeline.output, StoreOutput::S3 { .. })
+        || matches!(
+            pipeline.dead_letter,
+            DeadLetterOutput::Store(StoreOutput::S3 { .. })
+        )
         || matches!(pipeline.source, Source::Kafka(_));
     let s3 = if uses_s3 {
         Some(crate::storage::s3_client(&pipeline.s3).await)
@@ -112,7 +115,7 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
     };
     let results = object_store(&pipeline.output, s3.as_ref());
     let dead_letters = match &pipeline.dead_letter {
-        Output::Kafka { topic } => {
+        DeadLetterOutput::Kafka { topic } => {
             let Source::Kafka(kafka) = &pipeline.source else {
                 unreachable!("validation allows Kafka dead letters only with a Kafka source")
             };
@@ -121,7 +124,7 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
                 topic: topic.clone(),
             }
         }
-        other => DeadLetterSink::Store(object_store(other, s3.as_ref())),
+        DeadLetterOutput::Store(store) => DeadLetterSink::Store(object_store(store, s3.as_ref())),
     };
     let sink = Arc::new(Sink::new(&pipeline.name, results, dead_letters));
     Ok(Assembled {
@@ -133,15 +136,14 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
     })
 }
 
-fn object_store(output: &Output, s3: Option<&aws_sdk_s3::Client>) -> ObjectStore {
+fn object_store(output: &StoreOutput, s3: Option<&aws_sdk_s3::Client>) -> ObjectStore {
     match output {
-        Output::Local { dir } => ObjectStore::local(dir),
-        Output::S3 { bucket, prefix } => ObjectStore::s3(
+        StoreOutput::Local { dir } => ObjectStore::local(dir),
+        StoreOutput::S3 { bucket, prefix } => ObjectStore::s3(
             s3.expect("an S3 client for S3 outputs").clone(),
             bucket,
             prefix,
         ),
-        Output::Kafka { .. } => unreachable!("validation allows Kafka only for dead letters"),
     }
 }
 

@@ -30,12 +30,10 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::value::RawValue;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
-
 use crate::chain::LineageEntry;
 use crate::config::BatchingConfig;
 use crate::digest::Digest;
-use crate::dlq::DeadLetter;
+use crate::dlq::{DeadLetter, DeadLetterError, DeadLetterSink};
 use crate::event::Operation;
 use crate::runtime::DocRecord;
 use crate::source::Position;
@@ -145,14 +143,9 @@ pub enum SinkError {
         /// The storage error.
         source: StorageError,
     },
-    /// Kafka did not acknowledge a dead letter.
-    #[error("producing dead letters to {topic}: {source}")]
-    Kafka {
-        /// The dead-letter topic.
-        topic: String,
-        /// The producer's error.
-        source: rdkafka::error::KafkaError,
-    },
+    /// The range's dead letters could not be written.
+    #[error(transparent)]
+    DeadLetters(#[from] DeadLetterError),
     /// Compression failed (out of memory, in practice).
     #[error("compressing {key}: {source}")]
     Compress {
@@ -247,68 +240,6 @@ impl PartitionBatch {
     pub fn due_in(&self, limits: &BatchingConfig) -> Option<Duration> {
         let age = Duration::from_millis(limits.max_age_ms);
         self.opened_at.map(|t| age.saturating_sub(t.elapsed()))
-    }
-}
-
-/// Where dead letters go.
-pub enum DeadLetterSink {
-    /// Objects next to the results (local directory or S3).
-    Store(ObjectStore),
-    /// A Kafka topic: one message per dead letter, keyed by its position.
-    /// At-least-once: a crash between producing and committing produces the
-    /// range's dead letters again (consumers de-duplicate by key).
-    Kafka {
-        /// The producer.
-        producer: FutureProducer,
-        /// The topic.
-        topic: String,
-    },
-}
-
-/// How long a dead letter may take to be acknowledged by Kafka.
-const DEAD_LETTER_TIMEOUT: Duration = Duration::from_secs(60);
-
-impl DeadLetterSink {
-    /// Write the dead letters of one range (`lines`, one JSON per line, in
-    /// the order of `positions`); returns where they went.
-    async fn write(
-        &self,
-        key: &str,
-        lines: &[u8],
-        positions: &[String],
-    ) -> Result<String, SinkError> {
-        match self {
-            DeadLetterSink::Store(store) => {
-                store
-                    .put(key, lines.to_vec())
-                    .await
-                    .map_err(|source| SinkError::Storage {
-                        key: key.to_owned(),
-                        source,
-                    })?;
-                Ok(store.describe(key))
-            }
-            DeadLetterSink::Kafka { producer, topic } => {
-                let deliveries: Vec<_> = lines
-                    .split(|b| *b == b'\n')
-                    .filter(|line| !line.is_empty())
-                    .zip(positions)
-                    .map(|(line, position)| {
-                        producer.send(
-                            FutureRecord::to(topic).key(position).payload(line),
-                            DEAD_LETTER_TIMEOUT,
-                        )
-                    })
-                    .collect();
-                for delivery in deliveries {
-                    delivery.await.map_err(|(source, _)| SinkError::Kafka {
-                        topic: topic.clone(),
-                        source,
-                    })?;
-                }
-                Ok(format!("kafka topic {topic}"))
-            }
-        }
     }
 }
 
@@ -565,8 +496,7 @@ mod tests {
     /// however far back it starts.
     #[tokio::test]
     async fn a_range_straddling_the_committed_offset_is_adopted() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ObjectStore::local(dir.path());
+        let store = ObjectStore::memory();
         let sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone()));
         for (first, last) in [(0, 9), (10, 19), (20, 99_999), (100_000, 100_009)] {
             store

@@ -4,7 +4,12 @@
 //!
 //! Dead letters of an input range are written as one JSONL object next to
 //! the results object of the same range (see `sink`), before it, so that a
-//! range whose results object exists has its dead letters durably stored too.
+//! range whose results object exists has its dead letters durably stored too;
+//! or to a Kafka topic ([`DeadLetterSink`]).
+
+mod destination;
+
+pub use destination::{DeadLetterError, DeadLetterSink};
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};

@@ -1,20 +1,11 @@
-//! Object storage: the one place results, dead letters and large bodies are
-//! written and read. A local directory and S3 share the same key layout, so
-//! everything above this module is identical in local and production runs.
+//! S3 (or an S3-compatible store) as an object store: key `a/b` is object
+//! `<prefix>/a/b` in a bucket.
 //!
-//! Invariants: `put` is atomic per object (readers never see a partial
-//! object) and idempotent (writing the same key again replaces it).
-//! Transient S3 failures (network errors, timeouts, throttling, 5xx) are
-//! retried with capped exponential backoff for as long as the caller waits:
-//! a worker whose store is down stops, which stops its partition's fetching
-//! (backpressure), and carries on by itself when the store is back.
-//! Refusals of the host's own credentials or permissions (401/403, expired
-//! or invalid keys) are the host's fault, never a record's: they are retried
-//! the same way, logged as errors, so the partition waits instead of
-//! dead-lettering good records. Other refusals (no such bucket, a malformed
-//! request) are returned at once.
+//! Invariants: transient failures and refusals of the host's own
+//! credentials are retried with capped exponential backoff for as long as
+//! the caller waits; objects of 16 MiB and more are uploaded in parts; a
+//! bounded read never downloads more than its limit.
 
-use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -23,6 +14,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
+use super::{Bounded, StorageError};
 use crate::config::S3Settings;
 
 /// Objects at least this large are uploaded in parts.
@@ -55,158 +47,6 @@ impl Backoff {
     }
 }
 
-/// Errors from object storage that retrying will not fix.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    /// A key that would escape the store root or is otherwise unusable.
-    #[error("invalid object key `{0}`")]
-    InvalidKey(String),
-    /// A local filesystem error.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file involved.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// S3 refused the request for a reason that will not go away by itself.
-    #[error("S3 {operation} s3://{bucket}/{key}: {message}")]
-    S3 {
-        /// The operation (put, get, list, delete).
-        operation: &'static str,
-        /// Bucket.
-        bucket: String,
-        /// Key (or prefix).
-        key: String,
-        /// The service's explanation.
-        message: String,
-    },
-}
-
-/// What [`ObjectStore::get_at_most`] read.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Bounded {
-    /// The object's bytes.
-    Read(Vec<u8>),
-    /// The object is larger than the limit: its size in bytes.
-    TooLarge(u64),
-}
-
-/// Where objects are stored.
-#[derive(Debug, Clone)]
-pub enum ObjectStore {
-    /// A local directory: key `a/b` is file `<root>/a/b`.
-    Local(LocalStore),
-    /// An S3 bucket: key `a/b` is object `<prefix>/a/b`.
-    S3(S3Store),
-}
-
-impl ObjectStore {
-    /// A store rooted at a local directory.
-    pub fn local(root: impl Into<PathBuf>) -> Self {
-        ObjectStore::Local(LocalStore { root: root.into() })
-    }
-
-    /// A store in `bucket` under `prefix` (empty for the bucket root).
-    pub fn s3(client: Client, bucket: &str, prefix: &str) -> Self {
-        ObjectStore::S3(S3Store {
-            client,
-            bucket: bucket.to_owned(),
-            prefix: prefix.trim_matches('/').to_owned(),
-        })
-    }
-
-    /// Write (or replace) the object `key`.
-    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        match self {
-            ObjectStore::Local(local) => local.put(key, bytes).await,
-            ObjectStore::S3(s3) => s3.put(key, bytes).await,
-        }
-    }
-
-    /// Read the object `key`, or `None` if it does not exist.
-    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self
-            .get_at_most(key, u64::MAX)
-            .await?
-            .map(|read| match read {
-                Bounded::Read(bytes) => bytes,
-                Bounded::TooLarge(_) => unreachable!("no object is larger than u64::MAX bytes"),
-            }))
-    }
-
-    /// Read the object `key` if it is at most `limit` bytes long, or `None`
-    /// if it does not exist. A larger object is not downloaded when its size
-    /// is known first (file metadata, S3's length header); without a length
-    /// header it is read and then refused.
-    pub async fn get_at_most(
-        &self,
-        key: &str,
-        limit: u64,
-    ) -> Result<Option<Bounded>, StorageError> {
-        match self {
-            ObjectStore::Local(local) => local.get(key, limit).await,
-            // Boxed: the retry loops around the SDK's deeply nested futures
-            // otherwise make every caller's future too deep a type for
-            // rustc's layout queries in release builds.
-            ObjectStore::S3(s3) => Box::pin(s3.get(key, limit)).await,
-        }
-    }
-
-    /// Keys (relative to the store root) starting with `prefix`, sorted.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        self.list_after(prefix, "").await
-    }
-
-    /// Keys starting with `prefix` that sort after `start_after` (a key or
-    /// any string; `""` for all), sorted. S3 skips the earlier keys itself,
-    /// so a listing from a late point of a long history stays short.
-    pub async fn list_after(
-        &self,
-        prefix: &str,
-        start_after: &str,
-    ) -> Result<Vec<String>, StorageError> {
-        let mut keys = match self {
-            ObjectStore::Local(local) => local.list(prefix).await?,
-            ObjectStore::S3(s3) => s3.list(prefix, start_after, None).await?,
-        };
-        keys.retain(|key| key.as_str() > start_after);
-        keys.sort();
-        Ok(keys)
-    }
-
-    /// The first key starting with `prefix` that sorts after `start_after`,
-    /// if any: one request to S3, whatever the number of keys.
-    pub async fn first_after(
-        &self,
-        prefix: &str,
-        start_after: &str,
-    ) -> Result<Option<String>, StorageError> {
-        Ok(match self {
-            ObjectStore::Local(_) => self.list_after(prefix, start_after).await?,
-            ObjectStore::S3(s3) => s3.list(prefix, start_after, Some(1)).await?,
-        }
-        .into_iter()
-        .next())
-    }
-
-    /// Delete the object `key` (no error if it does not exist).
-    pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        match self {
-            ObjectStore::Local(local) => local.delete(key).await,
-            ObjectStore::S3(s3) => s3.delete(key).await,
-        }
-    }
-
-    /// Human-readable location of `key`, e.g. a path or `s3://` URI.
-    pub fn describe(&self, key: &str) -> String {
-        match self {
-            ObjectStore::Local(local) => local.root.join(key).display().to_string(),
-            ObjectStore::S3(s3) => format!("s3://{}/{}", s3.bucket, s3.full_key(key)),
-        }
-    }
-}
-
 /// Build an S3 client from the pipeline's `[s3]` settings and the standard
 /// AWS credential chain.
 pub async fn s3_client(settings: &S3Settings) -> Client {
@@ -224,111 +64,6 @@ pub async fn s3_client(settings: &S3Settings) -> Client {
         builder = builder.endpoint_url(endpoint);
     }
     Client::from_conf(builder.build())
-}
-
-/// Split `s3://bucket/key` into its parts.
-pub fn parse_s3_uri(uri: &str) -> Option<(&str, &str)> {
-    let rest = uri.strip_prefix("s3://")?;
-    let (bucket, key) = rest.split_once('/')?;
-    (!bucket.is_empty() && !key.is_empty()).then_some((bucket, key))
-}
-
-/// A directory used as an object store.
-#[derive(Debug, Clone)]
-pub struct LocalStore {
-    root: PathBuf,
-}
-
-impl LocalStore {
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        let path = self.path_of(key)?;
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || crate::atomic_file::write(&target, &bytes))
-            .await
-            .expect("the write task does not panic")
-            .map_err(|source| StorageError::Io { path, source })
-    }
-
-    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bounded>, StorageError> {
-        let path = self.path_of(key)?;
-        let read = async {
-            let size = tokio::fs::metadata(&path).await?.len();
-            if size > limit {
-                return Ok(Bounded::TooLarge(size));
-            }
-            tokio::fs::read(&path).await.map(Bounded::Read)
-        };
-        match read.await {
-            Ok(read) => Ok(Some(read)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StorageError::Io { path, source }),
-        }
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
-        // Keys are listed from the deepest directory the prefix names.
-        let dir = match prefix.rfind('/') {
-            Some(slash) => self.path_of(&prefix[..slash])?,
-            None => self.root.clone(),
-        };
-        let root = self.root.clone();
-        let prefix = prefix.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut keys = Vec::new();
-            collect_keys(&root, &dir, &mut keys)
-                .map_err(|source| StorageError::Io { path: dir, source })?;
-            keys.retain(|k| k.starts_with(&prefix));
-            Ok(keys)
-        })
-        .await
-        .expect("the listing task does not panic")
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        let path = self.path_of(key)?;
-        match tokio::fs::remove_file(&path).await {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(StorageError::Io { path, source: e })
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
-        let relative = Path::new(key);
-        let safe = !key.is_empty()
-            && relative
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)));
-        if !safe {
-            return Err(StorageError::InvalidKey(key.to_owned()));
-        }
-        Ok(self.root.join(relative))
-    }
-}
-
-fn collect_keys(root: &Path, dir: &Path, keys: &mut Vec<String>) -> std::io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_keys(root, &path, keys)?;
-        } else if let Ok(relative) = path.strip_prefix(root) {
-            // Temporary files of in-progress atomic writes are not objects.
-            let name = relative.to_string_lossy();
-            if !path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
-            {
-                keys.push(name.into_owned());
-            }
-        }
-    }
-    Ok(())
 }
 
 /// An S3 bucket and key prefix.
@@ -391,6 +126,17 @@ fn retry_reason<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> O
 }
 
 impl S3Store {
+    pub(super) fn new(client: Client, bucket: &str, prefix: &str) -> Self {
+        S3Store {
+            client,
+            bucket: bucket.to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+        }
+    }
+
+    pub(super) fn describe(&self, key: &str) -> String {
+        format!("s3://{}/{}", self.bucket, self.full_key(key))
+    }
     fn full_key(&self, key: &str) -> String {
         if self.prefix.is_empty() {
             key.to_owned()
@@ -456,7 +202,7 @@ impl S3Store {
         }
     }
 
-    async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+    pub(super) async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
         if bytes.len() >= MULTIPART_THRESHOLD {
             return self.put_multipart(key, bytes).await;
         }
@@ -598,7 +344,7 @@ impl S3Store {
         })
     }
 
-    async fn get(&self, key: &str, limit: u64) -> Result<Option<Bounded>, StorageError> {
+    pub(super) async fn get(&self, key: &str, limit: u64) -> Result<Option<Bounded>, StorageError> {
         let full = self.full_key(key);
         let mut backoff = Backoff::default();
         loop {
@@ -659,7 +405,7 @@ impl S3Store {
 
     /// Keys under `prefix` after `start_after`: all of them, or only the
     /// first page of at most `max_keys`.
-    async fn list(
+    pub(super) async fn list(
         &self,
         prefix: &str,
         start_after: &str,
@@ -700,7 +446,7 @@ impl S3Store {
         }
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+    pub(super) async fn delete(&self, key: &str) -> Result<(), StorageError> {
         let full = self.full_key(key);
         self.retrying("delete", key, || {
             self.client
@@ -717,44 +463,8 @@ impl S3Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::ObjectStore;
 
-    #[tokio::test]
-    async fn local_store_puts_lists_gets_and_deletes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ObjectStore::local(dir.path());
-        store.put("a/b/1.txt", b"x".to_vec()).await.unwrap();
-        store.put("a/b/2.txt", b"y".to_vec()).await.unwrap();
-        store.put("a/c.txt", b"z".to_vec()).await.unwrap();
-        assert_eq!(std::fs::read(dir.path().join("a/b/1.txt")).unwrap(), b"x");
-        assert_eq!(
-            store.list("a/b/").await.unwrap(),
-            ["a/b/1.txt", "a/b/2.txt"]
-        );
-        assert_eq!(store.list("a/").await.unwrap().len(), 3);
-        assert_eq!(
-            store.list_after("a/", "a/b/1.txt").await.unwrap(),
-            ["a/b/2.txt", "a/c.txt"]
-        );
-        assert_eq!(store.get("a/c.txt").await.unwrap(), Some(b"z".to_vec()));
-        assert_eq!(store.get("a/none").await.unwrap(), None);
-        let at_most = |limit| store.get_at_most("a/b/1.txt", limit);
-        assert_eq!(
-            at_most(1).await.unwrap(),
-            Some(Bounded::Read(b"x".to_vec()))
-        );
-        assert_eq!(at_most(0).await.unwrap(), Some(Bounded::TooLarge(1)));
-        store.delete("a/c.txt").await.unwrap();
-        store.delete("a/c.txt").await.unwrap();
-        assert_eq!(store.list("a/").await.unwrap().len(), 2);
-        for bad in ["../x", "/etc/x", "", "a/../../x"] {
-            assert!(matches!(
-                store.put(bad, Vec::new()).await,
-                Err(StorageError::InvalidKey(_))
-            ));
-        }
-    }
-
-    /// A `200 OK` response declaring `length` bytes of body and sending
     /// `sent` (which may be shorter).
     fn ok(length: usize, sent: &[u8]) -> Vec<u8> {
         [
@@ -951,12 +661,5 @@ mod tests {
         let got = store.get_at_most("k", 100).await;
         assert!(matches!(got, Err(StorageError::S3 { .. })), "{got:?}");
         server.await.unwrap();
-    }
-
-    #[test]
-    fn s3_uris_are_split() {
-        assert_eq!(parse_s3_uri("s3://b/k/x"), Some(("b", "k/x")));
-        assert_eq!(parse_s3_uri("s3://b/"), None);
-        assert_eq!(parse_s3_uri("http://b/k"), None);
     }
 }

@@ -1,0 +1,107 @@
+//! Problems of a pipeline file: what is wrong, at which key, and the line
+//! and column where it can be fixed.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One thing wrong with a pipeline file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path, e.g. `stage[1].limits.deadline_ms`.
+    pub key: String,
+    /// 1-based line and column of that key in the file, when known.
+    pub location: Option<(usize, usize)>,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.location {
+            Some((line, column)) => write!(
+                f,
+                "line {line}, column {column}: `{}`: {}",
+                self.key, self.message
+            ),
+            None => write!(f, "`{}`: {}", self.key, self.message),
+        }
+    }
+}
+
+/// A pipeline file that could not be loaded: every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("{} has {} problem(s):\n{}", path.display(), problems.len(), render(problems))]
+pub struct ConfigError {
+    /// The file.
+    pub path: PathBuf,
+    /// Every problem, in file order where known.
+    pub problems: Vec<Problem>,
+}
+
+fn render(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A problem found after loading (e.g. against the broker), at `key` of
+/// the pipeline file `path`: located in the file when the key is written
+/// there.
+pub fn problem_at(path: &Path, key: &str, message: String) -> ConfigError {
+    let location = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| locate(&text, key));
+    ConfigError {
+        path: path.to_owned(),
+        problems: vec![Problem {
+            key: key.to_owned(),
+            location,
+            message,
+        }],
+    }
+}
+
+/// `base` joined with `relative`, with `.` and `..` resolved lexically so
+/// 1-based line and column of byte offset `at`.
+pub(super) fn line_column(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Where the key path `key` (e.g. `stage[1].limits.memory_mb`) is written in
+/// the file: the deepest prefix of the path that exists.
+pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    let document = toml::de::DeTable::parse(text).ok()?;
+    let mut span = None;
+    let mut table = document.get_ref();
+    let mut segments = key.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        let (name, index) = match segment.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let (key_span, value) = table
+            .iter()
+            .find(|(k, _)| k.get_ref() == name)
+            .map(|(k, v)| (k.span(), v))?;
+        span = Some(key_span);
+        let mut value = value;
+        if let Some(index) = index {
+            let toml::de::DeValue::Array(items) = value.get_ref() else {
+                break;
+            };
+            let item = items.get(index)?;
+            span = Some(item.span());
+            value = item;
+        }
+        match value.get_ref() {
+            toml::de::DeValue::Table(inner) if segments.peek().is_some() => table = inner,
+            _ => break,
+        }
+    }
+    span.map(|s| line_column(text, s.start))
+}

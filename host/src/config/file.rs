@@ -1,0 +1,324 @@
+//! The pipeline file as written: serde structs that mirror the TOML, with
+//! `deny_unknown_fields` so a typo is an error, and the defaults of every
+//! optional key.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::runtime::Limits;
+use crate::source::FileFormat;
+
+/// The pipeline file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// `[pipeline]`: identity of the pipeline.
+    pub pipeline: PipelineSection,
+    /// `[source.*]`: where change events come from.
+    pub source: SourceConfig,
+    /// `[decode]`: how change events are decoded.
+    #[serde(default)]
+    pub decode: DecodeConfig,
+    /// `[runtime]`: plugin loading and engine settings.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
+    /// `[[stage]]`: the chain, in order.
+    #[serde(default, rename = "stage")]
+    pub stages: Vec<StageConfig>,
+    /// `[output.*]`: where results go.
+    pub output: OutputConfig,
+    /// `[dead_letter.*]`: where failed records go.
+    pub dead_letter: OutputConfig,
+    /// `[batching]`: when output objects are cut.
+    #[serde(default)]
+    pub batching: BatchingConfig,
+    /// `[s3]`: how to reach S3 (or an S3-compatible store).
+    #[serde(default)]
+    pub s3: S3Config,
+    /// `[ingest]`: how `weir ingest` publishes events.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// `[pipeline]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSection {
+    /// Name used in output keys: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+}
+
+/// `[source.file]` (one of the variants).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// Read change events from a local file.
+    File(FileSourceConfig),
+    /// Consume change events from a Kafka topic.
+    Kafka(KafkaSourceConfig),
+}
+
+/// `[source.kafka]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap servers; `WEIR_KAFKA_BROKERS` overrides.
+    pub brokers: Option<String>,
+    /// The topic of change events.
+    pub topic: String,
+    /// Consumer group: every replica of this pipeline uses the same one.
+    pub group: String,
+    /// Where a group without committed offsets starts.
+    #[serde(default)]
+    pub start: StartFrom,
+    /// Most messages handed to a partition worker at once.
+    #[serde(default)]
+    pub max_batch: Option<usize>,
+    /// Extra librdkafka properties (security, SASL/SSL, fetch sizes). Values
+    /// may reference environment variables as `${NAME}`; values are never
+    /// logged.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+/// Where a consumer group without committed offsets starts reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartFrom {
+    /// The oldest retained message.
+    #[default]
+    Earliest,
+    /// Only messages produced from now on.
+    Latest,
+}
+
+/// `[source.file]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSourceConfig {
+    /// The input file.
+    pub path: PathBuf,
+    /// `jsonl` or `mediawiki-xml` (a dump, plain or `.bz2`); inferred from
+    /// the file name when absent.
+    pub format: Option<FileFormat>,
+}
+
+/// `[decode]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// Bodies larger than this are dead-lettered.
+    pub max_body_bytes: usize,
+    /// Content type of events that do not state one.
+    pub default_content_type: String,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            max_body_bytes: 8 << 20,
+            default_content_type: "text/x-wiki".into(),
+        }
+    }
+}
+
+/// `[runtime]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Directory where `plugin = "name"` resolves to `name.wasm`.
+    pub plugin_dir: Option<PathBuf>,
+    /// Where compiled plugins are cached (default: the user cache dir).
+    pub compiled_cache_dir: Option<PathBuf>,
+    /// Default records per plugin call.
+    pub batch_size: usize,
+    /// Upper bound on live plugin instances.
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        RuntimeSection {
+            plugin_dir: None,
+            compiled_cache_dir: None,
+            batch_size: 64,
+            max_instances: 128,
+        }
+    }
+}
+
+/// `[[stage]]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    /// Unique stage name.
+    pub name: String,
+    /// Plugin: a name in `plugin_dir` (without `.wasm`) or a path to a `.wasm`.
+    pub plugin: String,
+    /// Retries after a plugin failure.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Records per plugin call (default: `runtime.batch_size`).
+    pub batch_size: Option<usize>,
+    /// `[stage.limits]`
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// `[stage.grants]`
+    #[serde(default)]
+    pub grants: GrantsConfig,
+    /// `[stage.config]`: passed to the plugin's `init` as JSON.
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+/// `[stage.limits]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Maximum linear memory, MiB.
+    pub memory_mb: u64,
+    /// Wall-clock budget per plugin call, milliseconds.
+    pub deadline_ms: u64,
+    /// Fuel budget per plugin call (unset: unmetered).
+    pub fuel: Option<u64>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = Limits::default();
+        LimitsConfig {
+            memory_mb: (limits.max_memory_bytes >> 20) as u64,
+            deadline_ms: limits.deadline.as_millis() as u64,
+            fuel: None,
+        }
+    }
+}
+
+/// `[stage.grants]`: capabilities beyond the default-deny sandbox.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantsConfig {
+    /// Let the plugin write to the host's stdout/stderr.
+    pub inherit_stdio: bool,
+    /// Names of host environment variables the plugin may read.
+    pub env: Vec<String>,
+    /// Host directories mounted read-only.
+    pub read_only_dirs: Vec<DirGrant>,
+    /// Real clocks instead of a frozen one.
+    pub clocks: bool,
+    /// Real randomness instead of a deterministic stream.
+    pub random: bool,
+}
+
+/// One read-only directory mount.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// Directory on the host.
+    pub host: PathBuf,
+    /// Path the plugin sees.
+    pub guest: String,
+}
+
+/// `[output.local]` / `[dead_letter.local]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum OutputConfig {
+    /// A local directory, same layout as the S3 bucket.
+    Local(LocalOutputConfig),
+    /// An S3 bucket (and key prefix).
+    S3(S3OutputConfig),
+    /// A Kafka topic (dead letters only).
+    Kafka(KafkaOutputConfig),
+}
+
+/// `[output.s3]` / `[dead_letter.s3]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3OutputConfig {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket (may be empty).
+    #[serde(default)]
+    pub prefix: String,
+}
+
+/// `[dead_letter.kafka]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaOutputConfig {
+    /// Topic dead letters are produced to (keyed by input position).
+    pub topic: String,
+}
+
+/// `[s3]`: connection settings shared by every S3 store of the pipeline.
+/// Credentials come from the standard AWS chain (environment, profile, IMDS).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible store; `WEIR_S3_ENDPOINT` overrides;
+    /// unset for AWS.
+    pub endpoint: Option<String>,
+    /// Region; unset: the AWS chain's (`AWS_REGION`), else `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`); default: on when an
+    /// endpoint is set.
+    pub path_style: Option<bool>,
+}
+
+/// `[ingest]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Bodies larger than this are uploaded to S3 and sent by reference.
+    pub max_inline_body_bytes: usize,
+    /// Bucket for those bodies.
+    pub bodies_bucket: Option<String>,
+    /// Key prefix for those bodies.
+    pub bodies_prefix: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            max_inline_body_bytes: 512 << 10,
+            bodies_bucket: None,
+            bodies_prefix: "bodies".into(),
+        }
+    }
+}
+
+/// `[output.local]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalOutputConfig {
+    /// Root directory of the layout.
+    pub dir: PathBuf,
+}
+
+/// `[batching]`: an output object is cut when any limit is reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchingConfig {
+    /// Input records per object.
+    pub max_records: usize,
+    /// Uncompressed bytes per object.
+    pub max_bytes: usize,
+    /// Age of the oldest buffered record, milliseconds.
+    pub max_age_ms: u64,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        BatchingConfig {
+            max_records: 1000,
+            max_bytes: 32 << 20,
+            max_age_ms: 5000,
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The pipeline file (TOML): its serde structs, and their validation into a
+//! typed [`Pipeline`] before anything starts.
+//!
+//! Invariants: unknown keys are errors (`deny_unknown_fields`), so a typo is
+//! reported instead of silently ignored; [`load`] returns either a fully
+//! valid `Pipeline` or every problem found, each with the key path and the
+//! line and column in the file where it can be fixed. Relative paths are
+//! resolved against the pipeline file's directory.
+
+//!
+//! Parts: `file` (the serde structs), `settings` (the validated types),
+//! `validate` (from one to the other), `diagnostics` (problems with their
+//! location).
+
+mod diagnostics;
+mod file;
+mod settings;
+mod validate;
+
+use std::path::Path;
+
+pub use crate::source::FileFormat;
+pub use diagnostics::{ConfigError, Problem, problem_at};
+use diagnostics::{line_column, locate};
+pub use file::*;
+pub use settings::*;
+use validate::validate;
+
+/// Read, parse and validate a pipeline file.
+pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+    let fail = |problems| ConfigError {
+        path: path.to_owned(),
+        problems,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(vec![Problem {
+            key: String::new(),
+            location: None,
+            message: format!("cannot read the file: {e}"),
+        }])
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, base).map_err(fail)
+}
+
+/// Parse and validate pipeline text; relative paths resolve against `base`.
+pub fn parse(text: &str, base: &Path) -> Result<Pipeline, Vec<Problem>> {
+    let file: PipelineFile = toml::from_str(text).map_err(|e| {
+        vec![Problem {
+            key: String::new(),
+            location: e.span().map(|span| line_column(text, span.start)),
+            message: e.message().to_owned(),
+        }]
+    })?;
+    let mut problems = Vec::new();
+    let pipeline = validate(file, base, &mut problems);
+    if problems.is_empty() {
+        Ok(pipeline)
+    } else {
+        for problem in &mut problems {
+            problem.location = locate(text, &problem.key);
+        }
+        problems.sort_by_key(|p| p.location);
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate::expand_env;
+    use super::*;
+    use crate::runtime::Limits;
+
+    const VALID: &str = r#"
+[pipeline]
+name = "t"
+
+[source.file]
+path = "in.jsonl"
+
+[[stage]]
+name = "a"
+plugin = "a.wasm"
+
+[output.local]
+dir = "out"
+
+[dead_letter.local]
+dir = "out"
+"#;
+
+    fn fixture_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.jsonl"), "").unwrap();
+        std::fs::write(dir.path().join("a.wasm"), "").unwrap();
+        dir
+    }
+
+    #[test]
+    fn valid_file_resolves_paths_and_defaults() {
+        let dir = fixture_dir();
+        let p = parse(VALID, dir.path()).unwrap();
+        assert_eq!(p.stages[0].plugin_path, dir.path().join("a.wasm"));
+        assert_eq!(p.stages[0].config_json, "{}");
+        assert_eq!(p.stages[0].retries, 2);
+        assert_eq!(p.stages[0].limits, Limits::default());
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_its_line() {
+        let dir = fixture_dir();
+        let text = VALID.replace("plugin = \"a.wasm\"", "plugin = \"a.wasm\"\nretires = 3");
+        let problems = parse(&text, dir.path()).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].message.contains("retires"), "{:?}", problems[0]);
+        assert_eq!(problems[0].location.map(|l| l.0), Some(11));
+    }
+
+    #[test]
+    fn every_semantic_problem_is_reported_with_its_location() {
+        let dir = fixture_dir();
+        let text = VALID
+            .replace("name = \"t\"", "name = \"bad name\"")
+            .replace(
+                "plugin = \"a.wasm\"",
+                "plugin = \"missing\"\n[stage.limits]\ndeadline_ms = 0",
+            )
+            + "\n[[stage]]\nname = \"a\"\nplugin = \"a.wasm\"\n";
+        let problems = parse(&text, dir.path()).unwrap_err();
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "pipeline.name",
+                "stage[0].plugin",
+                "stage[0].limits.deadline_ms",
+                "stage[1].name"
+            ]
+        );
+        let lines: Vec<_> = problems.iter().map(|p| p.location.unwrap().0).collect();
+        assert_eq!(lines, [3, 10, 12, 21]);
+    }
+
+    #[test]
+    fn environment_references_in_kafka_properties_are_expanded() {
+        assert_eq!(
+            expand_env("a${HOME}b"),
+            Ok(format!("a{}b", std::env::var("HOME").unwrap()))
+        );
+        assert_eq!(expand_env("plain"), Ok("plain".into()));
+        assert_eq!(
+            expand_env("x${WEIR_SURELY_UNSET_42}"),
+            Err("WEIR_SURELY_UNSET_42".into())
+        );
+    }
+
+    /// [`VALID`] with a Kafka source whose `properties` table holds
+    /// `properties` (TOML lines).
+    fn with_kafka_properties(properties: &str) -> String {
+        VALID.replace(
+            "[source.file]\npath = \"in.jsonl\"",
+            &format!(
+                "[source.kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\ngroup = \"g\"\n[source.kafka.properties]\n{properties}"
+            ),
+        )
+    }
+
+    #[test]
+    fn kafka_properties_the_guarantees_rest_on_cannot_be_overridden() {
+        let dir = fixture_dir();
+        let text = with_kafka_properties(
+            "\"enable.auto.commit\" = \"true\"\n\"fetch.max.bytes\" = \"1000000\"\n\
+             acks = \"1\"\n\"enable.idempotence\" = \"false\"",
+        );
+        let problems = parse(&text, dir.path()).unwrap_err();
+        let mut keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "source.kafka.properties.acks",
+                "source.kafka.properties.enable.auto.commit",
+                "source.kafka.properties.enable.idempotence",
+            ]
+        );
+    }
+
+    #[test]
+    fn kafka_property_values_are_not_shown_in_debug_output() {
+        let dir = fixture_dir();
+        let text = with_kafka_properties("\"sasl.password\" = \"hunter2\"");
+        let p = parse(&text, dir.path()).unwrap();
+        let shown = format!("{:?}", p.source);
+        assert!(
+            shown.contains("sasl.password") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn stage_config_becomes_json() {
+        let dir = fixture_dir();
+        let text = VALID.replace(
+            "plugin = \"a.wasm\"",
+            "plugin = \"a.wasm\"\n[stage.config]\nk = 1\nnested = { x = \"y\" }",
+        );
+        let p = parse(&text, dir.path()).unwrap();
+        assert_eq!(p.stages[0].config_json, r#"{"k":1,"nested":{"x":"y"}}"#);
+    }
+}

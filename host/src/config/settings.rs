@@ -1,0 +1,159 @@
+//! The validated pipeline: typed settings with paths resolved and limits
+//! checked, which is all the rest of the host ever sees of the file.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::file::{BatchingConfig, DecodeConfig, StartFrom};
+use crate::runtime::{Grants, Limits};
+use crate::source::FileFormat;
+
+/// A validated pipeline, with paths resolved and limits typed.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Pipeline name (safe for object keys).
+    pub name: String,
+    /// The source.
+    pub source: Source,
+    /// Decoding settings.
+    pub decode: DecodeConfig,
+    /// Engine settings.
+    pub runtime: RuntimeSettings,
+    /// The stages, in order.
+    pub stages: Vec<StageSettings>,
+    /// Where results go.
+    pub output: StoreOutput,
+    /// Where dead letters go.
+    pub dead_letter: DeadLetterOutput,
+    /// Object cutting.
+    pub batching: BatchingConfig,
+    /// S3 connection.
+    pub s3: S3Settings,
+    /// `weir ingest` settings.
+    pub ingest: IngestSettings,
+}
+
+/// Validated `[s3]`.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// Endpoint override (S3-compatible stores).
+    pub endpoint: Option<String>,
+    /// Region override.
+    pub region: Option<String>,
+    /// Path-style addressing.
+    pub path_style: bool,
+}
+
+/// Validated `[ingest]`.
+#[derive(Debug, Clone)]
+pub struct IngestSettings {
+    /// Inline body limit.
+    pub max_inline_body_bytes: usize,
+    /// Where larger bodies go: (bucket, prefix).
+    pub bodies: Option<(String, String)>,
+}
+
+/// A validated source.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A local file.
+    File {
+        /// Absolute or pipeline-relative-resolved path.
+        path: PathBuf,
+        /// Its format.
+        format: FileFormat,
+    },
+    /// A Kafka topic.
+    Kafka(KafkaSettings),
+}
+
+/// Validated `[source.kafka]`.
+#[derive(Clone)]
+pub struct KafkaSettings {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topic.
+    pub topic: String,
+    /// Consumer group.
+    pub group: String,
+    /// Start of a new group.
+    pub start: StartFrom,
+    /// Messages per worker hand-off.
+    pub max_batch: usize,
+    /// librdkafka properties, with `${NAME}` already expanded.
+    pub properties: Vec<(String, String)>,
+}
+
+impl fmt::Debug for KafkaSettings {
+    // Property values may be secrets (SASL passwords): show only the keys.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("group", &self.group)
+            .field("start", &self.start)
+            .field("max_batch", &self.max_batch)
+            .field(
+                "properties",
+                &self.properties.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Validated `[runtime]`.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// Where compiled artifacts are cached.
+    pub compiled_cache_dir: Option<PathBuf>,
+    /// Upper bound on live instances.
+    pub max_instances: u32,
+}
+
+/// A validated stage.
+#[derive(Debug, Clone)]
+pub struct StageSettings {
+    /// Unique name.
+    pub name: String,
+    /// The component file.
+    pub plugin_path: PathBuf,
+    /// Retries after plugin failures.
+    pub retries: u32,
+    /// Records per call.
+    pub batch_size: usize,
+    /// Limits per instance.
+    pub limits: Limits,
+    /// Grants per instance.
+    pub grants: Grants,
+    /// Configuration as JSON (`{}` when none).
+    pub config_json: String,
+}
+
+/// A validated object destination (results, or dead letters next to them).
+#[derive(Debug, Clone)]
+pub enum StoreOutput {
+    /// A local directory.
+    Local {
+        /// Root of the layout.
+        dir: PathBuf,
+    },
+    /// An S3 bucket and key prefix.
+    S3 {
+        /// Bucket.
+        bucket: String,
+        /// Key prefix (empty or without trailing `/`).
+        prefix: String,
+    },
+}
+
+/// A validated dead-letter destination.
+#[derive(Debug, Clone)]
+pub enum DeadLetterOutput {
+    /// Objects in a store, next to the results.
+    Store(StoreOutput),
+    /// A Kafka topic on the source's cluster (only with a Kafka source).
+    Kafka {
+        /// Topic.
+        topic: String,
+    },
+}

@@ -1,0 +1,363 @@
+//! Validation of the file as written into the typed settings: every
+//! problem is collected (not just the first), each with its key path.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::diagnostics::Problem;
+use super::file::*;
+use super::settings::*;
+use crate::runtime::{Grants, Limits};
+use crate::source::FileFormat;
+
+/// paths in messages read naturally (`out`, not `examples/wiki/../../out`).
+fn resolve(base: &Path, relative: &Path) -> PathBuf {
+    path_clean::clean(base.join(relative))
+}
+
+/// Collects problems while validating.
+struct Checker<'a> {
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn check(&mut self, ok: bool, key: impl Into<String>, message: impl Into<String>) {
+        if !ok {
+            self.problems.push(Problem {
+                key: key.into(),
+                location: None,
+                message: message.into(),
+            });
+        }
+    }
+}
+
+pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Problem>) -> Pipeline {
+    let mut c = Checker { problems };
+    let name = file.pipeline.name;
+    c.check(
+        !name.is_empty()
+            && name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)),
+        "pipeline.name",
+        "use only ASCII letters, digits, `-`, `_` and `.` (it becomes part of object keys)",
+    );
+    let source = validate_source(file.source, base, &mut c);
+    c.check(
+        file.decode.max_body_bytes > 0,
+        "decode.max_body_bytes",
+        "must be positive",
+    );
+
+    let plugin_dir = file.runtime.plugin_dir.as_ref().map(|d| resolve(base, d));
+    c.check(
+        file.runtime.batch_size > 0,
+        "runtime.batch_size",
+        "must be positive",
+    );
+    c.check(
+        file.runtime.max_instances > 0,
+        "runtime.max_instances",
+        "must be positive",
+    );
+    let runtime = RuntimeSettings {
+        compiled_cache_dir: file
+            .runtime
+            .compiled_cache_dir
+            .map(|d| resolve(base, &d))
+            .or_else(default_compiled_cache_dir),
+        max_instances: file.runtime.max_instances,
+    };
+
+    c.check(
+        !file.stages.is_empty(),
+        "stage",
+        "a pipeline needs at least one [[stage]]",
+    );
+    let mut names = BTreeSet::new();
+    let stages = file
+        .stages
+        .into_iter()
+        .enumerate()
+        .map(|(i, stage)| {
+            c.check(
+                names.insert(stage.name.clone()),
+                format!("stage[{i}].name"),
+                format!("stage name `{}` is used twice", stage.name),
+            );
+            validate_stage(
+                i,
+                stage,
+                plugin_dir.as_deref(),
+                file.runtime.batch_size,
+                base,
+                &mut c,
+            )
+        })
+        .collect();
+
+    let output = match validate_output(file.output, base) {
+        DeadLetterOutput::Store(store) => store,
+        DeadLetterOutput::Kafka { .. } => {
+            c.check(
+                false,
+                "output",
+                "results go to [output.local] or [output.s3]; Kafka is for dead letters only",
+            );
+            StoreOutput::Local {
+                dir: PathBuf::new(),
+            }
+        }
+    };
+    let dead_letter = validate_output(file.dead_letter, base);
+    let kafka_dead_letters = matches!(dead_letter, DeadLetterOutput::Kafka { .. });
+    c.check(
+        !kafka_dead_letters || matches!(source, Source::Kafka(_)),
+        "dead_letter.kafka",
+        "dead letters go to Kafka only when the source is Kafka (its brokers are used)",
+    );
+    let s3 = S3Settings {
+        endpoint: std::env::var("WEIR_S3_ENDPOINT").ok().or(file.s3.endpoint),
+        region: file.s3.region,
+        path_style: false,
+    };
+    let s3 = S3Settings {
+        path_style: file.s3.path_style.unwrap_or(s3.endpoint.is_some()),
+        ..s3
+    };
+    c.check(
+        file.ingest.max_inline_body_bytes > 0,
+        "ingest.max_inline_body_bytes",
+        "must be positive",
+    );
+    let ingest = IngestSettings {
+        max_inline_body_bytes: file.ingest.max_inline_body_bytes,
+        bodies: file.ingest.bodies_bucket.map(|bucket| {
+            (
+                bucket,
+                file.ingest.bodies_prefix.trim_matches('/').to_owned(),
+            )
+        }),
+    };
+    let b = &file.batching;
+    c.check(
+        b.max_records > 0,
+        "batching.max_records",
+        "must be positive",
+    );
+    c.check(b.max_bytes > 0, "batching.max_bytes", "must be positive");
+    c.check(b.max_age_ms > 0, "batching.max_age_ms", "must be positive");
+    Pipeline {
+        name,
+        source,
+        decode: file.decode,
+        runtime,
+        stages,
+        output,
+        dead_letter,
+        batching: file.batching,
+        s3,
+        ingest,
+    }
+}
+
+fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> Source {
+    match source {
+        SourceConfig::File(file) => {
+            let path = resolve(base, &file.path);
+            c.check(
+                path.is_file(),
+                "source.file.path",
+                format!("no such file: {}", path.display()),
+            );
+            let format = file.format.unwrap_or_else(|| FileFormat::from_path(&path));
+            Source::File { path, format }
+        }
+        SourceConfig::Kafka(kafka) => {
+            let brokers = std::env::var("WEIR_KAFKA_BROKERS").ok().or(kafka.brokers);
+            c.check(
+                brokers.is_some(),
+                "source.kafka.brokers",
+                "set `brokers` or the WEIR_KAFKA_BROKERS environment variable",
+            );
+            c.check(
+                !kafka.topic.is_empty(),
+                "source.kafka.topic",
+                "must not be empty",
+            );
+            c.check(
+                !kafka.group.is_empty(),
+                "source.kafka.group",
+                "must not be empty",
+            );
+            let max_batch = kafka.max_batch.unwrap_or(64);
+            c.check(max_batch > 0, "source.kafka.max_batch", "must be positive");
+            for key in kafka.properties.keys() {
+                c.check(
+                    !crate::kafka::clients::HOST_OWNED_PROPERTIES.contains(&key.as_str()),
+                    format!("source.kafka.properties.{key}"),
+                    "is set by the host (offsets are committed only after results are \
+                     durable; the group is `source.kafka.group`; dead letters are produced \
+                     with acks=all and idempotence) and cannot be overridden",
+                );
+            }
+            let properties = kafka
+                .properties
+                .into_iter()
+                .map(|(key, value)| match expand_env(&value) {
+                    Ok(value) => (key, value),
+                    Err(missing) => {
+                        c.check(
+                            false,
+                            format!("source.kafka.properties.{key}"),
+                            format!("environment variable `{missing}` is not set"),
+                        );
+                        (key, String::new())
+                    }
+                })
+                .collect();
+            Source::Kafka(KafkaSettings {
+                brokers: brokers.unwrap_or_default(),
+                topic: kafka.topic,
+                group: kafka.group,
+                start: kafka.start,
+                max_batch,
+                properties,
+            })
+        }
+    }
+}
+
+/// Expand `${NAME}` references to environment variables; the error is the
+/// first name that is not set.
+pub(super) fn expand_env(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start + 2..].find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = &rest[start + 2..start + 2 + len];
+        out.push_str(&std::env::var(name).map_err(|_| name.to_owned())?);
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn validate_stage(
+    i: usize,
+    stage: StageConfig,
+    plugin_dir: Option<&Path>,
+    default_batch: usize,
+    base: &Path,
+    c: &mut Checker<'_>,
+) -> StageSettings {
+    let key = |k: &str| format!("stage[{i}].{k}");
+    let plugin_path = if stage.plugin.ends_with(".wasm") {
+        resolve(base, Path::new(&stage.plugin))
+    } else {
+        plugin_dir
+            .unwrap_or(base)
+            .join(format!("{}.wasm", stage.plugin))
+    };
+    c.check(
+        plugin_path.is_file(),
+        key("plugin"),
+        format!(
+            "no plugin component at {} (build the plugins with `cargo build`, or fix runtime.plugin_dir)",
+            plugin_path.display()
+        ),
+    );
+    let l = &stage.limits;
+    c.check(
+        (1..=4096).contains(&l.memory_mb),
+        key("limits.memory_mb"),
+        "must be between 1 and 4096 MiB",
+    );
+    c.check(
+        l.deadline_ms > 0,
+        key("limits.deadline_ms"),
+        "must be positive",
+    );
+    c.check(
+        l.fuel != Some(0),
+        key("limits.fuel"),
+        "must be positive (omit it for no fuel limit)",
+    );
+    let batch_size = stage.batch_size.unwrap_or(default_batch);
+    c.check(batch_size > 0, key("batch_size"), "must be positive");
+
+    let g = stage.grants;
+    let mut env = Vec::new();
+    for name in &g.env {
+        match std::env::var(name) {
+            Ok(value) => env.push((name.clone(), value)),
+            Err(_) => c.check(
+                false,
+                key("grants.env"),
+                format!("environment variable `{name}` is not set"),
+            ),
+        }
+    }
+    let read_only_dirs = g
+        .read_only_dirs
+        .into_iter()
+        .map(|d| {
+            let host = resolve(base, &d.host);
+            c.check(
+                host.is_dir(),
+                key("grants.read_only_dirs"),
+                format!("no such directory: {}", host.display()),
+            );
+            (host, d.guest)
+        })
+        .collect();
+
+    let config_json = match &stage.config {
+        Some(table) => serde_json::to_string(table).expect("a TOML table is valid JSON"),
+        None => "{}".to_owned(),
+    };
+    StageSettings {
+        name: stage.name,
+        plugin_path,
+        retries: stage.retries,
+        batch_size,
+        limits: Limits {
+            max_memory_bytes: usize::try_from(l.memory_mb << 20).unwrap_or(usize::MAX),
+            deadline: Duration::from_millis(l.deadline_ms),
+            fuel: l.fuel,
+        },
+        grants: Grants {
+            inherit_stdio: g.inherit_stdio,
+            env,
+            read_only_dirs,
+            clocks: g.clocks,
+            random: g.random,
+        },
+        config_json,
+    }
+}
+
+/// An output table as a dead-letter destination (the widest kind); the
+/// caller refuses Kafka for results.
+fn validate_output(output: OutputConfig, base: &Path) -> DeadLetterOutput {
+    match output {
+        OutputConfig::Local(local) => DeadLetterOutput::Store(StoreOutput::Local {
+            dir: resolve(base, &local.dir),
+        }),
+        OutputConfig::S3(s3) => DeadLetterOutput::Store(StoreOutput::S3 {
+            bucket: s3.bucket,
+            prefix: s3.prefix.trim_matches('/').to_owned(),
+        }),
+        OutputConfig::Kafka(kafka) => DeadLetterOutput::Kafka { topic: kafka.topic },
+    }
+}
+
+fn default_compiled_cache_dir() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "weir").map(|d| d.cache_dir().join("compiled"))
+}

@@ -1,0 +1,114 @@
+//! A local directory as an object store: key `a/b` is file `<root>/a/b`.
+//!
+//! Invariants: a put is atomic (written to a temporary file, synced, renamed
+//! into place, directory synced), so readers never see a partial object and
+//! a stored object survives a crash; keys cannot escape the root.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::{Bounded, StorageError};
+
+/// A directory used as an object store.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    pub(super) fn new(root: PathBuf) -> Self {
+        LocalStore { root }
+    }
+
+    pub(super) fn describe(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+    pub(super) async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || crate::atomic_file::write(&target, &bytes))
+            .await
+            .expect("the write task does not panic")
+            .map_err(|source| StorageError::Io { path, source })
+    }
+
+    pub(super) async fn get(&self, key: &str, limit: u64) -> Result<Option<Bounded>, StorageError> {
+        let path = self.path_of(key)?;
+        let read = async {
+            let size = tokio::fs::metadata(&path).await?.len();
+            if size > limit {
+                return Ok(Bounded::TooLarge(size));
+            }
+            tokio::fs::read(&path).await.map(Bounded::Read)
+        };
+        match read.await {
+            Ok(read) => Ok(Some(read)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StorageError::Io { path, source }),
+        }
+    }
+
+    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        // Keys are listed from the deepest directory the prefix names.
+        let dir = match prefix.rfind('/') {
+            Some(slash) => self.path_of(&prefix[..slash])?,
+            None => self.root.clone(),
+        };
+        let root = self.root.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut keys = Vec::new();
+            collect_keys(&root, &dir, &mut keys)
+                .map_err(|source| StorageError::Io { path: dir, source })?;
+            keys.retain(|k| k.starts_with(&prefix));
+            Ok(keys)
+        })
+        .await
+        .expect("the listing task does not panic")
+    }
+
+    pub(super) async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StorageError::Io { path, source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf, StorageError> {
+        let relative = Path::new(key);
+        let safe = !key.is_empty()
+            && relative
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+        if !safe {
+            return Err(StorageError::InvalidKey(key.to_owned()));
+        }
+        Ok(self.root.join(relative))
+    }
+}
+
+fn collect_keys(root: &Path, dir: &Path, keys: &mut Vec<String>) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_keys(root, &path, keys)?;
+        } else if let Ok(relative) = path.strip_prefix(root) {
+            // Temporary files of in-progress atomic writes are not objects.
+            let name = relative.to_string_lossy();
+            if !path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(".tmp"))
+            {
+                keys.push(name.into_owned());
+            }
+        }
+    }
+    Ok(())
+}
