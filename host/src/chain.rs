@@ -506,3 +506,62 @@ fn trap_failure(stage: &Stage, trap: &Trap, attempts: u32) -> StageFailure {
     };
     failure(stage, kind, trap.to_string(), attempts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::chain_of;
+
+    fn record(id: &str, content_type: &str, body: &str) -> DocRecord {
+        DocRecord {
+            id: id.to_owned(),
+            revision: 1,
+            content_type: content_type.to_owned(),
+            body: body.as_bytes().to_vec(),
+            metadata: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn stages_that_do_not_fit_together_are_refused_at_load() {
+        let (_runtime, chain) = chain_of(&["lang", "parse"]);
+        let errors = chain.err().expect("lang's output is not parse's input");
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].to_string().contains("stage `parse` accepts"),
+            "{}",
+            errors[0]
+        );
+        let (_runtime, chain) = chain_of(&["parse", "lang", "score"]);
+        assert!(chain.is_ok(), "the document chain fits");
+    }
+
+    /// One result per input, in order; a record a stage does not accept is
+    /// dead-lettered alone; a failure's lineage names the stage and plugin.
+    #[test]
+    fn one_result_per_input_and_failures_stay_with_their_record() {
+        let (_runtime, chain) = chain_of(&["parse"]);
+        let chain = Arc::new(chain.unwrap());
+        let mut worker = chain.start_worker().unwrap();
+        let results = worker
+            .process(vec![
+                record("a", "text/x-wiki", "'''Albedo''' is a measure."),
+                record("b", "image/png", "not wikitext"),
+                record("c", "text/x-wiki", "== Heading ==\nText."),
+            ])
+            .unwrap();
+        assert_eq!(results.len(), 3);
+        assert!(
+            matches!(&results[0], ChainResult::Done { outputs, stages_run: 1 } if outputs.len() == 1)
+        );
+        let ChainResult::Failed(failure) = &results[1] else {
+            panic!("{:?}", results[1]);
+        };
+        assert_eq!(
+            (failure.stage.as_str(), failure.kind),
+            ("parse", FailureKind::BadInput)
+        );
+        assert!(failure.plugin.starts_with("parse@"), "{}", failure.plugin);
+        assert!(matches!(&results[2], ChainResult::Done { .. }));
+    }
+}

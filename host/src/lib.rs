@@ -22,6 +22,7 @@
 //! - [`contract`]: what every plugin output must satisfy.
 //! - [`runtime`]: the only module that uses wasmtime: engine, sandbox,
 //!   limits, plugin log budget.
+//! - [`fence`]: per-partition leases that stop zombie writers.
 //! - [`sink`]: results and dead-letter objects of a partition and their
 //!   keys; what is already written.
 //! - [`dlq`]: the dead-letter record and where dead letters are written.
@@ -40,6 +41,7 @@ pub(crate) mod counters;
 pub mod digest;
 pub(crate) mod dlq;
 pub mod event;
+pub mod fence;
 pub(crate) mod ingest;
 pub(crate) mod kafka;
 pub(crate) mod media_type;
@@ -49,4 +51,6 @@ pub(crate) mod sink;
 pub mod source;
 pub mod storage;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 pub mod worker;

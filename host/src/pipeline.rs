@@ -126,7 +126,15 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         }
         DeadLetterOutput::Store(store) => DeadLetterSink::Store(object_store(store, s3.as_ref())),
     };
-    let sink = Arc::new(Sink::new(&pipeline.name, results, dead_letters));
+    let mut sink = Sink::new(&pipeline.name, results, dead_letters);
+    if let StoreOutput::S3 {
+        conditional_writes: true,
+        ..
+    } = &pipeline.output
+    {
+        sink = sink.with_fencing(lease_owner());
+    }
+    let sink = Arc::new(sink);
     Ok(Assembled {
         runtime,
         chain,
@@ -139,12 +147,21 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
 fn object_store(output: &StoreOutput, s3: Option<&aws_sdk_s3::Client>) -> ObjectStore {
     match output {
         StoreOutput::Local { dir } => ObjectStore::local(dir),
-        StoreOutput::S3 { bucket, prefix } => ObjectStore::s3(
+        StoreOutput::S3 { bucket, prefix, .. } => ObjectStore::s3(
             s3.expect("an S3 client for S3 outputs").clone(),
             bucket,
             prefix,
         ),
     }
+}
+
+/// Who this process is in the partitions' leases: host name and process
+/// id, for people reading a lease object.
+fn lease_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown-host".to_owned());
+    format!("{host} pid {}", std::process::id())
 }
 
 /// The outcome of a finished run.

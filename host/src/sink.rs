@@ -35,6 +35,7 @@ use crate::config::BatchingConfig;
 use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterError, DeadLetterSink};
 use crate::event::Operation;
+use crate::fence::{FenceError, Lease};
 use crate::runtime::DocRecord;
 use crate::source::Position;
 use crate::storage::{ObjectStore, StorageError};
@@ -143,6 +144,9 @@ pub enum SinkError {
         /// The storage error.
         source: StorageError,
     },
+    /// This host no longer holds the partition's lease, or cannot check it.
+    #[error(transparent)]
+    Fence(#[from] FenceError),
     /// The range's dead letters could not be written.
     #[error(transparent)]
     DeadLetters(#[from] DeadLetterError),
@@ -248,6 +252,8 @@ pub struct Sink {
     pipeline: String,
     results: ObjectStore,
     dead_letters: DeadLetterSink,
+    /// With fencing: who this host is, in the partitions' leases.
+    lease_owner: Option<String>,
 }
 
 /// The offset range in a results or dead-letter key's file name.
@@ -265,7 +271,29 @@ impl Sink {
             pipeline: pipeline.to_owned(),
             results,
             dead_letters,
+            lease_owner: None,
         }
+    }
+
+    /// Fence writers with a per-partition lease (see [`crate::fence`]): a
+    /// worker takes its partition's lease when it starts, and every write
+    /// checks it. Needs a results store with conditional writes (S3).
+    pub fn with_fencing(mut self, owner: String) -> Self {
+        self.lease_owner = Some(owner);
+        self
+    }
+
+    /// Take the lease of a partition, when fencing is on.
+    pub async fn take_lease(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<Lease>, SinkError> {
+        let Some(owner) = &self.lease_owner else {
+            return Ok(None);
+        };
+        let key = format!("{}/leases/{topic}/{partition}", self.pipeline);
+        Ok(Some(Lease::take(&self.results, key, owner).await?))
     }
 
     /// Key of the results object for a range.
@@ -390,13 +418,22 @@ impl Sink {
         Ok(committed)
     }
 
-    /// Write `batch` (dead letters first, then results) and reset it.
+    /// Write `batch` (dead letters first, then results) and reset it, after
+    /// checking `lease` (when fencing).
     /// Returns `None` when the batch was empty. On error the batch is left
     /// intact, so the flush can be retried.
-    pub async fn flush(&self, batch: &mut PartitionBatch) -> Result<Option<Flushed>, SinkError> {
+    pub async fn flush(
+        &self,
+        batch: &mut PartitionBatch,
+        lease: Option<&mut Lease>,
+    ) -> Result<Option<Flushed>, SinkError> {
         let Some(first) = batch.first_offset else {
             return Ok(None);
         };
+        // No write without holding the partition (a zombie stops here).
+        if let Some(lease) = lease {
+            lease.check().await?;
+        }
         let (topic, partition, last) = (batch.topic.clone(), batch.partition, batch.last_offset);
         let dead_letters_key = if batch.dead_letter_positions.is_empty() {
             None

@@ -23,6 +23,7 @@ use crate::counters::Counters;
 use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterKind};
 use crate::event::{self, BodyRef, ChangeEvent, Operation};
+use crate::fence::Lease;
 use crate::runtime::{DocRecord, RuntimeError};
 use crate::sink::{Flushed, PartitionBatch, ResultLine, Sink, SinkError};
 use crate::source::SourceMessage;
@@ -108,6 +109,8 @@ pub struct PartitionWorker {
     adopted: std::collections::VecDeque<(i64, i64)>,
     /// The last offset known to be durable (flushed or adopted).
     last_durable: Option<i64>,
+    /// The partition's lease, when the sink fences writers.
+    lease: Option<Lease>,
 }
 
 impl PartitionWorker {
@@ -130,6 +133,7 @@ impl PartitionWorker {
             bodies: None,
             adopted: std::collections::VecDeque::new(),
             last_durable: None,
+            lease: None,
         }
     }
 
@@ -144,6 +148,12 @@ impl PartitionWorker {
     /// committing) are adopted instead of processed again, as their records
     /// are delivered again (see [`PartitionWorker::process`]).
     pub async fn resume(&mut self, committed: i64) -> Result<(), WorkerError> {
+        // The lease first: once it is taken, an earlier owner writes nothing
+        // more, so what is listed below is all there will be.
+        self.lease = self
+            .sink
+            .take_lease(self.batch.topic(), self.batch.partition())
+            .await?;
         let adopted = self
             .sink
             .resume_point(self.batch.topic(), self.batch.partition(), committed)
@@ -318,7 +328,10 @@ impl PartitionWorker {
 
     /// Write the open batch now (e.g. at the end of input or on shutdown).
     pub async fn flush(&mut self) -> Result<Option<Flushed>, WorkerError> {
-        let flushed = self.sink.flush(&mut self.batch).await?;
+        let flushed = self
+            .sink
+            .flush(&mut self.batch, self.lease.as_mut())
+            .await?;
         if let Some(f) = &flushed {
             self.last_durable = Some(f.last_offset);
         }
@@ -452,5 +465,107 @@ async fn fetch_body(
     match bodies {
         None => Err(BodyError::NoStore),
         Some(bodies) => bodies.fetch(body_ref, max_body_bytes).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Chain;
+    use crate::dlq::DeadLetterSink;
+    use crate::storage::ObjectStore;
+    use crate::test_support::{chain_of, message, upsert};
+
+    /// A worker of partition `t`/0 writing to `store` (fenced as `owner`,
+    /// when given), with objects cut only when flushed.
+    fn worker(store: &ObjectStore, owner: Option<&str>, chain: &Arc<Chain>) -> PartitionWorker {
+        let mut sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone()));
+        if let Some(owner) = owner {
+            sink = sink.with_fencing(owner.to_owned());
+        }
+        let batching = BatchingConfig {
+            max_records: 100,
+            max_bytes: 1 << 30,
+            max_age_ms: 3_600_000,
+        };
+        PartitionWorker::new(
+            chain.start_worker().unwrap(),
+            Arc::new(sink),
+            DecodeConfig::default(),
+            batching,
+            "t",
+            0,
+        )
+    }
+
+    #[tokio::test]
+    async fn every_message_ends_in_exactly_one_place() {
+        let (_runtime, chain) = chain_of(&["echo"]);
+        let chain = Arc::new(chain.unwrap());
+        let store = ObjectStore::memory();
+        let mut worker = worker(&store, None, &chain);
+        worker.resume(0).await.unwrap();
+        let delete = r#"{"id":"d","op":"delete","revision":2,"timestamp":"2024-01-01T00:00:00Z"}"#;
+        let messages = vec![
+            upsert(0, "a", "hello"),
+            message(1, delete),
+            message(2, "{oops"),
+        ];
+        assert_eq!(
+            worker.process(messages).await.unwrap(),
+            None,
+            "nothing cut yet"
+        );
+        let flushed = worker.flush().await.unwrap().unwrap();
+        assert_eq!((flushed.first_offset, flushed.last_offset), (0, 2));
+        let s = worker.stats();
+        assert_eq!(
+            (s.records, s.results, s.tombstones, s.dead_letters),
+            (3, 1, 1, 1)
+        );
+        assert_eq!(worker.last_durable(), Some(2));
+        let keys = store.list("p/").await.unwrap();
+        assert_eq!(
+            keys.len(),
+            2,
+            "one results and one dead-letter object: {keys:?}"
+        );
+    }
+
+    /// A worker that lost its partition (another took the lease) writes
+    /// nothing more: its open batch is refused, and only the new owner's
+    /// object exists. Without fencing the zombie's object 0-2 would overlap
+    /// the new owner's 0-4.
+    #[tokio::test]
+    async fn a_fenced_worker_writes_nothing_more() {
+        let (_runtime, chain) = chain_of(&["echo"]);
+        let chain = Arc::new(chain.unwrap());
+        let store = ObjectStore::memory();
+        let mut zombie = worker(&store, Some("host-a"), &chain);
+        zombie.resume(0).await.unwrap();
+        let first: Vec<_> = (0..3).map(|o| upsert(o, "a", "x")).collect();
+        zombie.process(first).await.unwrap();
+
+        let mut owner = worker(&store, Some("host-b"), &chain);
+        owner.resume(0).await.unwrap();
+        let all: Vec<_> = (0..5).map(|o| upsert(o, "a", "x")).collect();
+        owner.process(all).await.unwrap();
+        owner.flush().await.unwrap().unwrap();
+
+        let refused = zombie.flush().await;
+        assert!(
+            matches!(
+                refused,
+                Err(WorkerError::Sink(SinkError::Fence(
+                    crate::fence::FenceError::Fenced { .. }
+                )))
+            ),
+            "{refused:?}"
+        );
+        let results = store.list("p/results/").await.unwrap();
+        assert_eq!(
+            results,
+            ["p/results/t/0/00000000000000000000-00000000000000000004.jsonl.zst"]
+        );
     }
 }

@@ -380,7 +380,11 @@ async fn large_objects_are_uploaded_in_parts() {
 async fn a_paused_partition_drains_after_a_rebalance_hands_it_back() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
-    let scenario = Scenario::new(services, "pause", 2, "").await;
+    // Incremental (cooperative) rebalancing: a partition that comes back is
+    // added to the assignment, and librdkafka keeps its earlier pause.
+    let cooperative = "\n[source.kafka.properties]\n\
+                       \"partition.assignment.strategy\" = \"cooperative-sticky\"\n";
+    let scenario = Scenario::new(services, "pause", 2, cooperative).await;
     let text = std::fs::read_to_string(&scenario.pipeline).unwrap();
     std::fs::write(
         &scenario.pipeline,
@@ -469,4 +473,31 @@ async fn too_few_instances_for_the_partitions_is_caught_by_validate() {
         );
         assert!(stderr.contains("line "), "{command}: {stderr}");
     }
+}
+
+/// Fencing against the real S3 server: once a second host takes a
+/// partition's lease (conditional writes), every check of the first fails,
+/// so a zombie writes nothing more; the new holder's checks pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_lease_fences_the_old_holder_on_real_s3() {
+    let services = Services::shared();
+    let bucket = format!("fence-{}", std::process::id());
+    services.create_bucket(&bucket).await;
+    let store = weir::storage::ObjectStore::s3(services.s3_client().await, &bucket, "p");
+    let key = "e2e/leases/t/0".to_owned();
+    let mut zombie = weir::fence::Lease::take(&store, key.clone(), "host-a")
+        .await
+        .unwrap();
+    zombie.check().await.unwrap();
+    let mut owner = weir::fence::Lease::take(&store, key.clone(), "host-b")
+        .await
+        .unwrap();
+    assert_eq!((zombie.epoch(), owner.epoch()), (1, 2));
+    let fenced = zombie.check().await;
+    assert!(
+        matches!(fenced, Err(weir::fence::FenceError::Fenced { .. })),
+        "{fenced:?}"
+    );
+    owner.check().await.unwrap();
+    owner.check().await.unwrap();
 }

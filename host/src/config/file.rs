@@ -246,6 +246,16 @@ pub struct S3OutputConfig {
     /// Key prefix inside the bucket (may be empty).
     #[serde(default)]
     pub prefix: String,
+    /// Whether the store supports conditional writes (`If-Match`,
+    /// `If-None-Match`; AWS S3 does since 2024). For results, they fence
+    /// writers that lost their partition (see `docs/architecture.md`);
+    /// turn off only for stores without them.
+    #[serde(default = "default_true")]
+    pub conditional_writes: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[dead_letter.kafka]`

@@ -143,6 +143,8 @@ pub enum StoreOutput {
         bucket: String,
         /// Key prefix (empty or without trailing `/`).
         prefix: String,
+        /// Whether the store supports conditional writes.
+        conditional_writes: bool,
     },
 }
 

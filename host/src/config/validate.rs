@@ -353,6 +353,7 @@ fn validate_output(output: OutputConfig, base: &Path) -> DeadLetterOutput {
         OutputConfig::S3(s3) => DeadLetterOutput::Store(StoreOutput::S3 {
             bucket: s3.bucket,
             prefix: s3.prefix.trim_matches('/').to_owned(),
+            conditional_writes: s3.conditional_writes,
         }),
         OutputConfig::Kafka(kafka) => DeadLetterOutput::Kafka { topic: kafka.topic },
     }

@@ -241,3 +241,52 @@ impl Drop for EpochTicker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::plugin_path;
+
+    #[test]
+    fn a_file_that_is_not_a_component_is_refused_with_its_reason() {
+        let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.wasm");
+        std::fs::write(&path, b"not wasm").unwrap();
+        assert!(matches!(
+            runtime.load_file(&path),
+            Err(RuntimeError::Compile { .. })
+        ));
+        assert!(matches!(
+            runtime.load_file(&dir.path().join("missing.wasm")),
+            Err(RuntimeError::Read { .. })
+        ));
+    }
+
+    /// A loaded plugin describes itself, and one instance serves many
+    /// batches, one outcome per record.
+    #[test]
+    fn an_instance_is_reused_across_batches() {
+        let runtime = Runtime::new(&RuntimeOptions::default()).unwrap();
+        let echo = runtime.load_file(&plugin_path("echo")).unwrap();
+        assert_eq!(echo.info().name, "echo");
+        assert!(echo.label().starts_with("echo@"));
+        let mut instance = echo
+            .instantiate(&Limits::default(), &Grants::default(), "{}")
+            .unwrap();
+        for n in 0..3 {
+            let records: Vec<DocRecord> = (0..n + 1)
+                .map(|i| DocRecord {
+                    id: format!("r{i}"),
+                    revision: 1,
+                    content_type: "text/plain".into(),
+                    body: b"x".to_vec(),
+                    metadata: Vec::new(),
+                })
+                .collect();
+            let outcomes = instance.process(&records).unwrap();
+            assert_eq!(outcomes.len(), records.len());
+            assert!(outcomes.iter().all(|o| o.is_ok()));
+        }
+    }
+}

@@ -5,12 +5,18 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::Bounded;
+use super::{Bounded, ETag, Precondition, StorageError};
 
 /// Objects by key, shared by the clones of one store.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     objects: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+}
+
+/// An object's version: the sha256 of its bytes (as S3's ETag is a digest
+/// of the content).
+fn etag_of(bytes: &[u8]) -> ETag {
+    ETag(crate::digest::Digest::of(bytes).hex())
 }
 
 impl MemoryStore {
@@ -30,6 +36,35 @@ impl MemoryStore {
         } else {
             Bounded::Read(bytes.clone())
         })
+    }
+
+    pub(super) fn get_tagged(&self, key: &str) -> Option<(Vec<u8>, ETag)> {
+        let objects = self.objects.lock().expect("not poisoned");
+        objects
+            .get(key)
+            .map(|bytes| (bytes.clone(), etag_of(bytes)))
+    }
+
+    pub(super) fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        precondition: &Precondition,
+    ) -> Result<ETag, StorageError> {
+        let mut objects = self.objects.lock().expect("not poisoned");
+        let holds = match (precondition, objects.get(key)) {
+            (Precondition::Absent, current) => current.is_none(),
+            (Precondition::Matches(etag), Some(current)) => etag_of(current) == *etag,
+            (Precondition::Matches(_), None) => false,
+        };
+        if !holds {
+            return Err(StorageError::PreconditionFailed {
+                key: key.to_owned(),
+            });
+        }
+        let etag = etag_of(&bytes);
+        objects.insert(key.to_owned(), bytes);
+        Ok(etag)
     }
 
     pub(super) fn list(&self, prefix: &str) -> Vec<String> {

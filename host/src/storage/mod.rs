@@ -32,6 +32,16 @@ pub enum StorageError {
     /// A key that would escape the store root or is otherwise unusable.
     #[error("invalid object key `{0}`")]
     InvalidKey(String),
+    /// A conditional write found the object changed (or present, or
+    /// absent) since it was read: someone else wrote it.
+    #[error("{key} was changed by another writer")]
+    PreconditionFailed {
+        /// The object key.
+        key: String,
+    },
+    /// The store cannot do conditional writes (a local directory).
+    #[error("conditional writes are not supported by {0}")]
+    NoConditionalWrites(String),
     /// A local filesystem error.
     #[error("{path}: {source}")]
     Io {
@@ -52,6 +62,20 @@ pub enum StorageError {
         /// The service's explanation.
         message: String,
     },
+}
+
+/// The version of an object as the store names it (S3's ETag), for
+/// conditional writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ETag(String);
+
+/// The condition of a conditional write ([`ObjectStore::put_if`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// Only if there is no object at the key yet.
+    Absent,
+    /// Only if the object at the key is still this version.
+    Matches(ETag),
 }
 
 /// What [`ObjectStore::get_at_most`] read.
@@ -171,6 +195,31 @@ impl ObjectStore {
         }
         .into_iter()
         .next())
+    }
+
+    /// Read a small object and its version, or `None` if there is none.
+    pub async fn get_tagged(&self, key: &str) -> Result<Option<(Vec<u8>, ETag)>, StorageError> {
+        match self {
+            ObjectStore::S3(s3) => s3.get_tagged(key).await,
+            ObjectStore::Memory(memory) => Ok(memory.get_tagged(key)),
+            ObjectStore::Local(_) => Err(StorageError::NoConditionalWrites(self.describe(key))),
+        }
+    }
+
+    /// Write `key` only if `precondition` holds; returns the new version.
+    /// Fails with [`StorageError::PreconditionFailed`] otherwise. S3 and the
+    /// in-memory store support this; a local directory does not.
+    pub async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        precondition: &Precondition,
+    ) -> Result<ETag, StorageError> {
+        match self {
+            ObjectStore::S3(s3) => s3.put_if(key, bytes, precondition).await,
+            ObjectStore::Memory(memory) => memory.put_if(key, bytes, precondition),
+            ObjectStore::Local(_) => Err(StorageError::NoConditionalWrites(self.describe(key))),
+        }
     }
 
     /// Delete the object `key` (no error if it does not exist).

@@ -14,7 +14,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{Bounded, StorageError};
+use super::{Bounded, ETag, Precondition, StorageError};
 use crate::config::S3Settings;
 
 /// Objects at least this large are uploaded in parts.
@@ -377,6 +377,72 @@ impl S3Store {
                 }
             }
         }
+    }
+
+    /// A small object and its ETag, or `None` if there is none.
+    pub(super) async fn get_tagged(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, ETag)>, StorageError> {
+        let full = self.full_key(key);
+        let mut backoff = Backoff::default();
+        loop {
+            let Some(output) = self.get_response(key, &full).await? else {
+                return Ok(None);
+            };
+            let etag = ETag(output.e_tag().unwrap_or_default().to_owned());
+            match output.body.collect().await {
+                Ok(bytes) => return Ok(Some((bytes.into_bytes().to_vec(), etag))),
+                Err(error) => {
+                    tracing::warn!(
+                        operation = "get", bucket = %self.bucket, key,
+                        "S3 body read failed, retrying in {:?}: {error}",
+                        backoff.wait
+                    );
+                    backoff.pause().await;
+                }
+            }
+        }
+    }
+
+    /// Write `key` only if `precondition` holds (`If-None-Match: *` or
+    /// `If-Match: <etag>`); returns the new ETag. A failed precondition (412,
+    /// or 409 for a concurrent conditional write) is
+    /// [`StorageError::PreconditionFailed`].
+    pub(super) async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        precondition: &Precondition,
+    ) -> Result<ETag, StorageError> {
+        let full = self.full_key(key);
+        let body = bytes::Bytes::from(bytes);
+        let (if_match, if_none_match) = match precondition {
+            Precondition::Absent => (None, Some("*".to_owned())),
+            Precondition::Matches(etag) => (Some(etag.0.clone()), None),
+        };
+        self.retrying("conditional put", key, || async {
+            match self
+                .client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&full)
+                .set_if_match(if_match.clone())
+                .set_if_none_match(if_none_match.clone())
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+            {
+                Ok(output) => Ok(Ok(ETag(output.e_tag().unwrap_or_default().to_owned()))),
+                Err(SdkError::ServiceError(e))
+                    if matches!(e.raw().status().as_u16(), 409 | 412) =>
+                {
+                    Ok(Err(StorageError::PreconditionFailed { key: full.clone() }))
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await?
     }
 
     /// The response to a GET of `full` (its body not read yet), or `None`

@@ -1,0 +1,62 @@
+//! Helpers for the host's unit tests: real plugin components (installed by
+//! the build script), chains of them, and source messages.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::chain::{Chain, Stage};
+use crate::runtime::{Grants, Limits, Runtime, RuntimeOptions};
+use crate::source::{Position, SourceMessage};
+
+/// The component file of the plugin `name` (`echo`, `hostile`, `parse`, ...).
+pub(crate) fn plugin_path(name: &str) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("wasm")
+        .join(format!("{name}.wasm"))
+}
+
+/// A runtime and a chain of one stage per plugin in `plugins` (stage names
+/// are the plugin names). Keep the runtime alive while the chain runs.
+pub(crate) fn chain_of(
+    plugins: &[&str],
+) -> (Runtime, Result<Chain, Vec<crate::chain::ChainError>>) {
+    let runtime = Runtime::new(&RuntimeOptions::default()).expect("engine starts");
+    let stages = plugins
+        .iter()
+        .map(|name| Stage {
+            name: (*name).to_owned(),
+            plugin: Arc::new(runtime.load_file(&plugin_path(name)).expect("plugin loads")),
+            config_json: "{}".to_owned(),
+            limits: Limits::default(),
+            grants: Grants::default(),
+            retries: 1,
+            batch_size: 16,
+        })
+        .collect();
+    let chain = Chain::new(stages);
+    (runtime, chain)
+}
+
+/// A message of topic `t`, partition 0, at `offset`, with `payload`.
+pub(crate) fn message(offset: i64, payload: &str) -> SourceMessage {
+    SourceMessage {
+        position: Position {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+        },
+        payload: payload.as_bytes().to_vec(),
+    }
+}
+
+/// An upsert change event of document `id` with a plain-text body.
+pub(crate) fn upsert(offset: i64, id: &str, body: &str) -> SourceMessage {
+    message(
+        offset,
+        &format!(
+            r#"{{"id":"{id}","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","content_type":"text/plain","body":"{body}"}}"#
+        ),
+    )
+}
