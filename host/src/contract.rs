@@ -129,7 +129,8 @@ mod tests {
 
     #[test]
     fn every_rule_is_checked() {
-        let cases: Vec<(Box<dyn FnOnce(&mut DocRecord)>, &str)> = vec![
+        type Change = Box<dyn FnOnce(&mut DocRecord)>;
+        let cases: Vec<(Change, &str)> = vec![
             (
                 Box::new(|r| r.content_type = "not a type \u{0}\n".into()),
                 "not a media type",

@@ -397,8 +397,11 @@ impl Sink {
         prefix: &str,
         committed: i64,
     ) -> Result<i64, StorageError> {
+        if committed <= 0 {
+            return Ok(committed);
+        }
         let mut back = STRADDLE_FIRST_PROBE;
-        while committed > 0 {
+        loop {
             let probe = committed.saturating_sub(back).max(0);
             let first = self
                 .results
@@ -411,11 +414,10 @@ impl Sink {
                 return Ok(probe);
             }
             if probe == 0 {
-                break;
+                return Ok(committed);
             }
             back = back.saturating_mul(STRADDLE_GROWTH);
         }
-        Ok(committed)
     }
 
     /// Write `batch` (dead letters first, then results) and reset it, after

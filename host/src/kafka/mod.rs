@@ -79,7 +79,7 @@ pub enum HostError {
         /// Partition.
         partition: i32,
         /// Why the worker stopped.
-        source: WorkerError,
+        source: Box<WorkerError>,
     },
     /// The poll thread panicked (a host bug).
     #[error("the poll thread panicked")]

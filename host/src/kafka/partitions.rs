@@ -53,6 +53,15 @@ struct Lane {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Where a newly assigned partition starts.
+struct StartPosition {
+    key: PartitionKey,
+    /// Its committed offset, if it has one.
+    committed: Option<i64>,
+    /// Where its task resumes (adopting what is written from there on).
+    resume_from: i64,
+}
+
 /// The partitions this host owns and their tasks.
 pub(crate) struct Partitions {
     parts: WorkerParts,
@@ -109,7 +118,12 @@ impl Partitions {
                 return;
             }
         };
-        for (key, committed, resume_from) in positions {
+        for StartPosition {
+            key,
+            committed,
+            resume_from,
+        } in positions
+        {
             self.offsets
                 .lock()
                 .expect("not poisoned")
@@ -137,12 +151,11 @@ impl Partitions {
     /// committed yet: results written past it by a host that died before
     /// its first commit must still be adopted; offsets are the identity of
     /// results, whichever group wrote them).
-    #[allow(clippy::type_complexity)]
     fn positions<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         partitions: &TopicPartitionList,
-    ) -> Result<Vec<(PartitionKey, Option<i64>, i64)>, HostError> {
+    ) -> Result<Vec<StartPosition>, HostError> {
         let committed = with_retries("reading committed offsets", POSITION_RETRY, || {
             consumer.committed_offsets(partitions.clone(), POSITION_TIMEOUT)
         })
@@ -166,7 +179,11 @@ impl Partitions {
                     .0
                 }
             };
-            positions.push((key, offset, resume_from));
+            positions.push(StartPosition {
+                key,
+                committed: offset,
+                resume_from,
+            });
         }
         Ok(positions)
     }
@@ -505,7 +522,7 @@ fn current_reports(
                 failed.get_or_insert(HostError::Partition {
                     topic,
                     partition,
-                    source: error,
+                    source: Box::new(error),
                 });
             }
         }
