@@ -82,7 +82,9 @@ impl From<InputFormat> for FileFormat {
 /// Run the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config } => run_pipeline(&config).await,
+        // Boxed: the pipeline future is too deep a type for rustc's layout
+        // queries when nested in main's.
+        Command::Run { config } => Box::pin(run_pipeline(&config)).await,
         Command::Validate { config } => {
             let pipeline = config::load(&config)?;
             let assembled = pipeline::assemble(&pipeline).await?;

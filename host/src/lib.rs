@@ -16,8 +16,8 @@
 //! - [`ingest`]: `weir ingest`, producing change events to a topic.
 //! - [`event`]: the change-event schema and its decoding.
 //! - [`bodies`]: bodies stored by reference in S3, uploaded and verified.
-//! - [`worker`]: one partition's records in order: decode, chain, sink, and
-//!   adoption of ranges already written.
+//! - [`partition`]: one partition's records in order: decode, chain, sink,
+//!   and adoption of ranges already written.
 //! - [`chain`]: stages, the load-time type check, running batches through.
 //! - [`contract`]: what every plugin output must satisfy.
 //! - [`runtime`]: the only module that uses wasmtime: engine, sandbox,
@@ -29,7 +29,7 @@
 //! - [`storage`]: the object store: local directory, S3, in memory.
 //! - [`media_type`], [`digest`], [`counters`], [`atomic_file`]: small shared
 //!   building blocks.
-//! - [`telemetry`]: logging setup.
+//! - [`logging`]: logging setup (text or JSON).
 
 pub(crate) mod atomic_file;
 pub(crate) mod bodies;
@@ -44,13 +44,13 @@ pub mod event;
 pub mod fence;
 pub(crate) mod ingest;
 pub(crate) mod kafka;
+pub mod logging;
 pub(crate) mod media_type;
+pub mod partition;
 pub mod pipeline;
 pub mod runtime;
 pub(crate) mod sink;
 pub mod source;
 pub mod storage;
-pub mod telemetry;
 #[cfg(test)]
 mod test_support;
-pub mod worker;

@@ -5,6 +5,6 @@ use clap::Parser as _;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = weir::cli::Cli::parse();
-    weir::telemetry::init();
+    weir::logging::init();
     weir::cli::run(cli).await
 }

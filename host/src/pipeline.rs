@@ -13,11 +13,11 @@ use crate::bodies::BodyStore;
 use crate::chain::{Chain, ChainError, Stage};
 use crate::config::{DeadLetterOutput, Pipeline, Source, StoreOutput};
 use crate::dlq::DeadLetterSink;
+use crate::partition::{PartitionWorker, Stats, WorkerError};
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError, RuntimeOptions};
 use crate::sink::Sink;
 use crate::source::{FileSource, SourceError};
 use crate::storage::ObjectStore;
-use crate::worker::{PartitionWorker, Stats, WorkerError};
 
 /// Problems assembling or running a pipeline.
 #[derive(Debug, thiserror::Error)]

@@ -75,6 +75,20 @@ async fn every_offset_once_and_the_same_results_as_local_mode() {
     let places = scenario
         .wait_accounted(services, Duration::from_secs(120))
         .await;
+    // The running host commits what is durable (asynchronously, confirmed
+    // by the broker), not only at shutdown.
+    let watermarks = services.high_watermarks(&scenario.topic, scenario.partitions);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut committed = Vec::new();
+    while std::time::Instant::now() < deadline {
+        committed =
+            services.committed_offsets(&scenario.group, &scenario.topic, scenario.partitions);
+        if committed == watermarks {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(committed, watermarks, "committed while running");
     let (code, stdout) = host.terminate();
     assert_eq!(code, Some(0), "graceful shutdown exits 0: {stdout}");
     assert!(stdout.contains("dead-lettered"), "{stdout}");

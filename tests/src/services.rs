@@ -200,6 +200,31 @@ impl Services {
         }
     }
 
+    /// The offsets `group` has committed for each partition of `topic`
+    /// (-1 where it has none), read without joining the group.
+    pub fn committed_offsets(&self, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &self.brokers)
+            .set("group.id", group)
+            .create()
+            .expect("a consumer");
+        let mut list = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(list, Duration::from_secs(10))
+            .expect("committed offsets");
+        (0..partitions)
+            .map(
+                |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                    Some(rdkafka::Offset::Offset(o)) => o,
+                    _ => -1,
+                },
+            )
+            .collect()
+    }
+
     /// The high watermark (next offset) of each partition of `topic`.
     pub fn high_watermarks(&self, topic: &str, partitions: i32) -> Vec<i64> {
         let consumer: BaseConsumer = rdkafka::ClientConfig::new()

@@ -78,13 +78,13 @@ fn account(out: &Path) -> BTreeMap<i64, &'static str> {
 async fn partition_worker(
     path: &Path,
 ) -> (
-    weir::worker::PartitionWorker,
+    weir::partition::PartitionWorker,
     weir::source::FileSource,
     weir::pipeline::Assembled,
 ) {
     let pipeline = weir::config::load(path).unwrap();
     let assembled = weir::pipeline::assemble(&pipeline).await.unwrap();
-    let worker = weir::worker::PartitionWorker::new(
+    let worker = weir::partition::PartitionWorker::new(
         assembled.chain.start_worker().unwrap(),
         assembled.sink.clone(),
         pipeline.decode.clone(),

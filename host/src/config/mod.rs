@@ -67,7 +67,7 @@ pub fn parse(text: &str, base: &Path) -> Result<Pipeline, Vec<Problem>> {
 
 #[cfg(test)]
 mod tests {
-    use super::validate::expand_env;
+    use super::validate::{UnsetVariable, expand_env};
     use super::*;
     use crate::runtime::Limits;
 
@@ -150,7 +150,7 @@ dir = "out"
         assert_eq!(expand_env("plain"), Ok("plain".into()));
         assert_eq!(
             expand_env("x${WEIR_SURELY_UNSET_42}"),
-            Err("WEIR_SURELY_UNSET_42".into())
+            Err(UnsetVariable("WEIR_SURELY_UNSET_42".into()))
         );
     }
 

@@ -212,7 +212,7 @@ fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> So
                         c.check(
                             false,
                             format!("source.kafka.properties.{key}"),
-                            format!("environment variable `{missing}` is not set"),
+                            missing.to_string(),
                         );
                         (key, String::new())
                     }
@@ -230,9 +230,14 @@ fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> So
     }
 }
 
-/// Expand `${NAME}` references to environment variables; the error is the
-/// first name that is not set.
-pub(super) fn expand_env(value: &str) -> Result<String, String> {
+/// An environment variable a property refers to is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("environment variable `{0}` is not set")]
+pub(super) struct UnsetVariable(pub(super) String);
+
+/// Expand `${NAME}` references to environment variables; the error names
+/// the first one that is not set.
+pub(super) fn expand_env(value: &str) -> Result<String, UnsetVariable> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
@@ -242,7 +247,7 @@ pub(super) fn expand_env(value: &str) -> Result<String, String> {
             return Ok(out);
         };
         let name = &rest[start + 2..start + 2 + len];
-        out.push_str(&std::env::var(name).map_err(|_| name.to_owned())?);
+        out.push_str(&std::env::var(name).map_err(|_| UnsetVariable(name.to_owned()))?);
         rest = &rest[start + 3 + len..];
     }
     out.push_str(rest);

@@ -47,8 +47,8 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use crate::bodies::BodyStore;
 use crate::chain::Chain;
 use crate::config::{BatchingConfig, DecodeConfig, KafkaSettings};
+use crate::partition::{Stats, WorkerError};
 use crate::sink::Sink;
-use crate::worker::{Stats, WorkerError};
 use clients::{consumer_config, to_source_message};
 use partitions::Partitions;
 

@@ -8,7 +8,8 @@
 //! - the committed offset moves only when the broker confirms a commit
 //!   ([`Offsets::answered`]), and never backwards; a commit that failed is
 //!   offered again after [`RETRY_AFTER`], so a passing broker fault cannot
-//!   leave durable records uncommitted (to be processed again) forever;
+//!   leave durable records uncommitted (to be processed again) forever,
+//!   and neither can an answer that never comes ([`ANSWER_WITHIN`]);
 //! - a partition that is not assigned has no state: answers for it are
 //!   ignored.
 
@@ -19,6 +20,9 @@ use super::PartitionKey;
 
 /// How long after a failed commit the partition's offset is offered again.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How long a commit may wait for its answer before it is offered again
+/// (an answer that never comes must not stop the partition's commits).
+pub(crate) const ANSWER_WITHIN: Duration = Duration::from_secs(30);
 
 /// One partition's offsets. Offsets here are "next to consume" offsets,
 /// as Kafka commits them (the last durable offset + 1).
@@ -28,8 +32,8 @@ struct PartitionOffsets {
     committed: Option<i64>,
     /// The offset after everything durable.
     durable: Option<i64>,
-    /// A commit sent and not answered yet.
-    in_flight: Option<i64>,
+    /// A commit sent and not answered yet, and when it was sent.
+    in_flight: Option<(i64, Instant)>,
     /// After a failed commit: when to offer it again.
     retry_at: Option<Instant>,
 }
@@ -79,11 +83,14 @@ impl Offsets {
     pub(crate) fn due(&mut self, now: Instant) -> Vec<(PartitionKey, i64)> {
         let mut due = Vec::new();
         for (key, p) in &mut self.partitions {
-            if p.in_flight.is_some() || p.retry_at.is_some_and(|at| now < at) {
+            let waiting = p
+                .in_flight
+                .is_some_and(|(_, sent)| now < sent + ANSWER_WITHIN);
+            if waiting || p.retry_at.is_some_and(|at| now < at) {
                 continue;
             }
             if let Some(next) = p.ahead() {
-                p.in_flight = Some(next);
+                p.in_flight = Some((next, now));
                 p.retry_at = None;
                 due.push((key.clone(), next));
             }
@@ -99,7 +106,7 @@ impl Offsets {
             .filter_map(|key| {
                 let p = self.partitions.get_mut(key)?;
                 let next = p.ahead()?;
-                p.in_flight = Some(next);
+                p.in_flight = Some((next, Instant::now()));
                 Some((key.clone(), next))
             })
             .collect()
@@ -110,7 +117,7 @@ impl Offsets {
         let Some(p) = self.partitions.get_mut(key) else {
             return;
         };
-        if p.in_flight == Some(next) {
+        if p.in_flight.is_some_and(|(sent, _)| sent == next) {
             p.in_flight = None;
         }
         if ok {
@@ -142,8 +149,9 @@ mod tests {
         offsets.assigned(key(0), Some(5));
         offsets.durable(&key(0), 9);
         assert_eq!(offsets.due(now), [(key(0), 10)]);
-        // In flight: not offered twice.
+        // In flight: not offered twice, unless its answer never comes.
         assert_eq!(offsets.due(now), []);
+        assert_eq!(offsets.due(now + ANSWER_WITHIN), [(key(0), 10)]);
         offsets.answered(&key(0), 10, false, now);
         assert_eq!(offsets.committed(&key(0)), Some(5), "not confirmed");
         assert_eq!(offsets.due(now), [], "waits for the retry time");

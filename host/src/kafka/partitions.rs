@@ -26,8 +26,8 @@ use tokio::runtime::Handle;
 use super::offsets::Offsets;
 use super::task::{Command, Event, StopReport, partition_task};
 use super::{HostError, PartitionKey, WorkerParts};
+use crate::partition::{PartitionWorker, Stats};
 use crate::source::SourceMessage;
-use crate::worker::{PartitionWorker, Stats};
 
 /// How long a worker may take to finish and flush when its partition is
 /// revoked or the host shuts down.
@@ -598,7 +598,7 @@ fn set_paused<C: ConsumerContext>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::WorkerError;
+    use crate::partition::WorkerError;
 
     #[test]
     fn only_the_current_task_of_a_partition_is_committed_for() {

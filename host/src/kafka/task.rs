@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use super::PartitionKey;
+use crate::partition::{PartitionWorker, Stats, WorkerError};
 use crate::source::SourceMessage;
-use crate::worker::{PartitionWorker, Stats, WorkerError};
 
 /// How often an idle worker wakes up to check its batch's age.
 const IDLE_TICK: Duration = Duration::from_millis(500);

@@ -345,38 +345,7 @@ impl S3Store {
     }
 
     pub(super) async fn get(&self, key: &str, limit: u64) -> Result<Option<Bounded>, StorageError> {
-        let full = self.full_key(key);
-        let mut backoff = Backoff::default();
-        loop {
-            let Some(output) = self.get_response(key, &full).await? else {
-                return Ok(None);
-            };
-            let size = output.content_length().and_then(|l| u64::try_from(l).ok());
-            if let Some(size) = size.filter(|size| *size > limit) {
-                return Ok(Some(Bounded::TooLarge(size)));
-            }
-            match output.body.collect().await {
-                Ok(bytes) => {
-                    let bytes = bytes.into_bytes().to_vec();
-                    // Without a length header the size is known only now.
-                    return Ok(Some(if bytes.len() as u64 > limit {
-                        Bounded::TooLarge(bytes.len() as u64)
-                    } else {
-                        Bounded::Read(bytes)
-                    }));
-                }
-                // The connection broke while the body was streaming (e.g. the
-                // server went away): as transient as a request that failed.
-                Err(error) => {
-                    tracing::warn!(
-                        operation = "get", bucket = %self.bucket, key,
-                        "S3 body read failed, retrying in {:?}: {error}",
-                        backoff.wait
-                    );
-                    backoff.pause().await;
-                }
-            }
-        }
+        Ok(self.get_versioned(key, limit).await?.map(|(read, _)| read))
     }
 
     /// A small object and its ETag, or `None` if there is none.
@@ -384,6 +353,21 @@ impl S3Store {
         &self,
         key: &str,
     ) -> Result<Option<(Vec<u8>, ETag)>, StorageError> {
+        Ok(self
+            .get_versioned(key, u64::MAX)
+            .await?
+            .map(|(read, etag)| match read {
+                Bounded::Read(bytes) => (bytes, etag),
+                Bounded::TooLarge(_) => unreachable!("no object is larger than u64::MAX bytes"),
+            }))
+    }
+
+    /// The object (at most `limit` bytes of it) and its ETag, or `None`.
+    async fn get_versioned(
+        &self,
+        key: &str,
+        limit: u64,
+    ) -> Result<Option<(Bounded, ETag)>, StorageError> {
         let full = self.full_key(key);
         let mut backoff = Backoff::default();
         loop {
@@ -391,8 +375,23 @@ impl S3Store {
                 return Ok(None);
             };
             let etag = ETag(output.e_tag().unwrap_or_default().to_owned());
+            let size = output.content_length().and_then(|l| u64::try_from(l).ok());
+            if let Some(size) = size.filter(|size| *size > limit) {
+                return Ok(Some((Bounded::TooLarge(size), etag)));
+            }
             match output.body.collect().await {
-                Ok(bytes) => return Ok(Some((bytes.into_bytes().to_vec(), etag))),
+                Ok(bytes) => {
+                    let bytes = bytes.into_bytes().to_vec();
+                    // Without a length header the size is known only now.
+                    let read = if bytes.len() as u64 > limit {
+                        Bounded::TooLarge(bytes.len() as u64)
+                    } else {
+                        Bounded::Read(bytes)
+                    };
+                    return Ok(Some((read, etag)));
+                }
+                // The connection broke while the body was streaming (e.g. the
+                // server went away): as transient as a request that failed.
                 Err(error) => {
                     tracing::warn!(
                         operation = "get", bucket = %self.bucket, key,
