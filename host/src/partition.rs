@@ -233,6 +233,8 @@ impl PartitionWorker {
             // Writes nothing once the range's first message has emptied the
             // batch.
             self.flush().await?;
+            self.stats.records += 1;
+            self.stats.bytes += message.payload.len() as u64;
             self.stats.redelivered += 1;
             if self.last_durable.is_none_or(|d| d < adopted_last) {
                 self.last_durable = Some(adopted_last);

@@ -255,8 +255,12 @@ fn a_rerun_into_the_same_output_leaves_one_copy_of_every_result() {
     for batching in ["max_records = 3", "max_records = 100\nmax_age_ms = 1"] {
         let again = run(&with_batching(batching));
         assert_eq!(
-            (again.stats.results, again.stats.redelivered),
-            (0, 41),
+            (
+                again.stats.records,
+                again.stats.results,
+                again.stats.redelivered
+            ),
+            (41, 0, 41),
             "{batching}: everything was written already"
         );
         assert_eq!(account(&out).len(), 41, "{batching}");
