@@ -87,6 +87,17 @@ pub enum Bounded {
     TooLarge(u64),
 }
 
+impl Bounded {
+    /// The bytes of a read whose limit was `u64::MAX`, which no object
+    /// exceeds.
+    pub(crate) fn whole(self) -> Vec<u8> {
+        match self {
+            Bounded::Read(bytes) => bytes,
+            Bounded::TooLarge(_) => unreachable!("no object is larger than u64::MAX bytes"),
+        }
+    }
+}
+
 /// Where objects are stored. An enum rather than a trait object: the set
 /// of stores is closed, and async methods need no boxing.
 #[derive(Debug, Clone)]
@@ -129,13 +140,7 @@ impl ObjectStore {
 
     /// Read the object `key`, or `None` if it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self
-            .get_at_most(key, u64::MAX)
-            .await?
-            .map(|read| match read {
-                Bounded::Read(bytes) => bytes,
-                Bounded::TooLarge(_) => unreachable!("no object is larger than u64::MAX bytes"),
-            }))
+        Ok(self.get_at_most(key, u64::MAX).await?.map(Bounded::whole))
     }
 
     /// Read the object `key` if it is at most `limit` bytes long, or `None`

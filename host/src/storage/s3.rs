@@ -356,10 +356,7 @@ impl S3Store {
         Ok(self
             .get_versioned(key, u64::MAX)
             .await?
-            .map(|(read, etag)| match read {
-                Bounded::Read(bytes) => (bytes, etag),
-                Bounded::TooLarge(_) => unreachable!("no object is larger than u64::MAX bytes"),
-            }))
+            .map(|(read, etag)| (read.whole(), etag)))
     }
 
     /// The object (at most `limit` bytes of it) and its ETag, or `None`.
