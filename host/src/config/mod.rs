@@ -22,7 +22,8 @@ use std::path::Path;
 pub use crate::source::FileFormat;
 pub use diagnostics::{ConfigError, Problem, problem_at};
 use diagnostics::{line_column, locate};
-pub use file::*;
+use file::PipelineFile;
+pub use file::{BatchingConfig, DecodeConfig, StartFrom};
 pub use settings::*;
 use validate::validate;
 
