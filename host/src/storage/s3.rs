@@ -49,8 +49,16 @@ impl Backoff {
 
 /// Build an S3 client from the pipeline's `[s3]` settings and the standard
 /// AWS credential chain.
+///
+/// The HTTPS client is the SDK's own (hyper 1 + rustls) with rustls' `ring`
+/// crypto provider: the SDK's default picks aws-lc, whose C build costs a
+/// new user minutes on their first `cargo run`.
 pub async fn s3_client(settings: &S3Settings) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
     if let Some(region) = &settings.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
