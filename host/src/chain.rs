@@ -79,6 +79,7 @@ pub struct LineageEntry {
 pub struct Chain {
     stages: Vec<Stage>,
     lineage: Vec<LineageEntry>,
+    identity: Digest,
 }
 
 /// Problems that make a chain unusable.
@@ -142,8 +143,20 @@ impl Chain {
                 digest: s.plugin.digest(),
                 stage_id: s.identity(),
             })
-            .collect();
-        Ok(Chain { stages, lineage })
+            .collect::<Vec<_>>();
+        let identity = chain_identity(&lineage);
+        Ok(Chain {
+            stages,
+            lineage,
+            identity,
+        })
+    }
+
+    /// The chain's identity: the identities of all its stages, in order. A
+    /// new plugin version or stage configuration gives a new identity, and
+    /// event mode then recomputes every document on its next event.
+    pub fn identity(&self) -> Digest {
+        self.identity
     }
 
     /// The stages, in order.
@@ -169,6 +182,15 @@ impl Chain {
             counters: vec![Counters::default(); self.stages.len()],
         })
     }
+}
+
+/// The digest of the stage identities, in chain order.
+fn chain_identity(lineage: &[LineageEntry]) -> Digest {
+    let parts: Vec<&[u8]> = lineage
+        .iter()
+        .map(|entry| entry.stage_id.as_bytes().as_slice())
+        .collect();
+    Digest::of_parts(&parts)
 }
 
 /// What happened to one input record.

@@ -31,10 +31,23 @@ pub struct Cli {
 pub enum Command {
     /// Run a pipeline: a file source to its end, a Kafka source until
     /// SIGTERM/SIGINT (then finish, flush, commit, exit 0). Prints a summary.
+    ///
+    /// In event mode (the default), an event whose document has the same
+    /// body and the same chain as when it was last processed is skipped and
+    /// recorded as `"skipped": "unchanged"` in the results; an event older
+    /// than the document's stored revision as `"skipped": "stale"`.
     Run {
         /// The pipeline file.
         #[arg(short, long, value_name = "PIPELINE.toml")]
         config: PathBuf,
+        /// Read this file instead of the one in `[source.file]` (e.g. a
+        /// later export of the same documents).
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Process every event, changed or not (as `[event_mode] enabled =
+        /// false`); the state is neither read nor updated.
+        #[arg(long)]
+        every_event: bool,
     },
     /// Check a pipeline file (syntax, values, files, plugin chain) and report
     /// every problem with its location.
@@ -84,7 +97,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         // Boxed: the pipeline future is too deep a type for rustc's layout
         // queries when nested in main's.
-        Command::Run { config } => Box::pin(run_pipeline(&config)).await,
+        Command::Run {
+            config,
+            input,
+            every_event,
+        } => Box::pin(run_pipeline(&config, input, every_event)).await,
         Command::Validate { config } => {
             let pipeline = config::load(&config)?;
             let assembled = pipeline::assemble(&pipeline).await?;
@@ -175,8 +192,27 @@ async fn check_instances(
     Ok(Ok(()))
 }
 
-async fn run_pipeline(config: &std::path::Path) -> anyhow::Result<()> {
-    let pipeline = config::load(config)?;
+async fn run_pipeline(
+    config: &std::path::Path,
+    input: Option<PathBuf>,
+    every_event: bool,
+) -> anyhow::Result<()> {
+    let mut pipeline = config::load(config)?;
+    if every_event {
+        pipeline.event_mode = config::EventMode::Off;
+    }
+    if let Some(input) = input {
+        let Source::File { path, format } = &mut pipeline.source else {
+            anyhow::bail!("--input: {} has no [source.file]", config.display());
+        };
+        anyhow::ensure!(
+            input.is_file(),
+            "--input: no such file: {}",
+            input.display()
+        );
+        *format = FileFormat::from_path(&input);
+        *path = input;
+    }
     if let Err(e) = check_instances(config, &pipeline).await? {
         tracing::warn!("cannot reach the broker to check runtime.max_instances: {e}");
     }

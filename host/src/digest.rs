@@ -29,6 +29,16 @@ impl Digest {
         Digest(hasher.finalize().into())
     }
 
+    /// The digest's 32 bytes (for compact binary records).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A digest from its 32 bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Digest(bytes)
+    }
+
     /// Lowercase hex without the `sha256:` prefix (for file names).
     pub fn hex(&self) -> String {
         hex::encode(self.0)

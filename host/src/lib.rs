@@ -18,6 +18,8 @@
 //! - [`bodies`]: bodies stored by reference in S3, uploaded and verified.
 //! - [`partition`]: one partition's records in order: decode, chain, sink,
 //!   and adoption of ranges already written.
+//! - [`state`]: event mode: per-partition document state on disk, the skip
+//!   rule, checkpoints and restore.
 //! - [`chain`]: stages, the load-time type check, running batches through.
 //! - [`contract`]: what every plugin output must satisfy.
 //! - [`runtime`]: the only module that uses wasmtime: engine, sandbox,
@@ -51,6 +53,7 @@ pub mod pipeline;
 pub mod runtime;
 pub(crate) mod sink;
 pub mod source;
+pub mod state;
 pub mod storage;
 #[cfg(test)]
 mod test_support;

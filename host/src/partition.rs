@@ -1,12 +1,19 @@
 //! The partition worker: drives one partition's messages through decoding,
 //! the chain and the sink, in order.
 //!
+//! In event mode (a [`PartitionState`] is attached), an upsert whose body
+//! and chain are those of the document's last processed event, or any event
+//! older than the document's stored revision, is skipped: no plugin runs,
+//! and a skip line takes its place in the batch.
+//!
 //! Invariants:
 //! - every message handed to [`PartitionWorker::process`] ends in exactly one
 //!   place: a result line in the open batch (chain output, filtered-out
-//!   record or delete tombstone), a dead letter with its reason, or, inside
-//!   a range adopted on resuming, the results object written before (counted
-//!   as re-delivered);
+//!   record or delete tombstone), a skip line (event mode), a dead letter
+//!   with its reason, or, inside a range adopted on resuming, the results
+//!   object written before (counted as re-delivered);
+//! - the event-mode state changes only with a written batch (see
+//!   [`crate::state`]), and is restored before the first message;
 //! - messages are handled in offset order, so a flushed range is contiguous,
 //!   and no new object spans into an adopted range (the open batch is
 //!   written before one);
@@ -25,8 +32,9 @@ use crate::dlq::{DeadLetter, DeadLetterKind};
 use crate::event::{self, BodyRef, ChangeEvent, Operation};
 use crate::fence::Lease;
 use crate::runtime::{DocRecord, RuntimeError};
-use crate::sink::{Flushed, PartitionBatch, ResultLine, Sink, SinkError};
+use crate::sink::{Flushed, PartitionBatch, ResultLine, Sink, SinkError, SkipLine};
 use crate::source::SourceMessage;
+use crate::state::{self, DocState, PartitionState, Skip, StateError};
 
 /// What a worker has done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,6 +51,11 @@ pub struct Stats {
     pub tombstones: u64,
     /// Messages dead-lettered.
     pub dead_letters: u64,
+    /// Events skipped in event mode because their document is unchanged.
+    pub skipped_unchanged: u64,
+    /// Events skipped in event mode because they are older than their
+    /// document's stored revision.
+    pub skipped_stale: u64,
     /// Re-delivered messages whose results were already written (adopted
     /// after a restart, not processed again).
     pub redelivered: u64,
@@ -59,6 +72,8 @@ impl Stats {
         self.outputs += other.outputs;
         self.tombstones += other.tombstones;
         self.dead_letters += other.dead_letters;
+        self.skipped_unchanged += other.skipped_unchanged;
+        self.skipped_stale += other.skipped_stale;
         self.redelivered += other.redelivered;
         for (stage, counters) in &other.counters {
             self.counters
@@ -79,6 +94,9 @@ pub enum WorkerError {
     /// Output could not be written.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The event-mode state could not be read, written or restored.
+    #[error(transparent)]
+    State(#[from] StateError),
     /// The chain thread panicked (a host bug).
     #[error("the chain thread panicked")]
     Panicked(#[source] tokio::task::JoinError),
@@ -92,6 +110,8 @@ enum Prepared {
     Tombstone(SourceMessage, ChangeEvent),
     /// An upsert whose body is in the chain input at the same index.
     Run(SourceMessage, ChangeEvent, Vec<(String, String)>, Digest),
+    /// Skipped by event mode (with the body's hash, for upserts).
+    Skipped(SourceMessage, ChangeEvent, Option<Digest>, Skip),
 }
 
 /// Drives one partition.
@@ -111,6 +131,8 @@ pub struct PartitionWorker {
     last_durable: Option<i64>,
     /// The partition's lease, when the sink fences writers.
     lease: Option<Lease>,
+    /// Event mode's document state (`None`: every event is processed).
+    state: Option<PartitionState>,
 }
 
 impl PartitionWorker {
@@ -134,7 +156,14 @@ impl PartitionWorker {
             adopted: std::collections::VecDeque::new(),
             last_durable: None,
             lease: None,
+            state: None,
         }
+    }
+
+    /// Run in event mode with `state` (restored by [`PartitionWorker::resume`]).
+    pub fn with_state(mut self, state: PartitionState) -> Self {
+        self.state = Some(state);
+        self
     }
 
     /// Fetch bodies stored by reference with `bodies`.
@@ -170,6 +199,13 @@ impl PartitionWorker {
             );
         }
         self.adopted = adopted.into();
+        // After the lease, like the listing above: nothing more is written
+        // by an earlier owner while the state is rebuilt from the results.
+        if let Some(state) = &mut self.state {
+            state
+                .restore(&self.sink, self.batch.topic(), self.batch.partition())
+                .await?;
+        }
         Ok(())
     }
 
@@ -264,7 +300,46 @@ impl PartitionWorker {
                     self.stats.dead_letters += 1;
                     self.batch.push_dead_letter(&dead_letter);
                 }
+                Prepared::Skipped(message, event, content_hash, skip) => {
+                    let compared_with = content_hash.map(|_| chain.identity());
+                    match skip {
+                        Skip::Unchanged => self.stats.skipped_unchanged += 1,
+                        Skip::Stale => self.stats.skipped_stale += 1,
+                    }
+                    if let (Some(state), Skip::Unchanged) = (&mut self.state, skip) {
+                        // The stored state, at the newer revision and offset.
+                        let (revision, offset) = (event.revision, message.position.offset);
+                        let now = match content_hash {
+                            Some(content_hash) => DocState::Present {
+                                content_hash,
+                                chain: chain.identity(),
+                                revision,
+                                offset,
+                            },
+                            None => DocState::Deleted { revision, offset },
+                        };
+                        state.record(&event.id, now);
+                    }
+                    self.batch.push_skip(&SkipLine {
+                        position: &message.position,
+                        id: &event.id,
+                        revision: event.revision,
+                        op: event.op,
+                        content_hash,
+                        chain: compared_with,
+                        skipped: skip,
+                    });
+                }
                 Prepared::Tombstone(message, event) => {
+                    if let Some(state) = &mut self.state {
+                        state.record(
+                            &event.id,
+                            DocState::Deleted {
+                                revision: event.revision,
+                                offset: message.position.offset,
+                            },
+                        );
+                    }
                     self.stats.tombstones += 1;
                     self.batch.push_result(&ResultLine {
                         position: &message.position,
@@ -272,6 +347,7 @@ impl PartitionWorker {
                         revision: event.revision,
                         op: Operation::Delete,
                         content_hash: None,
+                        chain: None,
                         metadata: &event.metadata(),
                         extra: &event.extra,
                         lineage: &[],
@@ -286,12 +362,24 @@ impl PartitionWorker {
                         } => {
                             self.stats.results += 1;
                             self.stats.outputs += outputs.len() as u64;
+                            if let Some(state) = &mut self.state {
+                                state.record(
+                                    &event.id,
+                                    DocState::Present {
+                                        content_hash,
+                                        chain: chain.identity(),
+                                        revision: event.revision,
+                                        offset: message.position.offset,
+                                    },
+                                );
+                            }
                             self.batch.push_result(&ResultLine {
                                 position: &message.position,
                                 id: &event.id,
                                 revision: event.revision,
                                 op: Operation::Upsert,
                                 content_hash: Some(content_hash),
+                                chain: Some(chain.identity()),
                                 metadata: &metadata,
                                 extra: &event.extra,
                                 lineage: chain.lineage(stages_run),
@@ -316,6 +404,9 @@ impl PartitionWorker {
                 self.flush().await?;
             }
         }
+        if let Some(state) = &mut self.state {
+            state.end_call();
+        }
         Ok(())
     }
 
@@ -336,6 +427,21 @@ impl PartitionWorker {
             .await?;
         if let Some(f) = &flushed {
             self.last_durable = Some(f.last_offset);
+            if let Some(state) = &mut self.state {
+                state
+                    .batch_written(f.last_offset, &self.sink, &f.topic, f.partition)
+                    .await?;
+            }
+        }
+        Ok(flushed)
+    }
+
+    /// Write the open batch and make the event-mode state durable on disk
+    /// (the end of a local run, a partition given up).
+    pub async fn finish(&mut self) -> Result<Option<Flushed>, WorkerError> {
+        let flushed = self.flush().await?;
+        if let Some(state) = &self.state {
+            state.sync()?;
         }
         Ok(flushed)
     }
@@ -352,6 +458,12 @@ impl PartitionWorker {
         // borrowed across the fetches' awaits.
         let bodies = self.bodies.clone();
         let max_body = self.decode.max_body_bytes;
+        let chain = self
+            .chain
+            .as_ref()
+            .expect("the chain is not running")
+            .chain()
+            .identity();
         for message in messages {
             self.stats.records += 1;
             self.stats.bytes += message.payload.len() as u64;
@@ -368,7 +480,18 @@ impl PartitionWorker {
                 }
             };
             if event.op == Operation::Delete {
-                prepared.push(Prepared::Tombstone(message, event));
+                let stored = self.stored_unless_in_flight(&event.id)?;
+                match state::delete_verdict(stored.as_ref(), event.revision) {
+                    Some(skip) => prepared.push(Prepared::Skipped(message, event, None, skip)),
+                    None => {
+                        // Until it is recorded, later events of the document
+                        // in this call must not be compared with its old state.
+                        if let Some(state) = &mut self.state {
+                            state.send_to_chain(&event.id);
+                        }
+                        prepared.push(Prepared::Tombstone(message, event));
+                    }
+                }
                 continue;
             }
             let body = match (event.body.take(), &event.body_ref) {
@@ -393,6 +516,18 @@ impl PartitionWorker {
                 }
             };
             let content_hash = Digest::of(&body);
+            if self.state.is_some() {
+                let stored = self.stored_unless_in_flight(&event.id)?;
+                let verdict =
+                    state::upsert_verdict(stored.as_ref(), content_hash, chain, event.revision);
+                if let Some(skip) = verdict {
+                    prepared.push(Prepared::Skipped(message, event, Some(content_hash), skip));
+                    continue;
+                }
+            }
+            if let Some(state) = &mut self.state {
+                state.send_to_chain(&event.id);
+            }
             let metadata = event.metadata();
             let content_type = event
                 .content_type
@@ -408,6 +543,16 @@ impl PartitionWorker {
             prepared.push(Prepared::Run(message, event, metadata, content_hash));
         }
         Ok((prepared, records))
+    }
+
+    /// The stored state of `id` for the skip rule: `None` (process) in local
+    /// runs without event mode, and while an earlier event of `id` in the
+    /// same call is still on its way through the chain.
+    fn stored_unless_in_flight(&self, id: &str) -> Result<Option<DocState>, WorkerError> {
+        match &self.state {
+            Some(state) if !state.is_in_flight(id) => Ok(state.lookup(id)?),
+            _ => Ok(None),
+        }
     }
 
     async fn run_chain(
@@ -475,8 +620,9 @@ mod tests {
     use super::*;
     use crate::chain::Chain;
     use crate::dlq::DeadLetterSink;
+    use crate::state::CheckpointPolicy;
     use crate::storage::ObjectStore;
-    use crate::test_support::{chain_of, message, upsert};
+    use crate::test_support::{chain_of, delete, message, revision, upsert};
 
     /// A worker of partition `t`/0 writing to `store` (fenced as `owner`,
     /// when given), with objects cut only when flushed.
@@ -569,5 +715,126 @@ mod tests {
             results,
             ["p/results/t/0/00000000000000000000-00000000000000000004.jsonl.zst"]
         );
+    }
+
+    /// The counts of a worker's stats that event mode is about:
+    /// (results, tombstones, unchanged, stale).
+    fn event_counts(worker: &PartitionWorker) -> (u64, u64, u64, u64) {
+        let s = worker.stats();
+        (
+            s.results,
+            s.tombstones,
+            s.skipped_unchanged,
+            s.skipped_stale,
+        )
+    }
+
+    /// A worker in event mode whose state starts empty and is restored
+    /// from `store` (checkpoints at every batch).
+    async fn event_worker(
+        store: &ObjectStore,
+        chain: &Arc<Chain>,
+        dir: &std::path::Path,
+    ) -> PartitionWorker {
+        let state = PartitionState::for_assignment(
+            dir,
+            1 << 20,
+            "t",
+            0,
+            CheckpointPolicy {
+                every: std::time::Duration::ZERO,
+            },
+        )
+        .unwrap();
+        let mut worker = worker(store, None, chain).with_state(state);
+        worker.resume(0).await.unwrap();
+        worker
+    }
+
+    #[tokio::test]
+    async fn event_mode_skips_unchanged_and_stale_events_and_records_every_one() {
+        let (_runtime, chain) = chain_of(&["echo"]);
+        let chain = Arc::new(chain.unwrap());
+        let store = ObjectStore::memory();
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = event_worker(&store, &chain, dir.path()).await;
+        first
+            .process(vec![
+                revision(0, "a", 1, "x"),
+                revision(1, "b", 1, "y"),
+                revision(2, "c", 1, "z"),
+                // The same document twice in one call: both computed.
+                revision(3, "a", 2, "x"),
+            ])
+            .await
+            .unwrap();
+        first.finish().await.unwrap();
+        assert_eq!(event_counts(&first), (4, 0, 0, 0));
+
+        // A new worker restores the state from the checkpoint and results.
+        let mut second = event_worker(&store, &chain, dir.path()).await;
+        second
+            .process(vec![
+                revision(4, "a", 3, "x"),   // same body: unchanged
+                revision(5, "b", 2, "y2"),  // new body: computed
+                revision(6, "c", 0, "old"), // older revision: stale
+                delete(7, "c", 2),          // tombstone
+                revision(8, "c", 3, "z"),   // re-created after a delete: computed
+                message(9, "{oops"),        // dead letter
+            ])
+            .await
+            .unwrap();
+        second.finish().await.unwrap();
+        assert_eq!(event_counts(&second), (2, 1, 1, 1));
+        assert_eq!(second.stats().dead_letters, 1);
+
+        // Every offset has exactly one line (results, skips) or dead letter.
+        let mut offsets = Vec::new();
+        for key in store.list("p/results/").await.unwrap() {
+            let raw = zstd::decode_all(store.get(&key).await.unwrap().unwrap().as_slice()).unwrap();
+            for line in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let line: serde_json::Value = serde_json::from_slice(line).unwrap();
+                offsets.push(line["position"]["offset"].as_i64().unwrap());
+            }
+        }
+        offsets.sort();
+        assert_eq!(offsets, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+
+        // Rebuilt from the results alone (no checkpoints): the same verdicts.
+        for key in store.list("p/checkpoints/").await.unwrap() {
+            store.delete(&key).await.unwrap();
+        }
+        let mut third = event_worker(&store, &chain, dir.path()).await;
+        third
+            .process(vec![
+                revision(10, "a", 4, "x"),
+                revision(11, "b", 3, "y2"),
+                revision(12, "c", 2, "z"),
+                revision(13, "c", 4, "z"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(event_counts(&third), (0, 0, 3, 1));
+    }
+
+    /// A batch that was never written leaves no trace in the state: after a
+    /// crash before the flush, its documents are computed again.
+    #[tokio::test]
+    async fn state_never_runs_ahead_of_the_written_results() {
+        let (_runtime, chain) = chain_of(&["echo"]);
+        let chain = Arc::new(chain.unwrap());
+        let store = ObjectStore::memory();
+        let dir = tempfile::tempdir().unwrap();
+        let mut crashed = event_worker(&store, &chain, dir.path()).await;
+        crashed.process(vec![upsert(0, "a", "x")]).await.unwrap();
+        crashed.flush().await.unwrap();
+        crashed.process(vec![upsert(1, "b", "y")]).await.unwrap();
+        drop(crashed); // no flush: offset 1 was never written
+
+        let mut next = event_worker(&store, &chain, dir.path()).await;
+        next.process(vec![upsert(1, "b", "y"), upsert(2, "a", "x")])
+            .await
+            .unwrap();
+        assert_eq!(event_counts(&next), (1, 0, 1, 0), "b computed, a unchanged");
     }
 }

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use crate::bodies::BodyStore;
 use crate::chain::{Chain, ChainError, Stage};
-use crate::config::{DeadLetterOutput, Pipeline, Source, StoreOutput};
+use crate::config::{DeadLetterOutput, EventMode, Pipeline, Source, StoreOutput};
 use crate::dlq::DeadLetterSink;
 use crate::partition::{PartitionWorker, Stats, WorkerError};
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError, RuntimeOptions};
 use crate::sink::Sink;
 use crate::source::{FileSource, SourceError};
+use crate::state::PartitionState;
 use crate::storage::ObjectStore;
 
 /// Problems assembling or running a pipeline.
@@ -184,14 +185,16 @@ impl RunSummary {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         format!(
             "{} records in ({:.1} MB): {} results ({} outputs), {} tombstones, {} dead-lettered, \
-             {} already written; {:.2} s, {:.0} records/s, {:.1} MB/s; results: {}, dead \
-             letters: {}",
+             {} unchanged, {} stale, {} already written; {:.2} s, {:.0} records/s, {:.1} MB/s; \
+             results: {}, dead letters: {}",
             s.records,
             s.bytes as f64 / 1e6,
             s.results,
             s.outputs,
             s.tombstones,
             s.dead_letters,
+            s.skipped_unchanged,
+            s.skipped_stale,
             s.redelivered,
             secs,
             s.records as f64 / secs,
@@ -224,6 +227,13 @@ pub async fn run_file(
     if let Some(bodies) = &assembled.bodies {
         worker = worker.with_bodies(bodies.clone());
     }
+    if let EventMode::On(settings) = &pipeline.event_mode {
+        // One store for every input file of the pipeline: a second file
+        // with the same documents recomputes only those that changed.
+        let state = PartitionState::local(&settings.state_dir, settings.cache_bytes, &topic, 0)
+            .map_err(WorkerError::from)?;
+        worker = worker.with_state(state);
+    }
     // A rerun into the same output adopts what an earlier run wrote (also
     // with other batching, or cut at other times), so every record still
     // has exactly one result line; only what is missing is processed.
@@ -241,7 +251,7 @@ pub async fn run_file(
         }
         worker.process(messages).await?;
     }
-    worker.flush().await?;
+    worker.finish().await?;
     Ok(RunSummary {
         stats: worker.stats().clone(),
         elapsed: started.elapsed(),
@@ -267,6 +277,7 @@ pub async fn run_stream(
         batching: pipeline.batching.clone(),
         bodies: assembled.bodies.clone(),
         max_batch: kafka.max_batch,
+        event_mode: pipeline.event_mode.clone(),
     };
     let summary = crate::kafka::run(kafka, parts, shutdown).await?;
     Ok(RunSummary {

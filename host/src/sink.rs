@@ -5,6 +5,7 @@
 //! ```text
 //! {pipeline}/results/{topic}/{partition}/{first_offset}-{last_offset}.jsonl.zst
 //! {pipeline}/dead-letters/{topic}/{partition}/{first_offset}-{last_offset}.jsonl
+//! {pipeline}/checkpoints/{topic}/{partition}/{through_offset}.state.zst   (event mode)
 //! ```
 //! Offsets are zero-padded to 20 digits so keys sort in offset order.
 //!
@@ -38,6 +39,7 @@ use crate::event::Operation;
 use crate::fence::{FenceError, Lease};
 use crate::runtime::DocRecord;
 use crate::source::Position;
+use crate::state::Skip;
 use crate::storage::{ObjectStore, StorageError};
 
 /// How far before the committed offset the search for a results range
@@ -64,6 +66,10 @@ pub struct ResultLine<'a> {
     /// sha256 of the input body (absent for deletes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<Digest>,
+    /// The identity of the chain that processed the body (absent for
+    /// deletes): what event mode compares, with the content hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Digest>,
     /// The event's metadata.
     #[serde(serialize_with = "as_map")]
     pub metadata: &'a [(String, String)],
@@ -75,6 +81,28 @@ pub struct ResultLine<'a> {
     /// The chain's outputs (empty for tombstones and filtered records).
     #[serde(serialize_with = "as_outputs")]
     pub outputs: &'a [DocRecord],
+}
+
+/// The line of an event that event mode skipped: no plugin ran, and the
+/// document's outputs are in the result line of an earlier event.
+#[derive(Serialize)]
+pub struct SkipLine<'a> {
+    /// Input position.
+    pub position: &'a Position,
+    /// Document id.
+    pub id: &'a str,
+    /// Document revision.
+    pub revision: u64,
+    /// Upsert or delete.
+    pub op: Operation,
+    /// sha256 of the input body (upserts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<Digest>,
+    /// The chain identity the body was compared against (upserts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Digest>,
+    /// Why it was skipped.
+    pub skipped: Skip,
 }
 
 fn as_map<S: Serializer>(pairs: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
@@ -150,6 +178,14 @@ pub enum SinkError {
     /// The range's dead letters could not be written.
     #[error(transparent)]
     DeadLetters(#[from] DeadLetterError),
+    /// A results object could not be decompressed.
+    #[error("decompressing {key}: {source}")]
+    Decompress {
+        /// The object key.
+        key: String,
+        /// The I/O error from zstd.
+        source: std::io::Error,
+    },
     /// Compression failed (out of memory, in practice).
     #[error("compressing {key}: {source}")]
     Compress {
@@ -205,6 +241,13 @@ impl PartitionBatch {
     pub fn push_result(&mut self, line: &ResultLine<'_>) {
         self.cover(line.position);
         serde_json::to_writer(&mut self.results, line).expect("result lines serialise");
+        self.results.push(b'\n');
+    }
+
+    /// Add the line of a skipped input.
+    pub fn push_skip(&mut self, line: &SkipLine<'_>) {
+        self.cover(line.position);
+        serde_json::to_writer(&mut self.results, line).expect("skip lines serialise");
         self.results.push(b'\n');
     }
 
@@ -309,6 +352,72 @@ impl Sink {
         format!(
             "{}/dead-letters/{topic}/{partition}/{first:020}-{last:020}.jsonl",
             self.pipeline
+        )
+    }
+
+    /// The results objects of a partition that hold offsets after `after`
+    /// (all of them for `None`), in offset order, with their ranges.
+    pub(crate) async fn written_after(
+        &self,
+        topic: &str,
+        partition: i32,
+        after: Option<i64>,
+    ) -> Result<Vec<(String, (i64, i64))>, SinkError> {
+        let prefix = format!("{}/results/{topic}/{partition}/", self.pipeline);
+        let storage = |source| SinkError::Storage {
+            key: prefix.clone(),
+            source,
+        };
+        let start_after = match after {
+            None => String::new(),
+            Some(after) => {
+                let from = self
+                    .straddle_search_start(&prefix, after + 1)
+                    .await
+                    .map_err(storage)?;
+                format!("{prefix}{from:020}")
+            }
+        };
+        let keys = self
+            .results
+            .list_after(&prefix, &start_after)
+            .await
+            .map_err(storage)?;
+        let mut written: Vec<_> = keys
+            .into_iter()
+            .filter_map(|key| key_range(&key).map(|range| (key, range)))
+            .filter(|(_, (_, last))| after.is_none_or(|after| *last > after))
+            .collect();
+        written.sort_by_key(|(_, range)| *range);
+        Ok(written)
+    }
+
+    /// The lines of a results object (decompressed), or `None` if it is
+    /// gone.
+    pub(crate) async fn read_results(&self, key: &str) -> Result<Option<Vec<u8>>, SinkError> {
+        let storage = |source| SinkError::Storage {
+            key: key.to_owned(),
+            source,
+        };
+        let Some(compressed) = self.results.get(key).await.map_err(storage)? else {
+            return Ok(None);
+        };
+        let owned_key = key.to_owned();
+        tokio::task::spawn_blocking(move || zstd::decode_all(compressed.as_slice()))
+            .await
+            .expect("decompression does not panic")
+            .map(Some)
+            .map_err(|source| SinkError::Decompress {
+                key: owned_key,
+                source,
+            })
+    }
+
+    /// The store and key prefix of a partition's event-mode checkpoints.
+    pub(crate) fn checkpoints(&self, topic: &str, partition: i32) -> (&ObjectStore, String) {
+        (
+            &self.results,
+            format!("{}/checkpoints/{topic}/{partition}/", self.pipeline),
         )
     }
 

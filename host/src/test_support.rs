@@ -53,10 +53,25 @@ pub(crate) fn message(offset: i64, payload: &str) -> SourceMessage {
 
 /// An upsert change event of document `id` with a plain-text body.
 pub(crate) fn upsert(offset: i64, id: &str, body: &str) -> SourceMessage {
+    revision(offset, id, 1, body)
+}
+
+/// An upsert of document `id` at `revision`.
+pub(crate) fn revision(offset: i64, id: &str, revision: u64, body: &str) -> SourceMessage {
     message(
         offset,
         &format!(
-            r#"{{"id":"{id}","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","content_type":"text/plain","body":"{body}"}}"#
+            r#"{{"id":"{id}","op":"upsert","revision":{revision},"timestamp":"2024-01-01T00:00:00Z","content_type":"text/plain","body":"{body}"}}"#
+        ),
+    )
+}
+
+/// A delete change event of document `id`.
+pub(crate) fn delete(offset: i64, id: &str, revision: u64) -> SourceMessage {
+    message(
+        offset,
+        &format!(
+            r#"{{"id":"{id}","op":"delete","revision":{revision},"timestamp":"2024-01-01T00:00:00Z"}}"#
         ),
     )
 }

@@ -135,6 +135,7 @@ impl Services {
         );
         let config = aws_sdk_s3::Config::builder()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .http_client(weir::storage::http_client())
             .credentials_provider(credentials)
             .region(aws_sdk_s3::config::Region::new(
                 self.var("AWS_REGION").to_owned(),

@@ -39,6 +39,9 @@ pub struct PipelineFile {
     /// `[ingest]`: how `weir ingest` publishes events.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// `[event_mode]`: skipping events whose document is unchanged.
+    #[serde(default)]
+    pub event_mode: EventModeConfig,
 }
 
 /// `[pipeline]`
@@ -329,6 +332,33 @@ impl Default for BatchingConfig {
             max_records: 1000,
             max_bytes: 32 << 20,
             max_age_ms: 5000,
+        }
+    }
+}
+
+/// `[event_mode]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventModeConfig {
+    /// Skip events whose document is unchanged (default: on).
+    pub enabled: bool,
+    /// Where the state lives on this host (default: beside a local output's
+    /// results, else in the system's temporary directory).
+    pub state_dir: Option<PathBuf>,
+    /// Least seconds between two checkpoints of a partition's state (Kafka
+    /// sources; 0: at every written batch).
+    pub checkpoint_interval_s: u64,
+    /// Page cache of one partition's state store, MiB.
+    pub cache_mib: usize,
+}
+
+impl Default for EventModeConfig {
+    fn default() -> Self {
+        EventModeConfig {
+            enabled: true,
+            state_dir: None,
+            checkpoint_interval_s: 300,
+            cache_mib: 64,
         }
     }
 }

@@ -31,6 +31,28 @@ pub struct Pipeline {
     pub s3: S3Settings,
     /// `weir ingest` settings.
     pub ingest: IngestSettings,
+    /// Event mode.
+    pub event_mode: EventMode,
+}
+
+/// Validated `[event_mode]`.
+#[derive(Debug, Clone)]
+pub enum EventMode {
+    /// Every event is processed.
+    Off,
+    /// Events whose document is unchanged are skipped.
+    On(EventModeSettings),
+}
+
+/// Where and how event mode keeps its state.
+#[derive(Debug, Clone)]
+pub struct EventModeSettings {
+    /// The host's state directory.
+    pub state_dir: PathBuf,
+    /// Least time between two checkpoints of a partition.
+    pub checkpoint_every: std::time::Duration,
+    /// Page cache of one store, bytes.
+    pub cache_bytes: usize,
 }
 
 /// Validated `[s3]`.

@@ -149,6 +149,7 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
     );
     c.check(b.max_bytes > 0, "batching.max_bytes", "must be positive");
     c.check(b.max_age_ms > 0, "batching.max_age_ms", "must be positive");
+    let event_mode = validate_event_mode(&file.event_mode, &name, &output, base, &mut c);
     Pipeline {
         name,
         source,
@@ -160,7 +161,37 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
         batching: file.batching,
         s3,
         ingest,
+        event_mode,
     }
+}
+
+fn validate_event_mode(
+    config: &EventModeConfig,
+    pipeline: &str,
+    output: &StoreOutput,
+    base: &Path,
+    c: &mut Checker<'_>,
+) -> EventMode {
+    if !config.enabled {
+        return EventMode::Off;
+    }
+    c.check(
+        config.cache_mib > 0,
+        "event_mode.cache_mib",
+        "must be positive",
+    );
+    let state_dir = match (&config.state_dir, output) {
+        (Some(dir), _) => resolve(base, dir),
+        // Beside the results: deleting the output directory also forgets
+        // what was computed, so the next run computes everything again.
+        (None, StoreOutput::Local { dir }) => dir.join(pipeline).join("state"),
+        (None, StoreOutput::S3 { .. }) => std::env::temp_dir().join("weir-state").join(pipeline),
+    };
+    EventMode::On(EventModeSettings {
+        state_dir,
+        checkpoint_every: Duration::from_secs(config.checkpoint_interval_s),
+        cache_bytes: config.cache_mib.saturating_mul(1 << 20),
+    })
 }
 
 fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> Source {

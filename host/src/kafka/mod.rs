@@ -68,9 +68,10 @@ pub enum HostError {
     /// could not be read, even after retries.
     #[error("cannot read the position of the assigned partitions")]
     Position(#[source] rdkafka::error::KafkaError),
-    /// A partition's worker could not be started.
+    /// A partition's worker could not be started (its plugin instances or
+    /// its event-mode state).
     #[error("starting a partition worker")]
-    StartWorker(#[source] crate::runtime::RuntimeError),
+    StartWorker(#[source] Box<WorkerError>),
     /// A partition's worker stopped with an error.
     #[error("partition {topic}/{partition}")]
     Partition {
@@ -109,6 +110,8 @@ pub struct WorkerParts {
     pub bodies: Option<BodyStore>,
     /// Messages per hand-off to the chain.
     pub max_batch: usize,
+    /// Event mode (each partition restores its state when assigned).
+    pub event_mode: crate::config::EventMode,
 }
 
 /// The consumer's context: routes rebalances and commit answers to the

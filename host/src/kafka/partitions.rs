@@ -26,8 +26,10 @@ use tokio::runtime::Handle;
 use super::offsets::Offsets;
 use super::task::{Command, Event, StopReport, partition_task};
 use super::{HostError, PartitionKey, WorkerParts};
-use crate::partition::{PartitionWorker, Stats};
+use crate::config::EventMode;
+use crate::partition::{PartitionWorker, Stats, WorkerError};
 use crate::source::SourceMessage;
+use crate::state::{CheckpointPolicy, PartitionState};
 
 /// How long a worker may take to finish and flush when its partition is
 /// revoked or the host shuts down.
@@ -139,7 +141,7 @@ impl Partitions {
                     self.lanes.lock().expect("not poisoned").insert(key, lane);
                 }
                 Err(e) => {
-                    self.fail(HostError::StartWorker(e));
+                    self.fail(HostError::StartWorker(Box::new(e)));
                     return;
                 }
             }
@@ -188,11 +190,7 @@ impl Partitions {
         Ok(positions)
     }
 
-    fn spawn(
-        &self,
-        key: &PartitionKey,
-        resume_from: i64,
-    ) -> Result<Lane, crate::runtime::RuntimeError> {
+    fn spawn(&self, key: &PartitionKey, resume_from: i64) -> Result<Lane, WorkerError> {
         let p = &self.parts;
         let mut worker = PartitionWorker::new(
             p.chain.start_worker()?,
@@ -204,6 +202,17 @@ impl Partitions {
         );
         if let Some(bodies) = &p.bodies {
             worker = worker.with_bodies(bodies.clone());
+        }
+        if let EventMode::On(settings) = &p.event_mode {
+            worker = worker.with_state(PartitionState::for_assignment(
+                &settings.state_dir,
+                settings.cache_bytes,
+                &key.0,
+                key.1,
+                CheckpointPolicy {
+                    every: settings.checkpoint_every,
+                },
+            )?);
         }
         let (sender, receiver) = flume::bounded(p.max_batch * 4);
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);

@@ -117,7 +117,7 @@ pub(crate) async fn partition_task(
             }
         }
         if let Some(reply) = stop {
-            if let Err(e) = worker.flush().await {
+            if let Err(e) = worker.finish().await {
                 return drop(events.send(failed(e)));
             }
             let _ = reply.send(StopReport {

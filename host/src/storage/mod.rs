@@ -24,7 +24,7 @@ use aws_sdk_s3::Client;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
-pub use s3::{S3Store, s3_client};
+pub use s3::{S3Store, http_client, s3_client};
 
 /// Errors from object storage that retrying will not fix.
 #[derive(Debug, thiserror::Error)]

@@ -47,18 +47,23 @@ impl Backoff {
     }
 }
 
+/// The HTTP(S) client of every S3 client: the SDK's own (hyper 1 + rustls)
+/// with rustls' `ring` crypto provider. The SDK's default picks aws-lc,
+/// whose C build costs a new user minutes on their first `cargo run`; our
+/// SDK crates are built without a default client, so every S3 client must
+/// be given this one.
+pub fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// Build an S3 client from the pipeline's `[s3]` settings and the standard
 /// AWS credential chain.
-///
-/// The HTTPS client is the SDK's own (hyper 1 + rustls) with rustls' `ring`
-/// crypto provider: the SDK's default picks aws-lc, whose C build costs a
-/// new user minutes on their first `cargo run`.
 pub async fn s3_client(settings: &S3Settings) -> Client {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    let https = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client());
     if let Some(region) = &settings.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
@@ -586,6 +591,7 @@ mod tests {
         });
         let config = aws_sdk_s3::Config::builder()
             .behavior_version_latest()
+            .http_client(http_client())
             .endpoint_url(format!("http://{address}"))
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(

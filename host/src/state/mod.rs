@@ -1,0 +1,509 @@
+//! Event mode: what was last made of every document of a partition, and the
+//! skip rule that decides whether an event needs the chain at all.
+//!
+//! For each document id the state holds its content hash, the chain
+//! identity that processed it, the revision and input offset of its last
+//! event, or that it was deleted ([`DocState`]). Events are keyed by
+//! document id, so a document's state lives with its partition: no lookup
+//! ever leaves the host.
+//!
+//! Parts:
+//! - [`store`]: the embedded on-disk store (redb), one per partition in a
+//!   Kafka host, one per pipeline in a local run;
+//! - [`checkpoint`]: snapshots of a partition's store in the object store,
+//!   written at commit points;
+//! - [`restore`]: rebuilding a partition's store from its latest checkpoint
+//!   plus the results objects written after it.
+//!
+//! Invariants:
+//! - the store holds only what is durable in the sink: the changes of the
+//!   open batch wait in memory ([`PartitionState`]'s overlay) and reach the
+//!   store in one transaction with the offset they are durable through, after
+//!   the batch's results object is written. A crash between the two loses
+//!   nothing: the results object is applied again on restore. So an event
+//!   never looks unchanged because of a result that was never written;
+//! - a skipped event still gets a line in its range's results object
+//!   (`"skipped": "unchanged"` or `"stale"`), so every offset is accounted
+//!   for and the state can be rebuilt from the results alone;
+//! - a dead-lettered event changes nothing: the document is recomputed on
+//!   its next event.
+
+pub(crate) mod checkpoint;
+pub(crate) mod restore;
+pub(crate) mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::sink::{Sink, SinkError};
+use crate::storage::StorageError;
+use store::StateStore;
+
+/// What was last made of one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocState {
+    /// Its last upsert went through (or was found unchanged for) the chain.
+    Present {
+        /// sha256 of the body.
+        content_hash: Digest,
+        /// The identity of the chain that processed it.
+        chain: Digest,
+        /// Revision of the last event.
+        revision: u64,
+        /// Input offset of the last event.
+        offset: i64,
+    },
+    /// Its last event was a delete.
+    Deleted {
+        /// Revision of the delete.
+        revision: u64,
+        /// Input offset of the delete.
+        offset: i64,
+    },
+}
+
+/// Length of an encoded [`DocState`]: format, kind, two digests, revision,
+/// offset.
+const ENCODED_LEN: usize = 2 + 32 + 32 + 8 + 8;
+const FORMAT: u8 = 1;
+
+impl DocState {
+    /// The revision of the last event.
+    pub fn revision(&self) -> u64 {
+        match self {
+            DocState::Present { revision, .. } | DocState::Deleted { revision, .. } => *revision,
+        }
+    }
+
+    /// A fixed-size binary form (big-endian numbers).
+    pub(crate) fn encode(&self) -> [u8; ENCODED_LEN] {
+        let mut out = [0u8; ENCODED_LEN];
+        out[0] = FORMAT;
+        let (kind, hash, chain, revision, offset) = match self {
+            DocState::Present {
+                content_hash,
+                chain,
+                revision,
+                offset,
+            } => (
+                1,
+                *content_hash.as_bytes(),
+                *chain.as_bytes(),
+                revision,
+                offset,
+            ),
+            DocState::Deleted { revision, offset } => (2, [0; 32], [0; 32], revision, offset),
+        };
+        out[1] = kind;
+        out[2..34].copy_from_slice(&hash);
+        out[34..66].copy_from_slice(&chain);
+        out[66..74].copy_from_slice(&revision.to_be_bytes());
+        out[74..82].copy_from_slice(&offset.to_be_bytes());
+        out
+    }
+
+    /// Read [`DocState::encode`]'s form back (`None` if it is not one).
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        let bytes: &[u8; ENCODED_LEN] = bytes.try_into().ok()?;
+        if bytes[0] != FORMAT {
+            return None;
+        }
+        let digest = |range: std::ops::Range<usize>| {
+            Digest::from_bytes(bytes[range].try_into().expect("32 bytes"))
+        };
+        let revision = u64::from_be_bytes(bytes[66..74].try_into().expect("8 bytes"));
+        let offset = i64::from_be_bytes(bytes[74..82].try_into().expect("8 bytes"));
+        match bytes[1] {
+            1 => Some(DocState::Present {
+                content_hash: digest(2..34),
+                chain: digest(34..66),
+                revision,
+                offset,
+            }),
+            2 => Some(DocState::Deleted { revision, offset }),
+            _ => None,
+        }
+    }
+}
+
+/// Why an event was not processed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Skip {
+    /// Same body, same chain as the document's last processed event.
+    Unchanged,
+    /// Older than the document's stored revision.
+    Stale,
+}
+
+/// What to do with an upsert: run the chain, or skip it.
+pub fn upsert_verdict(
+    stored: Option<&DocState>,
+    content_hash: Digest,
+    chain: Digest,
+    revision: u64,
+) -> Option<Skip> {
+    let stored = stored?;
+    if revision < stored.revision() {
+        return Some(Skip::Stale);
+    }
+    match stored {
+        DocState::Present {
+            content_hash: stored_hash,
+            chain: stored_chain,
+            ..
+        } if *stored_hash == content_hash && *stored_chain == chain => Some(Skip::Unchanged),
+        _ => None,
+    }
+}
+
+/// What to do with a delete: write its tombstone, or skip it (stale, or
+/// the document is already deleted).
+pub fn delete_verdict(stored: Option<&DocState>, revision: u64) -> Option<Skip> {
+    match stored? {
+        stored if revision < stored.revision() => Some(Skip::Stale),
+        DocState::Deleted { .. } => Some(Skip::Unchanged),
+        DocState::Present { .. } => None,
+    }
+}
+
+/// Problems with the state. Every one stops the partition (it is the
+/// host's fault, never the record's); the state is rebuilt on restart.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database file could not be opened or created.
+    #[error("opening the event-mode state {path}: {source}")]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// What redb reported.
+        source: redb::Error,
+    },
+    /// A read or write of the database failed.
+    #[error("event-mode state: {0}")]
+    Store(#[from] redb::Error),
+    /// Stored bytes are not a document state.
+    #[error("event-mode state is corrupt: {0}")]
+    Corrupt(String),
+    /// The state directory could not be created.
+    #[error("creating the event-mode state directory {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A checkpoint or results object could not be read or written.
+    #[error("event-mode state: {what}: {source}")]
+    Objects {
+        /// What was being read or written.
+        what: String,
+        /// The storage error.
+        source: StorageError,
+    },
+    /// Results objects could not be listed or read.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl StateError {
+    fn open(path: &Path, source: redb::Error) -> Self {
+        StateError::Open {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Where checkpoints go and how often.
+#[derive(Debug, Clone)]
+pub struct CheckpointPolicy {
+    /// Least time between two checkpoints of a partition.
+    pub every: Duration,
+}
+
+/// One partition's state while a worker drives it: the store, and the
+/// changes of the open batch that are not durable yet.
+pub struct PartitionState {
+    store: StateStore,
+    /// `topic/partition`: the key of this source partition's applied offset.
+    scope: String,
+    /// Changes of the open batch, newest last per id.
+    pending: HashMap<String, DocState>,
+    /// Documents with an event in the current call whose outcome is not
+    /// recorded yet (an upsert sent to the chain, a delete): a later event of
+    /// the same document in the same call is processed, never compared with
+    /// their old state.
+    in_flight: HashSet<String>,
+    /// Kafka hosts checkpoint; local runs keep their store on disk instead.
+    checkpoints: Option<(CheckpointPolicy, Instant)>,
+    /// Keeps a temporary store's directory alive (Kafka hosts restore into
+    /// a fresh one at every assignment).
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for PartitionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionState")
+            .field("scope", &self.scope)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Default page cache of one store.
+pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+
+impl PartitionState {
+    /// A local run's state: the store at `dir/state.redb`, kept between
+    /// runs, shared by every input file of the pipeline.
+    pub fn local(
+        dir: &Path,
+        cache_bytes: usize,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let store = StateStore::open(&dir.join("state.redb"), cache_bytes)?;
+        Ok(Self::with_store(store, topic, partition, None, None))
+    }
+
+    /// A Kafka partition's state: a fresh store in a temporary directory
+    /// under `dir`, to be restored by [`PartitionState::restore`] before the
+    /// partition is processed, and checkpointed by `policy`.
+    pub fn for_assignment(
+        dir: &Path,
+        cache_bytes: usize,
+        topic: &str,
+        partition: i32,
+        policy: CheckpointPolicy,
+    ) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let temp = tempfile::Builder::new()
+            .prefix(&format!("{}-{partition}-", sanitize(topic)))
+            .tempdir_in(dir)
+            .map_err(|source| StateError::Dir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        let store = StateStore::open(&temp.path().join("state.redb"), cache_bytes)?;
+        Ok(Self::with_store(
+            store,
+            topic,
+            partition,
+            Some((policy, Instant::now())),
+            Some(temp),
+        ))
+    }
+
+    fn with_store(
+        store: StateStore,
+        topic: &str,
+        partition: i32,
+        checkpoints: Option<(CheckpointPolicy, Instant)>,
+        dir: Option<tempfile::TempDir>,
+    ) -> Self {
+        PartitionState {
+            store,
+            scope: format!("{topic}/{partition}"),
+            pending: HashMap::new(),
+            in_flight: HashSet::new(),
+            checkpoints,
+            _dir: dir,
+        }
+    }
+
+    /// Bring the store up to everything durable in `sink` for this
+    /// partition: the latest checkpoint first (Kafka hosts, whose store
+    /// starts empty), then every results object written after what the
+    /// store holds.
+    pub async fn restore(
+        &mut self,
+        sink: &Sink,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), StateError> {
+        let started = Instant::now();
+        let mut from_checkpoint = None;
+        if self.checkpoints.is_some() && self.store.applied(&self.scope)?.is_none() {
+            from_checkpoint =
+                checkpoint::load_latest(&self.store, &self.scope, sink, topic, partition).await?;
+        }
+        let applied = restore::catch_up(&self.store, &self.scope, sink, topic, partition).await?;
+        tracing::info!(
+            topic,
+            partition,
+            checkpoint = ?from_checkpoint,
+            results_objects = applied.objects,
+            lines = applied.lines,
+            through = ?self.store.applied(&self.scope)?,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "event-mode state restored"
+        );
+        Ok(())
+    }
+
+    /// The state of `id`, including changes of the open batch.
+    pub fn lookup(&self, id: &str) -> Result<Option<DocState>, StateError> {
+        match self.pending.get(id) {
+            Some(state) => Ok(Some(*state)),
+            None => self.store.get(id),
+        }
+    }
+
+    /// Whether an earlier event of `id` in the current call went to the
+    /// chain (its outcome is not known yet).
+    pub fn is_in_flight(&self, id: &str) -> bool {
+        self.in_flight.contains(id)
+    }
+
+    /// Note that an event of `id` in the current call will change its state
+    /// (an upsert went to the chain, or a delete).
+    pub fn send_to_chain(&mut self, id: &str) {
+        self.in_flight.insert(id.to_owned());
+    }
+
+    /// Record the outcome of an event (in offset order); it becomes durable
+    /// with the batch.
+    pub fn record(&mut self, id: &str, state: DocState) {
+        self.pending.insert(id.to_owned(), state);
+    }
+
+    /// The current call's events all have their outcome.
+    pub fn end_call(&mut self) {
+        self.in_flight.clear();
+    }
+
+    /// The open batch was written through `through`: store its changes, and
+    /// checkpoint if one is due.
+    pub async fn batch_written(
+        &mut self,
+        through: i64,
+        sink: &Sink,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), StateError> {
+        self.store.commit(
+            self.pending.iter().map(|(id, state)| (id.as_str(), state)),
+            &self.scope,
+            through,
+        )?;
+        self.pending.clear();
+        if let Some((policy, last)) = &mut self.checkpoints
+            && last.elapsed() >= policy.every
+        {
+            *last = Instant::now();
+            checkpoint::write(&self.store, through, sink, topic, partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Make the store durable on disk (end of a run, a partition given up).
+    pub fn sync(&self) -> Result<(), StateError> {
+        self.store.sync()
+    }
+}
+
+/// A topic name as a file-name prefix.
+fn sanitize(topic: &str) -> String {
+    topic
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn present(body: &str, chain: &str, revision: u64) -> DocState {
+        DocState::Present {
+            content_hash: Digest::of(body.as_bytes()),
+            chain: Digest::of(chain.as_bytes()),
+            revision,
+            offset: 0,
+        }
+    }
+
+    #[test]
+    fn states_round_trip_through_their_binary_form() {
+        for state in [
+            present("a", "c", 3),
+            DocState::Deleted {
+                revision: u64::MAX,
+                offset: -1,
+            },
+        ] {
+            assert_eq!(DocState::decode(&state.encode()), Some(state));
+        }
+        assert_eq!(DocState::decode(b"short"), None);
+        let mut wrong_kind = present("a", "c", 3).encode();
+        wrong_kind[1] = 9;
+        assert_eq!(DocState::decode(&wrong_kind), None);
+    }
+
+    #[test]
+    fn the_skip_rule() {
+        let body = Digest::of(b"body");
+        let chain = Digest::of(b"chain");
+        let stored = present("body", "chain", 5);
+        // Never seen: process.
+        assert_eq!(upsert_verdict(None, body, chain, 1), None);
+        // Same body and chain, same or newer revision: unchanged.
+        assert_eq!(
+            upsert_verdict(Some(&stored), body, chain, 5),
+            Some(Skip::Unchanged)
+        );
+        assert_eq!(
+            upsert_verdict(Some(&stored), body, chain, 6),
+            Some(Skip::Unchanged)
+        );
+        // Older revision: stale, whatever the body.
+        assert_eq!(
+            upsert_verdict(Some(&stored), Digest::of(b"x"), chain, 4),
+            Some(Skip::Stale)
+        );
+        // New body or new chain: process.
+        assert_eq!(
+            upsert_verdict(Some(&stored), Digest::of(b"x"), chain, 6),
+            None
+        );
+        assert_eq!(
+            upsert_verdict(Some(&stored), body, Digest::of(b"new"), 6),
+            None
+        );
+        // After a delete: process (unless older than the delete).
+        let deleted = DocState::Deleted {
+            revision: 5,
+            offset: 0,
+        };
+        assert_eq!(upsert_verdict(Some(&deleted), body, chain, 6), None);
+        assert_eq!(
+            upsert_verdict(Some(&deleted), body, chain, 4),
+            Some(Skip::Stale)
+        );
+        // Deletes: a tombstone, unless older than what is stored or the
+        // document is already deleted.
+        assert_eq!(delete_verdict(None, 1), None);
+        assert_eq!(delete_verdict(Some(&stored), 5), None);
+        assert_eq!(delete_verdict(Some(&stored), 4), Some(Skip::Stale));
+        assert_eq!(delete_verdict(Some(&deleted), 5), Some(Skip::Unchanged));
+        assert_eq!(delete_verdict(Some(&deleted), 4), Some(Skip::Stale));
+    }
+}
