@@ -440,8 +440,10 @@ impl PartitionWorker {
     /// (the end of a local run, a partition given up).
     pub async fn finish(&mut self) -> Result<Option<Flushed>, WorkerError> {
         let flushed = self.flush().await?;
-        if let Some(state) = &self.state {
-            state.sync()?;
+        if let Some(state) = &mut self.state {
+            state
+                .finish(&self.sink, self.batch.topic(), self.batch.partition())
+                .await?;
         }
         Ok(flushed)
     }
@@ -548,8 +550,8 @@ impl PartitionWorker {
     /// The stored state of `id` for the skip rule: `None` (process) in local
     /// runs without event mode, and while an earlier event of `id` in the
     /// same call is still on its way through the chain.
-    fn stored_unless_in_flight(&self, id: &str) -> Result<Option<DocState>, WorkerError> {
-        match &self.state {
+    fn stored_unless_in_flight(&mut self, id: &str) -> Result<Option<DocState>, WorkerError> {
+        match &mut self.state {
             Some(state) if !state.is_in_flight(id) => Ok(state.lookup(id)?),
             _ => Ok(None),
         }

@@ -136,18 +136,32 @@ async fn run_to_end(scenario: &Scenario, services: &Services, n: usize) -> Strin
     stdout
 }
 
+/// A scenario whose topic holds `copies` of the sample events, all
+/// processed by one host that has stopped; returns it with the later
+/// version of the events ([`with_changes`]), not yet ingested.
+async fn after_first_pass(
+    services: &Services,
+    name: &str,
+    copies: usize,
+    extra: &str,
+) -> (Scenario, Vec<Value>, PathBuf) {
+    let scenario = Scenario::new(services, name, 4, extra).await;
+    let events = sample_events(copies);
+    let first = write_events(scenario.dir(), "first.jsonl", &events);
+    let later = write_events(scenario.dir(), "later.jsonl", &with_changes(&events));
+    scenario.ingest(&weir(), services, &first);
+    run_to_end(&scenario, services, 0).await;
+    (scenario, events, later)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn only_changed_documents_are_recomputed_across_restarts() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
-    let scenario = Scenario::new(services, "event-mode", 4, EVERY_BATCH).await;
-    let events = sample_events(1);
-    let first = write_events(scenario.dir(), "first.jsonl", &events);
-    let later = write_events(scenario.dir(), "later.jsonl", &with_changes(&events));
     // 1. Everything is new: 40 pages computed; the delete of the last one
     //    is a tombstone.
-    scenario.ingest(&weir(), services, &first);
-    run_to_end(&scenario, services, 0).await;
+    let (scenario, _, later) = after_first_pass(services, "event-mode", 1, EVERY_BATCH).await;
+    let first = scenario.dir().join("first.jsonl");
     let zero = vec![0; 4];
     assert_eq!(
         verdicts(&scenario, services, &zero).await,
@@ -170,21 +184,12 @@ async fn only_changed_documents_are_recomputed_across_restarts() {
     //    computed, against a state rebuilt from the results alone (the
     //    checkpoints are gone).
     let s3 = services.s3_client().await;
-    let checkpoints = s3
-        .list_objects_v2()
-        .bucket(&scenario.bucket)
-        .prefix(format!("{PIPELINE}/checkpoints/"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        !checkpoints.contents().is_empty(),
-        "checkpoints were written"
-    );
-    for object in checkpoints.contents() {
+    let checkpoints = checkpoint_keys(&scenario, &s3).await;
+    assert!(!checkpoints.is_empty(), "checkpoints were written");
+    for key in checkpoints {
         s3.delete_object()
             .bucket(&scenario.bucket)
-            .key(object.key().unwrap())
+            .key(key)
             .send()
             .await
             .unwrap();
@@ -220,6 +225,22 @@ async fn only_changed_documents_are_recomputed_across_restarts() {
     );
 }
 
+/// The keys of the scenario's event-mode checkpoints.
+async fn checkpoint_keys(scenario: &Scenario, s3: &aws_sdk_s3::Client) -> Vec<String> {
+    let listed = s3
+        .list_objects_v2()
+        .bucket(&scenario.bucket)
+        .prefix(format!("{PIPELINE}/checkpoints/"))
+        .send()
+        .await
+        .unwrap();
+    listed
+        .contents()
+        .iter()
+        .map(|o| o.key().unwrap().to_owned())
+        .collect()
+}
+
 fn stop(child: std::process::Child) {
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -234,24 +255,16 @@ fn stop(child: std::process::Child) {
 async fn a_corrupt_checkpoint_is_skipped_and_the_state_rebuilt_from_results() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
-    let scenario = Scenario::new(services, "corrupt-checkpoint", 2, EVERY_BATCH).await;
-    let events = write_events(scenario.dir(), "events.jsonl", &sample_events(1));
-    scenario.ingest(&weir(), services, &events);
-    run_to_end(&scenario, services, 0).await;
+    let (scenario, _, _) = after_first_pass(services, "corrupt-checkpoint", 1, EVERY_BATCH).await;
+    let events = scenario.dir().join("first.jsonl");
 
     let s3 = services.s3_client().await;
-    let checkpoints = s3
-        .list_objects_v2()
-        .bucket(&scenario.bucket)
-        .prefix(format!("{PIPELINE}/checkpoints/"))
-        .send()
-        .await
-        .unwrap();
-    assert!(!checkpoints.contents().is_empty());
-    for object in checkpoints.contents() {
+    let checkpoints = checkpoint_keys(&scenario, &s3).await;
+    assert!(!checkpoints.is_empty());
+    for key in checkpoints {
         s3.put_object()
             .bucket(&scenario.bucket)
-            .key(object.key().unwrap())
+            .key(key)
             .body(b"not a checkpoint".to_vec().into())
             .send()
             .await
@@ -283,12 +296,7 @@ async fn kill_9_during_a_reingest_never_skips_a_changed_document() {
     let static_member =
         "\n[source.kafka.properties]\n\"group.instance.id\" = \"${WEIR_INSTANCE_ID}\"\n";
     let extra = format!("{EVERY_BATCH}{static_member}");
-    let scenario = Scenario::new(services, "event-kill9", 4, &extra).await;
-    let events = sample_events(20);
-    let first = write_events(scenario.dir(), "first.jsonl", &events);
-    let later = write_events(scenario.dir(), "later.jsonl", &with_changes(&events));
-    scenario.ingest(&weir(), services, &first);
-    run_to_end(&scenario, services, 0).await;
+    let (scenario, events, later) = after_first_pass(services, "event-kill9", 20, &extra).await;
 
     let marks = services.high_watermarks(&scenario.topic, scenario.partitions);
     scenario.ingest(&weir(), services, &later);
@@ -340,12 +348,7 @@ async fn kill_9_during_a_reingest_never_skips_a_changed_document() {
 async fn a_partition_that_moves_to_another_replica_keeps_its_state() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
-    let scenario = Scenario::new(services, "event-move", 4, EVERY_BATCH).await;
-    let events = sample_events(10);
-    let first = write_events(scenario.dir(), "first.jsonl", &events);
-    let later = write_events(scenario.dir(), "later.jsonl", &with_changes(&events));
-    scenario.ingest(&weir(), services, &first);
-    run_to_end(&scenario, services, 0).await;
+    let (scenario, _, later) = after_first_pass(services, "event-move", 10, EVERY_BATCH).await;
 
     let marks = services.high_watermarks(&scenario.topic, scenario.partitions);
     scenario.ingest(&weir(), services, &later);
@@ -403,7 +406,7 @@ fn the_example_recomputes_only_the_edited_pages() {
             .args(["run", "-c"])
             .arg(&pipeline)
             .args(extra)
-            .env("WEIR_LOG", "warn")
+            .env("WEIR_LOG", "info")
             .output()
             .unwrap();
         assert!(
@@ -411,6 +414,8 @@ fn the_example_recomputes_only_the_edited_pages() {
             "{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        // Logs that do not go to a terminal have no colour codes.
+        assert!(!output.stderr.is_empty() && !output.stderr.contains(&0x1b));
         String::from_utf8(output.stdout).unwrap()
     };
     let first = run(&[]);

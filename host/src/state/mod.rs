@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::sink::{Sink, SinkError};
 use crate::storage::StorageError;
-use store::StateStore;
+use store::{Reader, StateStore};
 
 /// What was last made of one document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +230,11 @@ pub struct CheckpointPolicy {
 /// changes of the open batch that are not durable yet.
 pub struct PartitionState {
     store: StateStore,
+    /// A snapshot for lookups, as of the last commit (dropped by every
+    /// commit, opened again by the next lookup).
+    reader: Option<Reader>,
+    /// The offset of the newest checkpoint written by this worker.
+    checkpointed: Option<i64>,
     /// `topic/partition`: the key of this source partition's applied offset.
     scope: String,
     /// Changes of the open batch, newest last per id.
@@ -315,6 +320,8 @@ impl PartitionState {
     ) -> Self {
         PartitionState {
             store,
+            reader: None,
+            checkpointed: None,
             scope: format!("{topic}/{partition}"),
             pending: HashMap::new(),
             in_flight: HashSet::new(),
@@ -354,11 +361,15 @@ impl PartitionState {
     }
 
     /// The state of `id`, including changes of the open batch.
-    pub fn lookup(&self, id: &str) -> Result<Option<DocState>, StateError> {
-        match self.pending.get(id) {
-            Some(state) => Ok(Some(*state)),
-            None => self.store.get(id),
+    pub fn lookup(&mut self, id: &str) -> Result<Option<DocState>, StateError> {
+        if let Some(state) = self.pending.get(id) {
+            return Ok(Some(*state));
         }
+        let reader = match &mut self.reader {
+            Some(reader) => reader,
+            None => self.reader.insert(self.store.reader()?),
+        };
+        reader.get(id)
     }
 
     /// Whether an earlier event of `id` in the current call went to the
@@ -393,24 +404,58 @@ impl PartitionState {
         topic: &str,
         partition: i32,
     ) -> Result<(), StateError> {
+        self.reader = None;
         self.store.commit(
             self.pending.iter().map(|(id, state)| (id.as_str(), state)),
             &self.scope,
             through,
         )?;
         self.pending.clear();
-        if let Some((policy, last)) = &mut self.checkpoints
-            && last.elapsed() >= policy.every
-        {
-            *last = Instant::now();
-            checkpoint::write(&self.store, through, sink, topic, partition).await?;
+        let due = self
+            .checkpoints
+            .as_ref()
+            .is_some_and(|(policy, last)| last.elapsed() >= policy.every);
+        if due {
+            self.checkpoint(sink, topic, partition).await?;
         }
         Ok(())
     }
 
-    /// Make the store durable on disk (end of a run, a partition given up).
-    pub fn sync(&self) -> Result<(), StateError> {
-        self.store.sync()
+    /// The partition is given up or the run ends: make the store durable on
+    /// disk, and (Kafka hosts) checkpoint what was not checkpointed yet, so
+    /// the next owner restores quickly.
+    pub async fn finish(
+        &mut self,
+        sink: &Sink,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), StateError> {
+        self.store.sync()?;
+        if self.checkpoints.is_some() {
+            self.checkpoint(sink, topic, partition).await?;
+        }
+        Ok(())
+    }
+
+    /// Write a checkpoint as of the applied offset, unless this worker
+    /// already wrote one there.
+    async fn checkpoint(
+        &mut self,
+        sink: &Sink,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), StateError> {
+        let Some(through) = self.store.applied(&self.scope)? else {
+            return Ok(());
+        };
+        if let Some((_, last)) = &mut self.checkpoints {
+            *last = Instant::now();
+        }
+        if self.checkpointed != Some(through) {
+            checkpoint::write(&self.store, through, sink, topic, partition).await?;
+            self.checkpointed = Some(through);
+        }
+        Ok(())
     }
 }
 

@@ -32,6 +32,21 @@ impl std::fmt::Debug for StateStore {
     }
 }
 
+/// A read-only snapshot of the documents (see [`StateStore::reader`]).
+pub(crate) struct Reader(redb::ReadOnlyTable<&'static str, &'static [u8]>);
+
+impl Reader {
+    /// The state of `id` in this snapshot.
+    pub(crate) fn get(&self, id: &str) -> Result<Option<DocState>, StateError> {
+        let Some(value) = self.0.get(id).map_err(redb::Error::from)? else {
+            return Ok(None);
+        };
+        DocState::decode(value.value())
+            .map(Some)
+            .ok_or_else(|| StateError::Corrupt(format!("the stored state of {id:?}")))
+    }
+}
+
 impl StateStore {
     /// Open (or create) the database at `path`, with a page cache of at most
     /// `cache_bytes`: memory stays bounded whatever the number of documents.
@@ -46,16 +61,17 @@ impl StateStore {
         Ok(store)
     }
 
-    /// The stored state of `id`.
-    pub(crate) fn get(&self, id: &str) -> Result<Option<DocState>, StateError> {
+    /// A snapshot of the documents as of the last commit, for lookups: one
+    /// read transaction serves many lookups instead of one per event.
+    pub(crate) fn reader(&self) -> Result<Reader, StateError> {
         let txn = self.db.begin_read().map_err(redb::Error::from)?;
-        let docs = txn.open_table(DOCS).map_err(redb::Error::from)?;
-        let Some(value) = docs.get(id).map_err(redb::Error::from)? else {
-            return Ok(None);
-        };
-        DocState::decode(value.value())
-            .map(Some)
-            .ok_or_else(|| StateError::Corrupt(format!("the stored state of {id:?}")))
+        Ok(Reader(txn.open_table(DOCS).map_err(redb::Error::from)?))
+    }
+
+    /// The stored state of `id`.
+    #[cfg(test)]
+    pub(crate) fn get(&self, id: &str) -> Result<Option<DocState>, StateError> {
+        self.reader()?.get(id)
     }
 
     /// The last offset of `scope` (`topic/partition`) reflected here.
