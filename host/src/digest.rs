@@ -71,8 +71,14 @@ impl fmt::Debug for Digest {
 }
 
 impl Serialize for Digest {
+    /// `sha256:<hex>`, formatted on the stack: every result line carries
+    /// two digests, and going through `Display` allocated for each.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        const PREFIX: &[u8] = b"sha256:";
+        let mut text = [0u8; PREFIX.len() + 64];
+        text[..PREFIX.len()].copy_from_slice(PREFIX);
+        hex::encode_to_slice(self.0, &mut text[PREFIX.len()..]).expect("64 hex digits fit");
+        s.serialize_str(std::str::from_utf8(&text).expect("hex is ASCII"))
     }
 }
 
@@ -97,6 +103,11 @@ mod tests {
         );
         assert_eq!(Digest::parse(&d.to_string()), Some(d));
         assert_eq!(Digest::parse(&d.hex()), Some(d));
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            format!("\"{d}\""),
+            "serialised as displayed"
+        );
         assert_eq!(Digest::parse("sha256:zz"), None);
     }
 
