@@ -820,23 +820,41 @@ mod tests {
     }
 
     /// A batch that was never written leaves no trace in the state: after a
-    /// crash before the flush, its documents are computed again.
+    /// crash before the flush, its documents are computed again. Both kinds
+    /// of state: a Kafka host's (restored from checkpoints and results) and
+    /// a local run's (kept on disk between runs).
     #[tokio::test]
     async fn state_never_runs_ahead_of_the_written_results() {
         let (_runtime, chain) = chain_of(&["echo"]);
         let chain = Arc::new(chain.unwrap());
-        let store = ObjectStore::memory();
-        let dir = tempfile::tempdir().unwrap();
-        let mut crashed = event_worker(&store, &chain, dir.path()).await;
-        crashed.process(vec![upsert(0, "a", "x")]).await.unwrap();
-        crashed.flush().await.unwrap();
-        crashed.process(vec![upsert(1, "b", "y")]).await.unwrap();
-        drop(crashed); // no flush: offset 1 was never written
+        for local in [false, true] {
+            let store = ObjectStore::memory();
+            let dir = tempfile::tempdir().unwrap();
+            let start = |store, dir| async move {
+                if local {
+                    let state = PartitionState::local(dir, 1 << 20, "t", 0).unwrap();
+                    let mut worker = worker(store, None, &chain).with_state(state);
+                    worker.resume(0).await.unwrap();
+                    worker
+                } else {
+                    event_worker(store, &chain, dir).await
+                }
+            };
+            let mut crashed = start(&store, dir.path()).await;
+            crashed.process(vec![upsert(0, "a", "x")]).await.unwrap();
+            crashed.flush().await.unwrap();
+            crashed.process(vec![upsert(1, "b", "y")]).await.unwrap();
+            drop(crashed); // no flush: offset 1 was never written
 
-        let mut next = event_worker(&store, &chain, dir.path()).await;
-        next.process(vec![upsert(1, "b", "y"), upsert(2, "a", "x")])
-            .await
-            .unwrap();
-        assert_eq!(event_counts(&next), (1, 0, 1, 0), "b computed, a unchanged");
+            let mut next = start(&store, dir.path()).await;
+            next.process(vec![upsert(1, "b", "y"), upsert(2, "a", "x")])
+                .await
+                .unwrap();
+            assert_eq!(
+                event_counts(&next),
+                (1, 0, 1, 0),
+                "local: {local}: b computed, a unchanged"
+            );
+        }
     }
 }
