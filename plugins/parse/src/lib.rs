@@ -9,7 +9,9 @@
 //! The parser is a linear-time scanner in three passes, each `O(n)`:
 //! 1. [`tags`]: comments and HTML/extension tags;
 //! 2. [`brackets`]: matching `{{ }}`, `{{{ }}}`, `[[ ]]`, `{| |}` with a stack;
-//! 3. [`render`]: text, sections and metadata from the matched structure.
+//! 3. [`render`]: text, sections and metadata from the matched structure,
+//!    knowing the File and Category namespaces by their localized names
+//!    ([`namespaces`]).
 //!
 //! It never panics and never loops on any input (property-tested and fuzzed,
 //! see `tests/`).
@@ -17,6 +19,7 @@
 pub mod brackets;
 pub mod document;
 pub mod find;
+pub mod namespaces;
 pub mod render;
 pub mod tags;
 
@@ -156,6 +159,52 @@ mod tests {
         assert!(!marked(&doc), "{}", json(&doc));
         assert_eq!(doc.text, "a \u{FFFD}b \u{FFFD}");
         assert_eq!(doc.templates, ["C"]);
+    }
+
+    /// MediaWiki's rendering of apostrophe runs: 2, 3 and 5 are markup; 4
+    /// keeps one apostrophe; more than 5 keep all but five.
+    #[test]
+    fn apostrophe_runs_follow_mediawiki() {
+        for (wikitext, text) in [
+            ("''foo''''bar''", "foo'bar"),
+            ("''italic'' '''bold''' '''''both'''''", "italic bold both"),
+            ("l''''oeuvre", "l'oeuvre"),
+            ("a''''''''b", "a'''b"),
+            ("it's a cat's toy", "it's a cat's toy"),
+        ] {
+            assert_eq!(parse(None, wikitext).text, text, "{wikitext}");
+        }
+    }
+
+    /// File and category links written with a wiki's own namespace names
+    /// leave nothing of their options in the text.
+    #[test]
+    fn localized_file_and_category_links() {
+        let de = parse(
+            None,
+            "Der Turm.[[Bild:Turm.jpg|mini|hochkant|Der Turm]] Er steht.[[Kategorie:Bauwerk]]",
+        );
+        assert_eq!(de.text, "Der Turm. Er steht.");
+        assert_eq!(de.categories, ["Bauwerk"]);
+        let ja = parse(
+            None,
+            "東京タワー[[画像:Tokyo Tower.jpg|200px|thumb|東京タワー]]は電波塔である。[[カテゴリ:電波塔]]",
+        );
+        assert_eq!(ja.text, "東京タワーは電波塔である。");
+        assert_eq!(ja.categories, ["電波塔"]);
+    }
+
+    /// `[[Media:...]]` links to the file itself: MediaWiki shows them as a
+    /// link whose text is the caption, or the title as written.
+    #[test]
+    fn media_links_render_as_links() {
+        let doc = parse(
+            None,
+            "Hear [[Media:Anthem.ogg|the anthem]] or [[Media:Bells.ogg]]. [[File:X.jpg|thumb|Gone]]",
+        );
+        assert_eq!(doc.text, "Hear the anthem or Media:Bells.ogg.");
+        let targets: Vec<_> = doc.links.iter().map(|l| l.target.as_str()).collect();
+        assert_eq!(targets, ["Media:Anthem.ogg", "Media:Bells.ogg"]);
     }
 
     #[test]

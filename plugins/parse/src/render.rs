@@ -15,12 +15,10 @@ use indexmap::IndexSet;
 use crate::brackets::{Kind, Pair, Pairs};
 use crate::document::{Document, Link, Section};
 use crate::find::{self, ByteFinder};
+use crate::namespaces::{self, Namespace};
 
 /// Deepest nesting of links/tables rendered.
 const MAX_DEPTH: usize = 32;
-
-/// Link namespaces whose links are media, not prose.
-const MEDIA_NAMESPACES: &[&str] = &["file", "image", "media"];
 
 /// URL schemes that make `[scheme... label]` an external link.
 const URL_SCHEMES: &[&str] = &[
@@ -158,7 +156,10 @@ impl<'a> Renderer<'a> {
                     None => crate::tags::ref_marker_at(b, i).map(|len| i + len),
                 },
                 b'[' => self.bracket(i, end),
-                b'\'' => quotes(b, i, end),
+                b'\'' => quotes(b, i, end).map(|(literal, next)| {
+                    self.out.push_str(&"'".repeat(literal));
+                    next
+                }),
                 b'_' => magic_word(b, i, end),
                 _ => {
                     line_start = block && c == b'\n';
@@ -314,19 +315,18 @@ impl<'a> Renderer<'a> {
         let forced = raw_target.trim_start().starts_with(':');
         let target = normalize_title(raw_target.trim_start().trim_start_matches(':'));
         if !forced && let Some((prefix, rest)) = raw_target.split_once(':') {
-            let ns = prefix.trim();
-            if ns.eq_ignore_ascii_case("category") {
-                let category = normalize_title(rest);
-                if !category.is_empty() {
-                    insert_new(&mut self.categories, category);
+            match namespaces::classify(prefix) {
+                Some(Namespace::Category) => {
+                    let category = normalize_title(rest);
+                    if !category.is_empty() {
+                        insert_new(&mut self.categories, category);
+                    }
+                    return Some(close_end);
                 }
-                return Some(close_end);
-            }
-            // Interlanguage prefixes are lower case as written (`de:`).
-            if MEDIA_NAMESPACES.iter().any(|m| ns.eq_ignore_ascii_case(m))
-                || is_interlanguage(prefix)
-            {
-                return Some(close_end);
+                Some(Namespace::File) => return Some(close_end),
+                // Interlanguage prefixes are lower case as written (`de:`).
+                None if is_interlanguage(prefix) => return Some(close_end),
+                None => {}
             }
         }
         // The link trail: letters glued after `]]` belong to the anchor.
@@ -382,10 +382,20 @@ impl<'a> Renderer<'a> {
     }
 }
 
-/// Runs of two or more `'` are bold/italic markup: skip them.
-fn quotes(b: &[u8], i: usize, end: usize) -> Option<usize> {
+/// A run of two or more `'` at `i` is bold/italic markup, with MediaWiki's
+/// rules for its length: 2 (italic), 3 (bold) and 5 (both) are markup only;
+/// 4 is one literal apostrophe and then bold; more than 5 are literal
+/// apostrophes and then bold italic. Returns how many apostrophes are text,
+/// and where the run ends.
+fn quotes(b: &[u8], i: usize, end: usize) -> Option<(usize, usize)> {
     let run = b[i..end].iter().take_while(|c| **c == b'\'').count();
-    (run >= 2).then_some(i + run)
+    let literal = match run {
+        0 | 1 => return None,
+        4 => 1,
+        n if n > 5 => n - 5,
+        _ => 0,
+    };
+    Some((literal, i + run))
 }
 
 /// Behaviour switches like `__TOC__` or `__NOEDITSECTION__`.
