@@ -819,6 +819,23 @@ mod tests {
         assert_eq!(event_counts(&third), (0, 0, 3, 1));
     }
 
+    /// A resumed worker in event mode: a local run's (state kept in `dir`)
+    /// or a Kafka host's (state restored into a fresh store).
+    async fn started(
+        store: &ObjectStore,
+        chain: &Arc<Chain>,
+        dir: &std::path::Path,
+        local: bool,
+    ) -> PartitionWorker {
+        if !local {
+            return event_worker(store, chain, dir).await;
+        }
+        let state = PartitionState::local(dir, 1 << 20, "t", 0).unwrap();
+        let mut worker = worker(store, None, chain).with_state(state);
+        worker.resume(0).await.unwrap();
+        worker
+    }
+
     /// A batch that was never written leaves no trace in the state: after a
     /// crash before the flush, its documents are computed again. Both kinds
     /// of state: a Kafka host's (restored from checkpoints and results) and
@@ -830,23 +847,13 @@ mod tests {
         for local in [false, true] {
             let store = ObjectStore::memory();
             let dir = tempfile::tempdir().unwrap();
-            let start = |store, dir| async move {
-                if local {
-                    let state = PartitionState::local(dir, 1 << 20, "t", 0).unwrap();
-                    let mut worker = worker(store, None, &chain).with_state(state);
-                    worker.resume(0).await.unwrap();
-                    worker
-                } else {
-                    event_worker(store, &chain, dir).await
-                }
-            };
-            let mut crashed = start(&store, dir.path()).await;
+            let mut crashed = started(&store, &chain, dir.path(), local).await;
             crashed.process(vec![upsert(0, "a", "x")]).await.unwrap();
             crashed.flush().await.unwrap();
             crashed.process(vec![upsert(1, "b", "y")]).await.unwrap();
             drop(crashed); // no flush: offset 1 was never written
 
-            let mut next = start(&store, dir.path()).await;
+            let mut next = started(&store, &chain, dir.path(), local).await;
             next.process(vec![upsert(1, "b", "y"), upsert(2, "a", "x")])
                 .await
                 .unwrap();
