@@ -161,21 +161,6 @@ mod tests {
         assert_eq!(doc.templates, ["C"]);
     }
 
-    /// MediaWiki's rendering of apostrophe runs: 2, 3 and 5 are markup; 4
-    /// keeps one apostrophe; more than 5 keep all but five.
-    #[test]
-    fn apostrophe_runs_follow_mediawiki() {
-        for (wikitext, text) in [
-            ("''foo''''bar''", "foo'bar"),
-            ("''italic'' '''bold''' '''''both'''''", "italic bold both"),
-            ("l''''oeuvre", "l'oeuvre"),
-            ("a''''''''b", "a'''b"),
-            ("it's a cat's toy", "it's a cat's toy"),
-        ] {
-            assert_eq!(parse(None, wikitext).text, text, "{wikitext}");
-        }
-    }
-
     /// File and category links written with a wiki's own namespace names
     /// leave nothing of their options in the text.
     #[test]
