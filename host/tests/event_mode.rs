@@ -251,6 +251,33 @@ fn stop(child: std::process::Child) {
     assert!(output.status.success());
 }
 
+/// The bundled dump (206 pages), ingested and run, then ingested again:
+/// the second time every page is skipped as unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bundled_dump_ingested_twice_is_computed_once() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "event-dump", 4, "").await;
+    let dump = weir_tests::sample_dump();
+    scenario.ingest(&weir(), services, &dump);
+    run_to_end(&scenario, services, 0).await;
+    assert_eq!(
+        verdicts(&scenario, services, &[0; 4]).await,
+        counts(&[("computed", 206)])
+    );
+    let marks = services.high_watermarks(&scenario.topic, scenario.partitions);
+    scenario.ingest(&weir(), services, &dump);
+    let summary = run_to_end(&scenario, services, 1).await;
+    assert_eq!(
+        verdicts(&scenario, services, &marks).await,
+        counts(&[("unchanged", 206)])
+    );
+    assert!(
+        summary.contains(": 0 results (0 outputs)") && summary.contains("206 unchanged"),
+        "{summary}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupt_checkpoint_is_skipped_and_the_state_rebuilt_from_results() {
     let _serial = weir_tests::e2e::serial().await;
