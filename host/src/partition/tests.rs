@@ -1,0 +1,249 @@
+//! Unit tests of the partition worker: delivery (every message in one
+//! place, fencing) and event mode (verdicts, restore, never ahead of the
+//! written results).
+
+use super::*;
+use crate::chain::Chain;
+use crate::dlq::DeadLetterSink;
+use crate::state::CheckpointPolicy;
+use crate::storage::ObjectStore;
+use crate::test_support::{chain_of, delete, message, revision, upsert};
+
+/// A worker of partition `t`/0 writing to `store` (fenced as `owner`,
+/// when given), with objects cut only when flushed.
+fn worker(store: &ObjectStore, owner: Option<&str>, chain: &Arc<Chain>) -> PartitionWorker {
+    let mut sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone()));
+    if let Some(owner) = owner {
+        sink = sink.with_fencing(owner.to_owned());
+    }
+    let batching = BatchingConfig {
+        max_records: 100,
+        max_bytes: 1 << 30,
+        max_age_ms: 3_600_000,
+    };
+    PartitionWorker::new(
+        chain.start_worker().unwrap(),
+        Arc::new(sink),
+        DecodeConfig::default(),
+        batching,
+        "t",
+        0,
+    )
+}
+
+#[tokio::test]
+async fn every_message_ends_in_exactly_one_place() {
+    let (_runtime, chain) = chain_of(&["echo"]);
+    let chain = Arc::new(chain.unwrap());
+    let store = ObjectStore::memory();
+    let mut worker = worker(&store, None, &chain);
+    worker.resume(0).await.unwrap();
+    let delete = r#"{"id":"d","op":"delete","revision":2,"timestamp":"2024-01-01T00:00:00Z"}"#;
+    let messages = vec![
+        upsert(0, "a", "hello"),
+        message(1, delete),
+        message(2, "{oops"),
+    ];
+    assert_eq!(
+        worker.process(messages).await.unwrap(),
+        None,
+        "nothing cut yet"
+    );
+    let flushed = worker.flush().await.unwrap().unwrap();
+    assert_eq!((flushed.first_offset, flushed.last_offset), (0, 2));
+    let s = worker.stats();
+    assert_eq!(
+        (s.records, s.results, s.tombstones, s.dead_letters),
+        (3, 1, 1, 1)
+    );
+    assert_eq!(worker.last_durable(), Some(2));
+    let keys = store.list("p/").await.unwrap();
+    assert_eq!(
+        keys.len(),
+        2,
+        "one results and one dead-letter object: {keys:?}"
+    );
+}
+
+/// A worker that lost its partition (another took the lease) writes
+/// nothing more: its open batch is refused, and only the new owner's
+/// object exists. Without fencing the zombie's object 0-2 would overlap
+/// the new owner's 0-4.
+#[tokio::test]
+async fn a_fenced_worker_writes_nothing_more() {
+    let (_runtime, chain) = chain_of(&["echo"]);
+    let chain = Arc::new(chain.unwrap());
+    let store = ObjectStore::memory();
+    let mut zombie = worker(&store, Some("host-a"), &chain);
+    zombie.resume(0).await.unwrap();
+    let first: Vec<_> = (0..3).map(|o| upsert(o, "a", "x")).collect();
+    zombie.process(first).await.unwrap();
+
+    let mut owner = worker(&store, Some("host-b"), &chain);
+    owner.resume(0).await.unwrap();
+    let all: Vec<_> = (0..5).map(|o| upsert(o, "a", "x")).collect();
+    owner.process(all).await.unwrap();
+    owner.flush().await.unwrap().unwrap();
+
+    let refused = zombie.flush().await;
+    assert!(
+        matches!(
+            refused,
+            Err(WorkerError::Sink(SinkError::Fence(
+                crate::fence::FenceError::Fenced { .. }
+            )))
+        ),
+        "{refused:?}"
+    );
+    let results = store.list("p/results/").await.unwrap();
+    assert_eq!(
+        results,
+        ["p/results/t/0/00000000000000000000-00000000000000000004.jsonl.zst"]
+    );
+}
+
+/// The counts of a worker's stats that event mode is about:
+/// (results, tombstones, unchanged, stale).
+fn event_counts(worker: &PartitionWorker) -> (u64, u64, u64, u64) {
+    let s = worker.stats();
+    (
+        s.results,
+        s.tombstones,
+        s.skipped_unchanged,
+        s.skipped_stale,
+    )
+}
+
+/// A worker in event mode whose state starts empty and is restored
+/// from `store` (checkpoints at every batch).
+async fn event_worker(
+    store: &ObjectStore,
+    chain: &Arc<Chain>,
+    dir: &std::path::Path,
+) -> PartitionWorker {
+    let state = PartitionState::for_assignment(
+        dir,
+        1 << 20,
+        "t",
+        0,
+        CheckpointPolicy {
+            every: std::time::Duration::ZERO,
+        },
+    )
+    .unwrap();
+    let mut worker = worker(store, None, chain).with_state(state);
+    worker.resume(0).await.unwrap();
+    worker
+}
+
+#[tokio::test]
+async fn event_mode_skips_unchanged_and_stale_events_and_records_every_one() {
+    let (_runtime, chain) = chain_of(&["echo"]);
+    let chain = Arc::new(chain.unwrap());
+    let store = ObjectStore::memory();
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = event_worker(&store, &chain, dir.path()).await;
+    first
+        .process(vec![
+            revision(0, "a", 1, "x"),
+            revision(1, "b", 1, "y"),
+            revision(2, "c", 1, "z"),
+            // The same document twice in one call: both computed.
+            revision(3, "a", 2, "x"),
+        ])
+        .await
+        .unwrap();
+    first.finish().await.unwrap();
+    assert_eq!(event_counts(&first), (4, 0, 0, 0));
+
+    // A new worker restores the state from the checkpoint and results.
+    let mut second = event_worker(&store, &chain, dir.path()).await;
+    second
+        .process(vec![
+            revision(4, "a", 3, "x"),   // same body: unchanged
+            revision(5, "b", 2, "y2"),  // new body: computed
+            revision(6, "c", 0, "old"), // older revision: stale
+            delete(7, "c", 2),          // tombstone
+            revision(8, "c", 3, "z"),   // re-created after a delete: computed
+            message(9, "{oops"),        // dead letter
+        ])
+        .await
+        .unwrap();
+    second.finish().await.unwrap();
+    assert_eq!(event_counts(&second), (2, 1, 1, 1));
+    assert_eq!(second.stats().dead_letters, 1);
+
+    // Every offset has exactly one line (results, skips) or dead letter.
+    let mut offsets = Vec::new();
+    for key in store.list("p/results/").await.unwrap() {
+        let raw = zstd::decode_all(store.get(&key).await.unwrap().unwrap().as_slice()).unwrap();
+        for line in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let line: serde_json::Value = serde_json::from_slice(line).unwrap();
+            offsets.push(line["position"]["offset"].as_i64().unwrap());
+        }
+    }
+    offsets.sort();
+    assert_eq!(offsets, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+
+    // Rebuilt from the results alone (no checkpoints): the same verdicts.
+    for key in store.list("p/checkpoints/").await.unwrap() {
+        store.delete(&key).await.unwrap();
+    }
+    let mut third = event_worker(&store, &chain, dir.path()).await;
+    third
+        .process(vec![
+            revision(10, "a", 4, "x"),
+            revision(11, "b", 3, "y2"),
+            revision(12, "c", 2, "z"),
+            revision(13, "c", 4, "z"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(event_counts(&third), (0, 0, 3, 1));
+}
+
+/// A resumed worker in event mode: a local run's (state kept in `dir`)
+/// or a Kafka host's (state restored into a fresh store).
+async fn started(
+    store: &ObjectStore,
+    chain: &Arc<Chain>,
+    dir: &std::path::Path,
+    local: bool,
+) -> PartitionWorker {
+    if !local {
+        return event_worker(store, chain, dir).await;
+    }
+    let state = PartitionState::local(dir, 1 << 20, "t", 0).unwrap();
+    let mut worker = worker(store, None, chain).with_state(state);
+    worker.resume(0).await.unwrap();
+    worker
+}
+
+/// A batch that was never written leaves no trace in the state: after a
+/// crash before the flush, its documents are computed again. Both kinds
+/// of state: a Kafka host's (restored from checkpoints and results) and
+/// a local run's (kept on disk between runs).
+#[tokio::test]
+async fn state_never_runs_ahead_of_the_written_results() {
+    let (_runtime, chain) = chain_of(&["echo"]);
+    let chain = Arc::new(chain.unwrap());
+    for local in [false, true] {
+        let store = ObjectStore::memory();
+        let dir = tempfile::tempdir().unwrap();
+        let mut crashed = started(&store, &chain, dir.path(), local).await;
+        crashed.process(vec![upsert(0, "a", "x")]).await.unwrap();
+        crashed.flush().await.unwrap();
+        crashed.process(vec![upsert(1, "b", "y")]).await.unwrap();
+        drop(crashed); // no flush: offset 1 was never written
+
+        let mut next = started(&store, &chain, dir.path(), local).await;
+        next.process(vec![upsert(1, "b", "y"), upsert(2, "a", "x")])
+            .await
+            .unwrap();
+        assert_eq!(
+            event_counts(&next),
+            (1, 0, 1, 0),
+            "local: {local}: b computed, a unchanged"
+        );
+    }
+}
