@@ -446,7 +446,7 @@ impl PartitionWorker {
                         // Until it is recorded, later events of the document
                         // in this call must not be compared with its old state.
                         if let Some(state) = &mut self.state {
-                            state.send_to_chain(&event.id);
+                            state.expect_outcome(&event.id);
                         }
                         prepared.push(Prepared::Tombstone(message, event));
                     }
@@ -485,7 +485,7 @@ impl PartitionWorker {
                 }
             }
             if let Some(state) = &mut self.state {
-                state.send_to_chain(&event.id);
+                state.expect_outcome(&event.id);
             }
             let metadata = event.metadata();
             let content_type = event

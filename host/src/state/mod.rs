@@ -211,6 +211,14 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// A `Dir` error about `path`, for `map_err`.
+    fn dir(path: &Path) -> impl FnOnce(std::io::Error) -> Self + '_ {
+        move |source| StateError::Dir {
+            path: path.to_owned(),
+            source,
+        }
+    }
+
     fn open(path: &Path, source: redb::Error) -> Self {
         StateError::Open {
             path: path.to_owned(),
@@ -272,10 +280,7 @@ impl PartitionState {
         topic: &str,
         partition: i32,
     ) -> Result<Self, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(StateError::dir(dir))?;
         let store = StateStore::open(&dir.join("state.redb"), cache_bytes)?;
         Ok(Self::with_store(store, topic, partition, None, None))
     }
@@ -290,17 +295,11 @@ impl PartitionState {
         partition: i32,
         policy: CheckpointPolicy,
     ) -> Result<Self, StateError> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
-            path: dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(dir).map_err(StateError::dir(dir))?;
         let temp = tempfile::Builder::new()
             .prefix(&format!("{}-{partition}-", sanitize(topic)))
             .tempdir_in(dir)
-            .map_err(|source| StateError::Dir {
-                path: dir.to_owned(),
-                source,
-            })?;
+            .map_err(StateError::dir(dir))?;
         let store = StateStore::open(&temp.path().join("state.redb"), cache_bytes)?;
         Ok(Self::with_store(
             store,
@@ -379,8 +378,9 @@ impl PartitionState {
     }
 
     /// Note that an event of `id` in the current call will change its state
-    /// (an upsert went to the chain, or a delete).
-    pub fn send_to_chain(&mut self, id: &str) {
+    /// once its outcome is recorded (an upsert went to the chain, or a
+    /// delete).
+    pub fn expect_outcome(&mut self, id: &str) {
         self.in_flight.insert(id.to_owned());
     }
 
