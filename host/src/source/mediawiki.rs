@@ -11,6 +11,12 @@
 //! event: a page without an id or a revision without a timestamp becomes a
 //! dead letter with the reason, not a crash. The position offset is the
 //! 0-based revision number in the dump.
+//!
+//! The wiki's own names of the File and Category namespaces, which its
+//! `<siteinfo>` declares, go with every event as metadata
+//! ([`FILE_NAMESPACE`], [`CATEGORY_NAMESPACE`]) when they are not the
+//! English ones, so that the parse plugin knows `[[Tiedosto:...]]` on a
+//! Finnish wiki without being configured for it.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -20,7 +26,7 @@ use std::sync::Arc;
 
 use quick_xml::Reader;
 use quick_xml::encoding::DecodingReader;
-use quick_xml::events::{BytesRef, Event};
+use quick_xml::events::{BytesRef, BytesStart, Event};
 
 use super::{Position, SourceMessage};
 use crate::event::{ChangeEvent, Operation, SCHEMA};
@@ -37,10 +43,22 @@ pub struct DumpError {
     pub position: u64,
 }
 
+/// Event metadata naming the wiki's File namespace (read by the parse
+/// plugin).
+pub const FILE_NAMESPACE: &str = "file_namespace";
+/// Event metadata naming the wiki's Category namespace.
+pub const CATEGORY_NAMESPACE: &str = "category_namespace";
+
 /// Which element's text is being collected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
     DbName,
+    /// A namespace's name in `<siteinfo>`: the metadata key it goes under
+    /// and the English name, which needs no metadata.
+    SiteNamespace {
+        key: &'static str,
+        english: &'static str,
+    },
     Title,
     Namespace,
     PageId,
@@ -82,6 +100,8 @@ pub struct DumpSource {
     field: Option<Field>,
     text: String,
     dbname: String,
+    /// The wiki's own namespace names, as event metadata.
+    site_namespaces: BTreeMap<String, String>,
     page: PageState,
     revision: RevisionState,
     next_offset: i64,
@@ -117,6 +137,7 @@ impl DumpSource {
             field: None,
             text: String::new(),
             dbname: "wiki".to_owned(),
+            site_namespaces: BTreeMap::new(),
             page: PageState::default(),
             revision: RevisionState::default(),
             next_offset: 0,
@@ -160,7 +181,7 @@ impl DumpSource {
                 Event::Start(start) => {
                     let name = start.local_name().as_ref().to_owned();
                     self.stack.push(name);
-                    self.field = self.field_here();
+                    self.field = self.field_here(&start);
                     self.text.clear();
                     match self.stack.last().map(String::as_str) {
                         Some("page") => self.page = PageState::default(),
@@ -195,13 +216,28 @@ impl DumpSource {
         }
     }
 
-    /// The field the element on top of the stack holds, given its parents.
-    fn field_here(&self) -> Option<Field> {
+    /// The field the element on top of the stack (`start`) holds, given
+    /// its parents.
+    fn field_here(&self, start: &BytesStart<'_>) -> Option<Field> {
         let n = self.stack.len();
         let name = self.stack.last()?.as_str();
         let parent = n.checked_sub(2).map(|i| self.stack[i].as_str());
         match (parent, name) {
             (Some("siteinfo"), "dbname") => Some(Field::DbName),
+            (Some("namespaces"), "namespace") => {
+                let key = start.try_get_attribute("key").ok().flatten()?;
+                match key.value.as_ref() {
+                    b"6" => Some(Field::SiteNamespace {
+                        key: FILE_NAMESPACE,
+                        english: "File",
+                    }),
+                    b"14" => Some(Field::SiteNamespace {
+                        key: CATEGORY_NAMESPACE,
+                        english: "Category",
+                    }),
+                    _ => None,
+                }
+            }
             (Some("page"), "title") => Some(Field::Title),
             (Some("page"), "ns") => Some(Field::Namespace),
             (Some("page"), "id") => Some(Field::PageId),
@@ -219,6 +255,12 @@ impl DumpSource {
         let value = std::mem::take(&mut self.text);
         match field {
             Field::DbName => self.dbname = value.trim().to_owned(),
+            Field::SiteNamespace { key, english } => {
+                let name = value.trim();
+                if !name.is_empty() && name != english {
+                    self.site_namespaces.insert(key.to_owned(), name.to_owned());
+                }
+            }
             Field::Title => self.page.title = Some(value),
             Field::Namespace => self.page.namespace = value.trim().parse().ok(),
             Field::PageId => self.page.id = Some(value.trim().to_owned()),
@@ -235,7 +277,8 @@ impl DumpSource {
     /// parts are left out, so decoding dead-letters the event with a reason.
     fn emit(&mut self) -> SourceMessage {
         let revision = std::mem::take(&mut self.revision);
-        let mut meta = BTreeMap::from([("wiki".to_owned(), self.dbname.clone())]);
+        let mut meta = self.site_namespaces.clone();
+        meta.insert("wiki".to_owned(), self.dbname.clone());
         if let Some(contributor) = revision.contributor {
             meta.insert("contributor".into(), contributor);
         }
@@ -377,6 +420,34 @@ mod tests {
             err.to_string().contains("missing field `revision`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_wikis_own_namespace_names_go_with_every_event() {
+        let site = |names: &str| {
+            format!(
+                "<mediawiki><siteinfo><dbname>x</dbname><namespaces>{names}</namespaces></siteinfo>\
+                 <page><title>T</title><id>1</id><revision><id>2</id>\
+                 <timestamp>2020-01-01T00:00:00Z</timestamp><text>x</text></revision></page></mediawiki>"
+            )
+        };
+        let german = site(
+            r#"<namespace key="-2" case="first-letter">Medium</namespace>
+               <namespace key="0" case="first-letter" />
+               <namespace key="6" case="first-letter">Datei</namespace>
+               <namespace key="14" case="first-letter">Kategorie</namespace>"#,
+        );
+        let meta = &read_all(&german)[0]["meta"];
+        assert_eq!(meta[FILE_NAMESPACE], "Datei");
+        assert_eq!(meta[CATEGORY_NAMESPACE], "Kategorie");
+        assert_eq!(meta["wiki"], "x");
+        // English names are what the plugin knows anyway: no metadata.
+        let english = site(
+            r#"<namespace key="6" case="first-letter">File</namespace>
+               <namespace key="14" case="first-letter">Category</namespace>"#,
+        );
+        let meta = read_all(&english)[0]["meta"].clone();
+        assert_eq!(meta, serde_json::json!({"wiki": "x"}));
     }
 
     #[test]

@@ -8,6 +8,18 @@
 /// How far past an evenly spaced position we look for a paragraph start.
 const MAX_SEEK: usize = 4096;
 
+/// A paragraph shorter than this (in bytes: a heading, a caption) is passed
+/// over when looking for where a piece starts: parse's text gives each
+/// heading a paragraph of its own, and a piece made of a heading alone is
+/// too short to tell a language by.
+const MIN_PIECE_START: usize = 64;
+
+/// How far back from a cut a prefix looks for a space to end between
+/// words. Scripts written without spaces (Chinese, Japanese, Thai) have
+/// none for whole paragraphs: backing off to the last one would cut a
+/// piece down to its heading.
+const MAX_WORD_BYTES: usize = 48;
+
 /// Pieces of `text` to analyse, at most `budget` bytes in all: every
 /// paragraph of a text within the budget, else `count` spread-out pieces.
 pub fn paragraphs(text: &str, count: usize, budget: usize) -> Vec<&str> {
@@ -38,6 +50,12 @@ pub fn paragraphs(text: &str, count: usize, budget: usize) -> Vec<&str> {
         {
             start += found + 2;
         }
+        // Pass over headings and other short paragraphs within the seek.
+        while let Some(end) = paragraph_break(&text[start..seek_end.max(start)])
+            && end < MIN_PIECE_START
+        {
+            start += end + 2;
+        }
         let mut piece = prefix(&text[start..], per_piece);
         // Stay within one paragraph.
         if let Some(paragraph_end) = paragraph_break(piece) {
@@ -60,15 +78,17 @@ fn paragraph_break(text: &str) -> Option<usize> {
     memchr::memmem::find(text.as_bytes(), PARAGRAPH_BREAK)
 }
 
-/// At most `max_bytes` of the start of `text`, not ending inside a word
-/// (unless that would leave nothing) or a character.
+/// At most `max_bytes` of the start of `text`, not ending inside a
+/// character, nor inside a word when a space comes within
+/// [`MAX_WORD_BYTES`] of the cut (text without spaces is cut anywhere).
 pub fn prefix(text: &str, max_bytes: usize) -> &str {
     if text.len() <= max_bytes {
         return text;
     }
     let cut = &text[..floor_boundary(text, max_bytes)];
-    match cut.rfind(char::is_whitespace) {
-        Some(space) if space > 0 => &cut[..space],
+    let near = floor_boundary(cut, cut.len().saturating_sub(MAX_WORD_BYTES));
+    match cut[near..].rfind(char::is_whitespace) {
+        Some(space) if near + space > 0 => &cut[..near + space],
         _ => cut,
     }
 }
@@ -123,6 +143,24 @@ mod tests {
         assert_eq!(prefix("one two three", 9), "one two");
         assert_eq!(prefix("onetwothree", 5), "onetw");
         assert_eq!(prefix("été", 2), "é");
+    }
+
+    #[test]
+    fn text_without_spaces_is_cut_at_the_budget_not_at_its_last_break() {
+        let paragraph = "東京タワーは東京都港区芝公園にある総合電波塔である。".repeat(8);
+        let text = format!("概要\n\n{paragraph}");
+        let piece = prefix(&text, 300);
+        // Before: cut back to the last space, the break after the heading.
+        assert!(piece.len() > 250, "{piece}");
+    }
+
+    #[test]
+    fn pieces_pass_over_headings() {
+        let body = "Ein deutscher Absatz über Dinge, der lang genug ist, um etwas zu sagen.";
+        let text = format!("{body}\n\n").repeat(40) + &format!("Geschichte\n\n{body}\n\n").repeat(40);
+        for piece in paragraphs(&text, 8, 2048) {
+            assert_eq!(piece, body);
+        }
     }
 
     #[test]

@@ -27,6 +27,25 @@ pub struct Document {
     pub categories: Vec<String>,
     /// Names of templates used, unique, in page order.
     pub templates: Vec<String>,
+    /// Tables (wikitables and HTML tables), in page order of their start;
+    /// a table nested in a cell is a table of its own, after its parent.
+    pub tables: Vec<Table>,
+}
+
+/// A table: its caption, header cells and rows of cell text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Table {
+    /// Index in [`Document::sections`] of the section the table is in.
+    pub section: usize,
+    /// The caption (`|+`, `<caption>`), if any.
+    pub caption: Option<String>,
+    /// The header cells: the first row, when every cell of it is a header
+    /// cell (`!`, `<th>`) and it comes before any other row. Otherwise
+    /// empty, and header cells elsewhere (row headers) are cells of their
+    /// rows.
+    pub header: Vec<String>,
+    /// The other rows, each a list of cell texts (empty rows left out).
+    pub rows: Vec<Vec<String>>,
 }
 
 /// One section: a heading and the plain text under it.
@@ -76,12 +95,18 @@ impl Document {
             out.push(b'}');
         });
         out.extend_from_slice(b",\"categories\":");
-        write_array(&mut out, &self.categories, |out, c| {
-            write_json_string(out, c)
-        });
+        write_strings(&mut out, &self.categories);
         out.extend_from_slice(b",\"templates\":");
-        write_array(&mut out, &self.templates, |out, t| {
-            write_json_string(out, t)
+        write_strings(&mut out, &self.templates);
+        out.extend_from_slice(b",\"tables\":");
+        write_array(&mut out, &self.tables, |out, table| {
+            out.extend_from_slice(format!("{{\"section\":{},\"caption\":", table.section).as_bytes());
+            write_optional(out, table.caption.as_deref());
+            out.extend_from_slice(b",\"header\":");
+            write_strings(out, &table.header);
+            out.extend_from_slice(b",\"rows\":");
+            write_array(out, &table.rows, |out, row| write_strings(out, row));
+            out.push(b'}');
         });
         out.push(b'}');
         out
@@ -93,6 +118,10 @@ fn write_optional(out: &mut Vec<u8>, value: Option<&str>) {
         Some(value) => write_json_string(out, value),
         None => out.extend_from_slice(b"null"),
     }
+}
+
+fn write_strings(out: &mut Vec<u8>, strings: &[String]) {
+    write_array(out, strings, |out, s| write_json_string(out, s));
 }
 
 fn write_array<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
@@ -134,6 +163,15 @@ mod tests {
             }],
             categories: vec!["Examples".into()],
             templates: vec!["Infobox".into(), "Cite web".into()],
+            tables: vec![
+                Table {
+                    section: 1,
+                    caption: Some("Votes \"cast\"".into()),
+                    header: vec!["Party".into(), "Seats".into()],
+                    rows: vec![vec!["A".into(), "12".into()], vec!["B".into()]],
+                },
+                Table::default(),
+            ],
         };
         assert_eq!(
             String::from_utf8(document.to_json()).unwrap(),

@@ -9,9 +9,9 @@
 //! The parser is a linear-time scanner in three passes, each `O(n)`:
 //! 1. [`tags`]: comments and HTML/extension tags;
 //! 2. [`brackets`]: matching `{{ }}`, `{{{ }}}`, `[[ ]]`, `{| |}` with a stack;
-//! 3. [`render`]: text, sections and metadata from the matched structure,
-//!    knowing the File and Category namespaces by their localized names
-//!    ([`namespaces`]).
+//! 3. [`render`]: text, sections, tables and metadata from the matched
+//!    structure, knowing the File and Category namespaces by their
+//!    localized names ([`namespaces`]).
 //!
 //! It never panics and never loops on any input (property-tested and fuzzed,
 //! see `tests/`).
@@ -23,16 +23,67 @@ pub mod namespaces;
 pub mod render;
 pub mod tags;
 
-pub use document::{Document, Link, Section};
-use weir_sdk::{Error, Info, NoConfig, Record, Transform};
+use std::borrow::Cow;
+
+pub use document::{Document, Link, Section, Table};
+use namespaces::{Names, Namespace};
+use serde::Deserialize;
+use weir_sdk::{Error, Info, Record, Transform};
 
 /// Content type this plugin reads.
 pub const INPUT_TYPE: &str = "text/x-wiki";
 /// Content type this plugin emits.
 pub const OUTPUT_TYPE: &str = "application/vnd.weir.parsed+json";
 
-/// Parse one page of wikitext.
+/// Stage configuration (`[stage.config]`); every key is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Whether the cells' text of tables is also in `text` (after the text
+    /// before each table, as a paragraph, a line per row). Off by default:
+    /// `text` is the page's prose, which language and topic models expect
+    /// (as Wikipedia's own plain-text extracts do), and every table is in
+    /// `tables` whichever way this is set.
+    pub table_text: bool,
+    /// More names of the File namespace (`[[Tiedosto:x.jpg|...]]`), for
+    /// wikis whose names are not built in.
+    pub file_namespaces: Vec<String>,
+    /// More names of the Category namespace.
+    pub category_namespaces: Vec<String>,
+}
+
+/// How pages are parsed: the configuration, in the form the parser uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// See [`Config::table_text`].
+    pub table_text: bool,
+    /// Namespace names beyond the built-in ones.
+    pub namespaces: Names,
+}
+
+impl From<&Config> for Options {
+    fn from(config: &Config) -> Self {
+        let mut namespaces = Names::default();
+        for name in &config.file_namespaces {
+            namespaces.add(name, Namespace::File);
+        }
+        for name in &config.category_namespaces {
+            namespaces.add(name, Namespace::Category);
+        }
+        Options {
+            table_text: config.table_text,
+            namespaces,
+        }
+    }
+}
+
+/// Parse one page of wikitext with the default options.
 pub fn parse(title: Option<&str>, wikitext: &str) -> Document {
+    parse_with(&Options::default(), title, wikitext)
+}
+
+/// Parse one page of wikitext.
+pub fn parse_with(options: &Options, title: Option<&str>, wikitext: &str) -> Document {
     let stripped = tags::strip(&tags::unmark(wikitext));
     let redirect = redirect_target(&stripped);
     // A redirect page's text is only its link (and categories, templates);
@@ -42,7 +93,7 @@ pub fn parse(title: Option<&str>, wikitext: &str) -> Document {
         None => &stripped,
     };
     let pairs = brackets::match_pairs(body);
-    let mut document = render::Renderer::new(body, &pairs).render_document();
+    let mut document = render::Renderer::new(body, &pairs, options).render_document();
     document.title = title.map(str::to_owned);
     document.redirect = redirect.map(|(target, _)| target);
     document
@@ -69,10 +120,32 @@ fn redirect_target(text: &str) -> Option<(String, usize)> {
 }
 
 /// The plugin.
-pub struct Parse;
+pub struct Parse {
+    options: Options,
+}
+
+impl Parse {
+    /// The options for one record: the stage's, plus the namespace names
+    /// the record's wiki declares (see [`namespaces::FILE_METADATA`]).
+    fn options_for(&self, record: &Record) -> Cow<'_, Options> {
+        let declared = [
+            (namespaces::FILE_METADATA, Namespace::File),
+            (namespaces::CATEGORY_METADATA, Namespace::Category),
+        ]
+        .map(|(key, namespace)| record.meta(key).map(|name| (name, namespace)));
+        if declared.iter().all(Option::is_none) {
+            return Cow::Borrowed(&self.options);
+        }
+        let mut options = self.options.clone();
+        for (name, namespace) in declared.into_iter().flatten() {
+            options.namespaces.add(name, namespace);
+        }
+        Cow::Owned(options)
+    }
+}
 
 impl Transform for Parse {
-    type Config = NoConfig;
+    type Config = Config;
 
     fn info() -> Info {
         Info::new("parse", env!("CARGO_PKG_VERSION"))
@@ -80,12 +153,18 @@ impl Transform for Parse {
             .produces(&[OUTPUT_TYPE])
     }
 
-    fn new(_config: NoConfig) -> Result<Self, Error> {
-        Ok(Parse)
+    fn new(config: Config) -> Result<Self, Error> {
+        Ok(Parse {
+            options: Options::from(&config),
+        })
     }
 
     fn process(&mut self, record: Record) -> Result<Vec<Record>, Error> {
-        let document = parse(record.meta("title"), record.body_str()?);
+        let document = parse_with(
+            &self.options_for(&record),
+            record.meta("title"),
+            record.body_str()?,
+        );
         weir_sdk::count("pages", 1);
         if document.redirect.is_some() {
             weir_sdk::count("redirects", 1);

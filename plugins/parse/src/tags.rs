@@ -21,6 +21,11 @@ use memchr::memmem;
 pub const REF_OPEN: char = '\u{F7F0}';
 /// See [`REF_OPEN`].
 pub const REF_CLOSE: char = '\u{F7F1}';
+/// Left where a tag was removed next to an apostrophe, so that
+/// `''θ''<sub>''i''</sub>` stays four runs of two, as MediaWiki (which
+/// reads bold and italic with the tags still in place) sees it, not a run
+/// of four. Rendering drops it.
+pub const TAG_BOUNDARY: char = '\u{F7F2}';
 /// UTF-8 of [`REF_OPEN`], for the byte-level passes.
 pub const REF_OPEN_UTF8: [u8; 3] = utf8(REF_OPEN);
 /// UTF-8 of [`REF_CLOSE`], for the byte-level passes.
@@ -144,6 +149,7 @@ pub fn strip(input: &str) -> String {
     let mut out = String::with_capacity(input.len());
     // The `<ref>` whose content is being copied: (content end, after closer).
     let mut open_ref: Option<(usize, usize)> = None;
+    let mut tables = HtmlTables::default();
     let mut i = 0;
     loop {
         let limit = open_ref.map_or(bytes.len(), |(content_end, _)| content_end);
@@ -155,25 +161,47 @@ pub fn strip(input: &str) -> String {
                     i = after;
                     continue;
                 }
-                None => break,
+                None => {
+                    // An HTML table left open is closed where the page
+                    // ends, as browsers (and MediaWiki's tidying) do.
+                    for _ in 0..tables.depth {
+                        out.push_str(HtmlTables::CLOSE);
+                    }
+                    break;
+                }
             }
         };
         let lt = i + found;
         out.push_str(&input[i..lt]);
         let next = match tag_at(input, lt) {
-            Tag::Comment { end } | Tag::Close { end } => end,
+            Tag::Comment { end } => end,
+            Tag::Close { name, end } => {
+                match tables.close(name) {
+                    Some(markup) => out.push_str(markup),
+                    None => mark_boundary(&mut out, input, end),
+                }
+                end
+            }
             Tag::Open {
                 name,
                 end,
                 self_closing,
-            } => {
-                let opened = Opened {
-                    name,
-                    end,
-                    self_closing,
-                };
-                handle_open(input, &mut closers, &mut out, &mut open_ref, opened, limit)
-            }
+            } => match tables.open(name, self_closing, || {
+                closers.find(name, end).is_some_and(|(_, after)| after <= limit)
+            }) {
+                Some(markup) => {
+                    out.push_str(markup);
+                    end
+                }
+                None => {
+                    let opened = Opened {
+                        name,
+                        end,
+                        self_closing,
+                    };
+                    handle_open(input, &mut closers, &mut out, &mut open_ref, opened, limit)
+                }
+            },
             Tag::Literal => {
                 out.push('<');
                 lt + 1
@@ -217,6 +245,8 @@ fn handle_open(
     if !literal && !DROP_CONTENT.contains(&name) {
         if name == "br" || name == "p" || name == "li" || name == "div" {
             out.push(' ');
+        } else {
+            mark_boundary(out, input, end);
         }
         return end;
     }
@@ -254,6 +284,7 @@ enum Tag {
         self_closing: bool,
     },
     Close {
+        name: &'static str,
         end: usize,
     },
     Literal,
@@ -282,7 +313,7 @@ fn tag_at(input: &str, lt: usize) -> Tag {
     };
     let end = gt + 1;
     if closing {
-        Tag::Close { end }
+        Tag::Close { name, end }
     } else {
         let self_closing = bytes[gt - 1] == b'/';
         Tag::Open {
@@ -290,6 +321,73 @@ fn tag_at(input: &str, lt: usize) -> Tag {
             end,
             self_closing,
         }
+    }
+}
+
+/// HTML tables (`<table>`, `<tr>`, `<td>`, `<th>`, `<caption>`) rewritten
+/// as the wikitable markup they are equivalent to, so that pass 3 reads
+/// both kinds of table with one grammar. Only a `<table>` that has a closer
+/// is rewritten, and row and cell tags only inside one; elsewhere they are
+/// unwrapped like other prose tags.
+#[derive(Debug, Default)]
+struct HtmlTables {
+    /// Rewritten tables open at this point.
+    depth: usize,
+}
+
+impl HtmlTables {
+    /// What a rewritten `</table>` becomes.
+    const CLOSE: &'static str = "\n|}\n";
+
+    /// The wikitable markup for the opening tag `name`, if it is rewritten;
+    /// `has_closer` is asked only for a `<table>`. A cell's markup ends with
+    /// an empty attribute part (`| |`), so a `|` in its text is not read as
+    /// the end of attributes.
+    fn open(
+        &mut self,
+        name: &str,
+        self_closing: bool,
+        has_closer: impl FnOnce() -> bool,
+    ) -> Option<&'static str> {
+        if self_closing {
+            return None;
+        }
+        match name {
+            "table" if has_closer() => {
+                self.depth += 1;
+                Some("\n{|\n")
+            }
+            _ if self.depth == 0 => None,
+            "tr" => Some("\n|-\n"),
+            "td" => Some("\n| |"),
+            "th" => Some("\n! |"),
+            "caption" => Some("\n|+ |"),
+            _ => None,
+        }
+    }
+
+    /// The markup for the closing tag `name`, if it is rewritten (cell and
+    /// row closers become nothing: the next opener or the table's end
+    /// closes them).
+    fn close(&mut self, name: &str) -> Option<&'static str> {
+        match name {
+            _ if self.depth == 0 => None,
+            "table" => {
+                self.depth -= 1;
+                Some(Self::CLOSE)
+            }
+            "tr" | "td" | "th" | "caption" => Some(""),
+            _ => None,
+        }
+    }
+}
+
+/// After a tag is removed: a [`TAG_BOUNDARY`] if an apostrophe ends the
+/// output or starts the input at `next`, where the two sides would
+/// otherwise join into one run.
+fn mark_boundary(out: &mut String, input: &str, next: usize) {
+    if out.ends_with('\'') || input.as_bytes().get(next) == Some(&b'\'') {
+        out.push(TAG_BOUNDARY);
     }
 }
 
@@ -432,11 +530,11 @@ pub fn unmark(input: &str) -> Cow<'_, str> {
     )
 }
 
-/// If a reference marker ([`REF_OPEN`] or [`REF_CLOSE`]) starts at `i`,
-/// its length in bytes.
-pub fn ref_marker_at(bytes: &[u8], i: usize) -> Option<usize> {
+/// If a mark that stands for no text ([`REF_OPEN`], [`REF_CLOSE`] or
+/// [`TAG_BOUNDARY`]) starts at `i`, its length in bytes.
+pub fn mark_at(bytes: &[u8], i: usize) -> Option<usize> {
     let rest = bytes.get(i..)?;
-    [REF_OPEN_UTF8, REF_CLOSE_UTF8]
+    [REF_OPEN_UTF8, REF_CLOSE_UTF8, utf8(TAG_BOUNDARY)]
         .iter()
         .find(|marker| rest.starts_with(&marker[..]))
         .map(|marker| marker.len())

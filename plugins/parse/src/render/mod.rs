@@ -6,16 +6,23 @@
 //! and then skipped by the caller (links, tables, headings). Nesting deeper
 //! than [`MAX_DEPTH`] is skipped rather than rendered, so hostile input cannot
 //! exhaust the stack.
+//!
+//! Parts: [`quotes`] (which apostrophes of bold/italic runs are text) and
+//! [`table`] (tables into structured rows).
 
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use indexmap::IndexSet;
 
+use crate::Options;
 use crate::brackets::{Kind, Pair, Pairs};
-use crate::document::{Document, Link, Section};
+use crate::document::{Document, Link, Section, Table};
 use crate::find::{self, ByteFinder};
-use crate::namespaces::{self, Namespace};
+use crate::namespaces::{Names, Namespace};
+
+mod quotes;
+mod table;
 
 /// Deepest nesting of links/tables rendered.
 const MAX_DEPTH: usize = 32;
@@ -61,11 +68,16 @@ pub struct Renderer<'a> {
     /// Category and template names, each once, in order of first use.
     categories: IndexSet<String>,
     templates: IndexSet<String>,
+    tables: Vec<Table>,
     depth: usize,
+    quotes: quotes::Quotes,
+    /// Whether table cells' text is also page text.
+    table_text: bool,
+    names: &'a Names,
 }
 
 impl<'a> Renderer<'a> {
-    pub fn new(src: &'a str, pairs: &'a Pairs) -> Self {
+    pub fn new(src: &'a str, pairs: &'a Pairs, options: &'a Options) -> Self {
         Renderer {
             src,
             pairs,
@@ -76,7 +88,11 @@ impl<'a> Renderer<'a> {
             links: Vec::new(),
             categories: IndexSet::new(),
             templates: IndexSet::new(),
+            tables: Vec::new(),
             depth: 0,
+            quotes: quotes::Quotes::default(),
+            table_text: options.table_text,
+            names: &options.namespaces,
         }
     }
 
@@ -103,13 +119,19 @@ impl<'a> Renderer<'a> {
             links: self.links,
             categories: self.categories.into_iter().collect(),
             templates: self.templates.into_iter().collect(),
+            tables: self.tables,
         }
     }
 
     fn finish_section(&mut self) {
         let text = clean(&std::mem::take(&mut self.out));
         let heading = std::mem::take(&mut self.heading);
-        if !(text.is_empty() && heading.is_empty() && self.level == 0) {
+        // An empty lead is left out, unless a table belongs to it.
+        let has_table = self
+            .tables
+            .last()
+            .is_some_and(|t| t.section == self.sections.len());
+        if !(text.is_empty() && heading.is_empty() && self.level == 0 && !has_table) {
             self.sections.push(Section {
                 heading,
                 level: self.level,
@@ -152,11 +174,11 @@ impl<'a> Renderer<'a> {
                     Some(pair) => Some(self.brace(i, pair)),
                     // A reference marker whose partner lies outside this
                     // range (a `<ref>` opened in a heading and closed on a
-                    // later line) is not text: drop it.
-                    None => crate::tags::ref_marker_at(b, i).map(|len| i + len),
+                    // later line) is not text, nor a tag boundary: drop it.
+                    None => crate::tags::mark_at(b, i).map(|len| i + len),
                 },
                 b'[' => self.bracket(i, end),
-                b'\'' => quotes(b, i, end),
+                b'\'' => self.quotes(i, end),
                 b'_' => magic_word(b, i, end),
                 _ => {
                     line_start = block && c == b'\n';
@@ -180,7 +202,8 @@ impl<'a> Renderer<'a> {
     fn line_start(&mut self, i: usize, end: usize) -> Option<usize> {
         let b = self.src.as_bytes();
         match b[i] {
-            b'=' => self.heading(i, end),
+            // Headings are page structure: not in table cells.
+            b'=' if self.depth == 0 => self.heading(i, end),
             b'*' | b'#' | b':' | b';' => {
                 let markers = b[i..end].iter().take_while(|c| b"*#:;".contains(c)).count();
                 // `:{|` is an indented table: leave the `{` for `render`.
@@ -221,6 +244,21 @@ impl<'a> Renderer<'a> {
         Some(line_end)
     }
 
+    /// A run of `'` at `i`: a single one is text; a longer run is bold or
+    /// italic markup, of which only what MediaWiki keeps is text.
+    fn quotes(&mut self, i: usize, end: usize) -> Option<usize> {
+        let run = self.src.as_bytes()[i..end]
+            .iter()
+            .take_while(|c| **c == b'\'')
+            .count();
+        if run < 2 {
+            return None;
+        }
+        let literal = self.quotes.literal(self.src, i, run);
+        self.out.push_str(&self.src[i..i + literal]);
+        Some(i + run)
+    }
+
     /// A matched `{{`, `{{{` or `{|` at `i`.
     fn brace(&mut self, i: usize, pair: Pair) -> usize {
         match pair.kind {
@@ -228,20 +266,16 @@ impl<'a> Renderer<'a> {
                 self.template_name(i + 2, pair.end - 2);
                 pair.end
             }
-            Kind::Table | Kind::Ref => {
-                // Table and reference text is not prose; links and templates
-                // inside still count.
-                // `{|` `|}` are two bytes; the ref markers three each.
-                let delimiter = if pair.kind == Kind::Table { 2 } else { 3 };
+            Kind::Table => self.table(i, pair.end),
+            Kind::Ref => {
+                // Reference text is not prose; links and templates inside
+                // still count. The markers are three bytes each.
                 if self.depth < MAX_DEPTH {
                     let saved = std::mem::take(&mut self.out);
                     self.depth += 1;
-                    self.render(i + delimiter, pair.end - delimiter, false);
+                    self.render(i + 3, pair.end - 3, false);
                     self.depth -= 1;
                     self.out = saved;
-                }
-                if pair.kind == Kind::Table {
-                    self.out.push('\n');
                 }
                 pair.end
             }
@@ -312,7 +346,7 @@ impl<'a> Renderer<'a> {
         let forced = raw_target.trim_start().starts_with(':');
         let target = normalize_title(raw_target.trim_start().trim_start_matches(':'));
         if !forced && let Some((prefix, rest)) = raw_target.split_once(':') {
-            match namespaces::classify(prefix) {
+            match self.names.classify(prefix) {
                 Some(Namespace::Category) => {
                     let category = normalize_title(rest);
                     if !category.is_empty() {
@@ -377,15 +411,6 @@ impl<'a> Renderer<'a> {
         }
         Some(i + 1 + close + 1)
     }
-}
-
-/// Runs of two or more `'` are bold/italic markup: skip them. (MediaWiki
-/// keeps one apostrophe of a run of 4, and all but five of a longer run;
-/// not done yet: pass 1 removes unwrapped tags, so `''θ''<sub>''i''</sub>`
-/// reaches this pass as a run of 4 that MediaWiki never sees.)
-fn quotes(b: &[u8], i: usize, end: usize) -> Option<usize> {
-    let run = b[i..end].iter().take_while(|c| **c == b'\'').count();
-    (run >= 2).then_some(i + run)
 }
 
 /// Behaviour switches like `__TOC__` or `__NOEDITSECTION__`.
