@@ -181,7 +181,7 @@ impl DumpSource {
                 Event::Start(start) => {
                     let name = start.local_name().as_ref().to_owned();
                     self.stack.push(name);
-                    self.field = self.field_here(&start);
+                    self.field = Self::field_here(&self.stack, &start);
                     self.text.clear();
                     match self.stack.last().map(String::as_str) {
                         Some("page") => self.page = PageState::default(),
@@ -216,22 +216,22 @@ impl DumpSource {
         }
     }
 
-    /// The field the element on top of the stack (`start`) holds, given
-    /// its parents.
-    fn field_here(&self, start: &BytesStart<'_>) -> Option<Field> {
-        let n = self.stack.len();
-        let name = self.stack.last()?.as_str();
-        let parent = n.checked_sub(2).map(|i| self.stack[i].as_str());
+    /// The field the element on top of `stack` (`start`) holds, given its
+    /// parents.
+    fn field_here(stack: &[String], start: &BytesStart<'_>) -> Option<Field> {
+        let n = stack.len();
+        let name = stack.last()?.as_str();
+        let parent = n.checked_sub(2).map(|i| stack[i].as_str());
         match (parent, name) {
             (Some("siteinfo"), "dbname") => Some(Field::DbName),
             (Some("namespaces"), "namespace") => {
                 let key = start.try_get_attribute("key").ok().flatten()?;
-                match key.value.as_ref() {
-                    b"6" => Some(Field::SiteNamespace {
+                match &*key.value {
+                    "6" => Some(Field::SiteNamespace {
                         key: FILE_NAMESPACE,
                         english: "File",
                     }),
-                    b"14" => Some(Field::SiteNamespace {
+                    "14" => Some(Field::SiteNamespace {
                         key: CATEGORY_NAMESPACE,
                         english: "Category",
                     }),

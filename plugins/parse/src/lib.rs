@@ -258,6 +258,52 @@ mod tests {
         assert_eq!(ja.categories, ["電波塔"]);
     }
 
+    /// Bold and italic apostrophes as MediaWiki reads them, with the tags
+    /// between runs in place (pass 1 removes `<sub>` but leaves a boundary).
+    #[test]
+    fn apostrophe_runs_follow_mediawiki() {
+        assert_eq!(parse(None, "''foo''''bar''").text, "foo'bar");
+        assert_eq!(parse(None, "''θ''<sub>''i''</sub> is").text, "θi is");
+        assert_eq!(parse(None, "l'''amour'' fou").text, "l'amour fou");
+        assert_eq!(parse(None, "'''''x''''' and ''y''").text, "x and y");
+    }
+
+    /// Namespace names the built-in lists lack come from the stage's
+    /// configuration or from the record's wiki (its dump's `<siteinfo>`).
+    #[test]
+    fn namespace_names_from_the_configuration_and_the_record() {
+        let page = "Kuva.[[Tiedosto:X.jpg|pienoiskuva|Teksti]] [[Luokka:Tornit]]";
+        let record = |meta: &[(&str, &str)]| {
+            let mut record = Record::new("fi:1", 1, INPUT_TYPE, page.as_bytes().to_vec());
+            record.metadata = meta
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            record
+        };
+        let text = |config: &str, record: Record| {
+            let mut plugin = weir_sdk::LocalInstance::<Parse>::new(config).unwrap();
+            let out = plugin.process(record).unwrap();
+            let doc: Document = serde_json::from_slice(&out[0].body).unwrap();
+            (doc.text, doc.categories)
+        };
+        let unknown = text("{}", record(&[]));
+        assert_eq!(unknown.1, Vec::<String>::new(), "{unknown:?}");
+        let configured = text(
+            r#"{"file_namespaces":["Tiedosto"],"category_namespaces":["Luokka"]}"#,
+            record(&[]),
+        );
+        assert_eq!(configured, ("Kuva.".to_owned(), vec!["Tornit".to_owned()]));
+        let declared = text(
+            "{}",
+            record(&[
+                (namespaces::FILE_METADATA, "Tiedosto"),
+                (namespaces::CATEGORY_METADATA, "Luokka"),
+            ]),
+        );
+        assert_eq!(declared, configured);
+    }
+
     /// `[[Media:...]]` links to the file itself: MediaWiki shows them as a
     /// link whose text is the caption, or the title as written.
     #[test]
