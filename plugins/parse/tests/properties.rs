@@ -4,7 +4,7 @@
 //! (`PROPTEST_CASES` raises it for a longer fuzzing session).
 
 use proptest::prelude::*;
-use weir_plugin_parse::parse;
+use weir_plugin_parse::{Options, parse, parse_with};
 
 /// Fragments that exercise every construct, mixed at random.
 fn fragment() -> impl Strategy<Value = String> {
@@ -59,6 +59,23 @@ fn fragment() -> impl Strategy<Value = String> {
         Just("_".to_owned()),
         Just("=".to_owned()),
         Just("\t".to_owned()),
+        // Tables: cells, header cells, captions, HTML tables.
+        Just("\n|".to_owned()),
+        Just("\n!".to_owned()),
+        Just("||".to_owned()),
+        Just("!!".to_owned()),
+        Just("\n|+".to_owned()),
+        Just("<table>".to_owned()),
+        Just("</table>".to_owned()),
+        Just("<tr>".to_owned()),
+        Just("<td>".to_owned()),
+        Just("</td>".to_owned()),
+        Just("<th>".to_owned()),
+        Just("<caption>".to_owned()),
+        // Apostrophe runs of every length, and tags between them.
+        "'{1,7}",
+        Just("<sub>".to_owned()),
+        Just("</sub>".to_owned()),
         "[a-zé−ɛ東 ]{0,8}",
         // Characters of the block the markers come from, in the page itself.
         "[\u{F75B}\u{F7F0}\u{F7F1}\u{F7FF}]",
@@ -84,6 +101,12 @@ proptest! {
         // references with (the input has none) never reach the output.
         let json = String::from_utf8(doc.to_json()).unwrap();
         prop_assert!(!json.chars().any(is_marker), "{json}");
+        // Tables in the text as well: the same guarantees.
+        let with_tables = Options { table_text: true, ..Options::default() };
+        let doc = parse_with(&with_tables, Some("T"), &text);
+        let json = String::from_utf8(doc.to_json()).unwrap();
+        prop_assert!(!json.chars().any(is_marker), "{json}");
+        prop_assert_eq!(doc.to_json(), serde_json::to_vec(&doc).unwrap());
     }
 
     #[test]
@@ -106,6 +129,10 @@ fn deeply_nested_and_unbalanced_input_is_fast() {
         "\n{|".repeat(50_000),
         "[[File:x|".repeat(20_000),
         "'".repeat(200_000),
+        "''a'''b ".repeat(50_000),
+        "\n{|\n|a||b".repeat(50_000),
+        "<table><tr><td>".repeat(30_000),
+        "\n{|\n|-\n! a !! b\n| c".repeat(20_000) + &"\n|}".repeat(20_000),
     ] {
         parse(None, &input);
     }
