@@ -8,12 +8,6 @@
 /// How far past an evenly spaced position we look for a paragraph start.
 const MAX_SEEK: usize = 4096;
 
-/// A paragraph shorter than this (in bytes: a heading, a caption) is passed
-/// over when looking for where a piece starts: parse's text gives each
-/// heading a paragraph of its own, and a piece made of a heading alone is
-/// too short to tell a language by.
-const MIN_PIECE_START: usize = 64;
-
 /// How far back from a cut a prefix looks for a space to end between
 /// words. Scripts written without spaces (Chinese, Japanese, Thai) have
 /// none for whole paragraphs: backing off to the last one would cut a
@@ -49,12 +43,6 @@ pub fn paragraphs(text: &str, count: usize, budget: usize) -> Vec<&str> {
             && let Some(found) = paragraph_break(&text[start..seek_end])
         {
             start += found + 2;
-        }
-        // Pass over headings and other short paragraphs within the seek.
-        while let Some(end) = paragraph_break(&text[start..seek_end.max(start)])
-            && end < MIN_PIECE_START
-        {
-            start += end + 2;
         }
         let mut piece = prefix(&text[start..], per_piece);
         // Stay within one paragraph.
@@ -152,15 +140,6 @@ mod tests {
         let piece = prefix(&text, 300);
         // Before: cut back to the last space, the break after the heading.
         assert!(piece.len() > 250, "{piece}");
-    }
-
-    #[test]
-    fn pieces_pass_over_headings() {
-        let body = "Ein deutscher Absatz über Dinge, der lang genug ist, um etwas zu sagen.";
-        let text = format!("{body}\n\n").repeat(40) + &format!("Geschichte\n\n{body}\n\n").repeat(40);
-        for piece in paragraphs(&text, 8, 2048) {
-            assert_eq!(piece, body);
-        }
     }
 
     #[test]

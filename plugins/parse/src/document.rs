@@ -44,7 +44,8 @@ pub struct Table {
     /// empty, and header cells elsewhere (row headers) are cells of their
     /// rows.
     pub header: Vec<String>,
-    /// The other rows, each a list of cell texts (empty rows left out).
+    /// The other rows, each a list of cell texts (rows whose cells are all
+    /// empty, such as rows of images, left out).
     pub rows: Vec<Vec<String>>,
 }
 

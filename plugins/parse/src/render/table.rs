@@ -211,7 +211,8 @@ fn join_cells(row: &[String]) -> String {
 fn finish_row(builder: &mut Builder) {
     let row = std::mem::take(&mut builder.row);
     let is_header = std::mem::replace(&mut builder.row_is_header, true);
-    if row.is_empty() {
+    // A row of images or of empty cells holds no data.
+    if row.iter().all(String::is_empty) {
         return;
     }
     let table = &mut builder.table;
