@@ -126,7 +126,9 @@ fn main() {
     };
     let mut lang = Lang::with_config(Config::default());
     println!("## Text quality: bag-of-words F1 against the reference text\n");
-    println!("| page | F1 text | F1 text + tables | F1 `table_text = true` | tables | language (detected) |");
+    println!(
+        "| page | F1 text | F1 text + tables | F1 `table_text = true` | tables | language (detected) |"
+    );
     println!("|---|---:|---:|---:|---:|---|");
     let mut sums = [0.0; 3];
     let mut per_language: HashMap<String, (usize, usize)> = HashMap::new();

@@ -101,7 +101,9 @@ impl Document {
         write_strings(&mut out, &self.templates);
         out.extend_from_slice(b",\"tables\":");
         write_array(&mut out, &self.tables, |out, table| {
-            out.extend_from_slice(format!("{{\"section\":{},\"caption\":", table.section).as_bytes());
+            out.extend_from_slice(
+                format!("{{\"section\":{},\"caption\":", table.section).as_bytes(),
+            );
             write_optional(out, table.caption.as_deref());
             out.extend_from_slice(b",\"header\":");
             write_strings(out, &table.header);

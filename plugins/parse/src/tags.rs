@@ -187,7 +187,9 @@ pub fn strip(input: &str) -> String {
                 end,
                 self_closing,
             } => match tables.open(name, self_closing, || {
-                closers.find(name, end).is_some_and(|(_, after)| after <= limit)
+                closers
+                    .find(name, end)
+                    .is_some_and(|(_, after)| after <= limit)
             }) {
                 Some(markup) => {
                     out.push_str(markup);

@@ -25,7 +25,9 @@ enum Target {
     /// Text before the first cell: the page's text.
     Outside,
     Caption,
-    Cell { header: bool },
+    Cell {
+        header: bool,
+    },
 }
 
 /// A table being read.
@@ -84,8 +86,15 @@ impl Renderer<'_> {
     /// One line of a table's body, `start..end` (without its line break).
     fn table_line(&mut self, start: usize, end: usize, builder: &mut Builder) {
         let b = self.src.as_bytes();
-        let at = start + b[start..end].iter().take_while(|c| matches!(c, b' ' | b'\t')).count();
-        match (b.get(at).filter(|_| at < end), b.get(at + 1).filter(|_| at + 1 < end)) {
+        let at = start
+            + b[start..end]
+                .iter()
+                .take_while(|c| matches!(c, b' ' | b'\t'))
+                .count();
+        match (
+            b.get(at).filter(|_| at < end),
+            b.get(at + 1).filter(|_| at + 1 < end),
+        ) {
             (Some(b'|'), Some(b'+')) => {
                 self.finish_cell(builder);
                 builder.target = Target::Caption;
@@ -125,7 +134,8 @@ impl Renderer<'_> {
     /// Where a cell's (or caption's) content starts: after its attribute
     /// part, if a single `|` ends one.
     fn after_attributes(&self, start: usize, end: usize) -> usize {
-        self.scan(start, end, |b, p| b[p] == b'|').map_or(start, |p| p + 1)
+        self.scan(start, end, |b, p| b[p] == b'|')
+            .map_or(start, |p| p + 1)
     }
 
     /// The position of the next line break in `from..to` outside matched
