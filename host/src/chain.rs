@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::cache::{StageCache, entry_key};
 use crate::contract;
 use crate::counters::Counters;
 use crate::digest::Digest;
@@ -41,14 +42,25 @@ pub struct Stage {
     pub retries: u32,
     /// Maximum records per `process` call.
     pub batch_size: usize,
+    /// The digest of what the grants let the plugin read (environment
+    /// values, read-only files), if anything: see [`Grants::identity`].
+    pub grants_identity: Option<Digest>,
+    /// Whether the stage's outputs are cached (when the pipeline has a
+    /// cache).
+    pub cache: bool,
 }
 
 impl Stage {
-    /// The stage's identity: plugin digest + configuration. Two stages with
-    /// the same identity compute the same function (the cache key prefix).
+    /// The stage's identity: plugin digest, configuration, and what its
+    /// grants let it read. Two stages with the same identity compute the
+    /// same function (the cache key prefix; see `cache::key`).
     pub fn identity(&self) -> Digest {
-        let plugin = self.plugin.digest();
-        Digest::of_parts(&[plugin.to_string().as_bytes(), self.config_json.as_bytes()])
+        let plugin = self.plugin.digest().to_string();
+        let mut parts = vec![plugin.as_bytes(), self.config_json.as_bytes()];
+        if let Some(grants) = &self.grants_identity {
+            parts.push(grants.as_bytes());
+        }
+        Digest::of_parts(&parts)
     }
 
     fn instantiate(&self) -> Result<PluginInstance, RuntimeError> {
@@ -180,9 +192,47 @@ impl Chain {
             chain: self.clone(),
             instances,
             counters: vec![Counters::default(); self.stages.len()],
+            work: vec![StageWork::default(); self.stages.len()],
+            cache: None,
+            fills: Vec::new(),
         })
     }
+
+    /// The identities of the stages whose outputs are cached.
+    pub fn cached_stages(&self) -> Vec<Digest> {
+        self.stages
+            .iter()
+            .filter(|s| s.cache)
+            .map(Stage::identity)
+            .collect()
+    }
 }
+
+/// What one stage did: records looked up in the cache, and handed to the
+/// plugin.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StageWork {
+    /// Inputs whose outputs came from the cache.
+    pub cache_hits: u64,
+    /// Inputs looked up and not found (then computed).
+    pub cache_misses: u64,
+    /// Inputs the plugin processed (in batch calls; retries and the
+    /// record-by-record re-runs after a trap not counted again).
+    pub plugin_records: u64,
+}
+
+impl StageWork {
+    /// Add `other` to these.
+    pub fn absorb(&mut self, other: &StageWork) {
+        self.cache_hits += other.cache_hits;
+        self.cache_misses += other.cache_misses;
+        self.plugin_records += other.plugin_records;
+    }
+}
+
+/// What the plugins computed for one batch, to store in the cache: per
+/// stage index, the entries (key, outputs).
+pub type Fills = Vec<(usize, Vec<(Digest, Vec<DocRecord>)>)>;
 
 /// The digest of the stage identities, in chain order.
 fn chain_identity(lineage: &[LineageEntry]) -> Digest {
@@ -251,6 +301,13 @@ pub struct ChainWorker {
     /// worker), a trap must still be recoverable.
     instances: Vec<Option<PluginInstance>>,
     counters: Vec<Counters>,
+    /// What each stage did since the last [`ChainWorker::take_work`].
+    work: Vec<StageWork>,
+    /// The stage cache, when the pipeline has one.
+    cache: Option<Arc<StageCache>>,
+    /// What the plugins computed for cached stages, since the last
+    /// [`ChainWorker::take_fills`].
+    fills: Fills,
 }
 
 /// The records of one stage's input, each tagged with the input index it
@@ -311,6 +368,33 @@ impl ChainWorker {
             .collect())
     }
 
+    /// Look cached stages' outputs up in `cache` (loaded by the caller, see
+    /// [`StageCache::prefetch`]) and keep what the plugins compute.
+    pub fn with_cache(mut self, cache: Arc<StageCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The cache, if any.
+    pub fn cache(&self) -> Option<&Arc<StageCache>> {
+        self.cache.as_ref()
+    }
+
+    /// What the plugins computed for cached stages since the last call.
+    pub fn take_fills(&mut self) -> Fills {
+        std::mem::take(&mut self.fills)
+    }
+
+    /// What each stage did since the last call, per stage name.
+    pub fn take_work(&mut self) -> Vec<(String, StageWork)> {
+        self.chain
+            .stages
+            .iter()
+            .zip(self.work.iter_mut())
+            .map(|(stage, work)| (stage.name.clone(), std::mem::take(work)))
+            .collect()
+    }
+
     /// Counters the plugins reported since the last call, per stage name.
     pub fn take_counters(&mut self) -> Vec<(String, Counters)> {
         self.chain
@@ -353,25 +437,76 @@ impl ChainWorker {
                 )));
             }
         }
-        let (origins, records): (Vec<usize>, Vec<DocRecord>) = accepted.into_iter().unzip();
-        let mut next = Tagged::new();
-        for (chunk_origins, chunk) in origins
+        let (mut next, to_compute, keys) = self.look_up(index, stage, accepted);
+        let (origins, records): (Vec<usize>, Vec<DocRecord>) = to_compute.into_iter().unzip();
+        let mut fills = Vec::new();
+        for ((chunk_origins, chunk), chunk_keys) in origins
             .chunks(stage.batch_size.max(1))
             .zip(records.chunks(stage.batch_size.max(1)))
+            .zip(keys.chunks(stage.batch_size.max(1)))
         {
             let outcomes = self.run_batch(index, stage, chunk)?;
-            for (&origin, outcome) in chunk_origins.iter().zip(outcomes) {
+            self.work[index].plugin_records += chunk.len() as u64;
+            for ((&origin, outcome), key) in chunk_origins.iter().zip(outcomes).zip(chunk_keys) {
                 if results[origin].is_some() {
                     continue;
                 }
                 match outcome.and_then(|outputs| check_produced(stage, outputs)) {
-                    Ok(outputs) => next.extend(outputs.into_iter().map(|r| (origin, r))),
+                    Ok(outputs) => {
+                        if let Some(key) = key {
+                            fills.push((*key, outputs.clone()));
+                        }
+                        next.extend(outputs.into_iter().map(|r| (origin, r)));
+                    }
                     Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
                 }
             }
         }
+        if !fills.is_empty() {
+            self.fills.push((index, fills));
+        }
         next.retain(|(origin, _)| results[*origin].is_none());
+        // Cached outputs came first: back to input order (the sort is
+        // stable, so one input's outputs keep theirs), as without a cache.
+        next.sort_by_key(|(origin, _)| *origin);
         Ok(next)
+    }
+
+    /// Split a stage's inputs into those whose outputs are cached (returned
+    /// as outputs) and those to compute, with their cache keys (`None` for
+    /// a stage that is not cached).
+    fn look_up(
+        &mut self,
+        index: usize,
+        stage: &Stage,
+        accepted: Tagged,
+    ) -> (Tagged, Tagged, Vec<Option<Digest>>) {
+        let cache = match &self.cache {
+            Some(cache) if stage.cache => cache.clone(),
+            _ => {
+                let keys = vec![None; accepted.len()];
+                return (Tagged::new(), accepted, keys);
+            }
+        };
+        let identity = stage.identity();
+        let mut cached = Tagged::new();
+        let mut to_compute = Tagged::with_capacity(accepted.len());
+        let mut keys = Vec::with_capacity(accepted.len());
+        for (origin, record) in accepted {
+            let key = entry_key(&identity, &record);
+            match cache.get(&key) {
+                Some(outputs) => {
+                    self.work[index].cache_hits += 1;
+                    cached.extend(outputs.iter().map(|output| (origin, output.clone())));
+                }
+                None => {
+                    self.work[index].cache_misses += 1;
+                    to_compute.push((origin, record));
+                    keys.push(Some(key));
+                }
+            }
+        }
+        (cached, to_compute, keys)
     }
 
     /// One `process` call, with trap isolation and retries.
@@ -542,6 +677,61 @@ mod tests {
             body: body.as_bytes().to_vec(),
             metadata: Vec::new(),
         }
+    }
+
+    /// With a cache, the same inputs again are answered from it: identical
+    /// results, no plugin call; a new record is computed.
+    #[test]
+    fn cached_stages_answer_repeated_inputs_without_the_plugin() {
+        let (_runtime, chain) = chain_of(&["parse", "lang"]);
+        let chain = Arc::new(chain.unwrap());
+        let cache = Arc::new(StageCache::new(
+            crate::storage::ObjectStore::memory(),
+            1 << 20,
+        ));
+        let mut worker = chain.start_worker().unwrap().with_cache(cache.clone());
+        let inputs = vec![
+            record(
+                "a",
+                "text/x-wiki",
+                "'''Albedo''' is a measure of reflection.",
+            ),
+            record("b", "image/png", "not wikitext"),
+            record("c", "text/x-wiki", "== Heading ==\nText."),
+        ];
+        let first = worker.process(inputs.clone()).unwrap();
+        let work = |worker: &mut ChainWorker| -> Vec<StageWork> {
+            worker.take_work().into_iter().map(|(_, w)| w).collect()
+        };
+        let computed = StageWork {
+            cache_hits: 0,
+            cache_misses: 2,
+            plugin_records: 2,
+        };
+        assert_eq!(work(&mut worker), [computed, computed]);
+        // The fills go to the cache (in memory here, as `store` does).
+        for (index, entries) in worker.take_fills() {
+            assert!(index < 2);
+            cache.remember(&entries);
+        }
+        let again = worker.process(inputs.clone()).unwrap();
+        assert_eq!(again, first, "the same results, failures included");
+        let answered = StageWork {
+            cache_hits: 2,
+            cache_misses: 0,
+            plugin_records: 0,
+        };
+        assert_eq!(work(&mut worker), [answered, answered]);
+        assert!(worker.take_fills().is_empty(), "nothing new to store");
+        let mut changed = inputs;
+        changed[2].body.extend_from_slice(b" More.");
+        worker.process(changed).unwrap();
+        let one_new = StageWork {
+            cache_hits: 1,
+            cache_misses: 1,
+            plugin_records: 1,
+        };
+        assert_eq!(work(&mut worker), [one_new, one_new]);
     }
 
     #[test]

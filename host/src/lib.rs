@@ -21,6 +21,8 @@
 //! - [`state`]: event mode: per-partition document state on disk, the skip
 //!   rule, checkpoints and restore.
 //! - [`chain`]: stages, the load-time type check, running batches through.
+//! - [`cache`]: content-addressed stage outputs (packs in a store, a
+//!   bounded memory tier), so replays reuse what was computed.
 //! - [`contract`]: what every plugin output must satisfy.
 //! - [`runtime`]: the only module that uses wasmtime: engine, sandbox,
 //!   limits, plugin log budget.
@@ -35,6 +37,7 @@
 
 pub(crate) mod atomic_file;
 pub(crate) mod bodies;
+pub mod cache;
 pub mod chain;
 pub mod cli;
 pub mod config;

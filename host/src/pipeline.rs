@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bodies::BodyStore;
+use crate::cache::StageCache;
 use crate::chain::{Chain, ChainError, Stage};
-use crate::config::{DeadLetterOutput, EventMode, Pipeline, Source, StoreOutput};
+use crate::config::{Cache, DeadLetterOutput, EventMode, Pipeline, Source, StoreOutput};
 use crate::dlq::DeadLetterSink;
 use crate::partition::{PartitionWorker, Stats, WorkerError};
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError, RuntimeOptions};
@@ -41,6 +42,15 @@ pub enum PipelineError {
     /// The Kafka host stopped with an error.
     #[error(transparent)]
     KafkaHost(#[from] crate::kafka::HostError),
+    /// What a stage's grants let it read could not be read (to compute the
+    /// stage's identity).
+    #[error("stage `{stage}`: reading its granted directories")]
+    Grants {
+        /// The stage.
+        stage: String,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// The running parts of a pipeline.
@@ -55,6 +65,8 @@ pub struct Assembled {
     pub bodies: Option<BodyStore>,
     /// The S3 client, when the pipeline uses S3.
     pub s3: Option<aws_sdk_s3::Client>,
+    /// The stage cache, when the pipeline has one.
+    pub cache: Option<Arc<StageCache>>,
 }
 
 /// Load every plugin (once per distinct file), check the chain, open the
@@ -90,6 +102,14 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
                 plugin
             }
         };
+        let grants_identity =
+            settings
+                .grants
+                .identity()
+                .map_err(|source| PipelineError::Grants {
+                    stage: settings.name.clone(),
+                    source,
+                })?;
         stages.push(Stage {
             name: settings.name.clone(),
             plugin,
@@ -98,6 +118,8 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
             grants: settings.grants.clone(),
             retries: settings.retries,
             batch_size: settings.batch_size,
+            grants_identity,
+            cache: settings.cache,
         });
     }
     let chain = Arc::new(Chain::new(stages).map_err(PipelineError::Chain)?);
@@ -107,6 +129,13 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         || matches!(
             pipeline.dead_letter,
             DeadLetterOutput::Store(StoreOutput::S3 { .. })
+        )
+        || matches!(
+            pipeline.cache,
+            Cache::On {
+                store: StoreOutput::S3 { .. },
+                ..
+            }
         )
         || matches!(pipeline.source, Source::Kafka(_));
     let s3 = if uses_s3 {
@@ -136,12 +165,23 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         sink = sink.with_fencing(lease_owner());
     }
     let sink = Arc::new(sink);
+    let cache = match &pipeline.cache {
+        Cache::Off => None,
+        Cache::On {
+            store,
+            memory_bytes,
+        } => Some(Arc::new(StageCache::new(
+            object_store(store, s3.as_ref()),
+            *memory_bytes,
+        ))),
+    };
     Ok(Assembled {
         runtime,
         chain,
         sink,
         bodies: s3.clone().map(BodyStore::new),
         s3,
+        cache,
     })
 }
 
@@ -176,6 +216,21 @@ pub struct RunSummary {
     pub results_location: String,
     /// Where dead letters went.
     pub dead_letters_location: String,
+}
+
+/// What each stage did, one line per stage: cache hits and misses and the
+/// records its plugin processed (for `weir run` and `weir replay`).
+pub fn stage_lines(stats: &Stats) -> Vec<String> {
+    stats
+        .stages
+        .iter()
+        .map(|(stage, work)| {
+            format!(
+                "stage {stage}: {} cache hits, {} misses, {} records computed by the plugin",
+                work.cache_hits, work.cache_misses, work.plugin_records
+            )
+        })
+        .collect()
 }
 
 impl RunSummary {
@@ -227,6 +282,9 @@ pub async fn run_file(
     if let Some(bodies) = &assembled.bodies {
         worker = worker.with_bodies(bodies.clone());
     }
+    if let Some(cache) = &assembled.cache {
+        worker = worker.with_cache(cache.clone());
+    }
     if let EventMode::On(settings) = &pipeline.event_mode {
         // One store for every input file of the pipeline: a second file
         // with the same documents recomputes only those that changed.
@@ -252,6 +310,9 @@ pub async fn run_file(
         worker.process(messages).await?;
     }
     worker.finish().await?;
+    if let Some(cache) = &assembled.cache {
+        cache.flush().await;
+    }
     Ok(RunSummary {
         stats: worker.stats().clone(),
         elapsed: started.elapsed(),
@@ -278,8 +339,12 @@ pub async fn run_stream(
         bodies: assembled.bodies.clone(),
         max_batch: kafka.max_batch,
         event_mode: pipeline.event_mode.clone(),
+        cache: assembled.cache.clone(),
     };
     let summary = crate::kafka::run(kafka, parts, shutdown).await?;
+    if let Some(cache) = &assembled.cache {
+        cache.flush().await;
+    }
     Ok(RunSummary {
         stats: summary.stats,
         elapsed: summary.elapsed,

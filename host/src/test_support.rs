@@ -33,6 +33,8 @@ pub(crate) fn chain_of(
             grants: Grants::default(),
             retries: 1,
             batch_size: 16,
+            grants_identity: None,
+            cache: true,
         })
         .collect();
     let chain = Chain::new(stages);

@@ -78,6 +78,8 @@ pub fn chain(
             grants: weir::runtime::Grants::default(),
             retries: 2,
             batch_size: 64,
+            grants_identity: None,
+            cache: false,
         })
         .collect();
     match weir::chain::Chain::new(stages) {

@@ -161,6 +161,8 @@ fn a_stage_without_retries_calls_a_failing_record_once() {
         grants: Grants::default(),
         retries: 0,
         batch_size: 8,
+        grants_identity: None,
+        cache: false,
     };
     let chain = std::sync::Arc::new(weir::chain::Chain::new(vec![stage]).unwrap());
     let mut worker = chain.start_worker().unwrap();
@@ -232,6 +234,8 @@ fn incompatible_stages_are_rejected_at_load_time() {
         grants: Grants::default(),
         retries: 0,
         batch_size: 8,
+        grants_identity: None,
+        cache: false,
     };
     let errors = weir::chain::Chain::new(vec![stage("a"), stage("b")])
         .err()

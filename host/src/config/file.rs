@@ -42,6 +42,38 @@ pub struct PipelineFile {
     /// `[event_mode]`: skipping events whose document is unchanged.
     #[serde(default)]
     pub event_mode: EventModeConfig,
+    /// `[cache]`: the stage cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// `[cache]`: content-addressed stage outputs (see `docs/cache.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Look stage outputs up before computing them, and keep them.
+    pub enabled: bool,
+    /// The memory tier in front of the store, MiB.
+    pub memory_mib: u64,
+    /// A local directory for the packs (default: `cache/` in the output's
+    /// store, beside the pipelines' folders).
+    pub dir: Option<PathBuf>,
+    /// An S3 bucket for the packs (with `prefix`), instead.
+    pub bucket: Option<String>,
+    /// Key prefix in `bucket`.
+    pub prefix: String,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: false,
+            memory_mib: 256,
+            dir: None,
+            bucket: None,
+            prefix: String::new(),
+        }
+    }
 }
 
 /// `[pipeline]`
@@ -173,6 +205,9 @@ pub struct StageConfig {
     /// `[stage.config]`: passed to the plugin's `init` as JSON.
     #[serde(default)]
     pub config: Option<toml::Table>,
+    /// Whether this stage's outputs are cached when `[cache]` is enabled
+    /// (default: yes, unless it is granted real clocks or randomness).
+    pub cache: Option<bool>,
 }
 
 fn default_retries() -> u32 {

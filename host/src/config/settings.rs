@@ -33,6 +33,22 @@ pub struct Pipeline {
     pub ingest: IngestSettings,
     /// Event mode.
     pub event_mode: EventMode,
+    /// The stage cache.
+    pub cache: Cache,
+}
+
+/// Validated `[cache]`.
+#[derive(Debug, Clone)]
+pub enum Cache {
+    /// Every stage computes every record.
+    Off,
+    /// Cached stages look their outputs up first.
+    On {
+        /// Where the packs are.
+        store: StoreOutput,
+        /// The memory tier, bytes.
+        memory_bytes: u64,
+    },
 }
 
 /// Validated `[event_mode]`.
@@ -149,6 +165,8 @@ pub struct StageSettings {
     pub grants: Grants,
     /// Configuration as JSON (`{}` when none).
     pub config_json: String,
+    /// Whether its outputs are cached (when the pipeline has a cache).
+    pub cache: bool,
 }
 
 /// A validated object destination (results, or dead letters next to them).

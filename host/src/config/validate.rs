@@ -150,6 +150,7 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
     c.check(b.max_bytes > 0, "batching.max_bytes", "must be positive");
     c.check(b.max_age_ms > 0, "batching.max_age_ms", "must be positive");
     let event_mode = validate_event_mode(&file.event_mode, &name, &output, base, &mut c);
+    let cache = validate_cache(&file.cache, &output, base, &mut c);
     Pipeline {
         name,
         source,
@@ -162,6 +163,58 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
         s3,
         ingest,
         event_mode,
+        cache,
+    }
+}
+
+fn validate_cache(
+    config: &CacheConfig,
+    output: &StoreOutput,
+    base: &Path,
+    c: &mut Checker<'_>,
+) -> Cache {
+    if !config.enabled {
+        return Cache::Off;
+    }
+    c.check(
+        config.memory_mib > 0,
+        "cache.memory_mib",
+        "must be positive",
+    );
+    c.check(
+        config.dir.is_none() || config.bucket.is_none(),
+        "cache.bucket",
+        "give either `dir` or `bucket`, not both",
+    );
+    let prefix = config.prefix.trim_matches('/').to_owned();
+    let store = match (&config.dir, &config.bucket, output) {
+        (Some(dir), _, _) => StoreOutput::Local {
+            dir: resolve(base, dir),
+        },
+        (None, Some(bucket), _) => StoreOutput::S3 {
+            bucket: bucket.clone(),
+            prefix,
+            conditional_writes: false,
+        },
+        // Beside the pipelines' folders in the output's store: pipelines
+        // writing there share their entries.
+        (None, None, StoreOutput::Local { dir }) => StoreOutput::Local {
+            dir: dir.join("cache"),
+        },
+        (None, None, StoreOutput::S3 { bucket, prefix, .. }) => StoreOutput::S3 {
+            bucket: bucket.clone(),
+            prefix: [prefix.as_str(), "cache"]
+                .iter()
+                .filter(|p| !p.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("/"),
+            conditional_writes: false,
+        },
+    };
+    Cache::On {
+        store,
+        memory_bytes: config.memory_mib.saturating_mul(1 << 20),
     }
 }
 
@@ -354,6 +407,13 @@ fn validate_stage(
         })
         .collect();
 
+    let deterministic = !(g.clocks || g.random);
+    c.check(
+        stage.cache != Some(true) || deterministic,
+        key("cache"),
+        "a stage granted real clocks or randomness may compute other outputs from the same input: it cannot be cached",
+    );
+    let cache = stage.cache.unwrap_or(deterministic);
     let config_json = match &stage.config {
         Some(table) => serde_json::to_string(table).expect("a TOML table is valid JSON"),
         None => "{}".to_owned(),
@@ -376,6 +436,7 @@ fn validate_stage(
             random: g.random,
         },
         config_json,
+        cache,
     }
 }
 

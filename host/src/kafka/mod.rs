@@ -112,6 +112,8 @@ pub struct WorkerParts {
     pub max_batch: usize,
     /// Event mode (each partition restores its state when assigned).
     pub event_mode: crate::config::EventMode,
+    /// The stage cache, if the pipeline has one.
+    pub cache: Option<Arc<crate::cache::StageCache>>,
 }
 
 /// The consumer's context: routes rebalances and commit answers to the

@@ -203,6 +203,9 @@ impl Partitions {
         if let Some(bodies) = &p.bodies {
             worker = worker.with_bodies(bodies.clone());
         }
+        if let Some(cache) = &p.cache {
+            worker = worker.with_cache(cache.clone());
+        }
         if let EventMode::On(settings) = &p.event_mode {
             worker = worker.with_state(PartitionState::for_assignment(
                 &settings.state_dir,

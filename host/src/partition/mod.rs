@@ -26,6 +26,7 @@
 use std::sync::Arc;
 
 use crate::bodies::{BodyError, BodyStore};
+use crate::cache::StageCache;
 use crate::chain::{ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
 use crate::digest::Digest;
@@ -126,6 +127,12 @@ impl PartitionWorker {
     /// Fetch bodies stored by reference with `bodies`.
     pub fn with_bodies(mut self, bodies: BodyStore) -> Self {
         self.bodies = Some(bodies);
+        self
+    }
+
+    /// Look cached stages' outputs up in `cache`, and keep what is computed.
+    pub fn with_cache(mut self, cache: Arc<StageCache>) -> Self {
+        self.chain = self.chain.take().map(|chain| chain.with_cache(cache));
         self
     }
 
@@ -242,8 +249,12 @@ impl PartitionWorker {
     /// Process messages none of which is adopted, cutting objects when the
     /// batch is full (or due).
     async fn process_run(&mut self, messages: Vec<SourceMessage>) -> Result<(), WorkerError> {
+        let offsets = match (messages.first(), messages.last()) {
+            (Some(first), Some(last)) => (first.position.offset, last.position.offset),
+            _ => return Ok(()),
+        };
         let (prepared, records) = self.prepare(messages).await?;
-        let mut results = self.run_chain(records).await?.into_iter();
+        let mut results = self.run_chain(records, offsets).await?.into_iter();
         let chain = self.chain.as_ref().expect("chain is back after running");
         let chain = chain.chain().clone();
         // The age limit is checked here as well as by the caller's idle
@@ -514,12 +525,25 @@ impl PartitionWorker {
         }
     }
 
+    /// Run the chain over `records`, the upserts among the messages at
+    /// `offsets` (first, last): with a cache, its packs for those offsets
+    /// are loaded first, and what the plugins computed is stored after.
     async fn run_chain(
         &mut self,
         records: Vec<DocRecord>,
+        offsets: (i64, i64),
     ) -> Result<Vec<ChainResult>, WorkerError> {
         if records.is_empty() {
             return Ok(Vec::new());
+        }
+        let (topic, partition) = (self.batch.topic().to_owned(), self.batch.partition());
+        let chain = self.chain.as_ref().expect("the chain is not running");
+        let cache = chain.cache().cloned();
+        if let Some(cache) = &cache {
+            let stages = chain.chain().cached_stages();
+            cache
+                .prefetch(&stages, &topic, partition, offsets.0, offsets.1)
+                .await;
         }
         let mut chain = self.chain.take().expect("the chain is not already running");
         let (chain, results) = tokio::task::spawn_blocking(move || {
@@ -535,6 +559,17 @@ impl PartitionWorker {
                 .entry(stage)
                 .or_default()
                 .merge(&counters);
+        }
+        for (stage, work) in chain.take_work() {
+            self.stats.stages.entry(stage).or_default().absorb(&work);
+        }
+        if let Some(cache) = &cache {
+            let fills = chain.take_fills();
+            let stages = chain.chain().stages();
+            for (index, entries) in fills {
+                let stage = stages[index].identity();
+                cache.store(&stage, &topic, partition, offsets, entries);
+            }
         }
         self.chain = Some(chain);
         Ok(results?)

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::chain::StageWork;
 use crate::counters::Counters;
 
 /// What a worker has done so far.
@@ -29,6 +30,9 @@ pub struct Stats {
     pub redelivered: u64,
     /// Plugin counters, by stage.
     pub counters: BTreeMap<String, Counters>,
+    /// What each stage did (cache hits and misses, records computed), by
+    /// stage.
+    pub stages: BTreeMap<String, StageWork>,
 }
 
 impl Stats {
@@ -48,6 +52,9 @@ impl Stats {
                 .entry(stage.clone())
                 .or_default()
                 .merge(counters);
+        }
+        for (stage, work) in &other.stages {
+            self.stages.entry(stage.clone()).or_default().absorb(work);
         }
     }
 }

@@ -58,6 +58,47 @@ pub struct Grants {
     pub random: bool,
 }
 
+impl Grants {
+    /// Whether a plugin with these grants computes the same outputs from
+    /// the same input every time (no real clocks, no real randomness): the
+    /// condition for caching them.
+    pub fn deterministic(&self) -> bool {
+        !self.clocks && !self.random
+    }
+
+    /// The digest of what these grants let a plugin read: each environment
+    /// variable (name and value) and each read-only directory (guest path,
+    /// and every file's path and contents, in name order). `None` when they
+    /// grant nothing to read. A new model file in a granted directory is a
+    /// new identity, so cached outputs of the old model are not reused.
+    pub fn identity(&self) -> std::io::Result<Option<crate::digest::Digest>> {
+        if self.env.is_empty() && self.read_only_dirs.is_empty() {
+            return Ok(None);
+        }
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        for (name, value) in &self.env {
+            parts.extend([
+                b"env".to_vec(),
+                name.clone().into_bytes(),
+                value.clone().into_bytes(),
+            ]);
+        }
+        for (host, guest) in &self.read_only_dirs {
+            parts.extend([b"dir".to_vec(), guest.clone().into_bytes()]);
+            for entry in walkdir::WalkDir::new(host).sort_by_file_name() {
+                let entry = entry.map_err(std::io::Error::other)?;
+                if entry.file_type().is_file() {
+                    let relative = entry.path().strip_prefix(host).unwrap_or(entry.path());
+                    parts.push(relative.to_string_lossy().into_owned().into_bytes());
+                    parts.push(std::fs::read(entry.path())?);
+                }
+            }
+        }
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        Ok(Some(crate::digest::Digest::of_parts(&parts)))
+    }
+}
+
 /// Per-store state: WASI context, resource table, limiter and what the
 /// plugin reported through the host imports.
 pub struct StoreState {

@@ -1,0 +1,413 @@
+//! The stage cache: content-addressed outputs of stages, so that nothing
+//! computed once is computed again (a replay after changing only stage k
+//! recomputes stages k.. and reuses the others).
+//!
+//! Parts: [`key`] (what identifies a stage's work on a record) and [`pack`]
+//! (the objects entries are stored in). Layout and cost model:
+//! `docs/cache.md`.
+//!
+//! How a batch uses it (the partition worker, around the chain):
+//! 1. [`StageCache::prefetch`] (async) loads into the memory tier the packs
+//!    of every cached stage that cover the batch's offsets: one listing per
+//!    stage and partition for the whole run, then one read per pack not yet
+//!    read. The chain never waits on the store record by record.
+//! 2. The chain (synchronous) looks each record up in memory
+//!    ([`StageCache::get`]); a hit is used as the stage's outputs, a miss
+//!    runs the plugin. What the plugins computed successfully comes back
+//!    as fills (errors and dead letters are never cached).
+//! 3. [`StageCache::store`] writes the fills of each stage as one pack, in
+//!    the background.
+//!
+//! Invariants:
+//! - entries are immutable and content-addressed: any replica may read any
+//!   pack, and two replicas writing the same work write equal entries;
+//! - a failed or corrupt read is a miss (counted and logged), and a failed
+//!   write never fails a record: the cache only ever saves work;
+//! - the memory tier is bounded by bytes (least recently used entries go
+//!   first).
+
+pub mod key;
+pub mod pack;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+
+use crate::digest::Digest;
+use crate::runtime::DocRecord;
+use crate::storage::ObjectStore;
+
+pub use key::entry_key;
+
+/// Outputs of one stage for one input, as cached.
+pub type Outputs = Arc<[DocRecord]>;
+
+/// Weighs entries of the memory tier by their bytes.
+#[derive(Clone)]
+struct ByBytes;
+
+impl Weighter<Digest, Outputs> for ByBytes {
+    fn weight(&self, _key: &Digest, outputs: &Outputs) -> u64 {
+        let record_bytes = |r: &DocRecord| {
+            r.id.len()
+                + r.content_type.len()
+                + r.body.len()
+                + r.metadata
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+                + 64
+        };
+        (32 + outputs.iter().map(record_bytes).sum::<usize>()) as u64
+    }
+}
+
+/// What the cache did, since it was opened (all replicas' work is not
+/// included: these are this process's figures).
+#[derive(Debug, Default)]
+pub struct CacheCounters {
+    /// Listings of pack folders.
+    pub lists: AtomicU64,
+    /// Packs read.
+    pub pack_reads: AtomicU64,
+    /// Packs written.
+    pub pack_writes: AtomicU64,
+    /// Bytes of packs read.
+    pub bytes_read: AtomicU64,
+    /// Bytes of packs written.
+    pub bytes_written: AtomicU64,
+    /// Listings or reads that failed, and packs that did not decode.
+    pub read_errors: AtomicU64,
+    /// Pack writes that failed.
+    pub write_errors: AtomicU64,
+}
+
+/// A copy of [`CacheCounters`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheFigures {
+    /// Listings of pack folders.
+    pub lists: u64,
+    /// Packs read.
+    pub pack_reads: u64,
+    /// Packs written.
+    pub pack_writes: u64,
+    /// Bytes of packs read.
+    pub bytes_read: u64,
+    /// Bytes of packs written.
+    pub bytes_written: u64,
+    /// Failed listings, reads and decodes.
+    pub read_errors: u64,
+    /// Failed writes.
+    pub write_errors: u64,
+}
+
+impl CacheFigures {
+    /// Requests to the store (listings, reads and writes).
+    pub fn requests(&self) -> u64 {
+        self.lists + self.pack_reads + self.pack_writes
+    }
+}
+
+/// The packs of one stage and partition this process knows of.
+#[derive(Debug, Default)]
+struct Folder {
+    /// Whether the store was listed (once per run).
+    listed: bool,
+    /// Pack keys and their offset ranges.
+    packs: Vec<(String, i64, i64)>,
+    /// Packs whose entries were loaded (or written) by this process.
+    loaded: HashSet<String>,
+}
+
+/// The cache: a store of packs and a bounded memory tier in front of it.
+pub struct StageCache {
+    store: ObjectStore,
+    memory: Cache<Digest, Outputs, ByBytes>,
+    folders: Mutex<HashMap<String, Folder>>,
+    writes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    counters: CacheCounters,
+}
+
+impl std::fmt::Debug for StageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StageCache")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Entries stay in memory up to about this many per MiB of budget (only
+/// the memory tier's bookkeeping: entries are weighed by bytes).
+const ENTRIES_PER_MIB: u64 = 64;
+
+impl StageCache {
+    /// A cache over `store` with a memory tier of `memory_bytes`.
+    pub fn new(store: ObjectStore, memory_bytes: u64) -> Self {
+        let estimated_items = (memory_bytes >> 20).max(1) * ENTRIES_PER_MIB;
+        StageCache {
+            store,
+            memory: Cache::with_weighter(estimated_items as usize, memory_bytes, ByBytes),
+            folders: Mutex::new(HashMap::new()),
+            writes: Mutex::new(Vec::new()),
+            counters: CacheCounters::default(),
+        }
+    }
+
+    /// Where the packs are.
+    pub fn describe(&self) -> String {
+        self.store.describe("")
+    }
+
+    /// Load into memory the packs of `stages` for `topic`/`partition` that
+    /// cover any offset in `first..=last`.
+    pub async fn prefetch(
+        &self,
+        stages: &[Digest],
+        topic: &str,
+        partition: i32,
+        first: i64,
+        last: i64,
+    ) {
+        for stage in stages {
+            let folder = pack::folder(stage, topic, partition);
+            if !self.is_listed(&folder) {
+                self.list(&folder).await;
+            }
+            for key in self.unloaded_packs(&folder, first, last) {
+                self.load(&folder, key).await;
+            }
+        }
+    }
+
+    /// The cached outputs of the work `key`, if they are in memory.
+    pub fn get(&self, key: &Digest) -> Option<Outputs> {
+        self.memory.get(key)
+    }
+
+    /// Keep what `stage` computed for the batch `first..=last` of
+    /// `topic`/`partition`: in memory at once, in the store as one pack
+    /// written in the background (see [`StageCache::flush`]).
+    pub fn store(
+        self: &Arc<Self>,
+        stage: &Digest,
+        topic: &str,
+        partition: i32,
+        (first, last): (i64, i64),
+        entries: Vec<(Digest, Vec<DocRecord>)>,
+    ) {
+        if entries.is_empty() {
+            return;
+        }
+        self.remember(&entries);
+        let folder = pack::folder(stage, topic, partition);
+        let key = pack::key(&folder, first, last, &entries);
+        {
+            let mut folders = self.folders.lock().expect("cache folders");
+            let known = folders.entry(folder).or_default();
+            known.loaded.insert(key.clone());
+            known.packs.push((key.clone(), first, last));
+        }
+        let cache = self.clone();
+        let write = tokio::spawn(async move {
+            let bytes = pack::encode(&entries);
+            let size = bytes.len() as u64;
+            match cache.store.put(&key, bytes).await {
+                Ok(()) => {
+                    cache.counters.pack_writes.fetch_add(1, Ordering::Relaxed);
+                    cache
+                        .counters
+                        .bytes_written
+                        .fetch_add(size, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    cache.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(pack = %cache.store.describe(&key), "cache: pack not written: {e}");
+                }
+            }
+        });
+        let mut writes = self.writes.lock().expect("cache writes");
+        writes.retain(|w| !w.is_finished());
+        writes.push(write);
+    }
+
+    /// Keep `entries` in the memory tier (only).
+    pub(crate) fn remember(&self, entries: &[(Digest, Vec<DocRecord>)]) {
+        for (key, outputs) in entries {
+            self.memory.insert(*key, Arc::from(outputs.as_slice()));
+        }
+    }
+
+    /// Wait for the packs being written.
+    pub async fn flush(&self) {
+        let writes = std::mem::take(&mut *self.writes.lock().expect("cache writes"));
+        for write in writes {
+            if let Err(e) = write.await {
+                tracing::warn!("cache: a pack write did not finish: {e}");
+            }
+        }
+    }
+
+    /// What the cache did so far.
+    pub fn figures(&self) -> CacheFigures {
+        let c = &self.counters;
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        CacheFigures {
+            lists: load(&c.lists),
+            pack_reads: load(&c.pack_reads),
+            pack_writes: load(&c.pack_writes),
+            bytes_read: load(&c.bytes_read),
+            bytes_written: load(&c.bytes_written),
+            read_errors: load(&c.read_errors),
+            write_errors: load(&c.write_errors),
+        }
+    }
+
+    fn is_listed(&self, folder: &str) -> bool {
+        let folders = self.folders.lock().expect("cache folders");
+        folders.get(folder).is_some_and(|f| f.listed)
+    }
+
+    /// List a folder once; a failed listing counts as empty (every lookup
+    /// in it misses) and is not retried in this run.
+    async fn list(&self, folder: &str) {
+        self.counters.lists.fetch_add(1, Ordering::Relaxed);
+        let keys = match self.store.list(folder).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(folder = %self.store.describe(folder), "cache: listing failed, treated as empty: {e}");
+                Vec::new()
+            }
+        };
+        let mut folders = self.folders.lock().expect("cache folders");
+        let known = folders.entry(folder.to_owned()).or_default();
+        known.listed = true;
+        for key in keys {
+            if let Some((first, last)) = pack::range(&key)
+                && !known.packs.iter().any(|(k, _, _)| *k == key)
+            {
+                known.packs.push((key, first, last));
+            }
+        }
+    }
+
+    fn unloaded_packs(&self, folder: &str, first: i64, last: i64) -> Vec<String> {
+        let folders = self.folders.lock().expect("cache folders");
+        let Some(known) = folders.get(folder) else {
+            return Vec::new();
+        };
+        known
+            .packs
+            .iter()
+            .filter(|(key, from, to)| *from <= last && first <= *to && !known.loaded.contains(key))
+            .map(|(key, _, _)| key.clone())
+            .collect()
+    }
+
+    /// Read one pack into memory; a failure is logged and counted, and the
+    /// pack is not read again in this run.
+    async fn load(&self, folder: &str, key: String) {
+        self.counters.pack_reads.fetch_add(1, Ordering::Relaxed);
+        let read = self.store.get(&key).await;
+        let entries = match read {
+            Ok(Some(bytes)) => {
+                self.counters
+                    .bytes_read
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                pack::decode(&bytes).map_err(|e| e.to_string())
+            }
+            Ok(None) => Err("listed but gone".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        match entries {
+            Ok(entries) => {
+                for (entry, outputs) in entries {
+                    self.memory.insert(entry, Arc::from(outputs));
+                }
+            }
+            Err(e) => {
+                self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(pack = %self.store.describe(&key), "cache: pack not read, its entries miss: {e}");
+            }
+        }
+        let mut folders = self.folders.lock().expect("cache folders");
+        folders
+            .entry(folder.to_owned())
+            .or_default()
+            .loaded
+            .insert(key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body: &str) -> DocRecord {
+        DocRecord {
+            id: "d".into(),
+            revision: 1,
+            content_type: "text/plain".into(),
+            body: body.as_bytes().to_vec(),
+            metadata: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn what_one_cache_stores_another_finds_by_offset_and_key() {
+        let store = ObjectStore::memory();
+        let stage = Digest::of(b"stage");
+        let key = entry_key(&stage, &record("in"));
+        let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
+        writer.store(&stage, "t", 0, (10, 19), vec![(key, vec![record("out")])]);
+        assert_eq!(writer.get(&key).unwrap().as_ref(), [record("out")]);
+        writer.flush().await;
+        assert_eq!(writer.figures().pack_writes, 1);
+
+        let reader = StageCache::new(store, 1 << 20);
+        assert!(reader.get(&key).is_none(), "nothing in memory yet");
+        reader.prefetch(&[stage], "t", 0, 20, 29).await;
+        assert!(reader.get(&key).is_none(), "the pack covers 10..=19 only");
+        reader.prefetch(&[stage], "t", 0, 15, 25).await;
+        assert_eq!(reader.get(&key).unwrap().as_ref(), [record("out")]);
+        let figures = reader.figures();
+        assert_eq!((figures.lists, figures.pack_reads), (1, 1), "{figures:?}");
+        // Loaded packs are not read again.
+        reader.prefetch(&[stage], "t", 0, 10, 19).await;
+        assert_eq!(reader.figures().pack_reads, 1);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_pack_is_a_counted_miss() {
+        let store = ObjectStore::memory();
+        let stage = Digest::of(b"stage");
+        let folder = pack::folder(&stage, "t", 0);
+        store
+            .put(
+                &format!("{folder}{:020}-{:020}-0.pack", 0, 9),
+                b"garbage".to_vec(),
+            )
+            .await
+            .unwrap();
+        let cache = StageCache::new(store, 1 << 20);
+        cache.prefetch(&[stage], "t", 0, 0, 9).await;
+        assert!(cache.get(&entry_key(&stage, &record("in"))).is_none());
+        assert_eq!(cache.figures().read_errors, 1);
+    }
+
+    #[test]
+    fn the_memory_tier_is_bounded_by_bytes() {
+        let cache = StageCache::new(ObjectStore::memory(), 64 << 10);
+        let big = "x".repeat(16 << 10);
+        let keys: Vec<Digest> = (0..32u32).map(|i| Digest::of(&i.to_le_bytes())).collect();
+        for key in &keys {
+            cache.memory.insert(*key, Arc::from(vec![record(&big)]));
+        }
+        let kept = keys.iter().filter(|k| cache.get(k).is_some()).count();
+        assert!(kept <= 4, "{kept} entries of 16 KiB kept in 64 KiB");
+        assert!(cache.memory.weight() <= 64 << 10);
+    }
+}

@@ -1,0 +1,143 @@
+//! Packs: the objects the cache stores. One pack holds the entries one
+//! stage computed for one input batch, so that a replay reads a stage's
+//! outputs for a whole batch in one request.
+//!
+//! Key: `{stage identity}/{topic}/{partition}/{first}-{last}-{content}.pack`,
+//! offsets zero-padded to 20 digits, `content` the first 16 hex digits of
+//! the digest of the pack's entry keys. The position only locates a pack
+//! (a replay of the same topic finds the packs of its batches by offset
+//! range); entries are found by their content key. Packs are immutable: two
+//! writes of the same range with other entries get other names, so a
+//! writer never replaces entries another wrote.
+//!
+//! Format: zstd, with its content checksum (a corrupt pack fails to
+//! decode), of the postcard encoding of the entries.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::runtime::DocRecord;
+
+/// zstd level: packs are written once per batch and read on every replay.
+const LEVEL: i32 = 3;
+
+/// One entry as written (borrowed).
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    key: &'a [u8; 32],
+    outputs: &'a [DocRecord],
+}
+
+/// One entry as read.
+#[derive(Deserialize)]
+struct Entry {
+    key: [u8; 32],
+    outputs: Vec<DocRecord>,
+}
+
+/// A pack that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// Not zstd, or its checksum does not match.
+    #[error("not a readable pack: {0}")]
+    Compression(#[source] std::io::Error),
+    /// The entries do not decode.
+    #[error("the pack's entries do not decode: {0}")]
+    Encoding(#[from] postcard::Error),
+}
+
+/// The bytes of a pack of `entries`.
+pub fn encode(entries: &[(Digest, Vec<DocRecord>)]) -> Vec<u8> {
+    let borrowed: Vec<EntryRef<'_>> = entries
+        .iter()
+        .map(|(key, outputs)| EntryRef {
+            key: key.as_bytes(),
+            outputs,
+        })
+        .collect();
+    let encoded = postcard::to_stdvec(&borrowed).expect("records always encode");
+    let mut encoder =
+        zstd::stream::Encoder::new(Vec::with_capacity(encoded.len() / 3), LEVEL).expect("zstd");
+    encoder.include_checksum(true).expect("zstd checksum flag");
+    std::io::Write::write_all(&mut encoder, &encoded).expect("writing to memory");
+    encoder.finish().expect("writing to memory")
+}
+
+/// The entries of a pack.
+pub fn decode(bytes: &[u8]) -> Result<Vec<(Digest, Vec<DocRecord>)>, PackError> {
+    let encoded = zstd::stream::decode_all(bytes).map_err(PackError::Compression)?;
+    let entries: Vec<Entry> = postcard::from_bytes(&encoded)?;
+    Ok(entries
+        .into_iter()
+        .map(|entry| (Digest::from_bytes(entry.key), entry.outputs))
+        .collect())
+}
+
+/// The folder of the packs of one stage for one partition (with a trailing
+/// `/`).
+pub fn folder(stage: &Digest, topic: &str, partition: i32) -> String {
+    format!("{}/{topic}/{partition}/", stage.hex())
+}
+
+/// The key of a pack of `entries` for the offsets `first..=last`.
+pub fn key(folder: &str, first: i64, last: i64, entries: &[(Digest, Vec<DocRecord>)]) -> String {
+    let keys: Vec<&[u8]> = entries
+        .iter()
+        .map(|(k, _)| k.as_bytes().as_slice())
+        .collect();
+    let content = Digest::of_parts(&keys).hex();
+    format!("{folder}{first:020}-{last:020}-{}.pack", &content[..16])
+}
+
+/// The offset range a pack key covers, if it is a pack key.
+pub fn range(key: &str) -> Option<(i64, i64)> {
+    let name = key.rsplit('/').next()?.strip_suffix(".pack")?;
+    let mut parts = name.split('-');
+    let first = parts.next()?.parse().ok()?;
+    let last = parts.next()?.parse().ok()?;
+    Some((first, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> Vec<(Digest, Vec<DocRecord>)> {
+        let record = |body: &[u8]| DocRecord {
+            id: "d".into(),
+            revision: 1,
+            content_type: "application/json".into(),
+            body: body.to_vec(),
+            metadata: vec![("title".into(), "T".into())],
+        };
+        vec![
+            (Digest::of(b"a"), vec![record(b"{}"), record(b"[1]")]),
+            (Digest::of(b"b"), Vec::new()),
+        ]
+    }
+
+    #[test]
+    fn packs_round_trip() {
+        assert_eq!(decode(&encode(&entries())).unwrap(), entries());
+    }
+
+    #[test]
+    fn a_corrupt_pack_is_an_error_not_wrong_entries() {
+        let mut bytes = encode(&entries());
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        assert!(decode(&bytes).is_err());
+        assert!(decode(b"not a pack").is_err());
+        assert!(decode(&bytes[..bytes.len() - 3]).is_err());
+    }
+
+    #[test]
+    fn keys_name_their_range_and_content() {
+        let folder = folder(&Digest::of(b"s"), "events", 3);
+        let key = key(&folder, 40, 71, &entries());
+        assert!(key.starts_with(&folder));
+        assert_eq!(range(&key), Some((40, 71)));
+        assert_ne!(key, super::key(&folder, 40, 71, &entries()[..1]));
+        assert_eq!(range("x/y/checkpoint.json"), None);
+    }
+}
