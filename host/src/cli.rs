@@ -49,6 +49,33 @@ pub enum Command {
         #[arg(long)]
         every_event: bool,
     },
+    /// Replay a Kafka topic from a start point up to the end it has when the
+    /// replay starts, in a consumer group and an output folder of its own
+    /// (`{pipeline}/runs/{run}/`), then exit: 0 when every partition is
+    /// done, 4 when stopped before (run the same command to continue).
+    ///
+    /// Every event is processed (no event-mode skips); with `[cache]`
+    /// enabled, stages whose outputs are cached are not computed again.
+    /// Replicas started with the same `--run` share the partitions. The
+    /// pipeline's live consumer group is never touched.
+    Replay {
+        /// The pipeline file (its [source.kafka]).
+        #[arg(short, long, value_name = "PIPELINE.toml")]
+        config: PathBuf,
+        /// Where to start: `earliest`, or an RFC 3339 time (the first event
+        /// at or after it).
+        #[arg(long, default_value = "earliest", value_name = "earliest|TIME")]
+        from: crate::replay::StartPoint,
+        /// Where to stop: `now` (the end of each partition when the replay
+        /// is first started), or an RFC 3339 time.
+        #[arg(long, default_value = "now", value_name = "now|TIME")]
+        to: crate::replay::EndPoint,
+        /// The run's name: its consumer group and output folder. Give the
+        /// same name to resume a stopped replay or to add replicas (default:
+        /// `replay-` and the start time).
+        #[arg(long, value_name = "NAME")]
+        run: Option<String>,
+    },
     /// Check a pipeline file (syntax, values, files, plugin chain) and report
     /// every problem with its location.
     Validate {
@@ -102,6 +129,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             input,
             every_event,
         } => Box::pin(run_pipeline(&config, input, every_event)).await,
+        Command::Replay {
+            config,
+            from,
+            to,
+            run,
+        } => {
+            let run = run.unwrap_or_else(|| {
+                format!(
+                    "replay-{}",
+                    jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+                )
+            });
+            Box::pin(run_replay(
+                &config,
+                crate::replay::ReplayOptions { run, from, to },
+            ))
+            .await
+        }
         Command::Validate { config } => {
             let pipeline = config::load(&config)?;
             let assembled = pipeline::assemble(&pipeline).await?;
@@ -232,6 +277,59 @@ async fn run_pipeline(
         }
     }
     println!("weir run {}: {}", pipeline.name, summary.line());
+    if let Some(cache) = &assembled.cache {
+        for line in pipeline::stage_lines(&summary.stats, &assembled.chain) {
+            println!("{line}");
+        }
+        println!("cache: {}", cache.describe());
+    }
+    Ok(())
+}
+
+/// Exit status of a replay stopped before its end.
+const REPLAY_INCOMPLETE: i32 = 4;
+
+async fn run_replay(
+    config: &std::path::Path,
+    options: crate::replay::ReplayOptions,
+) -> anyhow::Result<()> {
+    let pipeline = crate::replay::replay_pipeline(config::load(config)?, &options.run)?;
+    eprintln!(
+        "weir replay {}: from {} to {} (resume with --run {})",
+        options.run, options.from, options.to, options.run
+    );
+    let shutdown = Arc::new(AtomicBool::new(false));
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    let progress = Arc::new(std::sync::Mutex::new(None));
+    let shown = progress.clone();
+    let summary = crate::replay::replay(
+        &pipeline,
+        &options,
+        shutdown,
+        move |plan, bounds, assembled| {
+            let task = tokio::spawn(crate::progress::replay_bar(
+                plan.partitions.len(),
+                bounds,
+                assembled.cache.clone(),
+            ));
+            *shown.lock().expect("progress") = Some(task);
+        },
+    )
+    .await
+    .with_context(|| format!("replay {} of pipeline {}", options.run, pipeline.name))?;
+    if let Some(task) = progress.lock().expect("progress").take() {
+        task.abort();
+    }
+    for line in summary.lines(&options.run) {
+        println!("{line}");
+    }
+    if !summary.complete {
+        eprintln!(
+            "weir replay {}: stopped before its end; run the same command to continue",
+            options.run
+        );
+        std::process::exit(REPLAY_INCOMPLETE);
+    }
     Ok(())
 }
 

@@ -14,6 +14,8 @@
 //! - [`kafka`]: the Kafka host: consumer, rebalances, per-partition lanes
 //!   and tasks, offsets and commits, client configurations.
 //! - [`ingest`]: `weir ingest`, producing change events to a topic.
+//! - [`replay`]: `weir replay`, a bounded and resumable run over a whole
+//!   topic in a group and output folder of its own.
 //! - [`event`]: the change-event schema and its decoding.
 //! - [`bodies`]: bodies stored by reference in S3, uploaded and verified.
 //! - [`partition`]: one partition's records in order: decode, chain, sink,
@@ -33,7 +35,7 @@
 //! - [`storage`]: the object store: local directory, S3, in memory.
 //! - [`media_type`], [`digest`], [`counters`], [`atomic_file`]: small shared
 //!   building blocks.
-//! - [`logging`]: logging setup (text or JSON).
+//! - [`logging`]: logging setup (text or JSON); [`progress`]: progress bars.
 
 pub(crate) mod atomic_file;
 pub(crate) mod bodies;
@@ -53,6 +55,8 @@ pub mod logging;
 pub(crate) mod media_type;
 pub mod partition;
 pub mod pipeline;
+pub(crate) mod progress;
+pub mod replay;
 pub mod runtime;
 pub(crate) mod sink;
 pub mod source;

@@ -218,16 +218,18 @@ pub struct RunSummary {
     pub dead_letters_location: String,
 }
 
-/// What each stage did, one line per stage: cache hits and misses and the
-/// records its plugin processed (for `weir run` and `weir replay`).
-pub fn stage_lines(stats: &Stats) -> Vec<String> {
-    stats
-        .stages
+/// What each stage of `chain` did, one line per stage in chain order: cache
+/// hits and misses and the records its plugin processed (for `weir run`
+/// and `weir replay`).
+pub fn stage_lines(stats: &Stats, chain: &Chain) -> Vec<String> {
+    chain
+        .stages()
         .iter()
-        .map(|(stage, work)| {
+        .map(|stage| {
+            let work = stats.stages.get(&stage.name).copied().unwrap_or_default();
             format!(
-                "stage {stage}: {} cache hits, {} misses, {} records computed by the plugin",
-                work.cache_hits, work.cache_misses, work.plugin_records
+                "stage {}: {} cache hits, {} misses, {} records computed by the plugin",
+                stage.name, work.cache_hits, work.cache_misses, work.plugin_records
             )
         })
         .collect()

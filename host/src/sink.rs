@@ -421,6 +421,12 @@ impl Sink {
         )
     }
 
+    /// An object of the pipeline's own in the results store (a replay's
+    /// plan): the store and the key `{pipeline}/{name}`.
+    pub(crate) fn own_object(&self, name: &str) -> (&ObjectStore, String) {
+        (&self.results, format!("{}/{name}", self.pipeline))
+    }
+
     /// Where results of this pipeline go, for messages to people.
     pub fn describe_results(&self) -> String {
         self.results.describe(&format!("{}/results", self.pipeline))

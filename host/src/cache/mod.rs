@@ -129,6 +129,8 @@ pub struct StageCache {
     folders: Mutex<HashMap<String, Folder>>,
     writes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     counters: CacheCounters,
+    /// Hits and misses per stage name, for live progress.
+    lookups: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
 }
 
 impl std::fmt::Debug for StageCache {
@@ -153,7 +155,28 @@ impl StageCache {
             folders: Mutex::new(HashMap::new()),
             writes: Mutex::new(Vec::new()),
             counters: CacheCounters::default(),
+            lookups: Mutex::new(std::collections::BTreeMap::new()),
         }
+    }
+
+    /// Add a batch's hits and misses of `stage` to the live tally.
+    pub fn tally(&self, stage: &str, hits: u64, misses: u64) {
+        if hits + misses == 0 {
+            return;
+        }
+        let mut lookups = self.lookups.lock().expect("cache lookups");
+        let entry = lookups.entry(stage.to_owned()).or_default();
+        entry.0 += hits;
+        entry.1 += misses;
+    }
+
+    /// Hits and misses so far, per stage name.
+    pub fn tallies(&self) -> Vec<(String, u64, u64)> {
+        let lookups = self.lookups.lock().expect("cache lookups");
+        lookups
+            .iter()
+            .map(|(stage, (hits, misses))| (stage.clone(), *hits, *misses))
+            .collect()
     }
 
     /// Where the packs are.

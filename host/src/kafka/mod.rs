@@ -31,6 +31,7 @@
 //!   prefetched wait in its lane. Other partitions carry on. Nothing is
 //!   buffered without bound, and everything resumes by itself.
 
+mod bounds;
 pub mod clients;
 mod offsets;
 mod partitions;
@@ -49,8 +50,13 @@ use crate::chain::Chain;
 use crate::config::{BatchingConfig, DecodeConfig, KafkaSettings};
 use crate::partition::{Stats, WorkerError};
 use crate::sink::Sink;
+pub use bounds::Bounds;
 use clients::{consumer_config, to_source_message};
 use partitions::Partitions;
+
+/// How often a replay asks whether the group has committed every
+/// partition's end.
+const BOUNDS_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How often progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -171,9 +177,30 @@ pub async fn run(
     parts: WorkerParts,
     shutdown: Arc<AtomicBool>,
 ) -> Result<HostSummary, HostError> {
+    run_within(settings, parts, shutdown, None).await
+}
+
+/// As [`run`], but only the offsets within `bounds` (a replay), stopping by
+/// itself once the group committed every partition's end (or at
+/// `shutdown`).
+pub async fn run_bounded(
+    settings: &KafkaSettings,
+    parts: WorkerParts,
+    shutdown: Arc<AtomicBool>,
+    bounds: Arc<Bounds>,
+) -> Result<HostSummary, HostError> {
+    run_within(settings, parts, shutdown, Some(bounds)).await
+}
+
+async fn run_within(
+    settings: &KafkaSettings,
+    parts: WorkerParts,
+    shutdown: Arc<AtomicBool>,
+    bounds: Option<Arc<Bounds>>,
+) -> Result<HostSummary, HostError> {
     let started = Instant::now();
     let (events, events_rx) = flume::unbounded();
-    let partitions = Arc::new(Partitions::new(parts, events, shutdown));
+    let partitions = Arc::new(Partitions::new(parts, events, shutdown.clone()));
     let consumer: BaseConsumer<HostContext> =
         consumer_config(settings).create_with_context(HostContext {
             partitions: partitions.clone(),
@@ -181,9 +208,17 @@ pub async fn run(
     consumer.subscribe(&[settings.topic.as_str()])?;
     tracing::info!(topic = settings.topic, group = settings.group, "consuming");
     let polling = partitions.clone();
-    tokio::task::spawn_blocking(move || poll_loop(&consumer, &polling, &events_rx))
-        .await
-        .map_err(HostError::PollThread)?;
+    tokio::task::spawn_blocking(move || {
+        poll_loop(
+            &consumer,
+            &polling,
+            &events_rx,
+            bounds.as_deref(),
+            &shutdown,
+        )
+    })
+    .await
+    .map_err(HostError::PollThread)?;
     match partitions.take_failure() {
         Some(error) => Err(error),
         None => Ok(HostSummary {
@@ -194,13 +229,17 @@ pub async fn run(
 }
 
 /// The consumer loop: poll, hand messages to tasks, commit what is
-/// durable; on shutdown, stop every task and commit synchronously.
+/// durable; on shutdown (or, within `bounds`, once the group committed
+/// every end), stop every task and commit synchronously.
 fn poll_loop(
     consumer: &BaseConsumer<HostContext>,
     partitions: &Partitions,
     events: &flume::Receiver<task::Event>,
+    bounds: Option<&Bounds>,
+    shutdown: &AtomicBool,
 ) {
     let mut last_progress = Instant::now();
+    let mut last_bounds_check = Instant::now();
     let mut backlog = false;
     while !partitions.stopping() {
         // Poll briefly while messages wait for room, so they move on soon.
@@ -210,9 +249,27 @@ fn poll_loop(
             Duration::from_millis(100)
         };
         match consumer.poll(timeout) {
-            Some(Ok(message)) => partitions.dispatch(consumer, to_source_message(&message)),
+            Some(Ok(message)) => {
+                let message = to_source_message(&message);
+                let position = &message.position;
+                let admitted = bounds.is_none_or(|b| {
+                    b.admit(position.partition, position.offset, message.payload.len())
+                });
+                if admitted {
+                    partitions.dispatch(consumer, message);
+                }
+            }
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
+        }
+        if let Some(bounds) = bounds
+            && last_bounds_check.elapsed() >= BOUNDS_CHECK_EVERY
+        {
+            last_bounds_check = Instant::now();
+            if bounds.check(consumer) {
+                tracing::info!("replay: every partition is committed to its end");
+                shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         }
         partitions.drain_events(events);
         partitions.commit_due(consumer);

@@ -561,6 +561,9 @@ impl PartitionWorker {
                 .merge(&counters);
         }
         for (stage, work) in chain.take_work() {
+            if let Some(cache) = &cache {
+                cache.tally(&stage, work.cache_hits, work.cache_misses);
+            }
             self.stats.stages.entry(stage).or_default().absorb(&work);
         }
         if let Some(cache) = &cache {

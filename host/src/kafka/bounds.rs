@@ -1,0 +1,139 @@
+//! Bounds of a replay: each partition is read from a start offset up to an
+//! end offset fixed when the replay was planned, and the host stops by
+//! itself once the group has committed every partition's end.
+//!
+//! Invariants: a message at or past its partition's end is never handed to
+//! a worker (it belongs to no replay range, and its offset is never
+//! committed by this group); the replay is complete only when the group's
+//! committed offset of every partition has reached its end, whichever
+//! replica processed it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// Where each partition's replay starts and ends, and how far it got.
+#[derive(Debug)]
+pub struct Bounds {
+    topic: String,
+    /// Partition -> (start, end): offsets `start..end` are replayed.
+    ranges: BTreeMap<i32, (i64, i64)>,
+    /// Records handed to workers by this process.
+    records: AtomicU64,
+    /// Their payload bytes.
+    bytes: AtomicU64,
+    /// Records of the ranges the group has committed (any replica).
+    committed: AtomicU64,
+    complete: AtomicBool,
+}
+
+impl Bounds {
+    /// Bounds of `topic`: partition -> (start, end).
+    pub fn new(topic: &str, ranges: BTreeMap<i32, (i64, i64)>) -> Self {
+        Bounds {
+            topic: topic.to_owned(),
+            ranges,
+            records: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+            complete: AtomicBool::new(false),
+        }
+    }
+
+    /// Records in all ranges.
+    pub fn total(&self) -> u64 {
+        self.ranges
+            .values()
+            .map(|(start, end)| (end - start).max(0) as u64)
+            .sum()
+    }
+
+    /// Records and bytes this process handed to its workers.
+    pub fn handed(&self) -> (u64, u64) {
+        (
+            self.records.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records of the ranges the group has committed, at the last check.
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Relaxed)
+    }
+
+    /// Whether the group committed every partition's end.
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::SeqCst)
+    }
+
+    /// Whether a message of `partition` at `offset` is in the replay (and
+    /// then counts it as handed over).
+    pub(crate) fn admit(&self, partition: i32, offset: i64, bytes: usize) -> bool {
+        let inside = self
+            .ranges
+            .get(&partition)
+            .is_some_and(|(start, end)| (*start..*end).contains(&offset));
+        if inside {
+            self.records.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        }
+        inside
+    }
+
+    /// Ask the broker for the group's committed offsets; returns whether
+    /// every partition reached its end. A failed request answers `false`
+    /// (asked again at the next check).
+    pub(crate) fn check<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> bool {
+        let mut list = TopicPartitionList::new();
+        for partition in self.ranges.keys() {
+            list.add_partition(&self.topic, *partition);
+        }
+        let committed = match consumer.committed_offsets(list, Duration::from_secs(5)) {
+            Ok(committed) => committed,
+            Err(e) => {
+                tracing::debug!("replay: reading the committed offsets: {e}");
+                return false;
+            }
+        };
+        let mut done_records = 0u64;
+        let mut complete = true;
+        for (partition, (start, end)) in &self.ranges {
+            let at = committed
+                .find_partition(&self.topic, *partition)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(n) => Some(n),
+                    _ => None,
+                })
+                .unwrap_or(*start);
+            done_records += (at.clamp(*start, *end) - start).max(0) as u64;
+            complete &= at >= *end;
+        }
+        self.committed.store(done_records, Ordering::Relaxed);
+        if complete {
+            self.complete.store(true, Ordering::SeqCst);
+        }
+        complete
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_offsets_inside_a_range_are_admitted_and_counted() {
+        let bounds = Bounds::new("t", BTreeMap::from([(0, (5, 8)), (1, (0, 0))]));
+        assert_eq!(bounds.total(), 3);
+        let admitted: Vec<bool> = [4, 5, 7, 8]
+            .iter()
+            .map(|o| bounds.admit(0, *o, 10))
+            .collect();
+        assert_eq!(admitted, [false, true, true, false]);
+        assert!(!bounds.admit(1, 0, 10), "an empty range admits nothing");
+        assert!(!bounds.admit(2, 0, 10), "a partition outside the plan");
+        assert_eq!(bounds.handed(), (2, 20));
+    }
+}
