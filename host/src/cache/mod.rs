@@ -32,13 +32,14 @@ pub mod pack;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::digest::Digest;
 use crate::runtime::DocRecord;
-use crate::storage::ObjectStore;
+use crate::storage::{ObjectStore, StorageError};
 
 pub use key::entry_key;
 
@@ -141,6 +142,14 @@ impl std::fmt::Debug for StageCache {
     }
 }
 
+/// How long a listing or a pack read may take before it counts as failed
+/// (its entries miss): the store retries transient errors for as long as
+/// its caller waits, and a partition must not wait on the cache for long.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a pack write may take before it is given up (counted, logged).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Entries stay in memory up to about this many per MiB of budget (only
 /// the memory tier's bookkeeping: entries are weighed by bytes).
 const ENTRIES_PER_MIB: u64 = 64;
@@ -237,7 +246,8 @@ impl StageCache {
         let write = tokio::spawn(async move {
             let bytes = pack::encode(&entries);
             let size = bytes.len() as u64;
-            match cache.store.put(&key, bytes).await {
+            let written = tokio::time::timeout(WRITE_TIMEOUT, cache.store.put(&key, bytes)).await;
+            match written.unwrap_or_else(|_| Err(timed_out("write", WRITE_TIMEOUT))) {
                 Ok(()) => {
                     cache.counters.pack_writes.fetch_add(1, Ordering::Relaxed);
                     cache
@@ -297,7 +307,8 @@ impl StageCache {
     /// in it misses) and is not retried in this run.
     async fn list(&self, folder: &str) {
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
-        let keys = match self.store.list(folder).await {
+        let listed = tokio::time::timeout(READ_TIMEOUT, self.store.list(folder)).await;
+        let keys = match listed.unwrap_or_else(|_| Err(timed_out("listing", READ_TIMEOUT))) {
             Ok(keys) => keys,
             Err(e) => {
                 self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
@@ -334,7 +345,9 @@ impl StageCache {
     /// pack is not read again in this run.
     async fn load(&self, folder: &str, key: String) {
         self.counters.pack_reads.fetch_add(1, Ordering::Relaxed);
-        let read = self.store.get(&key).await;
+        let read = tokio::time::timeout(READ_TIMEOUT, self.store.get(&key))
+            .await
+            .unwrap_or_else(|_| Err(timed_out("read", READ_TIMEOUT)));
         let entries = match read {
             Ok(Some(bytes)) => {
                 self.counters
@@ -362,6 +375,17 @@ impl StageCache {
             .or_default()
             .loaded
             .insert(key);
+    }
+}
+
+/// The error of a store request that took too long.
+fn timed_out(what: &str, after: Duration) -> StorageError {
+    StorageError::Io {
+        path: std::path::PathBuf::from(format!("cache {what}")),
+        source: std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("no answer within {after:?}"),
+        ),
     }
 }
 
@@ -409,10 +433,7 @@ mod tests {
         let stage = Digest::of(b"stage");
         let folder = pack::folder(&stage, "t", 0);
         store
-            .put(
-                &format!("{folder}{:020}-{:020}-0.pack", 0, 9),
-                b"garbage".to_vec(),
-            )
+            .put(&format!("{folder}0-9-0.pack"), b"garbage".to_vec())
             .await
             .unwrap();
         let cache = StageCache::new(store, 1 << 20);

@@ -2,9 +2,10 @@
 //! stage computed for one input batch, so that a replay reads a stage's
 //! outputs for a whole batch in one request.
 //!
-//! Key: `{stage identity}/{topic}/{partition}/{first}-{last}-{content}.pack`,
-//! offsets zero-padded to 20 digits, `content` the first 16 hex digits of
-//! the digest of the pack's entry keys. The position only locates a pack
+//! Key: `{stage}/{topic}/{partition}/{first}-{last}-{content}.pack`, with
+//! `stage` the first 32 hex digits (128 bits) of the stage identity and
+//! `content` the first 12 of the digest of the pack's entry keys: short
+//! enough for stores that keep keys as file names. The position only locates a pack
 //! (a replay of the same topic finds the packs of its batches by offset
 //! range); entries are found by their content key. Packs are immutable: two
 //! writes of the same range with other entries get other names, so a
@@ -76,7 +77,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(Digest, Vec<DocRecord>)>, PackError> 
 /// The folder of the packs of one stage for one partition (with a trailing
 /// `/`).
 pub fn folder(stage: &Digest, topic: &str, partition: i32) -> String {
-    format!("{}/{topic}/{partition}/", stage.hex())
+    format!("{}/{topic}/{partition}/", &stage.hex()[..32])
 }
 
 /// The key of a pack of `entries` for the offsets `first..=last`.
@@ -86,7 +87,7 @@ pub fn key(folder: &str, first: i64, last: i64, entries: &[(Digest, Vec<DocRecor
         .map(|(k, _)| k.as_bytes().as_slice())
         .collect();
     let content = Digest::of_parts(&keys).hex();
-    format!("{folder}{first:020}-{last:020}-{}.pack", &content[..16])
+    format!("{folder}{first}-{last}-{}.pack", &content[..12])
 }
 
 /// The offset range a pack key covers, if it is a pack key.

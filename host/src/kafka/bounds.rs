@@ -83,6 +83,25 @@ impl Bounds {
         inside
     }
 
+    /// Whether this host alone finished the replay: it owns every partition
+    /// of the plan, and each is durable to its end (`durable_ends`: the
+    /// offset after what is durable, per owned partition). The final
+    /// commits are then made as the host stops, without waiting for the
+    /// broker's view of the group.
+    pub(crate) fn done_here(&self, durable_ends: &[((String, i32), Option<i64>)]) -> bool {
+        let done = self.ranges.iter().all(|(partition, (start, end))| {
+            end <= start
+                || durable_ends.iter().any(|((topic, p), durable)| {
+                    *topic == self.topic && p == partition && durable.is_some_and(|d| d >= *end)
+                })
+        });
+        if done {
+            self.committed.store(self.total(), Ordering::Relaxed);
+            self.complete.store(true, Ordering::SeqCst);
+        }
+        done
+    }
+
     /// Ask the broker for the group's committed offsets; returns whether
     /// every partition reached its end. A failed request answers `false`
     /// (asked again at the next check).
@@ -135,5 +154,20 @@ mod tests {
         assert!(!bounds.admit(1, 0, 10), "an empty range admits nothing");
         assert!(!bounds.admit(2, 0, 10), "a partition outside the plan");
         assert_eq!(bounds.handed(), (2, 20));
+    }
+
+    #[test]
+    fn a_host_that_owns_every_partition_knows_when_it_is_done() {
+        let bounds = Bounds::new("t", BTreeMap::from([(0, (5, 8)), (1, (0, 0)), (2, (0, 4))]));
+        let key = |p: i32| ("t".to_owned(), p);
+        assert!(
+            !bounds.done_here(&[(key(0), Some(8))]),
+            "partition 2 is elsewhere"
+        );
+        assert!(!bounds.done_here(&[(key(0), Some(8)), (key(2), Some(3))]));
+        assert!(!bounds.is_complete());
+        assert!(bounds.done_here(&[(key(0), Some(8)), (key(2), Some(4))]));
+        assert!(bounds.is_complete());
+        assert_eq!(bounds.committed(), bounds.total());
     }
 }

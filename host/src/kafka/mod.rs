@@ -208,14 +208,15 @@ async fn run_within(
     consumer.subscribe(&[settings.topic.as_str()])?;
     tracing::info!(topic = settings.topic, group = settings.group, "consuming");
     let polling = partitions.clone();
+    // A replay asks for the group's offsets with a client of its own, so
+    // the group's consumer only polls.
+    let bounds = match bounds {
+        Some(bounds) => Some((bounds, consumer_config(settings).create::<BaseConsumer>()?)),
+        None => None,
+    };
     tokio::task::spawn_blocking(move || {
-        poll_loop(
-            &consumer,
-            &polling,
-            &events_rx,
-            bounds.as_deref(),
-            &shutdown,
-        )
+        let bounds = bounds.as_ref().map(|(b, checker)| (b.as_ref(), checker));
+        poll_loop(&consumer, &polling, &events_rx, bounds, &shutdown)
     })
     .await
     .map_err(HostError::PollThread)?;
@@ -235,7 +236,7 @@ fn poll_loop(
     consumer: &BaseConsumer<HostContext>,
     partitions: &Partitions,
     events: &flume::Receiver<task::Event>,
-    bounds: Option<&Bounds>,
+    bounds: Option<(&Bounds, &BaseConsumer)>,
     shutdown: &AtomicBool,
 ) {
     let mut last_progress = Instant::now();
@@ -252,7 +253,7 @@ fn poll_loop(
             Some(Ok(message)) => {
                 let message = to_source_message(&message);
                 let position = &message.position;
-                let admitted = bounds.is_none_or(|b| {
+                let admitted = bounds.is_none_or(|(b, _)| {
                     b.admit(position.partition, position.offset, message.payload.len())
                 });
                 if admitted {
@@ -262,11 +263,11 @@ fn poll_loop(
             Some(Err(e)) => tracing::warn!("consumer: {e}"),
             None => {}
         }
-        if let Some(bounds) = bounds
+        if let Some((bounds, checker)) = bounds
             && last_bounds_check.elapsed() >= BOUNDS_CHECK_EVERY
         {
             last_bounds_check = Instant::now();
-            if bounds.check(consumer) {
+            if bounds.done_here(&partitions.durable_ends()) || bounds.check(checker) {
                 tracing::info!("replay: every partition is committed to its end");
                 shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
             }

@@ -70,6 +70,15 @@ impl Offsets {
         self.partitions.remove(key);
     }
 
+    /// The offset after everything durable of each owned partition (what
+    /// will be committed), by partition.
+    pub(crate) fn durable_ends(&self) -> Vec<(PartitionKey, Option<i64>)> {
+        self.partitions
+            .iter()
+            .map(|(key, p)| (key.clone(), p.durable.max(p.committed)))
+            .collect()
+    }
+
     /// Everything of `key` through offset `last` is durable.
     pub(crate) fn durable(&mut self, key: &PartitionKey, last: i64) {
         if let Some(p) = self.partitions.get_mut(key) {

@@ -445,6 +445,12 @@ impl Partitions {
             .collect()
     }
 
+    /// The offset after everything durable of each partition this host
+    /// owns.
+    pub(crate) fn durable_ends(&self) -> Vec<(PartitionKey, Option<i64>)> {
+        self.offsets.lock().expect("not poisoned").durable_ends()
+    }
+
     /// Commit, without waiting, what is durable and not committed yet.
     pub(crate) fn commit_due<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
         let due = self
