@@ -194,7 +194,7 @@ impl StageCache {
     }
 
     /// Load into memory the packs of `stages` for `topic`/`partition` that
-    /// cover any offset in `first..=last`.
+    /// cover any offset in `first..=last`, all at once.
     pub async fn prefetch(
         &self,
         stages: &[Digest],
@@ -203,15 +203,20 @@ impl StageCache {
         first: i64,
         last: i64,
     ) {
+        let mut loads = Vec::new();
         for stage in stages {
             let folder = pack::folder(stage, topic, partition);
             if !self.is_listed(&folder) {
                 self.list(&folder).await;
             }
             for key in self.unloaded_packs(&folder, first, last) {
-                self.load(&folder, key).await;
+                loads.push((folder.clone(), key));
             }
         }
+        let loads = loads
+            .into_iter()
+            .map(|(folder, key)| async move { self.load(&folder, key).await });
+        futures_util::future::join_all(loads).await;
     }
 
     /// The cached outputs of the work `key`, if they are in memory.
@@ -267,7 +272,7 @@ impl StageCache {
     }
 
     /// Keep `entries` in the memory tier (only).
-    pub(crate) fn remember(&self, entries: &[(Digest, Vec<DocRecord>)]) {
+    pub fn remember(&self, entries: &[(Digest, Vec<DocRecord>)]) {
         for (key, outputs) in entries {
             self.memory.insert(*key, Arc::from(outputs.as_slice()));
         }

@@ -19,21 +19,57 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::runtime::DocRecord;
 
-/// zstd level: packs are written once per batch and read on every replay.
-const LEVEL: i32 = 3;
+/// zstd level: the fastest, since packs are written on the partition's
+/// path (a cold run pays for it) and their size matters less.
+const LEVEL: i32 = 1;
 
 /// One entry as written (borrowed).
 #[derive(Serialize)]
 struct EntryRef<'a> {
     key: &'a [u8; 32],
-    outputs: &'a [DocRecord],
+    outputs: Vec<RecordRef<'a>>,
+}
+
+/// A record as written: bodies as byte strings (one copy, not a sequence
+/// of numbers).
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    id: &'a str,
+    revision: u64,
+    content_type: &'a str,
+    #[serde(with = "serde_bytes")]
+    body: &'a [u8],
+    metadata: &'a [(String, String)],
 }
 
 /// One entry as read.
 #[derive(Deserialize)]
 struct Entry {
     key: [u8; 32],
-    outputs: Vec<DocRecord>,
+    outputs: Vec<Record>,
+}
+
+/// A record as read.
+#[derive(Deserialize)]
+struct Record {
+    id: String,
+    revision: u64,
+    content_type: String,
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+    metadata: Vec<(String, String)>,
+}
+
+impl From<Record> for DocRecord {
+    fn from(r: Record) -> Self {
+        DocRecord {
+            id: r.id,
+            revision: r.revision,
+            content_type: r.content_type,
+            body: r.body,
+            metadata: r.metadata,
+        }
+    }
 }
 
 /// A pack that cannot be read.
@@ -53,7 +89,16 @@ pub fn encode(entries: &[(Digest, Vec<DocRecord>)]) -> Vec<u8> {
         .iter()
         .map(|(key, outputs)| EntryRef {
             key: key.as_bytes(),
-            outputs,
+            outputs: outputs
+                .iter()
+                .map(|r| RecordRef {
+                    id: &r.id,
+                    revision: r.revision,
+                    content_type: &r.content_type,
+                    body: &r.body,
+                    metadata: &r.metadata,
+                })
+                .collect(),
         })
         .collect();
     let encoded = postcard::to_stdvec(&borrowed).expect("records always encode");
@@ -70,7 +115,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(Digest, Vec<DocRecord>)>, PackError> 
     let entries: Vec<Entry> = postcard::from_bytes(&encoded)?;
     Ok(entries
         .into_iter()
-        .map(|entry| (Digest::from_bytes(entry.key), entry.outputs))
+        .map(|entry| {
+            let outputs = entry.outputs.into_iter().map(DocRecord::from).collect();
+            (Digest::from_bytes(entry.key), outputs)
+        })
         .collect())
 }
 

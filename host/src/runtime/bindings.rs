@@ -12,7 +12,7 @@ use super::sandbox::StoreState;
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "transform-plugin",
-    additional_derives: [PartialEq, Eq, serde::Serialize, serde::Deserialize],
+    additional_derives: [PartialEq, Eq],
 });
 
 // `self::` because the crate is also called `weir`.

@@ -1,0 +1,269 @@
+//! `weir replay` and the stage cache, measured side by side in one run on
+//! the same topic: the bundled 206-page enwiki dump ingested `COPIES` times
+//! with distinct document ids (so no two events are the same work), into a
+//! 4-partition topic on a real tansu broker, results and cache packs on a
+//! real s3s-fs server.
+//!
+//! - replay with the cache off, then cold (computing and storing every
+//!   entry), then warm (everything from the cache): wall time and the
+//!   replay process's own CPU time (the broker and S3 server share this
+//!   machine's cores; the host's CPU is what the cache saves);
+//! - the same on a file (`weir run --every-event`, local cache), where no
+//!   broker bounds the rate;
+//! - S3 requests per record of the warm replay, from its summary;
+//! - hit latency: an entry from the memory tier, and a pack read from S3
+//!   and decoded (per pack and per entry).
+//!
+//! Run: `cargo bench -p weir --bench replay`
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use weir::cache::{StageCache, pack};
+use weir::storage::ObjectStore;
+use weir_tests::e2e::Scenario;
+use weir_tests::services::Services;
+
+const COPIES: usize = 10;
+/// Object cutting as in production (not the tests' tiny objects).
+const PRODUCTION_BATCHING: &str = "[batching]\nmax_records = 1000\nmax_age_ms = 250\n";
+const CACHE: &str = "\n[cache]\nenabled = true\n";
+
+fn weir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// The dump's events as JSONL, `COPIES` times with distinct ids.
+fn events_file(dir: &Path) -> (PathBuf, u64) {
+    let mut source = weir::source::mediawiki::DumpSource::open(&weir_tests::sample_dump())
+        .expect("the bundled dump");
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    loop {
+        let batch = source.next_batch(256).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        events.extend(
+            batch
+                .iter()
+                .map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()),
+        );
+    }
+    let mut out = Vec::new();
+    for copy in 0..COPIES {
+        for event in &events {
+            let mut event = event.clone();
+            let id = format!("{}#{copy}", event["id"].as_str().unwrap());
+            event["id"] = serde_json::Value::from(id);
+            out.extend(serde_json::to_vec(&event).unwrap());
+            out.push(b'\n');
+        }
+    }
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, &out).unwrap();
+    (path, out.len() as u64)
+}
+
+/// CPU time (user + system) of the children this process has waited for.
+fn children_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
+    let usage = unsafe {
+        assert_eq!(
+            libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()),
+            0
+        );
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// One measured command: its wall time, its CPU time, its stdout.
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    stdout: String,
+}
+
+fn measure(mut command: std::process::Command) -> Measured {
+    let cpu_before = children_cpu();
+    let started = Instant::now();
+    let output = command.output().expect("run weir");
+    let wall = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Measured {
+        wall,
+        cpu: children_cpu() - cpu_before,
+        stdout,
+    }
+}
+
+fn replay(services: &Services, pipeline: &Path, run: &str) -> Measured {
+    let mut command = std::process::Command::new(weir());
+    command
+        .args(["replay", "-c"])
+        .arg(pipeline)
+        .args(["--run", run])
+        .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("WEIR_LOG", "warn");
+    let measured = measure(command);
+    assert!(measured.stdout.contains("complete"), "{}", measured.stdout);
+    measured
+}
+
+fn file_run(config: &Path) -> Measured {
+    let mut command = std::process::Command::new(weir());
+    command
+        .args(["run", "--every-event", "-c"])
+        .arg(config)
+        .env("WEIR_LOG", "warn");
+    measure(command)
+}
+
+/// The `cache: N requests` figure of a summary.
+fn cache_requests(stdout: &str) -> u64 {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cache: ")?.split(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn row(case: &str, m: &Measured, base: &Measured, records: u64) {
+    println!(
+        "| {case} | {:.2} s | {:.2} s | {:.0} | {:.2}x | {:.2}x |",
+        m.wall.as_secs_f64(),
+        m.cpu.as_secs_f64(),
+        records as f64 / m.wall.as_secs_f64(),
+        base.wall.as_secs_f64() / m.wall.as_secs_f64(),
+        base.cpu.as_secs_f64() / m.cpu.as_secs_f64(),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let services = Services::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (events, bytes) = events_file(dir.path());
+    let records = (206 * COPIES) as u64;
+    let scenario = Scenario::new(&services, "bench-replay", 4, PRODUCTION_BATCHING).await;
+    scenario.ingest(&weir(), &services, &events);
+    let plain = scenario.pipeline.clone();
+    let cached = scenario.dir().join("cached.toml");
+    let text = std::fs::read_to_string(&plain).unwrap();
+    std::fs::write(&cached, format!("{text}{CACHE}")).unwrap();
+
+    println!(
+        "## Replay of a topic ({records} events, {:.1} MB, 4 partitions), parse -> lang -> score\n",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "| case | wall | host CPU | records/s | wall vs cache off | CPU vs cache off |\n|---|---:|---:|---:|---:|---:|"
+    );
+    let off = replay(&services, &plain, "off");
+    row("cache off", &off, &off, records);
+    let cold = replay(&services, &cached, "cold");
+    row("cache on, cold (computes and stores)", &cold, &off, records);
+    let warm = replay(&services, &cached, "warm");
+    row("cache on, warm (all from the cache)", &warm, &off, records);
+    println!(
+        "\nwarm vs cold: {:.1}x faster (wall), {:.1}x less host CPU; cold overhead vs off: {:+.1}% wall, {:+.1}% host CPU",
+        cold.wall.as_secs_f64() / warm.wall.as_secs_f64(),
+        cold.cpu.as_secs_f64() / warm.cpu.as_secs_f64(),
+        100.0 * (cold.wall.as_secs_f64() / off.wall.as_secs_f64() - 1.0),
+        100.0 * (cold.cpu.as_secs_f64() / off.cpu.as_secs_f64() - 1.0),
+    );
+    let requests = cache_requests(&warm.stdout);
+    println!(
+        "S3 requests of the warm replay: {requests} for {records} records and 3 stages: {:.4} per record per stage",
+        requests as f64 / records as f64 / 3.0
+    );
+
+    // The same on a file, with a local cache: no broker in the way.
+    let local = dir.path().join("local.toml");
+    std::fs::write(
+        &local,
+        format!(
+            "[pipeline]\nname = \"bench\"\n[source.file]\npath = \"{}\"\n[runtime]\nplugin_dir = \"{}\"\n\
+             [[stage]]\nname = \"parse\"\nplugin = \"parse\"\n[[stage]]\nname = \"lang\"\nplugin = \"lang\"\n\
+             [[stage]]\nname = \"score\"\nplugin = \"score\"\n[output.local]\ndir = \"{out}\"\n[dead_letter.local]\ndir = \"{out}\"\n",
+            events.display(),
+            weir_tests::plugin_dir().display(),
+            out = dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let local_cached = dir.path().join("local-cached.toml");
+    std::fs::write(
+        &local_cached,
+        format!("{}{CACHE}", std::fs::read_to_string(&local).unwrap()),
+    )
+    .unwrap();
+    println!(
+        "\n## The same events from a file (`weir run --every-event`, local output and cache)\n"
+    );
+    println!(
+        "| case | wall | host CPU | records/s | wall vs cache off | CPU vs cache off |\n|---|---:|---:|---:|---:|---:|"
+    );
+    let results = dir.path().join("out/bench");
+    let fresh = || std::fs::remove_dir_all(&results).ok();
+    fresh();
+    let file_off = file_run(&local);
+    row("cache off", &file_off, &file_off, records);
+    fresh();
+    let file_cold = file_run(&local_cached);
+    row("cache on, cold", &file_cold, &file_off, records);
+    fresh();
+    let file_warm = file_run(&local_cached);
+    row("cache on, warm", &file_warm, &file_off, records);
+    println!(
+        "\nwarm vs cold: {:.1}x faster (wall); cold overhead vs off: {:+.1}% wall",
+        file_cold.wall.as_secs_f64() / file_warm.wall.as_secs_f64(),
+        100.0 * (file_cold.wall.as_secs_f64() / file_off.wall.as_secs_f64() - 1.0),
+    );
+
+    // Hit latency: packs read from S3 and decoded, then entries from memory.
+    let client = services.s3_client().await;
+    let store = ObjectStore::s3(client, &scenario.bucket, "cache");
+    let keys = store.list("").await.unwrap();
+    let (mut read_time, mut entries) = (Duration::ZERO, Vec::new());
+    for key in &keys {
+        let started = Instant::now();
+        let bytes = store.get(key).await.unwrap().expect("a listed pack");
+        let decoded = pack::decode(&bytes).unwrap();
+        read_time += started.elapsed();
+        entries.extend(decoded);
+    }
+    let memory = StageCache::new(ObjectStore::memory(), 1 << 30);
+    memory.remember(&entries);
+    let started = Instant::now();
+    let mut found = 0;
+    for _ in 0..10 {
+        for (key, _) in &entries {
+            found += usize::from(memory.get(key).is_some());
+        }
+    }
+    let memory_time = started.elapsed();
+    assert_eq!(found, 10 * entries.len());
+    println!("\n## Hit latency\n");
+    println!("| from | per pack | per entry |\n|---|---:|---:|");
+    println!(
+        "| S3 (read + decode; {} packs, {} entries) | {:.2} ms | {:.1} µs |",
+        keys.len(),
+        entries.len(),
+        read_time.as_secs_f64() * 1e3 / keys.len() as f64,
+        read_time.as_secs_f64() * 1e6 / entries.len() as f64,
+    );
+    println!(
+        "| memory tier | | {:.2} µs |",
+        memory_time.as_secs_f64() * 1e6 / found as f64
+    );
+}
