@@ -238,9 +238,18 @@ impl StageCache {
         if entries.is_empty() {
             return;
         }
-        self.remember(&entries);
+        // Into shared slices: the records move (their bodies are not
+        // copied), and memory and the pack writer share them.
+        let entries: Vec<(Digest, Outputs)> = entries
+            .into_iter()
+            .map(|(key, outputs)| (key, Outputs::from(outputs)))
+            .collect();
+        for (key, outputs) in &entries {
+            self.memory.insert(*key, outputs.clone());
+        }
         let folder = pack::folder(stage, topic, partition);
-        let key = pack::key(&folder, first, last, &entries);
+        let keys: Vec<Digest> = entries.iter().map(|(key, _)| *key).collect();
+        let key = pack::key(&folder, first, last, &keys);
         {
             let mut folders = self.folders.lock().expect("cache folders");
             let known = folders.entry(folder).or_default();

@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::digest::Digest;
 use crate::runtime::DocRecord;
 
-/// zstd level: the fastest, since packs are written on the partition's
-/// path (a cold run pays for it) and their size matters less.
-const LEVEL: i32 = 1;
+/// zstd level: a fast one (negative levels trade ratio for speed), since
+/// packs are written on the partition's path (a cold run pays for it) and
+/// their size matters less.
+const LEVEL: i32 = -1;
 
 /// One entry as written (borrowed).
 #[derive(Serialize)]
@@ -84,12 +85,13 @@ pub enum PackError {
 }
 
 /// The bytes of a pack of `entries`.
-pub fn encode(entries: &[(Digest, Vec<DocRecord>)]) -> Vec<u8> {
+pub fn encode<O: AsRef<[DocRecord]>>(entries: &[(Digest, O)]) -> Vec<u8> {
     let borrowed: Vec<EntryRef<'_>> = entries
         .iter()
         .map(|(key, outputs)| EntryRef {
             key: key.as_bytes(),
             outputs: outputs
+                .as_ref()
                 .iter()
                 .map(|r| RecordRef {
                     id: &r.id,
@@ -128,12 +130,10 @@ pub fn folder(stage: &Digest, topic: &str, partition: i32) -> String {
     format!("{}/{topic}/{partition}/", &stage.hex()[..32])
 }
 
-/// The key of a pack of `entries` for the offsets `first..=last`.
-pub fn key(folder: &str, first: i64, last: i64, entries: &[(Digest, Vec<DocRecord>)]) -> String {
-    let keys: Vec<&[u8]> = entries
-        .iter()
-        .map(|(k, _)| k.as_bytes().as_slice())
-        .collect();
+/// The key of the pack of the entries `keys` for the offsets
+/// `first..=last`.
+pub fn key(folder: &str, first: i64, last: i64, keys: &[Digest]) -> String {
+    let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes().as_slice()).collect();
     let content = Digest::of_parts(&keys).hex();
     format!("{folder}{first}-{last}-{}.pack", &content[..12])
 }
@@ -183,10 +183,11 @@ mod tests {
     #[test]
     fn keys_name_their_range_and_content() {
         let folder = folder(&Digest::of(b"s"), "events", 3);
-        let key = key(&folder, 40, 71, &entries());
+        let keys: Vec<Digest> = entries().iter().map(|(k, _)| *k).collect();
+        let key = key(&folder, 40, 71, &keys);
         assert!(key.starts_with(&folder));
         assert_eq!(range(&key), Some((40, 71)));
-        assert_ne!(key, super::key(&folder, 40, 71, &entries()[..1]));
+        assert_ne!(key, super::key(&folder, 40, 71, &keys[..1]));
         assert_eq!(range("x/y/checkpoint.json"), None);
     }
 }
