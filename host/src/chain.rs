@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::cache::{StageCache, entry_key};
+use crate::cache::{StageCache, StoredOutput, entry_key};
 use crate::contract;
 use crate::counters::Counters;
 use crate::digest::Digest;
@@ -232,7 +232,7 @@ impl StageWork {
 
 /// What the plugins computed for one batch, to store in the cache: per
 /// stage index, the entries (key, outputs).
-pub type Fills = Vec<(usize, Vec<(Digest, Vec<DocRecord>)>)>;
+pub type Fills = Vec<(usize, Vec<(Digest, Vec<StoredOutput>)>)>;
 
 /// The digest of the stage identities, in chain order.
 fn chain_identity(lineage: &[LineageEntry]) -> Digest {
@@ -311,8 +311,9 @@ pub struct ChainWorker {
 }
 
 /// The records of one stage's input, each tagged with the input index it
-/// descends from.
-type Tagged = Vec<(usize, DocRecord)>;
+/// descends from, and with its body's digest when known (cache keys use
+/// it; the cache keeps it for the outputs it answers).
+type Tagged = Vec<(usize, DocRecord, Option<Digest>)>;
 
 impl ChainWorker {
     /// The chain this worker runs.
@@ -325,8 +326,22 @@ impl ChainWorker {
     /// after a trap: the batch has no results (the host then stops without
     /// committing it, so it is delivered again).
     pub fn process(&mut self, inputs: Vec<DocRecord>) -> Result<Vec<ChainResult>, RuntimeError> {
+        self.process_hashed(inputs.into_iter().map(|r| (r, None)).collect())
+    }
+
+    /// As [`ChainWorker::process`], with the digests of the inputs' bodies
+    /// where the caller has them (they are part of the first stage's cache
+    /// keys; missing ones are computed when needed).
+    pub fn process_hashed(
+        &mut self,
+        inputs: Vec<(DocRecord, Option<Digest>)>,
+    ) -> Result<Vec<ChainResult>, RuntimeError> {
         let mut results: Vec<Option<ChainResult>> = vec![None; inputs.len()];
-        let mut current: Tagged = inputs.into_iter().enumerate().collect();
+        let mut current: Tagged = inputs
+            .into_iter()
+            .enumerate()
+            .map(|(origin, (record, digest))| (origin, record, digest))
+            .collect();
         let chain = self.chain.clone();
         for (index, stage) in chain.stages.iter().enumerate() {
             if current.is_empty() {
@@ -336,7 +351,7 @@ impl ChainWorker {
             let next = self.run_stage(index, stage, current, &mut results)?;
             // Inputs that are still alive but produced nothing: filtered out.
             let mut has_output = vec![false; results.len()];
-            for (origin, _) in &next {
+            for (origin, _, _) in &next {
                 has_output[*origin] = true;
             }
             for origin in alive {
@@ -350,7 +365,7 @@ impl ChainWorker {
             current = next;
         }
         let stages_run = chain.stages.len();
-        for (origin, record) in current {
+        for (origin, record, _) in current {
             match &mut results[origin] {
                 Some(ChainResult::Done { outputs, .. }) => outputs.push(record),
                 slot @ None => {
@@ -416,12 +431,12 @@ impl ChainWorker {
         results: &mut [Option<ChainResult>],
     ) -> Result<Tagged, RuntimeError> {
         let mut accepted: Tagged = Vec::with_capacity(current.len());
-        for (origin, record) in current {
+        for (origin, record, digest) in current {
             if results[origin].is_some() {
                 continue; // a sibling output of this input already failed
             }
             if stage.accepts(&record.content_type) {
-                accepted.push((origin, record));
+                accepted.push((origin, record, digest));
             } else {
                 let reason = format!(
                     "content type `{}` is not accepted by stage `{}` (accepts {:?})",
@@ -438,26 +453,45 @@ impl ChainWorker {
             }
         }
         let (mut next, to_compute, keys) = self.look_up(index, stage, accepted);
-        let (origins, records): (Vec<usize>, Vec<DocRecord>) = to_compute.into_iter().unzip();
+        let (origins, records): (Vec<usize>, Vec<DocRecord>) = to_compute
+            .into_iter()
+            .map(|(origin, record, _)| (origin, record))
+            .unzip();
         let mut fills = Vec::new();
+        let size = stage.batch_size.max(1);
         for ((chunk_origins, chunk), chunk_keys) in origins
-            .chunks(stage.batch_size.max(1))
-            .zip(records.chunks(stage.batch_size.max(1)))
-            .zip(keys.chunks(stage.batch_size.max(1)))
+            .chunks(size)
+            .zip(records.chunks(size))
+            .zip(keys.chunks(size))
         {
             let outcomes = self.run_batch(index, stage, chunk)?;
             self.work[index].plugin_records += chunk.len() as u64;
-            for ((&origin, outcome), key) in chunk_origins.iter().zip(outcomes).zip(chunk_keys) {
+            for (((&origin, outcome), key), input) in chunk_origins
+                .iter()
+                .zip(outcomes)
+                .zip(chunk_keys)
+                .zip(chunk)
+            {
                 if results[origin].is_some() {
                     continue;
                 }
                 match outcome.and_then(|outputs| check_produced(stage, outputs)) {
-                    Ok(outputs) => {
-                        if let Some(key) = key {
-                            fills.push((*key, outputs.clone()));
+                    Ok(outputs) => match key {
+                        Some(key) => {
+                            let stored: Vec<StoredOutput> = outputs
+                                .iter()
+                                .map(|output| StoredOutput::new(input, output))
+                                .collect();
+                            next.extend(
+                                outputs
+                                    .into_iter()
+                                    .zip(&stored)
+                                    .map(|(r, s)| (origin, r, Some(s.digest()))),
+                            );
+                            fills.push((*key, stored));
                         }
-                        next.extend(outputs.into_iter().map(|r| (origin, r)));
-                    }
+                        None => next.extend(outputs.into_iter().map(|r| (origin, r, None))),
+                    },
                     Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
                 }
             }
@@ -465,10 +499,10 @@ impl ChainWorker {
         if !fills.is_empty() {
             self.fills.push((index, fills));
         }
-        next.retain(|(origin, _)| results[*origin].is_none());
+        next.retain(|(origin, _, _)| results[*origin].is_none());
         // Cached outputs came first: back to input order (the sort is
         // stable, so one input's outputs keep theirs), as without a cache.
-        next.sort_by_key(|(origin, _)| *origin);
+        next.sort_by_key(|(origin, _, _)| *origin);
         Ok(next)
     }
 
@@ -492,16 +526,23 @@ impl ChainWorker {
         let mut cached = Tagged::new();
         let mut to_compute = Tagged::with_capacity(accepted.len());
         let mut keys = Vec::with_capacity(accepted.len());
-        for (origin, record) in accepted {
-            let key = entry_key(&identity, &record);
-            match cache.get(&key) {
+        for (origin, record, digest) in accepted {
+            let digest = digest.unwrap_or_else(|| Digest::of(&record.body));
+            let key = entry_key(&identity, &record, &digest);
+            let rebuilt = cache.get(&key).and_then(|outputs| {
+                outputs
+                    .iter()
+                    .map(|output| output.rebuild(&record))
+                    .collect::<Option<Vec<_>>>()
+            });
+            match rebuilt {
                 Some(outputs) => {
                     self.work[index].cache_hits += 1;
-                    cached.extend(outputs.iter().map(|output| (origin, output.clone())));
+                    cached.extend(outputs.into_iter().map(|(r, d)| (origin, r, Some(d))));
                 }
                 None => {
                     self.work[index].cache_misses += 1;
-                    to_compute.push((origin, record));
+                    to_compute.push((origin, record, Some(digest)));
                     keys.push(Some(key));
                 }
             }
@@ -621,7 +662,7 @@ impl ChainWorker {
 
 /// The distinct origins in `tagged`, in first-seen order.
 fn dedup_origins(tagged: &Tagged) -> Vec<usize> {
-    let mut origins: Vec<usize> = tagged.iter().map(|(o, _)| *o).collect();
+    let mut origins: Vec<usize> = tagged.iter().map(|(o, _, _)| *o).collect();
     origins.dedup();
     origins
 }

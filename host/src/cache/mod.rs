@@ -26,6 +26,7 @@
 //! - the memory tier is bounded by bytes (least recently used entries go
 //!   first).
 
+pub mod entry;
 pub mod key;
 pub mod pack;
 
@@ -38,13 +39,13 @@ use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 
 use crate::digest::Digest;
-use crate::runtime::DocRecord;
 use crate::storage::{ObjectStore, StorageError};
 
+pub use entry::StoredOutput;
 pub use key::entry_key;
 
 /// Outputs of one stage for one input, as cached.
-pub type Outputs = Arc<[DocRecord]>;
+pub type Outputs = Arc<[StoredOutput]>;
 
 /// Weighs entries of the memory tier by their bytes.
 #[derive(Clone)]
@@ -52,17 +53,7 @@ struct ByBytes;
 
 impl Weighter<Digest, Outputs> for ByBytes {
     fn weight(&self, _key: &Digest, outputs: &Outputs) -> u64 {
-        let record_bytes = |r: &DocRecord| {
-            r.id.len()
-                + r.content_type.len()
-                + r.body.len()
-                + r.metadata
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len())
-                    .sum::<usize>()
-                + 64
-        };
-        (32 + outputs.iter().map(record_bytes).sum::<usize>()) as u64
+        (32 + outputs.iter().map(StoredOutput::size).sum::<usize>()) as u64
     }
 }
 
@@ -233,13 +224,12 @@ impl StageCache {
         topic: &str,
         partition: i32,
         (first, last): (i64, i64),
-        entries: Vec<(Digest, Vec<DocRecord>)>,
+        entries: Vec<(Digest, Vec<StoredOutput>)>,
     ) {
         if entries.is_empty() {
             return;
         }
-        // Into shared slices: the records move (their bodies are not
-        // copied), and memory and the pack writer share them.
+        // Into shared slices: memory and the pack writer share them.
         let entries: Vec<(Digest, Outputs)> = entries
             .into_iter()
             .map(|(key, outputs)| (key, Outputs::from(outputs)))
@@ -281,7 +271,7 @@ impl StageCache {
     }
 
     /// Keep `entries` in the memory tier (only).
-    pub fn remember(&self, entries: &[(Digest, Vec<DocRecord>)]) {
+    pub fn remember(&self, entries: &[(Digest, Vec<StoredOutput>)]) {
         for (key, outputs) in entries {
             self.memory.insert(*key, Arc::from(outputs.as_slice()));
         }
@@ -407,6 +397,8 @@ fn timed_out(what: &str, after: Duration) -> StorageError {
 mod tests {
     use super::*;
 
+    use crate::runtime::DocRecord;
+
     fn record(body: &str) -> DocRecord {
         DocRecord {
             id: "d".into(),
@@ -421,10 +413,12 @@ mod tests {
     async fn what_one_cache_stores_another_finds_by_offset_and_key() {
         let store = ObjectStore::memory();
         let stage = Digest::of(b"stage");
-        let key = entry_key(&stage, &record("in"));
+        let input = record("in");
+        let key = entry_key(&stage, &input, &Digest::of(&input.body));
+        let out = StoredOutput::new(&input, &record("out"));
         let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
-        writer.store(&stage, "t", 0, (10, 19), vec![(key, vec![record("out")])]);
-        assert_eq!(writer.get(&key).unwrap().as_ref(), [record("out")]);
+        writer.store(&stage, "t", 0, (10, 19), vec![(key, vec![out.clone()])]);
+        assert_eq!(writer.get(&key).unwrap().as_ref(), [out.clone()]);
         writer.flush().await;
         assert_eq!(writer.figures().pack_writes, 1);
 
@@ -433,7 +427,7 @@ mod tests {
         reader.prefetch(&[stage], "t", 0, 20, 29).await;
         assert!(reader.get(&key).is_none(), "the pack covers 10..=19 only");
         reader.prefetch(&[stage], "t", 0, 15, 25).await;
-        assert_eq!(reader.get(&key).unwrap().as_ref(), [record("out")]);
+        assert_eq!(reader.get(&key).unwrap().as_ref(), [out]);
         let figures = reader.figures();
         assert_eq!((figures.lists, figures.pack_reads), (1, 1), "{figures:?}");
         // Loaded packs are not read again.
@@ -452,7 +446,7 @@ mod tests {
             .unwrap();
         let cache = StageCache::new(store, 1 << 20);
         cache.prefetch(&[stage], "t", 0, 0, 9).await;
-        assert!(cache.get(&entry_key(&stage, &record("in"))).is_none());
+        assert!(cache.get(&Digest::of(b"any key")).is_none());
         assert_eq!(cache.figures().read_errors, 1);
     }
 
@@ -462,7 +456,8 @@ mod tests {
         let big = "x".repeat(16 << 10);
         let keys: Vec<Digest> = (0..32u32).map(|i| Digest::of(&i.to_le_bytes())).collect();
         for key in &keys {
-            cache.memory.insert(*key, Arc::from(vec![record(&big)]));
+            let stored = StoredOutput::new(&record(""), &record(&big));
+            cache.memory.insert(*key, Arc::from(vec![stored]));
         }
         let kept = keys.iter().filter(|k| cache.get(k).is_some()).count();
         assert!(kept <= 4, "{kept} entries of 16 KiB kept in 64 KiB");

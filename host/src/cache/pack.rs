@@ -16,8 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::entry::StoredOutput;
 use crate::digest::Digest;
-use crate::runtime::DocRecord;
 
 /// zstd level: a fast one (negative levels trade ratio for speed), since
 /// packs are written on the partition's path (a cold run pays for it) and
@@ -28,49 +28,14 @@ const LEVEL: i32 = -1;
 #[derive(Serialize)]
 struct EntryRef<'a> {
     key: &'a [u8; 32],
-    outputs: Vec<RecordRef<'a>>,
-}
-
-/// A record as written: bodies as byte strings (one copy, not a sequence
-/// of numbers).
-#[derive(Serialize)]
-struct RecordRef<'a> {
-    id: &'a str,
-    revision: u64,
-    content_type: &'a str,
-    #[serde(with = "serde_bytes")]
-    body: &'a [u8],
-    metadata: &'a [(String, String)],
+    outputs: &'a [StoredOutput],
 }
 
 /// One entry as read.
 #[derive(Deserialize)]
 struct Entry {
     key: [u8; 32],
-    outputs: Vec<Record>,
-}
-
-/// A record as read.
-#[derive(Deserialize)]
-struct Record {
-    id: String,
-    revision: u64,
-    content_type: String,
-    #[serde(with = "serde_bytes")]
-    body: Vec<u8>,
-    metadata: Vec<(String, String)>,
-}
-
-impl From<Record> for DocRecord {
-    fn from(r: Record) -> Self {
-        DocRecord {
-            id: r.id,
-            revision: r.revision,
-            content_type: r.content_type,
-            body: r.body,
-            metadata: r.metadata,
-        }
-    }
+    outputs: Vec<StoredOutput>,
 }
 
 /// A pack that cannot be read.
@@ -85,25 +50,15 @@ pub enum PackError {
 }
 
 /// The bytes of a pack of `entries`.
-pub fn encode<O: AsRef<[DocRecord]>>(entries: &[(Digest, O)]) -> Vec<u8> {
+pub fn encode<O: AsRef<[StoredOutput]>>(entries: &[(Digest, O)]) -> Vec<u8> {
     let borrowed: Vec<EntryRef<'_>> = entries
         .iter()
         .map(|(key, outputs)| EntryRef {
             key: key.as_bytes(),
-            outputs: outputs
-                .as_ref()
-                .iter()
-                .map(|r| RecordRef {
-                    id: &r.id,
-                    revision: r.revision,
-                    content_type: &r.content_type,
-                    body: &r.body,
-                    metadata: &r.metadata,
-                })
-                .collect(),
+            outputs: outputs.as_ref(),
         })
         .collect();
-    let encoded = postcard::to_stdvec(&borrowed).expect("records always encode");
+    let encoded = postcard::to_stdvec(&borrowed).expect("entries always encode");
     let mut encoder =
         zstd::stream::Encoder::new(Vec::with_capacity(encoded.len() / 3), LEVEL).expect("zstd");
     encoder.include_checksum(true).expect("zstd checksum flag");
@@ -112,15 +67,12 @@ pub fn encode<O: AsRef<[DocRecord]>>(entries: &[(Digest, O)]) -> Vec<u8> {
 }
 
 /// The entries of a pack.
-pub fn decode(bytes: &[u8]) -> Result<Vec<(Digest, Vec<DocRecord>)>, PackError> {
+pub fn decode(bytes: &[u8]) -> Result<Vec<(Digest, Vec<StoredOutput>)>, PackError> {
     let encoded = zstd::stream::decode_all(bytes).map_err(PackError::Compression)?;
     let entries: Vec<Entry> = postcard::from_bytes(&encoded)?;
     Ok(entries
         .into_iter()
-        .map(|entry| {
-            let outputs = entry.outputs.into_iter().map(DocRecord::from).collect();
-            (Digest::from_bytes(entry.key), outputs)
-        })
+        .map(|entry| (Digest::from_bytes(entry.key), entry.outputs))
         .collect())
 }
 
@@ -151,16 +103,18 @@ pub fn range(key: &str) -> Option<(i64, i64)> {
 mod tests {
     use super::*;
 
-    fn entries() -> Vec<(Digest, Vec<DocRecord>)> {
-        let record = |body: &[u8]| DocRecord {
+    fn entries() -> Vec<(Digest, Vec<StoredOutput>)> {
+        let record = |body: &[u8]| crate::runtime::DocRecord {
             id: "d".into(),
             revision: 1,
             content_type: "application/json".into(),
             body: body.to_vec(),
             metadata: vec![("title".into(), "T".into())],
         };
+        let input = record(b"wikitext");
+        let stored = |body: &[u8]| StoredOutput::new(&input, &record(body));
         vec![
-            (Digest::of(b"a"), vec![record(b"{}"), record(b"[1]")]),
+            (Digest::of(b"a"), vec![stored(b"{}"), stored(b"[1]")]),
             (Digest::of(b"b"), Vec::new()),
         ]
     }

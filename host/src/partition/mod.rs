@@ -254,7 +254,14 @@ impl PartitionWorker {
             _ => return Ok(()),
         };
         let (prepared, records) = self.prepare(messages).await?;
-        let mut results = self.run_chain(records, offsets).await?.into_iter();
+        // The content hash of each upsert is its body's digest: the first
+        // stage's cache keys need no second pass over the bodies.
+        let hashes = prepared.iter().filter_map(|item| match item {
+            Prepared::Run(_, _, _, content_hash) => Some(Some(*content_hash)),
+            _ => None,
+        });
+        let inputs = records.into_iter().zip(hashes).collect();
+        let mut results = self.run_chain(inputs, offsets).await?.into_iter();
         let chain = self.chain.as_ref().expect("chain is back after running");
         let chain = chain.chain().clone();
         // The age limit is checked here as well as by the caller's idle
@@ -530,7 +537,7 @@ impl PartitionWorker {
     /// are loaded first, and what the plugins computed is stored after.
     async fn run_chain(
         &mut self,
-        records: Vec<DocRecord>,
+        records: Vec<(DocRecord, Option<Digest>)>,
         offsets: (i64, i64),
     ) -> Result<Vec<ChainResult>, WorkerError> {
         if records.is_empty() {
@@ -547,7 +554,7 @@ impl PartitionWorker {
         }
         let mut chain = self.chain.take().expect("the chain is not already running");
         let (chain, results) = tokio::task::spawn_blocking(move || {
-            let results = chain.process(records);
+            let results = chain.process_hashed(records);
             (chain, results)
         })
         .await

@@ -1,0 +1,141 @@
+//! One cached output, as the cache keeps it: the record without its body's
+//! common part with the stage's input, and its body's digest.
+//!
+//! Most stages of a document chain add a field to the document they
+//! receive (`Record::extend_json`): their output's body is their input's
+//! body up to its last bytes, then the new field. Such an output is kept as
+//! the length of that shared prefix and the rest, and rebuilt from the
+//! input at lookup, which the lookup always has (the input is part of the
+//! key). A chain of such stages then stores each document about once, not
+//! once per stage.
+//!
+//! The digest of the output's body is kept too: it is the next stage's
+//! input digest, part of that stage's key, so a replay whose stages all hit
+//! hashes no body but the first.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::runtime::DocRecord;
+
+/// A shared prefix shorter than this is not worth the indirection.
+const MIN_SHARED: usize = 256;
+
+/// A cached output record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredOutput {
+    id: String,
+    revision: u64,
+    content_type: String,
+    metadata: Vec<(String, String)>,
+    /// The first `shared` bytes of the body are the input body's.
+    shared: u32,
+    /// The rest of the body.
+    #[serde(with = "serde_bytes")]
+    rest: Vec<u8>,
+    /// The digest of the whole body.
+    digest: [u8; 32],
+}
+
+impl StoredOutput {
+    /// How `output`, which the stage computed from `input`, is kept.
+    pub fn new(input: &DocRecord, output: &DocRecord) -> Self {
+        let common = input
+            .body
+            .iter()
+            .zip(&output.body)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let shared = if common >= MIN_SHARED { common } else { 0 };
+        StoredOutput {
+            id: output.id.clone(),
+            revision: output.revision,
+            content_type: output.content_type.clone(),
+            metadata: output.metadata.clone(),
+            shared: u32::try_from(shared).unwrap_or(0),
+            rest: output.body[shared.min(u32::MAX as usize)..].to_vec(),
+            digest: *Digest::of(&output.body).as_bytes(),
+        }
+    }
+
+    /// The output record, rebuilt from the `input` it was computed from,
+    /// and its body's digest; `None` if `input` cannot be its input (a
+    /// shared prefix longer than the input's body: a damaged entry).
+    pub fn rebuild(&self, input: &DocRecord) -> Option<(DocRecord, Digest)> {
+        let shared = input.body.get(..self.shared as usize)?;
+        let mut body = Vec::with_capacity(shared.len() + self.rest.len());
+        body.extend_from_slice(shared);
+        body.extend_from_slice(&self.rest);
+        let record = DocRecord {
+            id: self.id.clone(),
+            revision: self.revision,
+            content_type: self.content_type.clone(),
+            body,
+            metadata: self.metadata.clone(),
+        };
+        Some((record, self.digest()))
+    }
+
+    /// The digest of the output's body.
+    pub fn digest(&self) -> Digest {
+        Digest::from_bytes(self.digest)
+    }
+
+    /// Bytes kept (for the memory tier's budget).
+    pub fn size(&self) -> usize {
+        self.id.len()
+            + self.content_type.len()
+            + self.rest.len()
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 96
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(body: &[u8]) -> DocRecord {
+        DocRecord {
+            id: "d".into(),
+            revision: 3,
+            content_type: "application/json".into(),
+            body: body.to_vec(),
+            metadata: vec![("title".into(), "T".into())],
+        }
+    }
+
+    #[test]
+    fn an_output_that_extends_its_input_keeps_only_the_rest() {
+        let document = format!("{{\"text\":\"{}\"", "word ".repeat(200));
+        let input = record(format!("{document}}}").as_bytes());
+        let output = record(format!("{document},\"language\":\"en\"}}").as_bytes());
+        let stored = StoredOutput::new(&input, &output);
+        assert_eq!(stored.rest, b",\"language\":\"en\"}");
+        assert_eq!(
+            stored.rebuild(&input),
+            Some((output.clone(), Digest::of(&output.body)))
+        );
+    }
+
+    #[test]
+    fn other_outputs_are_kept_whole() {
+        let input = record(b"'''Albedo''' is a measure.");
+        let output = record(b"{\"text\":\"Albedo is a measure.\"}");
+        let stored = StoredOutput::new(&input, &output);
+        assert_eq!(stored.shared, 0);
+        assert_eq!(stored.rebuild(&input).unwrap().0, output);
+        assert_eq!(stored.rebuild(&record(b"")).unwrap().0, output);
+    }
+
+    #[test]
+    fn a_shared_prefix_longer_than_the_input_is_refused() {
+        let long = vec![b'x'; 1000];
+        let stored = StoredOutput::new(&record(&long), &record(&[&long[..], b"!"].concat()));
+        assert_eq!(stored.rebuild(&record(b"short")), None);
+    }
+}
