@@ -171,7 +171,13 @@ pub enum ReplayError {
     },
     /// Running the pipeline failed.
     #[error(transparent)]
-    Pipeline(#[from] PipelineError),
+    Pipeline(Box<PipelineError>),
+}
+
+impl From<PipelineError> for ReplayError {
+    fn from(error: PipelineError) -> Self {
+        ReplayError::Pipeline(Box::new(error))
+    }
 }
 
 /// What a replay did.

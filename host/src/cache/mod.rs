@@ -418,7 +418,10 @@ mod tests {
         let out = StoredOutput::new(&input, &record("out"));
         let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
         writer.store(&stage, "t", 0, (10, 19), vec![(key, vec![out.clone()])]);
-        assert_eq!(writer.get(&key).unwrap().as_ref(), [out.clone()]);
+        assert_eq!(
+            writer.get(&key).unwrap().as_ref(),
+            std::slice::from_ref(&out)
+        );
         writer.flush().await;
         assert_eq!(writer.figures().pack_writes, 1);
 
