@@ -169,19 +169,7 @@ async fn main() {
     let raw = raw_consume(&services, &scenario.topic, count as usize);
     report("(a) raw consume (rdkafka)", count, bytes, raw, None, None);
 
-    let local = dir.path().join("local.toml");
-    std::fs::write(
-        &local,
-        format!(
-            "[pipeline]\nname = \"bench\"\n[source.file]\npath = \"{}\"\n[runtime]\nplugin_dir = \"{}\"\n\
-             [[stage]]\nname = \"parse\"\nplugin = \"parse\"\n[[stage]]\nname = \"lang\"\nplugin = \"lang\"\n\
-             [[stage]]\nname = \"score\"\nplugin = \"score\"\n[output.local]\ndir = \"{out}\"\n[dead_letter.local]\ndir = \"{out}\"\n",
-            events.display(),
-            weir_tests::plugin_dir().display(),
-            out = dir.path().join("out").display()
-        ),
-    )
-    .unwrap();
+    let local = weir_tests::local_pipeline(dir.path(), "local.toml", &events, "");
     let started = Instant::now();
     let status = std::process::Command::new(weir())
         .args(["run", "-c"])

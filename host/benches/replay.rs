@@ -188,25 +188,8 @@ async fn main() {
     );
 
     // The same on a file, with a local cache: no broker in the way.
-    let local = dir.path().join("local.toml");
-    std::fs::write(
-        &local,
-        format!(
-            "[pipeline]\nname = \"bench\"\n[source.file]\npath = \"{}\"\n[runtime]\nplugin_dir = \"{}\"\n\
-             [[stage]]\nname = \"parse\"\nplugin = \"parse\"\n[[stage]]\nname = \"lang\"\nplugin = \"lang\"\n\
-             [[stage]]\nname = \"score\"\nplugin = \"score\"\n[output.local]\ndir = \"{out}\"\n[dead_letter.local]\ndir = \"{out}\"\n",
-            events.display(),
-            weir_tests::plugin_dir().display(),
-            out = dir.path().join("out").display()
-        ),
-    )
-    .unwrap();
-    let local_cached = dir.path().join("local-cached.toml");
-    std::fs::write(
-        &local_cached,
-        format!("{}{CACHE}", std::fs::read_to_string(&local).unwrap()),
-    )
-    .unwrap();
+    let local = weir_tests::local_pipeline(dir.path(), "local.toml", &events, "");
+    let local_cached = weir_tests::local_pipeline(dir.path(), "local-cached.toml", &events, CACHE);
     println!(
         "\n## The same events from a file (`weir run --every-event`, local output and cache)\n"
     );

@@ -185,6 +185,27 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
     })
 }
 
+impl Assembled {
+    /// What a Kafka host's partition workers are made of, in `event_mode`.
+    pub(crate) fn worker_parts(
+        &self,
+        pipeline: &Pipeline,
+        kafka: &crate::config::KafkaSettings,
+        event_mode: EventMode,
+    ) -> crate::kafka::WorkerParts {
+        crate::kafka::WorkerParts {
+            chain: self.chain.clone(),
+            sink: self.sink.clone(),
+            decode: pipeline.decode.clone(),
+            batching: pipeline.batching.clone(),
+            bodies: self.bodies.clone(),
+            max_batch: kafka.max_batch,
+            event_mode,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
 fn object_store(output: &StoreOutput, s3: Option<&aws_sdk_s3::Client>) -> ObjectStore {
     match output {
         StoreOutput::Local { dir } => ObjectStore::local(dir),
@@ -333,16 +354,7 @@ pub async fn run_stream(
     let Source::Kafka(kafka) = &pipeline.source else {
         unreachable!("run_stream is called for Kafka sources")
     };
-    let parts = crate::kafka::WorkerParts {
-        chain: assembled.chain.clone(),
-        sink: assembled.sink.clone(),
-        decode: pipeline.decode.clone(),
-        batching: pipeline.batching.clone(),
-        bodies: assembled.bodies.clone(),
-        max_batch: kafka.max_batch,
-        event_mode: pipeline.event_mode.clone(),
-        cache: assembled.cache.clone(),
-    };
+    let parts = assembled.worker_parts(pipeline, kafka, pipeline.event_mode.clone());
     let summary = crate::kafka::run(kafka, parts, shutdown).await?;
     if let Some(cache) = &assembled.cache {
         cache.flush().await;

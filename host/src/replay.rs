@@ -241,16 +241,7 @@ pub async fn replay(
     let plan = load_or_make_plan(kafka, options, &assembled).await?;
     let bounds = Arc::new(Bounds::new(&plan.topic, plan.partitions.clone()));
     on_start(&plan, bounds.clone(), &assembled);
-    let parts = crate::kafka::WorkerParts {
-        chain: assembled.chain.clone(),
-        sink: assembled.sink.clone(),
-        decode: pipeline.decode.clone(),
-        batching: pipeline.batching.clone(),
-        bodies: assembled.bodies.clone(),
-        max_batch: kafka.max_batch,
-        event_mode: EventMode::Off,
-        cache: assembled.cache.clone(),
-    };
+    let parts = assembled.worker_parts(pipeline, kafka, EventMode::Off);
     let summary = if bounds.total() == 0 {
         crate::kafka::HostSummary {
             stats: Stats::default(),

@@ -28,6 +28,32 @@ pub fn plugin_dir() -> PathBuf {
         .join("wasm")
 }
 
+/// Write `dir/name` (and return its path): a local pipeline `bench` that
+/// runs the document chain (parse -> lang -> score) over the JSONL file
+/// `events`, with results in `dir/out`; `extra` is appended.
+pub fn local_pipeline(
+    dir: &std::path::Path,
+    name: &str,
+    events: &std::path::Path,
+    extra: &str,
+) -> PathBuf {
+    let path = dir.join(name);
+    let out = dir.join("out");
+    std::fs::write(
+        &path,
+        format!(
+            "[pipeline]\nname = \"bench\"\n[source.file]\npath = \"{}\"\n[runtime]\nplugin_dir = \"{}\"\n\
+             {}[output.local]\ndir = \"{out}\"\n[dead_letter.local]\ndir = \"{out}\"\n{extra}",
+            events.display(),
+            plugin_dir().display(),
+            e2e::DOCUMENT_STAGES,
+            out = out.display(),
+        ),
+    )
+    .expect("write the pipeline file");
+    path
+}
+
 /// The component file of plugin `name` (e.g. `parse`, `echo`, `hostile`).
 pub fn plugin_path(name: &str) -> PathBuf {
     let path = plugin_dir().join(format!("{name}.wasm"));

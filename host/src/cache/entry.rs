@@ -40,12 +40,7 @@ pub struct StoredOutput {
 impl StoredOutput {
     /// How `output`, which the stage computed from `input`, is kept.
     pub fn new(input: &DocRecord, output: &DocRecord) -> Self {
-        let common = input
-            .body
-            .iter()
-            .zip(&output.body)
-            .take_while(|(a, b)| a == b)
-            .count();
+        let common = common_prefix(&input.body, &output.body);
         let shared = if common >= MIN_SHARED { common } else { 0 };
         StoredOutput {
             id: output.id.clone(),
@@ -95,6 +90,22 @@ impl StoredOutput {
     }
 }
 
+/// The length of the longest common prefix of `a` and `b`, compared a
+/// block at a time (slice equality is a `memcmp`).
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const BLOCK: usize = 64;
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + BLOCK <= n && a[i..i + BLOCK] == b[i..i + BLOCK] {
+        i += BLOCK;
+    }
+    i + a[i..n]
+        .iter()
+        .zip(&b[i..n])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +141,19 @@ mod tests {
         assert_eq!(stored.shared, 0);
         assert_eq!(stored.rebuild(&input).unwrap().0, output);
         assert_eq!(stored.rebuild(&record(b"")).unwrap().0, output);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_block_comparison_finds_the_first_difference(
+            a in proptest::collection::vec(0u8..3, 0..300),
+            b in proptest::collection::vec(0u8..3, 0..300),
+        ) {
+            let expected = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            proptest::prop_assert_eq!(common_prefix(&a, &b), expected);
+            let long: Vec<u8> = a.iter().chain(&b).copied().collect();
+            proptest::prop_assert_eq!(common_prefix(&long, &a), a.len());
+        }
     }
 
     #[test]

@@ -267,3 +267,40 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a stage may read is part of its identity: a granted variable's
+    /// value or a granted file's contents changes it.
+    #[test]
+    fn the_identity_of_grants_covers_what_a_plugin_can_read() {
+        assert_eq!(Grants::default().identity().unwrap(), None);
+        let models = tempfile::tempdir().unwrap();
+        std::fs::write(models.path().join("model.bin"), b"weights v1").unwrap();
+        let grants = |value: &str| Grants {
+            env: vec![("MODEL".into(), value.into())],
+            read_only_dirs: vec![(models.path().to_path_buf(), "/models".into())],
+            ..Grants::default()
+        };
+        let base = grants("topic")
+            .identity()
+            .unwrap()
+            .expect("something to read");
+        assert_eq!(grants("topic").identity().unwrap(), Some(base));
+        assert_ne!(grants("other").identity().unwrap(), Some(base));
+        std::fs::write(models.path().join("model.bin"), b"weights v2").unwrap();
+        let new_model = grants("topic").identity().unwrap();
+        assert_ne!(new_model, Some(base));
+        std::fs::write(models.path().join("extra.txt"), b"").unwrap();
+        assert_ne!(grants("topic").identity().unwrap(), new_model);
+        // Clocks or randomness make a stage impossible to cache.
+        assert!(grants("topic").deterministic());
+        let clocks = Grants {
+            clocks: true,
+            ..Grants::default()
+        };
+        assert!(!clocks.deterministic());
+    }
+}
