@@ -24,11 +24,16 @@ const CACHE: &str = "\n[cache]\nenabled = true\n";
 const PAGES: u64 = 206;
 
 fn replay_command(pipeline: &Path, services: &Services, run: &str) -> Command {
+    replay_command_with(pipeline, services, run, &[])
+}
+
+fn replay_command_with(pipeline: &Path, services: &Services, run: &str, args: &[&str]) -> Command {
     let mut command = Command::new(weir());
     command
         .args(["replay", "-c"])
         .arg(pipeline)
         .args(["--run", run])
+        .args(args)
         .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("WEIR_LOG", "info");
     command
@@ -36,11 +41,16 @@ fn replay_command(pipeline: &Path, services: &Services, run: &str) -> Command {
 
 /// Run a replay to its end; its output (stdout, stderr).
 fn replay(pipeline: &Path, services: &Services, run: &str) -> (String, String) {
+    replay_with(pipeline, services, run, &[])
+}
+
+/// As [`replay`], with more arguments.
+fn replay_with(pipeline: &Path, services: &Services, run: &str, args: &[&str]) -> (String, String) {
     let Output {
         status,
         stdout,
         stderr,
-    } = replay_command(pipeline, services, run)
+    } = replay_command_with(pipeline, services, run, args)
         .output()
         .expect("run weir replay");
     let (stdout, stderr) = (
@@ -209,4 +219,57 @@ async fn a_replay_killed_midway_resumes_to_the_same_output() {
     assert!(log.contains("resuming the replay"), "{log}");
     assert!(resumed.contains("complete"), "{resumed}");
     assert_eq!(results(&scenario, services, "resumed").await, whole);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_time_window_replays_only_the_events_inside_it() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "replay-window", 2, "").await;
+    let data = weir_tests::workspace_root().join("examples/wiki/data");
+    scenario.ingest(&weir(), services, &data.join("enwiki-sample-events.jsonl"));
+    // Kafka timestamps are the produce times: a second between the two
+    // ingests, and the boundary in the middle.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let boundary = jiff::Timestamp::now().to_string();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    scenario.ingest(
+        &weir(),
+        services,
+        &data.join("enwiki-sample-events-edited.jsonl"),
+    );
+
+    replay_with(
+        &scenario.pipeline,
+        services,
+        "later",
+        &["--from", &boundary],
+    );
+    replay_with(
+        &scenario.pipeline,
+        services,
+        "earlier",
+        &["--to", &boundary],
+    );
+    let later = results(&scenario, services, "later").await;
+    let earlier = results(&scenario, services, "earlier").await;
+    assert_eq!((earlier.len(), later.len()), (41, 41));
+    // Each partition: the earlier window's offsets all come before the
+    // later window's, and together they are every offset once.
+    for partition in 0..scenario.partitions as i64 {
+        let offsets = |lines: &BTreeMap<(i64, i64), Value>| -> Vec<i64> {
+            lines
+                .keys()
+                .filter(|(p, _)| *p == partition)
+                .map(|(_, o)| *o)
+                .collect()
+        };
+        let (before, after) = (offsets(&earlier), offsets(&later));
+        let all: Vec<i64> = before.iter().chain(&after).copied().collect();
+        assert_eq!(
+            all,
+            (0..all.len() as i64).collect::<Vec<_>>(),
+            "partition {partition}"
+        );
+    }
 }
