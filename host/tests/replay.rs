@@ -273,3 +273,43 @@ async fn a_time_window_replays_only_the_events_inside_it() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replicas_with_the_same_run_share_one_replay() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "replay-replicas", 4, "").await;
+    for _ in 0..3 {
+        scenario.ingest(&weir(), services, &weir_tests::sample_dump());
+    }
+    let events = 3 * PAGES;
+    let start = |n: usize| {
+        let log = std::fs::File::create(scenario.dir().join(format!("replica-{n}.log"))).unwrap();
+        replay_command(&scenario.pipeline, services, "shared")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let (first, second) = (start(1), start(2));
+    let outputs = [first, second].map(|child| child.wait_with_output().unwrap());
+    let mut handled = 0;
+    for output in &outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{stdout}");
+        assert!(stdout.contains("weir replay shared: complete"), "{stdout}");
+        let records: u64 = stdout
+            .split("; ")
+            .nth(1)
+            .and_then(|part| part.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no record count in {stdout}"));
+        handled += records;
+    }
+    // Every offset exactly once in the run's results, whoever wrote it; a
+    // record handed to both (a partition moving between them) is written
+    // once and adopted by the other.
+    let lines = results(&scenario, services, "shared").await;
+    assert_eq!(lines.len() as u64, events);
+    assert!(handled >= events, "{handled} records handled for {events}");
+}
