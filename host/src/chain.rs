@@ -459,6 +459,9 @@ impl ChainWorker {
             .unzip();
         let mut fills = Vec::new();
         let size = stage.batch_size.max(1);
+        // No stage reads the last stage's outputs: their digests would
+        // never be used.
+        let last = index + 1 == self.chain.stages.len();
         for ((chunk_origins, chunk), chunk_keys) in origins
             .chunks(size)
             .zip(records.chunks(size))
@@ -480,13 +483,13 @@ impl ChainWorker {
                         Some(key) => {
                             let stored: Vec<StoredOutput> = outputs
                                 .iter()
-                                .map(|output| StoredOutput::new(input, output))
+                                .map(|output| StoredOutput::new(input, output, !last))
                                 .collect();
                             next.extend(
                                 outputs
                                     .into_iter()
                                     .zip(&stored)
-                                    .map(|(r, s)| (origin, r, Some(s.digest()))),
+                                    .map(|(r, s)| (origin, r, s.digest())),
                             );
                             fills.push((*key, stored));
                         }
@@ -538,7 +541,7 @@ impl ChainWorker {
             match rebuilt {
                 Some(outputs) => {
                     self.work[index].cache_hits += 1;
-                    cached.extend(outputs.into_iter().map(|(r, d)| (origin, r, Some(d))));
+                    cached.extend(outputs.into_iter().map(|(r, d)| (origin, r, d)));
                 }
                 None => {
                     self.work[index].cache_misses += 1;

@@ -9,9 +9,10 @@
 //! key). A chain of such stages then stores each document about once, not
 //! once per stage.
 //!
-//! The digest of the output's body is kept too: it is the next stage's
-//! input digest, part of that stage's key, so a replay whose stages all hit
-//! hashes no body but the first.
+//! The digest of the output's body is kept too (except for the chain's last
+//! stage, whose outputs no stage reads): it is the next stage's input
+//! digest, part of that stage's key, so a replay whose stages all hit hashes
+//! no body but the first.
 
 use serde::{Deserialize, Serialize};
 
@@ -33,13 +34,14 @@ pub struct StoredOutput {
     /// The rest of the body.
     #[serde(with = "serde_bytes")]
     rest: Vec<u8>,
-    /// The digest of the whole body.
-    digest: [u8; 32],
+    /// The digest of the whole body, if a later stage needs it.
+    digest: Option<[u8; 32]>,
 }
 
 impl StoredOutput {
-    /// How `output`, which the stage computed from `input`, is kept.
-    pub fn new(input: &DocRecord, output: &DocRecord) -> Self {
+    /// How `output`, which the stage computed from `input`, is kept; with
+    /// its body's digest if `next_stage` reads it.
+    pub fn new(input: &DocRecord, output: &DocRecord, next_stage: bool) -> Self {
         let common = common_prefix(&input.body, &output.body);
         let shared = if common >= MIN_SHARED { common } else { 0 };
         StoredOutput {
@@ -49,14 +51,14 @@ impl StoredOutput {
             metadata: output.metadata.clone(),
             shared: u32::try_from(shared).unwrap_or(0),
             rest: output.body[shared.min(u32::MAX as usize)..].to_vec(),
-            digest: *Digest::of(&output.body).as_bytes(),
+            digest: next_stage.then(|| *Digest::of(&output.body).as_bytes()),
         }
     }
 
     /// The output record, rebuilt from the `input` it was computed from,
     /// and its body's digest; `None` if `input` cannot be its input (a
     /// shared prefix longer than the input's body: a damaged entry).
-    pub fn rebuild(&self, input: &DocRecord) -> Option<(DocRecord, Digest)> {
+    pub fn rebuild(&self, input: &DocRecord) -> Option<(DocRecord, Option<Digest>)> {
         let shared = input.body.get(..self.shared as usize)?;
         let mut body = Vec::with_capacity(shared.len() + self.rest.len());
         body.extend_from_slice(shared);
@@ -71,9 +73,9 @@ impl StoredOutput {
         Some((record, self.digest()))
     }
 
-    /// The digest of the output's body.
-    pub fn digest(&self) -> Digest {
-        Digest::from_bytes(self.digest)
+    /// The digest of the output's body, if kept.
+    pub fn digest(&self) -> Option<Digest> {
+        self.digest.map(Digest::from_bytes)
     }
 
     /// Bytes kept (for the memory tier's budget).
@@ -86,7 +88,7 @@ impl StoredOutput {
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>()
-            + 96
+            + 104
     }
 }
 
@@ -125,19 +127,20 @@ mod tests {
         let document = format!("{{\"text\":\"{}\"", "word ".repeat(200));
         let input = record(format!("{document}}}").as_bytes());
         let output = record(format!("{document},\"language\":\"en\"}}").as_bytes());
-        let stored = StoredOutput::new(&input, &output);
+        let stored = StoredOutput::new(&input, &output, true);
         assert_eq!(stored.rest, b",\"language\":\"en\"}");
-        assert_eq!(
-            stored.rebuild(&input),
-            Some((output.clone(), Digest::of(&output.body)))
-        );
+        let digest = Some(Digest::of(&output.body));
+        assert_eq!(stored.rebuild(&input), Some((output.clone(), digest)));
+        // The last stage's outputs keep no digest: no stage reads them.
+        let last = StoredOutput::new(&input, &output, false);
+        assert_eq!(last.rebuild(&input), Some((output, None)));
     }
 
     #[test]
     fn other_outputs_are_kept_whole() {
         let input = record(b"'''Albedo''' is a measure.");
         let output = record(b"{\"text\":\"Albedo is a measure.\"}");
-        let stored = StoredOutput::new(&input, &output);
+        let stored = StoredOutput::new(&input, &output, true);
         assert_eq!(stored.shared, 0);
         assert_eq!(stored.rebuild(&input).unwrap().0, output);
         assert_eq!(stored.rebuild(&record(b"")).unwrap().0, output);
@@ -159,7 +162,7 @@ mod tests {
     #[test]
     fn a_shared_prefix_longer_than_the_input_is_refused() {
         let long = vec![b'x'; 1000];
-        let stored = StoredOutput::new(&record(&long), &record(&[&long[..], b"!"].concat()));
+        let stored = StoredOutput::new(&record(&long), &record(&[&long[..], b"!"].concat()), true);
         assert_eq!(stored.rebuild(&record(b"short")), None);
     }
 }

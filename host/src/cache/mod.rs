@@ -415,7 +415,7 @@ mod tests {
         let stage = Digest::of(b"stage");
         let input = record("in");
         let key = entry_key(&stage, &input, &Digest::of(&input.body));
-        let out = StoredOutput::new(&input, &record("out"));
+        let out = StoredOutput::new(&input, &record("out"), true);
         let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
         writer.store(&stage, "t", 0, (10, 19), vec![(key, vec![out.clone()])]);
         assert_eq!(
@@ -459,7 +459,7 @@ mod tests {
         let big = "x".repeat(16 << 10);
         let keys: Vec<Digest> = (0..32u32).map(|i| Digest::of(&i.to_le_bytes())).collect();
         for key in &keys {
-            let stored = StoredOutput::new(&record(""), &record(&big));
+            let stored = StoredOutput::new(&record(""), &record(&big), true);
             cache.memory.insert(*key, Arc::from(vec![stored]));
         }
         let kept = keys.iter().filter(|k| cache.get(k).is_some()).count();

@@ -112,7 +112,7 @@ mod tests {
             metadata: vec![("title".into(), "T".into())],
         };
         let input = record(b"wikitext");
-        let stored = |body: &[u8]| StoredOutput::new(&input, &record(body));
+        let stored = |body: &[u8]| StoredOutput::new(&input, &record(body), true);
         vec![
             (Digest::of(b"a"), vec![stored(b"{}"), stored(b"[1]")]),
             (Digest::of(b"b"), Vec::new()),
