@@ -108,6 +108,18 @@ impl Partitions {
         consumer: &BaseConsumer<C>,
         partitions: &TopicPartitionList,
     ) {
+        // An assignment that arrives while the host is stopping (a
+        // rebalance racing a stop signal, or another replica joining as a
+        // replay ends) is not taken up: the host is leaving the group, which
+        // gives the partitions to the others, and asking the broker for
+        // positions now fails as the consumer closes.
+        if self.stopping() {
+            tracing::info!(
+                partitions = partitions.count(),
+                "partitions assigned while stopping: left to the other members"
+            );
+            return;
+        }
         // A pause set before an earlier revoke may still hold in librdkafka.
         if let Err(e) = consumer.resume(partitions) {
             tracing::warn!("resuming newly assigned partitions failed: {e}");
