@@ -574,10 +574,8 @@ impl PartitionWorker {
             self.stats.stages.entry(stage).or_default().absorb(&work);
         }
         if let Some(cache) = &cache {
-            let fills = chain.take_fills();
-            let stages = chain.chain().stages();
-            for (index, entries) in fills {
-                let stage = stages[index].identity();
+            for (index, entries) in chain.take_fills() {
+                let stage = chain.chain().stage_id(index);
                 cache.store(&stage, &topic, partition, offsets, entries);
             }
         }

@@ -1,5 +1,6 @@
-//! A chain of plugin stages, its load-time type check, and the worker that
-//! runs batches of records through it.
+//! The worker that runs batches of records through a chain: one instance
+//! per stage, trap isolation, retries, and the stage cache's lookups and
+//! fills.
 //!
 //! Invariants of [`ChainWorker::process`]:
 //! - it returns exactly one [`ChainResult`] per input record, in input order;
@@ -17,196 +18,12 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::{Chain, ChainResult, FailureKind, Stage, StageFailure};
 use crate::cache::{StageCache, StoredOutput, entry_key};
 use crate::contract;
 use crate::counters::Counters;
 use crate::digest::Digest;
-use crate::media_type;
-use crate::runtime::{
-    DocRecord, Grants, Limits, LoadedPlugin, PluginError, PluginInstance, RuntimeError, Trap,
-};
-
-/// One configured stage: a plugin version plus its configuration and limits.
-pub struct Stage {
-    /// The stage name from the pipeline file (unique within the chain).
-    pub name: String,
-    /// The plugin version this stage runs.
-    pub plugin: Arc<LoadedPlugin>,
-    /// The stage configuration as JSON, passed to the plugin's `init`.
-    pub config_json: String,
-    /// Resource limits of each instance.
-    pub limits: Limits,
-    /// Capabilities granted to each instance.
-    pub grants: Grants,
-    /// How often a record is retried after a plugin failure.
-    pub retries: u32,
-    /// Maximum records per `process` call.
-    pub batch_size: usize,
-    /// The digest of what the grants let the plugin read (environment
-    /// values, read-only files), if anything: see [`Grants::identity`].
-    pub grants_identity: Option<Digest>,
-    /// Whether the stage's outputs are cached (when the pipeline has a
-    /// cache).
-    pub cache: bool,
-}
-
-impl Stage {
-    /// The stage's identity: plugin digest, configuration, and what its
-    /// grants let it read. Two stages with the same identity compute the
-    /// same function (the cache key prefix; see `cache::key`).
-    pub fn identity(&self) -> Digest {
-        let plugin = self.plugin.digest().to_string();
-        let mut parts = vec![plugin.as_bytes(), self.config_json.as_bytes()];
-        if let Some(grants) = &self.grants_identity {
-            parts.push(grants.as_bytes());
-        }
-        Digest::of_parts(&parts)
-    }
-
-    fn instantiate(&self) -> Result<PluginInstance, RuntimeError> {
-        self.plugin
-            .instantiate(&self.limits, &self.grants, &self.config_json)
-    }
-
-    fn accepts(&self, content_type: &str) -> bool {
-        media_type::any_matches(&self.plugin.info().accepts, content_type)
-    }
-}
-
-/// Which plugin version (and configuration) touched an output: one entry per
-/// stage the record went through.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct LineageEntry {
-    /// Stage name.
-    pub stage: String,
-    /// `name@version` the plugin reported.
-    pub plugin: String,
-    /// sha256 of the plugin component.
-    pub digest: Digest,
-    /// sha256 of the stage identity (plugin digest + config).
-    pub stage_id: Digest,
-}
-
-/// A chain that passed the load-time type check.
-pub struct Chain {
-    stages: Vec<Stage>,
-    lineage: Vec<LineageEntry>,
-    identity: Digest,
-}
-
-/// Problems that make a chain unusable.
-#[derive(Debug, thiserror::Error)]
-pub enum ChainError {
-    /// A pipeline needs at least one stage.
-    #[error("the chain has no stages")]
-    Empty,
-    /// Stage `next` cannot accept what stage `previous` produces.
-    #[error(
-        "stage `{next}` accepts {accepts:?} but the previous stage `{previous}` produces {produces:?}"
-    )]
-    Incompatible {
-        /// Index of the stage that cannot take its input.
-        index: usize,
-        /// The producing stage.
-        previous: String,
-        /// The consuming stage.
-        next: String,
-        /// What the producer may emit.
-        produces: Vec<String>,
-        /// What the consumer accepts.
-        accepts: Vec<String>,
-    },
-}
-
-impl Chain {
-    /// Build a chain, checking that every stage may receive what the previous
-    /// stage produces. Returns every incompatibility, not just the first.
-    pub fn new(stages: Vec<Stage>) -> Result<Self, Vec<ChainError>> {
-        if stages.is_empty() {
-            return Err(vec![ChainError::Empty]);
-        }
-        let errors: Vec<ChainError> = stages
-            .windows(2)
-            .enumerate()
-            .filter_map(|(i, pair)| {
-                let (previous, next) = (pair[0].plugin.info(), pair[1].plugin.info());
-                let fits = previous.produces.iter().all(|produced| {
-                    next.accepts
-                        .iter()
-                        .any(|accepted| media_type::overlap(accepted, produced))
-                });
-                (!fits).then(|| ChainError::Incompatible {
-                    index: i + 1,
-                    previous: pair[0].name.clone(),
-                    next: pair[1].name.clone(),
-                    produces: previous.produces.clone(),
-                    accepts: next.accepts.clone(),
-                })
-            })
-            .collect();
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        let lineage = stages
-            .iter()
-            .map(|s| LineageEntry {
-                stage: s.name.clone(),
-                plugin: format!("{}@{}", s.plugin.info().name, s.plugin.info().version),
-                digest: s.plugin.digest(),
-                stage_id: s.identity(),
-            })
-            .collect::<Vec<_>>();
-        let identity = chain_identity(&lineage);
-        Ok(Chain {
-            stages,
-            lineage,
-            identity,
-        })
-    }
-
-    /// The chain's identity: the identities of all its stages, in order. A
-    /// new plugin version or stage configuration gives a new identity, and
-    /// event mode then recomputes every document on its next event.
-    pub fn identity(&self) -> Digest {
-        self.identity
-    }
-
-    /// The stages, in order.
-    pub fn stages(&self) -> &[Stage] {
-        &self.stages
-    }
-
-    /// Lineage of an output that went through the first `stages_run` stages.
-    pub fn lineage(&self, stages_run: usize) -> &[LineageEntry] {
-        &self.lineage[..stages_run]
-    }
-
-    /// Instantiate every stage once for a new worker.
-    pub fn start_worker(self: &Arc<Self>) -> Result<ChainWorker, RuntimeError> {
-        let instances = self
-            .stages
-            .iter()
-            .map(|stage| stage.instantiate().map(Some))
-            .collect::<Result<_, _>>()?;
-        Ok(ChainWorker {
-            chain: self.clone(),
-            instances,
-            counters: vec![Counters::default(); self.stages.len()],
-            work: vec![StageWork::default(); self.stages.len()],
-            cache: None,
-            fills: Vec::new(),
-        })
-    }
-
-    /// The identities of the stages whose outputs are cached.
-    pub fn cached_stages(&self) -> Vec<Digest> {
-        self.stages
-            .iter()
-            .filter(|s| s.cache)
-            .map(Stage::identity)
-            .collect()
-    }
-}
+use crate::runtime::{DocRecord, PluginError, PluginInstance, RuntimeError, Trap};
 
 /// What one stage did: records looked up in the cache, and handed to the
 /// plugin.
@@ -234,63 +51,6 @@ impl StageWork {
 /// stage index, the entries (key, outputs).
 pub type Fills = Vec<(usize, Vec<(Digest, Vec<StoredOutput>)>)>;
 
-/// The digest of the stage identities, in chain order.
-fn chain_identity(lineage: &[LineageEntry]) -> Digest {
-    let parts: Vec<&[u8]> = lineage
-        .iter()
-        .map(|entry| entry.stage_id.as_bytes().as_slice())
-        .collect();
-    Digest::of_parts(&parts)
-}
-
-/// What happened to one input record.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChainResult {
-    /// The record went through `stages_run` stages and produced `outputs`
-    /// (`stages_run` is less than the chain length when a stage emitted no
-    /// output for it: filtered out).
-    Done {
-        /// The final outputs (possibly none).
-        outputs: Vec<DocRecord>,
-        /// How many stages the record went through.
-        stages_run: usize,
-    },
-    /// The record failed at one stage; it goes to the dead letters.
-    Failed(StageFailure),
-}
-
-/// Why a record failed, with everything a dead letter needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StageFailure {
-    /// The stage name.
-    pub stage: String,
-    /// `name@version` of the plugin.
-    pub plugin: String,
-    /// The plugin component's digest.
-    pub digest: Digest,
-    /// The category of failure.
-    pub kind: FailureKind,
-    /// A human-readable explanation.
-    pub reason: String,
-    /// How many times the record was tried at this stage.
-    pub attempts: u32,
-}
-
-/// Categories of per-record failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailureKind {
-    /// The plugin (or the chain's content-type check) rejected the input.
-    BadInput,
-    /// The plugin kept failing after its retries.
-    PluginFailure,
-    /// The instance trapped on this record (deadline, memory, fuel, panic).
-    Trap,
-    /// The plugin broke the contract (wrong outcome count, undeclared
-    /// output content type).
-    Contract,
-}
-
 /// One worker's instances of every stage. Not shared between threads: each
 /// partition worker owns one.
 pub struct ChainWorker {
@@ -316,6 +76,19 @@ pub struct ChainWorker {
 type Tagged = Vec<(usize, DocRecord, Option<Digest>)>;
 
 impl ChainWorker {
+    /// A worker of `chain` with one live instance per stage.
+    pub(super) fn new(chain: Arc<Chain>, instances: Vec<Option<PluginInstance>>) -> Self {
+        let stages = chain.stages.len();
+        ChainWorker {
+            chain,
+            instances,
+            counters: vec![Counters::default(); stages],
+            work: vec![StageWork::default(); stages],
+            cache: None,
+            fills: Vec::new(),
+        }
+    }
+
     /// The chain this worker runs.
     pub fn chain(&self) -> &Arc<Chain> {
         &self.chain
@@ -525,7 +298,7 @@ impl ChainWorker {
                 return (Tagged::new(), accepted, keys);
             }
         };
-        let identity = stage.identity();
+        let identity = self.chain.stage_id(index);
         let mut cached = Tagged::new();
         let mut to_compute = Tagged::with_capacity(accepted.len());
         let mut keys = Vec::with_capacity(accepted.len());
@@ -706,123 +479,4 @@ fn trap_failure(stage: &Stage, trap: &Trap, attempts: u32) -> StageFailure {
         _ => FailureKind::Trap,
     };
     failure(stage, kind, trap.to_string(), attempts)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::chain_of;
-
-    fn record(id: &str, content_type: &str, body: &str) -> DocRecord {
-        DocRecord {
-            id: id.to_owned(),
-            revision: 1,
-            content_type: content_type.to_owned(),
-            body: body.as_bytes().to_vec(),
-            metadata: Vec::new(),
-        }
-    }
-
-    /// With a cache, the same inputs again are answered from it: identical
-    /// results, no plugin call; a new record is computed.
-    #[test]
-    fn cached_stages_answer_repeated_inputs_without_the_plugin() {
-        let (_runtime, chain) = chain_of(&["parse", "lang"]);
-        let chain = Arc::new(chain.unwrap());
-        let cache = Arc::new(StageCache::new(
-            crate::storage::ObjectStore::memory(),
-            1 << 20,
-        ));
-        let mut worker = chain.start_worker().unwrap().with_cache(cache.clone());
-        let inputs = vec![
-            record(
-                "a",
-                "text/x-wiki",
-                "'''Albedo''' is a measure of reflection.",
-            ),
-            record("b", "image/png", "not wikitext"),
-            record("c", "text/x-wiki", "== Heading ==\nText."),
-        ];
-        let first = worker.process(inputs.clone()).unwrap();
-        let work = |worker: &mut ChainWorker| -> Vec<StageWork> {
-            worker.take_work().into_iter().map(|(_, w)| w).collect()
-        };
-        let computed = StageWork {
-            cache_hits: 0,
-            cache_misses: 2,
-            plugin_records: 2,
-        };
-        assert_eq!(work(&mut worker), [computed, computed]);
-        // The fills go to the cache (in memory here, as `store` does): the
-        // two records each stage computed, not the failed one.
-        let fills = worker.take_fills();
-        assert_eq!(
-            fills.iter().map(|(i, f)| (*i, f.len())).collect::<Vec<_>>(),
-            [(0, 2), (1, 2)]
-        );
-        for (_, entries) in fills {
-            cache.remember(&entries);
-        }
-        let again = worker.process(inputs.clone()).unwrap();
-        assert_eq!(again, first, "the same results, failures included");
-        let answered = StageWork {
-            cache_hits: 2,
-            cache_misses: 0,
-            plugin_records: 0,
-        };
-        assert_eq!(work(&mut worker), [answered, answered]);
-        assert!(worker.take_fills().is_empty(), "nothing new to store");
-        let mut changed = inputs;
-        changed[2].body.extend_from_slice(b" More.");
-        worker.process(changed).unwrap();
-        let one_new = StageWork {
-            cache_hits: 1,
-            cache_misses: 1,
-            plugin_records: 1,
-        };
-        assert_eq!(work(&mut worker), [one_new, one_new]);
-    }
-
-    #[test]
-    fn stages_that_do_not_fit_together_are_refused_at_load() {
-        let (_runtime, chain) = chain_of(&["lang", "parse"]);
-        let errors = chain.err().expect("lang's output is not parse's input");
-        assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].to_string().contains("stage `parse` accepts"),
-            "{}",
-            errors[0]
-        );
-        let (_runtime, chain) = chain_of(&["parse", "lang", "score"]);
-        assert!(chain.is_ok(), "the document chain fits");
-    }
-
-    /// One result per input, in order; a record a stage does not accept is
-    /// dead-lettered alone; a failure's lineage names the stage and plugin.
-    #[test]
-    fn one_result_per_input_and_failures_stay_with_their_record() {
-        let (_runtime, chain) = chain_of(&["parse"]);
-        let chain = Arc::new(chain.unwrap());
-        let mut worker = chain.start_worker().unwrap();
-        let results = worker
-            .process(vec![
-                record("a", "text/x-wiki", "'''Albedo''' is a measure."),
-                record("b", "image/png", "not wikitext"),
-                record("c", "text/x-wiki", "== Heading ==\nText."),
-            ])
-            .unwrap();
-        assert_eq!(results.len(), 3);
-        assert!(
-            matches!(&results[0], ChainResult::Done { outputs, stages_run: 1 } if outputs.len() == 1)
-        );
-        let ChainResult::Failed(failure) = &results[1] else {
-            panic!("{:?}", results[1]);
-        };
-        assert_eq!(
-            (failure.stage.as_str(), failure.kind),
-            ("parse", FailureKind::BadInput)
-        );
-        assert!(failure.plugin.starts_with("parse@"), "{}", failure.plugin);
-        assert!(matches!(&results[2], ChainResult::Done { .. }));
-    }
 }
