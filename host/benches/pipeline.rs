@@ -32,16 +32,7 @@ fn weir() -> PathBuf {
 
 /// The dump's events as JSONL, `COPIES` times.
 fn events_file(dir: &Path) -> (PathBuf, u64) {
-    let mut source = weir::source::mediawiki::DumpSource::open(&weir_tests::sample_dump())
-        .expect("the bundled dump");
-    let mut lines = Vec::new();
-    loop {
-        let batch = source.next_batch(256).unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        lines.extend(batch.into_iter().map(|m| m.payload));
-    }
+    let lines = weir_tests::dump_events(&weir_tests::sample_dump());
     let mut out = Vec::new();
     for _ in 0..COPIES {
         for line in &lines {

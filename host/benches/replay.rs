@@ -35,20 +35,10 @@ fn weir() -> PathBuf {
 
 /// The dump's events as JSONL, `COPIES` times with distinct ids.
 fn events_file(dir: &Path) -> (PathBuf, u64) {
-    let mut source = weir::source::mediawiki::DumpSource::open(&weir_tests::sample_dump())
-        .expect("the bundled dump");
-    let mut events: Vec<serde_json::Value> = Vec::new();
-    loop {
-        let batch = source.next_batch(256).unwrap();
-        if batch.is_empty() {
-            break;
-        }
-        events.extend(
-            batch
-                .iter()
-                .map(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()),
-        );
-    }
+    let events: Vec<serde_json::Value> = weir_tests::dump_events(&weir_tests::sample_dump())
+        .iter()
+        .map(|payload| serde_json::from_slice(payload).unwrap())
+        .collect();
     let mut out = Vec::new();
     for copy in 0..COPIES {
         for event in &events {

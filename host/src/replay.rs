@@ -36,7 +36,7 @@ use crate::cache::CacheFigures;
 use crate::config::{EventMode, KafkaSettings, Pipeline, Source, StartFrom};
 pub use crate::kafka::Bounds;
 use crate::partition::Stats;
-use crate::pipeline::{self, Assembled, PipelineError};
+use crate::pipeline::{self, Assembled, PipelineError, RunSummary};
 use crate::storage::StorageError;
 
 /// How long the broker may take to answer a planning request.
@@ -185,16 +185,12 @@ impl From<PipelineError> for ReplayError {
 pub struct ReplaySummary {
     /// The window.
     pub plan: Plan,
-    /// What this process did.
-    pub stats: Stats,
-    /// Wall time.
-    pub elapsed: Duration,
+    /// What this process did, as `weir run` reports it.
+    pub run: RunSummary,
     /// Whether every partition was committed to its end.
     pub complete: bool,
     /// What the cache did, if there is one.
     pub cache: Option<CacheFigures>,
-    /// Where results went.
-    pub results_location: String,
     /// What each stage did, in chain order (see [`pipeline::stage_lines`]).
     pub stage_lines: Vec<String>,
 }
@@ -257,12 +253,15 @@ pub async fn replay(
     }
     Ok(ReplaySummary {
         plan,
-        elapsed: started.elapsed(),
         complete: bounds.total() == 0 || bounds.is_complete(),
         cache: assembled.cache.as_ref().map(|c| c.figures()),
-        results_location: assembled.sink.describe_results(),
         stage_lines: pipeline::stage_lines(&summary.stats, &assembled.chain),
-        stats: summary.stats,
+        run: RunSummary {
+            stats: summary.stats,
+            elapsed: started.elapsed(),
+            results_location: assembled.sink.describe_results(),
+            dead_letters_location: assembled.sink.describe_dead_letters(),
+        },
     })
 }
 
@@ -386,27 +385,12 @@ fn make_plan(
 impl ReplaySummary {
     /// The lines `weir replay` prints at the end.
     pub fn lines(&self, run: &str) -> Vec<String> {
-        let s = &self.stats;
-        let secs = self.elapsed.as_secs_f64().max(1e-9);
-        let mut lines = vec![format!(
-            "weir replay {run}: {}; {} records in ({:.1} MB): {} results ({} outputs), {} tombstones, \
-             {} dead-lettered, {} already written; {:.2} s, {:.0} records/s; results: {}",
-            if self.complete {
-                "complete"
-            } else {
-                "stopped before its end"
-            },
-            s.records,
-            s.bytes as f64 / 1e6,
-            s.results,
-            s.outputs,
-            s.tombstones,
-            s.dead_letters,
-            s.redelivered,
-            secs,
-            s.records as f64 / secs,
-            self.results_location,
-        )];
+        let status = if self.complete {
+            "complete"
+        } else {
+            "stopped before its end"
+        };
+        let mut lines = vec![format!("weir replay {run}: {status}; {}", self.run.line())];
         lines.extend(self.stage_lines.iter().cloned());
         if let Some(cache) = &self.cache {
             lines.push(format!(

@@ -160,24 +160,32 @@ pub fn sample_dump() -> PathBuf {
 /// Every page of a MediaWiki dump as the chain input record the host would
 /// build (through the dump reader and the change-event decoder).
 pub fn dump_records(path: &std::path::Path) -> Vec<DocRecord> {
-    let mut source = weir::source::mediawiki::DumpSource::open(path).expect("open the dump");
-    let mut records = Vec::new();
-    loop {
-        let batch = source.next_batch(64).expect("read the dump");
-        if batch.is_empty() {
-            return records;
-        }
-        for message in batch {
-            let event =
-                weir::event::decode(&message.payload, usize::MAX / 2).expect("dump events decode");
-            records.push(DocRecord {
+    dump_events(path)
+        .iter()
+        .map(|payload| {
+            let event = weir::event::decode(payload, usize::MAX / 2).expect("dump events decode");
+            DocRecord {
                 id: event.id.clone(),
                 revision: event.revision,
                 content_type: "text/x-wiki".into(),
                 metadata: event.metadata(),
                 body: event.body.unwrap_or_default().into_bytes(),
-            });
+            }
+        })
+        .collect()
+}
+
+/// Every revision of a MediaWiki dump as the change event (JSON) the dump
+/// reader makes of it.
+pub fn dump_events(path: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut source = weir::source::mediawiki::DumpSource::open(path).expect("open the dump");
+    let mut events = Vec::new();
+    loop {
+        let batch = source.next_batch(256).expect("read the dump");
+        if batch.is_empty() {
+            return events;
         }
+        events.extend(batch.into_iter().map(|message| message.payload));
     }
 }
 
