@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use weir::cache::{StageCache, pack};
 use weir::storage::ObjectStore;
 use weir_tests::e2e::Scenario;
+use weir_tests::process::{Measured, measure};
 use weir_tests::services::Services;
 
 const COPIES: usize = 10;
@@ -52,46 +53,6 @@ fn events_file(dir: &Path) -> (PathBuf, u64) {
     let path = dir.join("events.jsonl");
     std::fs::write(&path, &out).unwrap();
     (path, out.len() as u64)
-}
-
-/// CPU time (user + system) of the children this process has waited for.
-fn children_cpu() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
-    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
-    let usage = unsafe {
-        assert_eq!(
-            libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()),
-            0
-        );
-        usage.assume_init()
-    };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
-/// One measured command: its wall time, its CPU time, its stdout.
-struct Measured {
-    wall: Duration,
-    cpu: Duration,
-    stdout: String,
-}
-
-fn measure(mut command: std::process::Command) -> Measured {
-    let cpu_before = children_cpu();
-    let started = Instant::now();
-    let output = command.output().expect("run weir");
-    let wall = started.elapsed();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Measured {
-        wall,
-        cpu: children_cpu() - cpu_before,
-        stdout,
-    }
 }
 
 fn replay(services: &Services, pipeline: &Path, run: &str) -> Measured {

@@ -154,7 +154,8 @@ pub fn decode(payload: &[u8], max_body_bytes: usize) -> Result<ChangeEvent, Deco
     Ok(event)
 }
 
-fn check(event: &ChangeEvent, max_body_bytes: usize) -> Result<(), DecodeError> {
+/// Check a decoded event (or one a reader built) against the schema's rules.
+pub(crate) fn check(event: &ChangeEvent, max_body_bytes: usize) -> Result<(), DecodeError> {
     if event.schema != SCHEMA {
         return Err(DecodeError::UnsupportedSchema(event.schema.clone()));
     }

@@ -142,8 +142,13 @@ pub async fn ingest(
         }
         for message in batch {
             summary.bytes += message.payload.len() as u64;
-            let (key, payload) =
-                prepare(pipeline, message.payload, bodies.as_ref(), &mut summary).await?;
+            let (key, payload) = prepare(
+                pipeline,
+                message.payload.into_bytes(),
+                bodies.as_ref(),
+                &mut summary,
+            )
+            .await?;
             let record = match &key {
                 Some(key) => FutureRecord::to(&settings.topic)
                     .key(key.as_str())

@@ -156,7 +156,8 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         }
         DeadLetterOutput::Store(store) => DeadLetterSink::Store(object_store(store, s3.as_ref())),
     };
-    let mut sink = Sink::new(&pipeline.name, results, dead_letters);
+    let mut sink = Sink::new(&pipeline.name, results, dead_letters)
+        .with_zstd_level(pipeline.batching.zstd_level);
     if let StoreOutput::S3 {
         conditional_writes: true,
         ..

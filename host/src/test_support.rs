@@ -49,7 +49,7 @@ pub(crate) fn message(offset: i64, payload: &str) -> SourceMessage {
             partition: 0,
             offset,
         },
-        payload: payload.as_bytes().to_vec(),
+        payload: crate::source::Payload::Raw(payload.as_bytes().to_vec()),
     }
 }
 

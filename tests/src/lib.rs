@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod e2e;
+pub mod process;
 pub mod services;
 
 use std::path::PathBuf;
@@ -185,7 +186,11 @@ pub fn dump_events(path: &std::path::Path) -> Vec<Vec<u8>> {
         if batch.is_empty() {
             return events;
         }
-        events.extend(batch.into_iter().map(|message| message.payload));
+        events.extend(
+            batch
+                .into_iter()
+                .map(|message| message.payload.into_bytes()),
+        );
     }
 }
 

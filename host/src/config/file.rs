@@ -359,6 +359,9 @@ pub struct BatchingConfig {
     pub max_bytes: usize,
     /// Age of the oldest buffered record, milliseconds.
     pub max_age_ms: u64,
+    /// zstd level of results objects: 1 to 19, or -1 to -7 for zstd's
+    /// fast modes (larger objects, less CPU).
+    pub zstd_level: i32,
 }
 
 impl Default for BatchingConfig {
@@ -367,6 +370,7 @@ impl Default for BatchingConfig {
             max_records: 1000,
             max_bytes: 32 << 20,
             max_age_ms: 5000,
+            zstd_level: crate::sink::DEFAULT_ZSTD_LEVEL,
         }
     }
 }

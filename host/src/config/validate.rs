@@ -149,6 +149,11 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
     );
     c.check(b.max_bytes > 0, "batching.max_bytes", "must be positive");
     c.check(b.max_age_ms > 0, "batching.max_age_ms", "must be positive");
+    c.check(
+        (-7..=19).contains(&b.zstd_level) && b.zstd_level != 0,
+        "batching.zstd_level",
+        "must be 1 to 19, or -1 to -7 (zstd's fast modes)",
+    );
     let event_mode = validate_event_mode(&file.event_mode, &name, &output, base, &mut c);
     let cache = validate_cache(&file.cache, &output, base, &mut c);
     Pipeline {

@@ -185,7 +185,7 @@ pub fn to_source_message(message: &BorrowedMessage<'_>) -> SourceMessage {
             partition: message.partition(),
             offset: message.offset(),
         },
-        payload: message.payload().unwrap_or_default().to_vec(),
+        payload: crate::source::Payload::Raw(message.payload().unwrap_or_default().to_vec()),
     }
 }
 

@@ -31,7 +31,7 @@ use crate::chain::{ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
 use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterKind};
-use crate::event::{self, BodyRef, ChangeEvent, Operation};
+use crate::event::{BodyRef, ChangeEvent, Operation};
 use crate::fence::Lease;
 use crate::runtime::{DocRecord, RuntimeError};
 use crate::sink::{Flushed, PartitionBatch, ResultLine, Sink, SinkError, SkipLine};
@@ -363,7 +363,7 @@ impl PartitionWorker {
                         }
                         ChainResult::Failed(failure) => {
                             self.stats.dead_letters += 1;
-                            let payload = &message.payload;
+                            let payload = &message.payload.to_bytes();
                             self.batch.push_dead_letter(&DeadLetter::from_stage(
                                 message.position.clone(),
                                 event.id,
@@ -444,7 +444,7 @@ impl PartitionWorker {
         for message in messages {
             self.stats.records += 1;
             self.stats.bytes += message.payload.len() as u64;
-            let mut event = match event::decode(&message.payload, self.decode.max_body_bytes) {
+            let mut event = match message.payload.decode(self.decode.max_body_bytes) {
                 Ok(event) => event,
                 Err(e) => {
                     prepared.push(dead_before_chain(
@@ -596,7 +596,7 @@ fn dead_before_chain(
         kind,
         reason,
         identity,
-        &message.payload,
+        &message.payload.to_bytes(),
     ))
 }
 

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{Position, SourceMessage};
+use super::{Payload, Position, SourceMessage};
 
 /// Reads change events from a JSONL file, in batches.
 pub struct JsonlSource {
@@ -51,7 +51,7 @@ impl JsonlSource {
                     partition: 0,
                     offset,
                 },
-                payload: line,
+                payload: Payload::Raw(line),
             });
         }
         Ok(batch)
@@ -87,16 +87,17 @@ mod tests {
         std::fs::write(&path, b"{\"a\":1}\r\n\n  \n\xff\xfe\n{\"b\":2}").unwrap();
         let mut source = JsonlSource::open(&path).unwrap();
         let batch = source.next_batch(10).unwrap();
-        let got: Vec<(i64, &[u8])> = batch
+        let got: Vec<(i64, &Payload)> = batch
             .iter()
-            .map(|m| (m.position.offset, m.payload.as_slice()))
+            .map(|m| (m.position.offset, &m.payload))
             .collect();
+        let raw = |bytes: &[u8]| Payload::Raw(bytes.to_vec());
         assert_eq!(
             got,
             [
-                (0, &b"{\"a\":1}"[..]),
-                (3, &b"\xff\xfe"[..]),
-                (4, &b"{\"b\":2}"[..])
+                (0, &raw(b"{\"a\":1}")),
+                (3, &raw(b"\xff\xfe")),
+                (4, &raw(b"{\"b\":2}"))
             ]
         );
         assert_eq!(&*batch[0].position.topic, "my_events.jsonl");

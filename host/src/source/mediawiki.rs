@@ -6,10 +6,12 @@
 //! publishes) are read as one stream. The XML declaration's encoding is
 //! honoured (dumps are UTF-8; others are decoded by `encoding_rs`).
 //!
-//! Each event is serialised to the same JSON a Kafka producer would send, so
-//! dump pages go through exactly the decoding and dead-lettering of any other
-//! event: a page without an id or a revision without a timestamp becomes a
-//! dead letter with the reason, not a crash. The position offset is the
+//! Each revision becomes a [`ChangeEvent`] checked by exactly the rules of
+//! any decoded event, so a page without an id or a revision without a
+//! timestamp becomes a dead letter with the reason, not a crash. Complete
+//! revisions are handed over as built ([`Payload::Event`]); one without a
+//! revision id goes as the JSON a producer would send, with the field left
+//! out, so decoding names what is missing. The position offset is the
 //! 0-based revision number in the dump.
 //!
 //! The wiki's own names of the File and Category namespaces, which its
@@ -28,7 +30,7 @@ use quick_xml::Reader;
 use quick_xml::encoding::DecodingReader;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 
-use super::{Position, SourceMessage};
+use super::{Payload, Position, SourceMessage};
 use crate::event::{ChangeEvent, Operation, SCHEMA};
 
 /// A dump that cannot be read further (corrupt XML or compression, I/O).
@@ -313,19 +315,17 @@ impl DumpSource {
         };
         self.next_offset += 1;
         let payload = match revision_id {
-            Some(_) => serde_json::to_vec(&event),
+            Some(_) => Payload::Event(Box::new(event)),
             // Revision 0 would pass for a real one: leave the field out.
-            None => serde_json::to_value(&event).and_then(|mut value| {
+            None => {
+                let mut value = serde_json::to_value(&event).expect("change events serialise");
                 if let Some(fields) = value.as_object_mut() {
                     fields.remove("revision");
                 }
-                serde_json::to_vec(&value)
-            }),
+                Payload::Raw(serde_json::to_vec(&value).expect("JSON values serialise"))
+            }
         };
-        SourceMessage {
-            position,
-            payload: payload.expect("change events serialise"),
-        }
+        SourceMessage { position, payload }
     }
 }
 
@@ -363,7 +363,7 @@ mod tests {
             out.extend(
                 batch
                     .iter()
-                    .map(|m| serde_json::from_slice(&m.payload).unwrap()),
+                    .map(|m| serde_json::from_slice(&m.payload.to_bytes()).unwrap()),
             );
         }
     }
@@ -459,7 +459,8 @@ mod tests {
         let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(xml));
         let mut source = DumpSource::from_reader(reader, Path::new("latin1.xml"));
         let batch = source.next_batch(10).unwrap();
-        let event: serde_json::Value = serde_json::from_slice(&batch[0].payload).unwrap();
+        let event: serde_json::Value =
+            serde_json::from_slice(&batch[0].payload.to_bytes()).unwrap();
         assert_eq!(event["title"], "Café");
     }
 

@@ -7,10 +7,13 @@
 pub mod file;
 pub mod mediawiki;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+
+use crate::event::{ChangeEvent, DecodeError};
 
 /// Where a message sits in its source.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -29,14 +32,72 @@ impl fmt::Display for Position {
     }
 }
 
-/// One raw message: its position and payload bytes (a change event, not yet
-/// decoded).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One message: its position and its change event.
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceMessage {
     /// Where it came from.
     pub position: Position,
-    /// The raw payload.
-    pub payload: Vec<u8>,
+    /// The change event.
+    pub payload: Payload,
+}
+
+/// A message's change event, as it arrived or as a reader built it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// The bytes as they arrived (a Kafka message's value, a JSONL line),
+    /// not yet decoded.
+    Raw(Vec<u8>),
+    /// An event a reader built itself (a dump's revision). It is checked
+    /// like a decoded one, but never written as JSON only to be parsed
+    /// back: for a dump, escaping and unescaping every body was a sixth of
+    /// the host's own work (docs/performance.md, "Host throughput").
+    Event(Box<ChangeEvent>),
+}
+
+impl Payload {
+    /// Input bytes, for throughput figures: the raw payload's size, or the
+    /// body's for a built event (its envelope was never serialised).
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Raw(bytes) => bytes.len(),
+            Payload::Event(event) => event.body.as_ref().map_or(0, String::len),
+        }
+    }
+
+    /// Whether [`Payload::len`] is zero.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The event as JSON, as a producer would send it (for dead letters and
+    /// `weir ingest`).
+    pub fn to_bytes(&self) -> Cow<'_, [u8]> {
+        match self {
+            Payload::Raw(bytes) => Cow::Borrowed(bytes),
+            Payload::Event(event) => {
+                Cow::Owned(serde_json::to_vec(event).expect("change events serialise"))
+            }
+        }
+    }
+
+    /// [`Payload::to_bytes`], owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Payload::Raw(bytes) => bytes,
+            event @ Payload::Event(_) => event.to_bytes().into_owned(),
+        }
+    }
+
+    /// The checked event (see [`crate::event::decode`]).
+    pub fn decode(&self, max_body_bytes: usize) -> Result<ChangeEvent, DecodeError> {
+        match self {
+            Payload::Raw(bytes) => crate::event::decode(bytes, max_body_bytes),
+            Payload::Event(event) => {
+                crate::event::check(event, max_body_bytes)?;
+                Ok(ChangeEvent::clone(event))
+            }
+        }
+    }
 }
 
 /// Formats of local input files.

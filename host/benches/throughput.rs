@@ -1,0 +1,296 @@
+//! The host's own cost per MB of wikitext, and weir next to WikiExtractor,
+//! measured side by side in one run on the same input: the bundled
+//! 206-page enwiki dump repeated `COPIES` times with fresh page ids, as a
+//! plain XML file (neither tool pays for bz2).
+//!
+//! 1. From the dump, whole processes, CPU time (user + system) and wall,
+//!    median of `RUNS` runs taken in turn:
+//!    - WikiExtractor 3.1.0 (`--processes 1`), installed from PyPI into a
+//!      virtual environment under `target/` on first use;
+//!    - `weir run` with the `echo` test plugin (pass-through: the host's
+//!      own work), with parse only, and with parse -> lang -> score.
+//! 2. Kafka -> chain -> S3 against the file path, on the same events: the
+//!    dump's events as JSONL through `weir run --every-event` to a local
+//!    directory, and the same events ingested into a 4-partition topic on
+//!    a real tansu broker, through `weir replay` to a real s3s-fs server.
+//!    The host's CPU time per MB on each path shows what Kafka and S3 cost
+//!    the host itself, apart from the servers' load on the shared cores.
+//!
+//! Run: `cargo bench -p weir --bench throughput` (needs `python3` with
+//! `venv`; Debian: `python3-venv`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use weir::source::FileFormat;
+use weir::source::FileSource;
+use weir_tests::e2e::{DOCUMENT_STAGES, Scenario};
+use weir_tests::process::{Measured, measure, median};
+use weir_tests::services::Services;
+
+const COPIES: usize = 10;
+const RUNS: usize = 5;
+const KAFKA_RUNS: usize = 3;
+const WIKIEXTRACTOR: &str = "wikiextractor==3.1.0";
+/// Page ids of copy `n` are the originals plus `n` times this.
+const ID_STRIDE: u64 = 1_000_000_000;
+
+const ECHO: &str = "[[stage]]\nname = \"echo\"\nplugin = \"echo\"\n";
+const PARSE: &str = "[[stage]]\nname = \"parse\"\nplugin = \"parse\"\n";
+/// Object cutting as in production (not the tests' tiny objects).
+const BATCHING: &str = "[batching]\nmax_records = 1000\nmax_age_ms = 250\n";
+
+fn weir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// The sample dump `COPIES` times, each copy's pages with ids of their own,
+/// as plain XML; and its wikitext bytes (the sum of the revisions' texts).
+fn repeated_dump(dir: &Path) -> (PathBuf, u64) {
+    let mut xml = String::new();
+    std::io::Read::read_to_string(
+        &mut bzip2::read::MultiBzDecoder::new(
+            std::fs::File::open(weir_tests::sample_dump()).unwrap(),
+        ),
+        &mut xml,
+    )
+    .unwrap();
+    let first = xml.find("<page>").expect("the dump has pages");
+    let end = xml.rfind("</page>").expect("the dump has pages") + "</page>".len();
+    let pages: Vec<&str> = xml[first..end]
+        .split_inclusive("</page>")
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut out = xml[..first].to_owned();
+    for copy in 0..COPIES as u64 {
+        for page in &pages {
+            // The page id is the first <id> of a page (revision and
+            // contributor ids follow it).
+            let open = page.find("<id>").unwrap() + "<id>".len();
+            let close = open + page[open..].find("</id>").unwrap();
+            let id: u64 = page[open..close].parse().unwrap();
+            out.push_str(&page[..open]);
+            out.push_str(&(id + copy * ID_STRIDE).to_string());
+            out.push_str(&page[close..]);
+            out.push('\n');
+        }
+    }
+    out.push_str(&xml[end..]);
+    let path = dir.join("dump.xml");
+    std::fs::write(&path, out).unwrap();
+    let mut source = FileSource::open(&path, FileFormat::MediawikiXml).unwrap();
+    let mut wikitext = 0;
+    loop {
+        let batch = source.next_batch(256).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        wikitext += batch.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+    }
+    (path, wikitext)
+}
+
+/// WikiExtractor in a virtual environment under `target/`, installed on
+/// first use.
+fn wikiextractor() -> PathBuf {
+    let venv = weir_tests::workspace_root().join("target/bench-venv");
+    let bin = venv.join("bin/wikiextractor");
+    if !bin.is_file() {
+        let ok = |command: &mut Command| {
+            let status = command.status().expect("python3 runs");
+            assert!(status.success(), "{command:?} failed");
+        };
+        ok(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        ok(Command::new(venv.join("bin/pip")).args(["install", "-q", WIKIEXTRACTOR]));
+    }
+    bin
+}
+
+/// A pipeline file `dir/{name}.toml` with `source`, `stages` and `output`
+/// (TOML tables).
+fn pipeline(dir: &Path, name: &str, source: &str, stages: &str, output: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[pipeline]\nname = \"{name}\"\n{source}\n[runtime]\nplugin_dir = \"{}\"\n\
+             compiled_cache_dir = \"{}\"\n{stages}\n{output}\n{BATCHING}",
+            weir_tests::plugin_dir().display(),
+            weir_tests::workspace_root()
+                .join("target/weir-compiled")
+                .display(),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A local pipeline reading `input` into `dir/out-{name}`.
+fn local(dir: &Path, name: &str, input: &Path, stages: &str) -> PathBuf {
+    let out = dir.join(format!("out-{name}"));
+    let output = format!(
+        "[output.local]\ndir = \"{0}\"\n[dead_letter.local]\ndir = \"{0}\"",
+        out.display()
+    );
+    let source = format!("[source.file]\npath = \"{}\"", input.display());
+    pipeline(dir, name, &source, stages, &output)
+}
+
+/// `weir run --every-event` on a local pipeline, into an empty output
+/// directory.
+fn run_local(config: &Path) -> Measured {
+    let name = config.file_stem().unwrap().to_string_lossy();
+    std::fs::remove_dir_all(config.with_file_name(format!("out-{name}"))).ok();
+    let mut command = Command::new(weir());
+    command
+        .args(["run", "--every-event", "-c"])
+        .arg(config)
+        .env("WEIR_LOG", "warn");
+    measure(command)
+}
+
+fn run_wikiextractor(bin: &Path, dump: &Path, dir: &Path) -> Measured {
+    let out = dir.join("out-wikiextractor");
+    std::fs::remove_dir_all(&out).ok();
+    let mut command = Command::new(bin);
+    command
+        .args(["--processes", "1", "--quiet", "-o"])
+        .arg(&out)
+        .arg(dump);
+    measure(command)
+}
+
+/// Run each case `runs` times, in turn, and keep each case's median.
+/// One measured case: a name and what runs it.
+type Case<'a> = (&'a str, Box<dyn FnMut() -> Measured + 'a>);
+
+fn in_turn(runs: usize, cases: &mut [Case<'_>]) -> Vec<Measured> {
+    let mut all: Vec<Vec<Measured>> = vec![Vec::new(); cases.len()];
+    for _ in 0..runs {
+        for (i, (_, case)) in cases.iter_mut().enumerate() {
+            all[i].push(case());
+        }
+    }
+    all.into_iter().map(median).collect()
+}
+
+fn mb_per_cpu_s(bytes: u64, m: &Measured) -> f64 {
+    bytes as f64 / 1e6 / m.cpu.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list" || a == "--test") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (dump, wikitext) = repeated_dump(dir);
+    let extractor = wikiextractor();
+    let echo = local(dir, "echo", &dump, ECHO);
+    let parse = local(dir, "parse", &dump, PARSE);
+    let chain = local(dir, "chain", &dump, DOCUMENT_STAGES);
+    // Compile the plugins once, outside the measurements.
+    run_local(&chain);
+    run_local(&echo);
+
+    println!(
+        "## From a dump ({} pages, {:.1} MB of wikitext; median of {RUNS} runs, taken in turn)\n",
+        206 * COPIES,
+        wikitext as f64 / 1e6
+    );
+    let mut cases: Vec<Case<'_>> = vec![
+        (
+            "WikiExtractor 3.1.0, `--processes 1`",
+            Box::new(|| run_wikiextractor(&extractor, &dump, dir)),
+        ),
+        (
+            "`weir run`, `echo` (pass-through)",
+            Box::new(|| run_local(&echo)),
+        ),
+        ("`weir run`, parse", Box::new(|| run_local(&parse))),
+        (
+            "`weir run`, parse -> lang -> score",
+            Box::new(|| run_local(&chain)),
+        ),
+    ];
+    let names: Vec<&str> = cases.iter().map(|(name, _)| *name).collect();
+    let measured = in_turn(RUNS, &mut cases);
+    println!(
+        "| run | CPU-s | wall | MB per CPU-s | WikiExtractor's CPU-s / this |\n|---|---:|---:|---:|---:|"
+    );
+    let baseline = measured[0].cpu.as_secs_f64();
+    for (name, m) in names.iter().zip(&measured) {
+        println!(
+            "| {name} | {:.2} | {:.2} s | {:.0} | {:.1}x |",
+            m.cpu.as_secs_f64(),
+            m.wall.as_secs_f64(),
+            mb_per_cpu_s(wikitext, m),
+            baseline / m.cpu.as_secs_f64()
+        );
+    }
+
+    // Kafka -> S3 against the file path, on the same events.
+    let services = Services::start();
+    let scenario = Scenario::new(&services, "bench-throughput", 4, BATCHING).await;
+    scenario.ingest(&weir(), &services, &dump);
+    let events = dir.join("events.jsonl");
+    let mut lines = Vec::new();
+    for payload in weir_tests::dump_events(&dump) {
+        lines.extend(payload);
+        lines.push(b'\n');
+    }
+    std::fs::write(&events, &lines).unwrap();
+    println!(
+        "\n## Kafka -> chain -> S3 and the file path (the same {} events; host CPU only; median of {KAFKA_RUNS})\n",
+        206 * COPIES
+    );
+    println!(
+        "| stages | file: CPU-s | file: MB per CPU-s | Kafka -> S3: CPU-s | Kafka -> S3: MB per CPU-s | Kafka -> S3 extra |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for (label, stages) in [("echo", ECHO), ("parse -> lang -> score", DOCUMENT_STAGES)] {
+        let name = label.split(' ').next().unwrap();
+        let file = local(dir, &format!("file-{name}"), &events, stages);
+        let source = format!(
+            "[source.kafka]\ntopic = \"{}\"\ngroup = \"{}\"",
+            scenario.topic, scenario.group
+        );
+        let output = format!(
+            "[output.s3]\nbucket = \"{0}\"\n[dead_letter.s3]\nbucket = \"{0}\"\n[s3]\nregion = \"us-east-1\"",
+            scenario.bucket
+        );
+        let kafka = pipeline(dir, &format!("kafka-{name}"), &source, stages, &output);
+        let mut run = 0;
+        let env = services.env();
+        let replay = move || {
+            run += 1;
+            let mut command = Command::new(weir());
+            command
+                .args(["replay", "-c"])
+                .arg(&kafka)
+                .args(["--run", &format!("r{run}")])
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("WEIR_LOG", "warn");
+            let m = measure(command);
+            assert!(m.stdout.contains("complete"), "{}", m.stdout);
+            m
+        };
+        let measured = in_turn(
+            KAFKA_RUNS,
+            &mut [
+                ("file", Box::new(|| run_local(&file))),
+                ("kafka", Box::new(replay)),
+            ],
+        );
+        let (file, kafka) = (&measured[0], &measured[1]);
+        println!(
+            "| {label} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0}% |",
+            file.cpu.as_secs_f64(),
+            mb_per_cpu_s(wikitext, file),
+            kafka.cpu.as_secs_f64(),
+            mb_per_cpu_s(wikitext, kafka),
+            100.0 * (kafka.cpu.as_secs_f64() / file.cpu.as_secs_f64() - 1.0)
+        );
+    }
+}

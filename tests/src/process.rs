@@ -1,0 +1,59 @@
+//! Whole commands, measured: wall time and CPU time (user + system) of a
+//! child process, as the benchmarks that compare `weir` runs with each
+//! other or with another tool report them. CPU time is what a run costs on
+//! a shared machine, where the broker and the S3 server use the same cores.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One measured command.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Wall time from start to exit.
+    pub wall: Duration,
+    /// CPU time of the process and of every process it waited for.
+    pub cpu: Duration,
+    /// What it printed on stdout.
+    pub stdout: String,
+}
+
+/// CPU time (user + system) of the children this process has waited for.
+fn children_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::uninit();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
+    let usage = unsafe {
+        assert_eq!(
+            libc::getrusage(libc::RUSAGE_CHILDREN, usage.as_mut_ptr()),
+            0
+        );
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// Run `command` to its end and measure it; panics (with its output) if it
+/// fails. Nothing else may run children of this process meanwhile.
+pub fn measure(mut command: Command) -> Measured {
+    let cpu_before = children_cpu();
+    let started = Instant::now();
+    let output = command.output().expect("the command starts");
+    let wall = started.elapsed();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Measured {
+        wall,
+        cpu: children_cpu() - cpu_before,
+        stdout,
+    }
+}
+
+/// The run with the median CPU time of `runs` (which must not be empty).
+pub fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by_key(|m| m.cpu);
+    runs.swap_remove(runs.len() / 2)
+}
