@@ -66,8 +66,14 @@ impl BodyStore {
     }
 
     /// Fetch the body a reference points to, if it is at most `max_bytes`
-    /// long (a larger one is not downloaded), and check its digest.
-    pub async fn fetch(&self, body_ref: &BodyRef, max_bytes: usize) -> Result<Vec<u8>, BodyError> {
+    /// long (a larger one is not downloaded), and check its digest; returns
+    /// the body and its sha256 (which callers need: the body is hashed
+    /// once).
+    pub async fn fetch(
+        &self,
+        body_ref: &BodyRef,
+        max_bytes: usize,
+    ) -> Result<(Vec<u8>, Digest), BodyError> {
         let (bucket, key) =
             parse_s3_uri(&body_ref.uri).ok_or_else(|| BodyError::BadUri(body_ref.uri.clone()))?;
         let store = ObjectStore::s3(self.client.clone(), bucket, "");
@@ -91,7 +97,7 @@ impl BodyStore {
                 actual,
             });
         }
-        Ok(bytes)
+        Ok((bytes, actual))
     }
 
     /// Store `body` under `<prefix>/<sha256>` in `bucket` and return the

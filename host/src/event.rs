@@ -146,7 +146,9 @@ pub fn decode(payload: &[u8], max_body_bytes: usize) -> Result<ChangeEvent, Deco
             max: max_body_bytes,
         });
     }
-    let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
+    // simdutf8: the payload is mostly one long body, and validating it was
+    // a visible share of the host's work (docs/performance.md).
+    let text = simdutf8::compat::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
         at: e.valid_up_to(),
     })?;
     let event: ChangeEvent = serde_json::from_str(text).map_err(DecodeError::Json)?;

@@ -135,7 +135,7 @@ impl Serialize for OutputBody<'_> {
         let json = is_json
             .then(|| serde_json::from_slice::<&RawValue>(&record.body).ok())
             .flatten();
-        match (json, std::str::from_utf8(&record.body)) {
+        match (json, simdutf8::basic::from_utf8(&record.body)) {
             (Some(raw), _) => map.serialize_entry("json", raw)?,
             (None, Ok(text)) => map.serialize_entry("text", text)?,
             (None, Err(_)) => {

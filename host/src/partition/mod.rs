@@ -471,11 +471,18 @@ impl PartitionWorker {
                 }
                 continue;
             }
-            let body = match (event.body.take(), &event.body_ref) {
-                (Some(body), _) => body.into_bytes(),
+            let (body, content_hash) = match (event.body.take(), &event.body_ref) {
+                (Some(body), _) => {
+                    let content_hash = Digest::of(body.as_bytes());
+                    (body.into_bytes(), content_hash)
+                }
                 (None, Some(body_ref)) => {
                     match fetch_body(bodies.as_ref(), body_ref, max_body).await {
-                        Ok(body) => body,
+                        Ok(verified) => {
+                            // Input bytes count the body, wherever it was.
+                            self.stats.bytes += verified.0.len() as u64;
+                            verified
+                        }
                         Err(reason) => {
                             let identity = Some((event.id, event.revision));
                             prepared.push(dead_before_chain(
@@ -492,7 +499,6 @@ impl PartitionWorker {
                     unreachable!("decoding guarantees an upsert has a body or a body_ref")
                 }
             };
-            let content_hash = Digest::of(&body);
             if self.state.is_some() {
                 let stored = self.stored_unless_in_flight(&event.id)?;
                 let verdict =
@@ -610,7 +616,7 @@ async fn fetch_body(
     bodies: Option<&BodyStore>,
     body_ref: &BodyRef,
     max_body_bytes: usize,
-) -> Result<Vec<u8>, BodyError> {
+) -> Result<(Vec<u8>, Digest), BodyError> {
     match bodies {
         None => Err(BodyError::NoStore),
         Some(bodies) => bodies.fetch(body_ref, max_body_bytes).await,
