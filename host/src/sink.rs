@@ -649,6 +649,53 @@ mod tests {
         assert_eq!(key_range("p/results/t/3/garbage"), None);
     }
 
+    /// The line of a stale event at `position`.
+    fn stale(position: &Position) -> SkipLine<'_> {
+        SkipLine {
+            position,
+            id: "d",
+            revision: 1,
+            op: Operation::Upsert,
+            content_hash: None,
+            chain: None,
+            skipped: Skip::Stale,
+        }
+    }
+
+    fn position(offset: i64) -> Position {
+        Position {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+        }
+    }
+
+    /// Objects of consecutive batches hold their own lines only: the batch
+    /// buffer is kept for the next batch, but emptied.
+    #[tokio::test]
+    async fn consecutive_batches_write_their_own_lines_at_the_configured_level() {
+        let store = ObjectStore::memory();
+        let sink =
+            Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone())).with_zstd_level(-3);
+        let mut batch = PartitionBatch::new("t", 0);
+        for range in [0..3, 3..5] {
+            let mut expected = Vec::new();
+            for offset in range.clone() {
+                batch.push_skip(&stale(&position(offset)));
+                expected.extend(serde_json::to_vec(&stale(&position(offset))).unwrap());
+                expected.push(b'\n');
+            }
+            let flushed = sink.flush(&mut batch, None).await.unwrap().unwrap();
+            assert_eq!(
+                (flushed.first_offset, flushed.last_offset),
+                (range.start, range.end - 1)
+            );
+            let bytes = store.get(&flushed.results_key).await.unwrap().unwrap();
+            assert_eq!(zstd::decode_all(bytes.as_slice()).unwrap(), expected);
+        }
+        assert!(sink.flush(&mut batch, None).await.unwrap().is_none());
+    }
+
     #[tokio::test]
     async fn resume_adopts_written_ranges_and_deletes_orphaned_dead_letters() {
         let dir = tempfile::tempdir().unwrap();

@@ -199,6 +199,24 @@ dir = "out"
     }
 
     #[test]
+    fn zstd_level_is_one_unless_set_and_must_be_a_level_zstd_has() {
+        let dir = fixture_dir();
+        let p = parse(VALID, dir.path()).unwrap();
+        assert_eq!(p.batching.zstd_level, 1);
+        for (level, ok) in [(19, true), (-7, true), (0, false), (20, false), (-8, false)] {
+            let text = format!("{VALID}\n[batching]\nzstd_level = {level}\n");
+            match parse(&text, dir.path()) {
+                Ok(p) => assert!(ok && p.batching.zstd_level == level, "{level}"),
+                Err(problems) => {
+                    assert!(!ok, "{level}: {problems:?}");
+                    assert_eq!(problems[0].key, "batching.zstd_level");
+                    assert_eq!(problems[0].location.map(|l| l.0), Some(19));
+                }
+            }
+        }
+    }
+
+    #[test]
     fn stage_config_becomes_json() {
         let dir = fixture_dir();
         let text = VALID.replace(

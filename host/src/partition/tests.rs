@@ -20,6 +20,7 @@ fn worker(store: &ObjectStore, owner: Option<&str>, chain: &Arc<Chain>) -> Parti
         max_records: 100,
         max_bytes: 1 << 30,
         max_age_ms: 3_600_000,
+        ..BatchingConfig::default()
     };
     PartitionWorker::new(
         chain.start_worker().unwrap(),

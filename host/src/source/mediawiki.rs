@@ -350,7 +350,7 @@ fn push_reference(text: &mut String, reference: &BytesRef<'_>) {
 mod tests {
     use super::*;
 
-    fn read_all(xml: &str) -> Vec<serde_json::Value> {
+    fn payloads(xml: &str) -> Vec<Payload> {
         let reader: Box<dyn BufRead + Send> =
             Box::new(std::io::Cursor::new(xml.as_bytes().to_vec()));
         let mut source = DumpSource::from_reader(reader, Path::new("dump.xml"));
@@ -360,12 +360,16 @@ mod tests {
             if batch.is_empty() {
                 return out;
             }
-            out.extend(
-                batch
-                    .iter()
-                    .map(|m| serde_json::from_slice(&m.payload.to_bytes()).unwrap()),
-            );
+            out.extend(batch.into_iter().map(|m| m.payload));
         }
+    }
+
+    /// The events as the JSON a producer would send.
+    fn read_all(xml: &str) -> Vec<serde_json::Value> {
+        payloads(xml)
+            .iter()
+            .map(|p| serde_json::from_slice(&p.to_bytes()).unwrap())
+            .collect()
     }
 
     const DUMP: &str = r#"<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">
@@ -410,16 +414,38 @@ mod tests {
 
     #[test]
     fn incomplete_pages_are_left_for_decoding_to_reject() {
-        let events = read_all(DUMP);
-        let broken = serde_json::to_vec(&events[2]).unwrap();
-        let err = crate::event::decode(&broken, 1 << 20).unwrap_err();
+        let payloads = payloads(DUMP);
+        let err = payloads[2].decode(1 << 20).unwrap_err();
         assert_eq!(err.to_string(), "field `id` is empty");
-        let no_revision = serde_json::to_vec(&events[3]).unwrap();
-        let err = crate::event::decode(&no_revision, 1 << 20).unwrap_err();
+        // Without a revision id, the JSON a producer would send, so that
+        // decoding names the missing field.
+        assert!(matches!(payloads[3], Payload::Raw(_)));
+        let err = payloads[3].decode(1 << 20).unwrap_err();
         assert!(
             err.to_string().contains("missing field `revision`"),
             "{err}"
         );
+    }
+
+    /// Complete revisions skip the JSON round trip, and decode to exactly
+    /// what their JSON would.
+    #[test]
+    fn complete_revisions_are_handed_over_as_built_events() {
+        let payloads = payloads(DUMP);
+        for payload in &payloads[..2] {
+            let Payload::Event(event) = payload else {
+                panic!("{payload:?} was serialised");
+            };
+            let decoded = payload.decode(1 << 20).unwrap();
+            assert_eq!(&decoded, &**event);
+            assert_eq!(
+                decoded,
+                crate::event::decode(&payload.to_bytes(), 1 << 20).unwrap()
+            );
+            assert_eq!(payload.len(), event.body.as_ref().unwrap().len());
+        }
+        let err = payloads[0].decode(10).unwrap_err();
+        assert!(err.to_string().contains("max_body_bytes"), "{err}");
     }
 
     #[test]
