@@ -15,6 +15,17 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
+/// Whether a message belongs to the replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admission {
+    /// Outside its partition's range (or its partition is not replayed).
+    Outside,
+    /// Inside the range.
+    Inside,
+    /// The range's last message: its batch can be written at once.
+    Last,
+}
+
 /// Where each partition's replay starts and ends, and how far it got.
 #[derive(Debug)]
 pub struct Bounds {
@@ -71,16 +82,20 @@ impl Bounds {
 
     /// Whether a message of `partition` at `offset` is in the replay (and
     /// then counts it as handed over).
-    pub(crate) fn admit(&self, partition: i32, offset: i64, bytes: usize) -> bool {
-        let inside = self
-            .ranges
-            .get(&partition)
-            .is_some_and(|(start, end)| (*start..*end).contains(&offset));
-        if inside {
-            self.records.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    pub(crate) fn admit(&self, partition: i32, offset: i64, bytes: usize) -> Admission {
+        let Some((start, end)) = self.ranges.get(&partition) else {
+            return Admission::Outside;
+        };
+        if !(*start..*end).contains(&offset) {
+            return Admission::Outside;
         }
-        inside
+        self.records.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        if offset + 1 == *end {
+            Admission::Last
+        } else {
+            Admission::Inside
+        }
     }
 
     /// Whether this host alone finished the replay: it owns every partition
@@ -146,14 +161,19 @@ mod tests {
     fn only_offsets_inside_a_range_are_admitted_and_counted() {
         let bounds = Bounds::new("t", BTreeMap::from([(0, (5, 8)), (1, (0, 0))]));
         assert_eq!(bounds.total(), 3);
-        let admitted: Vec<bool> = [4, 5, 7, 8]
+        let admitted: Vec<Admission> = [4, 5, 6, 7, 8]
             .iter()
             .map(|o| bounds.admit(0, *o, 10))
             .collect();
-        assert_eq!(admitted, [false, true, true, false]);
-        assert!(!bounds.admit(1, 0, 10), "an empty range admits nothing");
-        assert!(!bounds.admit(2, 0, 10), "a partition outside the plan");
-        assert_eq!(bounds.handed(), (2, 20));
+        use Admission::{Inside, Last, Outside};
+        assert_eq!(admitted, [Outside, Inside, Inside, Last, Outside]);
+        assert_eq!(bounds.admit(1, 0, 10), Outside, "an empty range");
+        assert_eq!(
+            bounds.admit(2, 0, 10),
+            Outside,
+            "a partition outside the plan"
+        );
+        assert_eq!(bounds.handed(), (3, 30));
     }
 
     #[test]

@@ -50,6 +50,7 @@ use crate::chain::Chain;
 use crate::config::{BatchingConfig, DecodeConfig, KafkaSettings};
 use crate::partition::{Stats, WorkerError};
 use crate::sink::Sink;
+use bounds::Admission;
 pub use bounds::Bounds;
 use clients::{consumer_config, to_source_message};
 use partitions::Partitions;
@@ -253,11 +254,11 @@ fn poll_loop(
             Some(Ok(message)) => {
                 let message = to_source_message(&message);
                 let position = &message.position;
-                let admitted = bounds.is_none_or(|(b, _)| {
+                let admission = bounds.map_or(Admission::Inside, |(b, _)| {
                     b.admit(position.partition, position.offset, message.payload.len())
                 });
-                if admitted {
-                    partitions.dispatch(consumer, message);
+                if admission != Admission::Outside {
+                    partitions.dispatch(consumer, message, admission == Admission::Last);
                 }
             }
             Some(Err(e)) => tracing::warn!("consumer: {e}"),

@@ -24,6 +24,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
 use super::offsets::Offsets;
+use super::task::Delivery;
 use super::task::{Command, Event, StopReport, partition_task};
 use super::{HostError, PartitionKey, WorkerParts};
 use crate::config::EventMode;
@@ -47,7 +48,7 @@ const POSITION_TIMEOUT: Duration = Duration::from_secs(10);
 /// had already prefetched).
 struct Lane {
     sender: flume::Sender<Command>,
-    overflow: VecDeque<SourceMessage>,
+    overflow: VecDeque<Delivery>,
     paused: bool,
     /// Which task this is (see [`Event::Durable`]).
     generation: u64,
@@ -285,6 +286,7 @@ impl Partitions {
         &self,
         consumer: &BaseConsumer<C>,
         message: SourceMessage,
+        flush_after: bool,
     ) {
         let key = (
             message.position.topic.to_string(),
@@ -299,21 +301,25 @@ impl Partitions {
             );
             return;
         };
+        let delivery = Delivery {
+            message,
+            flush_after,
+        };
         if lane.overflow.is_empty() {
-            match lane.sender.try_send(Command::Message(message)) {
+            match lane.sender.try_send(Command::Message(delivery)) {
                 Ok(()) => {
                     self.dispatched.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                Err(flume::TrySendError::Full(Command::Message(message))) => {
-                    lane.overflow.push_back(message)
+                Err(flume::TrySendError::Full(Command::Message(delivery))) => {
+                    lane.overflow.push_back(delivery)
                 }
                 // The task is gone (failed or stopping): the message stays
                 // uncommitted and is delivered again later.
                 Err(_) => return,
             }
         } else {
-            lane.overflow.push_back(message);
+            lane.overflow.push_back(delivery);
         }
         if !lane.paused {
             lane.paused = true;

@@ -18,9 +18,19 @@ const IDLE_TICK: Duration = Duration::from_millis(500);
 /// What the poll thread sends a partition's task.
 pub(crate) enum Command {
     /// The next message of the partition.
-    Message(SourceMessage),
+    Message(Delivery),
     /// Finish, write the open batch and report.
     Stop(std::sync::mpsc::SyncSender<StopReport>),
+}
+
+/// A message for a partition's task.
+pub(crate) struct Delivery {
+    pub(crate) message: SourceMessage,
+    /// Write the open batch right after this message. Set on the last
+    /// message of a replay's range: nothing follows to fill the batch, and
+    /// waiting for its age would only hold up the end of the replay (by up
+    /// to `batching.max_age_ms`).
+    pub(crate) flush_after: bool,
 }
 
 /// What a partition's task reports.
@@ -72,6 +82,7 @@ pub(crate) async fn partition_task(
         let _ = events.send(failed(e));
         return;
     }
+    let mut flush_after = false;
     loop {
         let wait = worker
             .due_in()
@@ -90,11 +101,15 @@ pub(crate) async fn partition_task(
             Ok(Err(_disconnected)) => return,
             Ok(Ok(Command::Stop(reply))) => (Vec::new(), Some(reply)),
             Ok(Ok(Command::Message(first))) => {
-                let mut batch = vec![first];
+                flush_after = first.flush_after;
+                let mut batch = vec![first.message];
                 let mut stop = None;
                 while batch.len() < max_batch {
                     match commands.try_recv() {
-                        Ok(Command::Message(m)) => batch.push(m),
+                        Ok(Command::Message(m)) => {
+                            flush_after |= m.flush_after;
+                            batch.push(m.message);
+                        }
                         Ok(Command::Stop(reply)) => {
                             stop = Some(reply);
                             break;
@@ -112,6 +127,13 @@ pub(crate) async fn partition_task(
             tracing::debug!(topic, partition, size, took = ?started.elapsed(), "batch processed");
             match result {
                 Ok(Some(through)) => drop(events.send(durable(through))),
+                Ok(None) => {}
+                Err(e) => return drop(events.send(failed(e))),
+            }
+        }
+        if std::mem::take(&mut flush_after) {
+            match worker.flush().await {
+                Ok(Some(flushed)) => drop(events.send(durable(flushed.last_offset))),
                 Ok(None) => {}
                 Err(e) => return drop(events.send(failed(e))),
             }
