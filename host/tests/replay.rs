@@ -221,6 +221,36 @@ async fn a_replay_killed_midway_resumes_to_the_same_output() {
     assert_eq!(results(&scenario, services, "resumed").await, whole);
 }
 
+/// A partition's last batch is written as soon as the last message of its
+/// range is processed: a replay never waits for its batches' age.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_ends_without_waiting_for_its_batches_age() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let ten_minutes = "[batching]\nmax_records = 1000\nmax_age_ms = 600000\n";
+    let scenario = Scenario::new(services, "replay-prompt", 2, ten_minutes).await;
+    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    scenario.ingest(&weir(), services, &events);
+    let mut replay = replay_command(&scenario.pipeline, services, "prompt")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = replay.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            replay.kill().unwrap();
+            panic!("the replay was still waiting after 90 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(results(&scenario, services, "prompt").await.len(), 41);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_time_window_replays_only_the_events_inside_it() {
     let _serial = weir_tests::e2e::serial().await;
