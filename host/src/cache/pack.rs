@@ -65,7 +65,9 @@ pub fn encode<O: AsRef<[StoredOutput]>>(entries: &[(Digest, O)]) -> Vec<u8> {
     compressor
         .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
         .expect("zstd checksum flag");
-    compressor.compress(&encoded).expect("compressing in memory")
+    compressor
+        .compress(&encoded)
+        .expect("compressing in memory")
 }
 
 /// The entries of a pack.

@@ -3,6 +3,10 @@
 //! Every message carries its [`Position`] (topic, partition, offset). For a
 //! file, the topic is the file name, the partition is 0 and the offset is the
 //! 0-based line (or page) number, so a dead letter points at the exact input.
+//!
+//! Its [`Payload`] is the bytes as they arrived (Kafka, JSONL), decoded by
+//! the partition worker, or an event a reader built itself (a dump), which
+//! the worker checks by the same rules without a JSON round trip.
 
 pub mod file;
 pub mod mediawiki;
