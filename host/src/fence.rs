@@ -200,20 +200,19 @@ mod tests {
         assert_eq!(lease.epoch(), 1);
     }
 
+    /// A local directory fences writers on one machine (its conditional
+    /// writes hold a file lock).
     #[tokio::test]
-    async fn a_local_directory_cannot_hold_a_lease() {
+    async fn a_local_directory_holds_leases() {
         let dir = tempfile::tempdir().unwrap();
         let store = ObjectStore::local(dir.path());
-        let taken = Lease::take(&store, "k".to_owned(), "host").await;
+        let mut first = Lease::take(&store, "k".to_owned(), "a").await.unwrap();
+        let second = Lease::take(&store, "k".to_owned(), "b").await.unwrap();
+        assert_eq!((first.epoch(), second.epoch()), (1, 2));
+        assert!(first.check().await.is_err(), "the older lease is fenced");
         assert!(
-            matches!(
-                taken,
-                Err(FenceError::Storage {
-                    source: StorageError::NoConditionalWrites(_),
-                    ..
-                })
-            ),
-            "{taken:?}"
+            store.list("").await.unwrap() == ["k"],
+            "the lock is no object"
         );
     }
 }

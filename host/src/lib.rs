@@ -27,6 +27,8 @@
 //! - [`cache`]: content-addressed stage outputs (packs in a store, a
 //!   bounded memory tier), so replays reuse what was computed.
 //! - [`contract`]: what every plugin output must satisfy.
+//! - [`registry`]: published plugin versions (manifests, signatures) and
+//!   each pipeline's active versions.
 //! - [`runtime`]: the only module that uses wasmtime: engine, sandbox,
 //!   limits, plugin log budget.
 //! - [`fence`]: per-partition leases that stop zombie writers.
@@ -57,6 +59,7 @@ pub(crate) mod media_type;
 pub mod partition;
 pub mod pipeline;
 pub(crate) mod progress;
+pub mod registry;
 pub mod replay;
 pub mod runtime;
 pub(crate) mod sink;

@@ -2,11 +2,17 @@
 //!
 //! Invariants: a put is atomic (written to a temporary file, synced, renamed
 //! into place, directory synced), so readers never see a partial object and
-//! a stored object survives a crash; keys cannot escape the root.
+//! a stored object survives a crash; keys cannot escape the root; a
+//! conditional write checks and writes while holding an exclusive lock on
+//! [`LOCK_FILE`], so conditional writers on one machine never interleave.
 
 use std::path::{Component, Path, PathBuf};
 
-use super::{Bounded, StorageError};
+use super::{Bounded, ETag, Precondition, StorageError};
+
+/// The lock of conditional writes, in the root. Its name starts like the
+/// temporary files of atomic writes, which listings skip: it is no object.
+const LOCK_FILE: &str = ".tmp-weir-conditional-writes.lock";
 
 /// A directory used as an object store.
 #[derive(Debug, Clone)]
@@ -64,6 +70,43 @@ impl LocalStore {
         })
         .await
         .expect("the listing task does not panic")
+    }
+
+    pub(super) async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        precondition: Precondition,
+    ) -> Result<ETag, StorageError> {
+        let path = self.path_of(key)?;
+        let (root, key) = (self.root.clone(), key.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let io = |source| StorageError::Io {
+                path: path.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&root).map_err(io)?;
+            let lock = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(root.join(LOCK_FILE))
+                .map_err(io)?;
+            // Released when `lock` is dropped (closed).
+            lock.lock().map_err(io)?;
+            let current = match std::fs::read(&path) {
+                Ok(current) => Some(current),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(io(e)),
+            };
+            if !precondition.holds_for(current.as_deref()) {
+                return Err(StorageError::PreconditionFailed { key });
+            }
+            crate::atomic_file::write(&path, &bytes).map_err(io)?;
+            Ok(ETag::of(&bytes))
+        })
+        .await
+        .expect("the write task does not panic")
     }
 
     pub(super) async fn delete(&self, key: &str) -> Result<(), StorageError> {

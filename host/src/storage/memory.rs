@@ -13,12 +13,6 @@ pub struct MemoryStore {
     objects: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
 }
 
-/// An object's version: the sha256 of its bytes (as S3's ETag is a digest
-/// of the content).
-fn etag_of(bytes: &[u8]) -> ETag {
-    ETag(crate::digest::Digest::of(bytes).hex())
-}
-
 impl MemoryStore {
     pub(super) fn put(&self, key: &str, bytes: Vec<u8>) {
         self.objects
@@ -42,7 +36,7 @@ impl MemoryStore {
         let objects = self.objects.lock().expect("not poisoned");
         objects
             .get(key)
-            .map(|bytes| (bytes.clone(), etag_of(bytes)))
+            .map(|bytes| (bytes.clone(), ETag::of(bytes)))
     }
 
     pub(super) fn put_if(
@@ -52,17 +46,12 @@ impl MemoryStore {
         precondition: &Precondition,
     ) -> Result<ETag, StorageError> {
         let mut objects = self.objects.lock().expect("not poisoned");
-        let holds = match (precondition, objects.get(key)) {
-            (Precondition::Absent, current) => current.is_none(),
-            (Precondition::Matches(etag), Some(current)) => etag_of(current) == *etag,
-            (Precondition::Matches(_), None) => false,
-        };
-        if !holds {
+        if !precondition.holds_for(objects.get(key).map(Vec::as_slice)) {
             return Err(StorageError::PreconditionFailed {
                 key: key.to_owned(),
             });
         }
-        let etag = etag_of(&bytes);
+        let etag = ETag::of(&bytes);
         objects.insert(key.to_owned(), bytes);
         Ok(etag)
     }

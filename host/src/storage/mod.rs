@@ -39,9 +39,6 @@ pub enum StorageError {
         /// The object key.
         key: String,
     },
-    /// The store cannot do conditional writes (a local directory).
-    #[error("conditional writes are not supported by {0}")]
-    NoConditionalWrites(String),
     /// A local filesystem error.
     #[error("{path}: {source}")]
     Io {
@@ -76,6 +73,26 @@ pub enum Precondition {
     Absent,
     /// Only if the object at the key is still this version.
     Matches(ETag),
+}
+
+impl Precondition {
+    /// Whether it holds for the current object (`None`: there is none), in
+    /// the stores that name versions by content ([`ETag::of`]).
+    fn holds_for(&self, current: Option<&[u8]>) -> bool {
+        match (self, current) {
+            (Precondition::Absent, current) => current.is_none(),
+            (Precondition::Matches(etag), Some(current)) => ETag::of(current) == *etag,
+            (Precondition::Matches(_), None) => false,
+        }
+    }
+}
+
+impl ETag {
+    /// The version of `bytes` in the local and in-memory stores: their
+    /// sha256 (as S3's ETag is a digest of the content).
+    fn of(bytes: &[u8]) -> ETag {
+        ETag(crate::digest::Digest::of(bytes).hex())
+    }
 }
 
 /// What [`ObjectStore::get_at_most`] read.
@@ -207,13 +224,21 @@ impl ObjectStore {
         match self {
             ObjectStore::S3(s3) => s3.get_tagged(key).await,
             ObjectStore::Memory(memory) => Ok(memory.get_tagged(key)),
-            ObjectStore::Local(_) => Err(StorageError::NoConditionalWrites(self.describe(key))),
+            ObjectStore::Local(local) => Ok(local
+                .get(key, u64::MAX)
+                .await?
+                .map(Bounded::whole)
+                .map(|bytes| {
+                    let etag = ETag::of(&bytes);
+                    (bytes, etag)
+                })),
         }
     }
 
     /// Write `key` only if `precondition` holds; returns the new version.
-    /// Fails with [`StorageError::PreconditionFailed`] otherwise. S3 and the
-    /// in-memory store support this; a local directory does not.
+    /// Fails with [`StorageError::PreconditionFailed`] otherwise. In a
+    /// local directory, writers on the same machine are serialised by a
+    /// file lock.
     pub async fn put_if(
         &self,
         key: &str,
@@ -223,7 +248,7 @@ impl ObjectStore {
         match self {
             ObjectStore::S3(s3) => s3.put_if(key, bytes, precondition).await,
             ObjectStore::Memory(memory) => memory.put_if(key, bytes, precondition),
-            ObjectStore::Local(_) => Err(StorageError::NoConditionalWrites(self.describe(key))),
+            ObjectStore::Local(local) => local.put_if(key, bytes, precondition.clone()).await,
         }
     }
 
