@@ -4,17 +4,19 @@
 //! This is the only place that knows how configuration maps onto the other
 //! modules; sources, chain and sink know nothing of the pipeline file.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::bodies::BodyStore;
 use crate::cache::StageCache;
 use crate::chain::{Chain, ChainError, Stage};
-use crate::config::{Cache, DeadLetterOutput, EventMode, Pipeline, Source, StoreOutput};
+use crate::config::{
+    Cache, DeadLetterOutput, EventMode, Pipeline, PluginSource, Source, StoreOutput,
+};
 use crate::dlq::DeadLetterSink;
 use crate::partition::{PartitionWorker, Stats, WorkerError};
+use crate::registry::{Registry, RegistryError, Trust};
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError, RuntimeOptions};
 use crate::sink::Sink;
 use crate::source::{FileSource, SourceError};
@@ -39,6 +41,9 @@ pub enum PipelineError {
     /// A Kafka client could not be created.
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// A plugin could not be had from the registry.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// The Kafka host stopped with an error.
     #[error(transparent)]
     KafkaHost(#[from] crate::kafka::HostError),
@@ -69,80 +74,26 @@ pub struct Assembled {
     pub cache: Option<Arc<StageCache>>,
 }
 
-/// Load every plugin (once per distinct file), check the chain, open the
+/// Load every plugin (once per distinct plugin), check the chain, open the
 /// stores.
 pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
-    let runtime = Runtime::new(&RuntimeOptions {
-        compiled_cache_dir: pipeline.runtime.compiled_cache_dir.clone(),
-        max_instances: pipeline.runtime.max_instances,
-        max_memory_bytes: pipeline
-            .stages
-            .iter()
-            .map(|s| s.limits.max_memory_bytes)
-            .max()
-            .unwrap_or(0)
-            .max(RuntimeOptions::default().max_memory_bytes),
-        fuel: pipeline.stages.iter().any(|s| s.limits.fuel.is_some()),
-        ..RuntimeOptions::default()
-    })?;
-    let mut loaded: HashMap<PathBuf, Arc<LoadedPlugin>> = HashMap::new();
-    let mut stages = Vec::with_capacity(pipeline.stages.len());
-    for settings in &pipeline.stages {
-        let plugin = match loaded.get(&settings.plugin_path) {
-            Some(plugin) => plugin.clone(),
-            None => {
-                let plugin = Arc::new(runtime.load_file(&settings.plugin_path)?);
-                tracing::info!(
-                    stage = %settings.name,
-                    plugin = plugin.label(),
-                    compiled = ?plugin.compiled_from(),
-                    "plugin loaded"
-                );
-                loaded.insert(settings.plugin_path.clone(), plugin.clone());
-                plugin
-            }
-        };
-        let grants_identity =
-            settings
-                .grants
-                .identity()
-                .map_err(|source| PipelineError::Grants {
-                    stage: settings.name.clone(),
-                    source,
-                })?;
-        stages.push(Stage {
-            name: settings.name.clone(),
-            plugin,
-            config_json: settings.config_json.clone(),
-            limits: settings.limits.clone(),
-            grants: settings.grants.clone(),
-            retries: settings.retries,
-            batch_size: settings.batch_size,
-            grants_identity,
-            cache: settings.cache,
-        });
-    }
-    let chain = Arc::new(Chain::new(stages).map_err(PipelineError::Chain)?);
-    // S3 is needed for S3 outputs, and by Kafka sources for bodies sent by
-    // reference.
-    let uses_s3 = matches!(pipeline.output, StoreOutput::S3 { .. })
-        || matches!(
-            pipeline.dead_letter,
-            DeadLetterOutput::Store(StoreOutput::S3 { .. })
-        )
-        || matches!(
-            pipeline.cache,
-            Cache::On {
-                store: StoreOutput::S3 { .. },
-                ..
-            }
-        )
+    let runtime = runtime_for(pipeline)?;
+    // S3 is needed for S3 outputs and registries, and by Kafka sources for
+    // bodies sent by reference.
+    let is_s3 = |store: &StoreOutput| matches!(store, StoreOutput::S3 { .. });
+    let uses_s3 = is_s3(&pipeline.output)
+        || matches!(&pipeline.dead_letter, DeadLetterOutput::Store(store) if is_s3(store))
+        || matches!(&pipeline.cache, Cache::On { store, .. } if is_s3(store))
+        || matches!(&pipeline.registry, Some(registry) if is_s3(&registry.store))
         || matches!(pipeline.source, Source::Kafka(_));
     let s3 = if uses_s3 {
         Some(crate::storage::s3_client(&pipeline.s3).await)
     } else {
         None
     };
+    let registry = registry_of(pipeline, s3.as_ref());
+    let chain =
+        Arc::new(load_chain(pipeline, &runtime, registry.as_ref(), &BTreeMap::new()).await?);
     let results = object_store(&pipeline.output, s3.as_ref());
     let dead_letters = match &pipeline.dead_letter {
         DeadLetterOutput::Kafka { topic } => {
@@ -184,6 +135,110 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         s3,
         cache,
     })
+}
+
+/// The engine for `pipeline`'s stages (sized for the largest memory limit,
+/// with fuel if any stage meters it).
+pub fn runtime_for(pipeline: &Pipeline) -> Result<Runtime, RuntimeError> {
+    Runtime::new(&RuntimeOptions {
+        compiled_cache_dir: pipeline.runtime.compiled_cache_dir.clone(),
+        max_instances: pipeline.runtime.max_instances,
+        max_memory_bytes: pipeline
+            .stages
+            .iter()
+            .map(|s| s.limits.max_memory_bytes)
+            .max()
+            .unwrap_or(0)
+            .max(RuntimeOptions::default().max_memory_bytes),
+        fuel: pipeline.stages.iter().any(|s| s.limits.fuel.is_some()),
+        ..RuntimeOptions::default()
+    })
+}
+
+/// The pipeline's registry and whom it trusts, if it has one.
+pub fn registry_of(
+    pipeline: &Pipeline,
+    s3: Option<&aws_sdk_s3::Client>,
+) -> Option<(Registry, Trust)> {
+    pipeline.registry.as_ref().map(|settings| {
+        (
+            Registry::new(object_store(&settings.store, s3)),
+            settings.trust.clone(),
+        )
+    })
+}
+
+/// Load every stage's plugin (once per distinct plugin: file, or registry
+/// version) into `runtime` and check that the stages fit together.
+/// `pinned` gives the version of a registry plugin instead of the
+/// pipeline's active one (what `weir plugin activate` checks before it
+/// activates).
+pub async fn load_chain(
+    pipeline: &Pipeline,
+    runtime: &Runtime,
+    registry: Option<&(Registry, Trust)>,
+    pinned: &BTreeMap<String, String>,
+) -> Result<Chain, PipelineError> {
+    let mut loaded: HashMap<String, Arc<LoadedPlugin>> = HashMap::new();
+    let mut stages = Vec::with_capacity(pipeline.stages.len());
+    for settings in &pipeline.stages {
+        let (key, source) = match &settings.plugin {
+            PluginSource::File(path) => (format!("file {}", path.display()), None),
+            PluginSource::Registry { name, version } => {
+                let (registry, trust) =
+                    registry.expect("validation requires [registry] for registry plugins");
+                let version = match pinned.get(name) {
+                    Some(pinned) => pinned.clone(),
+                    None => registry.resolve(&pipeline.name, name, version).await?,
+                };
+                let key = format!("registry {name}@{version}");
+                (key, Some((registry, trust, name, version)))
+            }
+        };
+        let plugin = match loaded.get(&key) {
+            Some(plugin) => plugin.clone(),
+            None => {
+                let plugin = Arc::new(match (&settings.plugin, source) {
+                    (_, Some((registry, trust, name, version))) => {
+                        let (manifest, bytes) = registry.fetch(name, &version, trust).await?;
+                        runtime.load(&manifest.label(), &bytes)?
+                    }
+                    (PluginSource::File(path), None) => runtime.load_file(path)?,
+                    (PluginSource::Registry { .. }, None) => {
+                        unreachable!("registry plugins are resolved above")
+                    }
+                });
+                tracing::info!(
+                    stage = %settings.name,
+                    plugin = plugin.label(),
+                    compiled = ?plugin.compiled_from(),
+                    "plugin loaded"
+                );
+                loaded.insert(key, plugin.clone());
+                plugin
+            }
+        };
+        let grants_identity =
+            settings
+                .grants
+                .identity()
+                .map_err(|source| PipelineError::Grants {
+                    stage: settings.name.clone(),
+                    source,
+                })?;
+        stages.push(Stage {
+            name: settings.name.clone(),
+            plugin,
+            config_json: settings.config_json.clone(),
+            limits: settings.limits.clone(),
+            grants: settings.grants.clone(),
+            retries: settings.retries,
+            batch_size: settings.batch_size,
+            grants_identity,
+            cache: settings.cache,
+        });
+    }
+    Chain::new(stages).map_err(PipelineError::Chain)
 }
 
 impl Assembled {

@@ -45,6 +45,26 @@ pub struct PipelineFile {
     /// `[cache]`: the stage cache.
     #[serde(default)]
     pub cache: CacheConfig,
+    /// `[registry]`: published plugin versions, for stages that name
+    /// `plugin = "name@version"` or `"name@active"`.
+    pub registry: Option<RegistryConfig>,
+}
+
+/// `[registry]`: the plugin registry (see `docs/registry.md`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// A local directory.
+    pub dir: Option<PathBuf>,
+    /// Or an S3 bucket (with `prefix`), reached with `[s3]`.
+    pub bucket: Option<String>,
+    /// Key prefix in `bucket`.
+    #[serde(default)]
+    pub prefix: String,
+    /// PEM files of the public keys whose signatures this host trusts. With
+    /// any, only versions signed by one of them are loaded or activated.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
 }
 
 /// `[cache]`: content-addressed stage outputs (see `docs/cache.md`).
@@ -189,7 +209,8 @@ impl Default for RuntimeSection {
 pub struct StageConfig {
     /// Unique stage name.
     pub name: String,
-    /// Plugin: a name in `plugin_dir` (without `.wasm`) or a path to a `.wasm`.
+    /// Plugin: a name in `plugin_dir` (without `.wasm`), a path to a
+    /// `.wasm`, or a registry version: `name@version` or `name@active`.
     pub plugin: String,
     /// Retries after a plugin failure.
     #[serde(default = "default_retries")]

@@ -101,7 +101,10 @@ dir = "out"
     fn valid_file_resolves_paths_and_defaults() {
         let dir = fixture_dir();
         let p = parse(VALID, dir.path()).unwrap();
-        assert_eq!(p.stages[0].plugin_path, dir.path().join("a.wasm"));
+        assert_eq!(
+            p.stages[0].plugin,
+            PluginSource::File(dir.path().join("a.wasm"))
+        );
         assert_eq!(p.stages[0].config_json, "{}");
         assert_eq!(p.stages[0].retries, 2);
         assert_eq!(p.stages[0].limits, Limits::default());

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::file::{BatchingConfig, DecodeConfig, StartFrom};
+use crate::registry::{Trust, VersionRef};
 use crate::runtime::{Grants, Limits};
 use crate::source::FileFormat;
 
@@ -35,6 +36,31 @@ pub struct Pipeline {
     pub event_mode: EventMode,
     /// The stage cache.
     pub cache: Cache,
+    /// The plugin registry.
+    pub registry: Option<RegistrySettings>,
+}
+
+/// Validated `[registry]`.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// Where it is.
+    pub store: StoreOutput,
+    /// Whose signatures are accepted.
+    pub trust: Trust,
+}
+
+/// Where a stage's plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// A component file.
+    File(PathBuf),
+    /// A version in the registry.
+    Registry {
+        /// The plugin's name.
+        name: String,
+        /// Which version.
+        version: VersionRef,
+    },
 }
 
 /// Validated `[cache]`.
@@ -153,8 +179,8 @@ pub struct RuntimeSettings {
 pub struct StageSettings {
     /// Unique name.
     pub name: String,
-    /// The component file.
-    pub plugin_path: PathBuf,
+    /// Where the plugin comes from.
+    pub plugin: PluginSource,
     /// Retries after plugin failures.
     pub retries: u32,
     /// Records per call.

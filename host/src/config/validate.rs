@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::diagnostics::Problem;
 use super::file::*;
 use super::settings::*;
+use crate::registry::{Trust, VersionRef};
 use crate::runtime::{Grants, Limits};
 use crate::source::FileFormat;
 
@@ -52,6 +53,10 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
     );
 
     let plugin_dir = file.runtime.plugin_dir.as_ref().map(|d| resolve(base, d));
+    let registry = file
+        .registry
+        .as_ref()
+        .map(|config| validate_registry(config, base, &mut c));
     c.check(
         file.runtime.batch_size > 0,
         "runtime.batch_size",
@@ -91,6 +96,7 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
                 i,
                 stage,
                 plugin_dir.as_deref(),
+                registry.is_some(),
                 file.runtime.batch_size,
                 base,
                 &mut c,
@@ -169,6 +175,51 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
         ingest,
         event_mode,
         cache,
+        registry,
+    }
+}
+
+fn validate_registry(
+    config: &RegistryConfig,
+    base: &Path,
+    c: &mut Checker<'_>,
+) -> RegistrySettings {
+    let store = match (&config.dir, &config.bucket) {
+        (Some(dir), None) => StoreOutput::Local {
+            dir: resolve(base, dir),
+        },
+        (None, Some(bucket)) => StoreOutput::S3 {
+            bucket: bucket.clone(),
+            prefix: config.prefix.trim_matches('/').to_owned(),
+            conditional_writes: true,
+        },
+        _ => {
+            c.check(false, "registry", "give either `dir` or `bucket`");
+            StoreOutput::Local {
+                dir: PathBuf::new(),
+            }
+        }
+    };
+    let mut keys = Vec::new();
+    for (i, path) in config.trusted_keys.iter().enumerate() {
+        let path = resolve(base, path);
+        let key = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|pem| {
+                crate::registry::verifying_key_from_pem(&pem).map_err(|e| e.to_string())
+            });
+        match key {
+            Ok(key) => keys.push(key),
+            Err(e) => c.check(
+                false,
+                format!("registry.trusted_keys[{i}]"),
+                format!("{}: {e}", path.display()),
+            ),
+        }
+    }
+    RegistrySettings {
+        store,
+        trust: Trust::new(keys),
     }
 }
 
@@ -347,26 +398,43 @@ fn validate_stage(
     i: usize,
     stage: StageConfig,
     plugin_dir: Option<&Path>,
+    has_registry: bool,
     default_batch: usize,
     base: &Path,
     c: &mut Checker<'_>,
 ) -> StageSettings {
     let key = |k: &str| format!("stage[{i}].{k}");
-    let plugin_path = if stage.plugin.ends_with(".wasm") {
-        resolve(base, Path::new(&stage.plugin))
+    let plugin = if let Some((name, version)) = VersionRef::parse(&stage.plugin) {
+        c.check(
+            has_registry,
+            key("plugin"),
+            format!(
+                "`{}` names a registry version, but the pipeline has no [registry]",
+                stage.plugin
+            ),
+        );
+        PluginSource::Registry {
+            name: name.to_owned(),
+            version,
+        }
     } else {
-        plugin_dir
-            .unwrap_or(base)
-            .join(format!("{}.wasm", stage.plugin))
+        let path = if stage.plugin.ends_with(".wasm") {
+            resolve(base, Path::new(&stage.plugin))
+        } else {
+            plugin_dir
+                .unwrap_or(base)
+                .join(format!("{}.wasm", stage.plugin))
+        };
+        c.check(
+            path.is_file(),
+            key("plugin"),
+            format!(
+                "no plugin component at {} (build the plugins with `cargo build`, or fix runtime.plugin_dir)",
+                path.display()
+            ),
+        );
+        PluginSource::File(path)
     };
-    c.check(
-        plugin_path.is_file(),
-        key("plugin"),
-        format!(
-            "no plugin component at {} (build the plugins with `cargo build`, or fix runtime.plugin_dir)",
-            plugin_path.display()
-        ),
-    );
     let l = &stage.limits;
     c.check(
         (1..=4096).contains(&l.memory_mb),
@@ -425,7 +493,7 @@ fn validate_stage(
     };
     StageSettings {
         name: stage.name,
-        plugin_path,
+        plugin,
         retries: stage.retries,
         batch_size,
         limits: Limits {

@@ -1,4 +1,7 @@
-//! The `weir` command line: argument parsing and the commands' top level.
+//! The `weir` command line: argument parsing and the commands' top level;
+//! `weir plugin ...` is in [`plugin`].
+
+mod plugin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -99,6 +102,10 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         create_partitions: Option<i32>,
     },
+    /// Publish plugin versions to the pipeline's registry, list and show
+    /// them, activate a version for the pipeline or roll it back.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
 }
 
 /// `--format` values.
@@ -147,6 +154,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ))
             .await
         }
+        Command::Plugin(command) => plugin::run(command).await,
         Command::Validate { config } => {
             let pipeline = config::load(&config)?;
             let assembled = pipeline::assemble(&pipeline).await?;

@@ -1,0 +1,214 @@
+//! `weir plugin ...`: publishing plugin versions to a pipeline's registry,
+//! reading it, and moving the pipeline's active versions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::config::{self, StoreOutput};
+use crate::pipeline;
+use crate::registry::{Published, Registry, Trust, VersionRef};
+
+/// The plugin commands. Each reads the registry from the pipeline file's
+/// `[registry]` (and `[s3]` for an S3 registry).
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Publish a component: it must load as a weir plugin, and is stored
+    /// under the name and version it describes itself with. A published
+    /// version never changes: other bytes under the same version are
+    /// refused.
+    Publish {
+        /// The component (`.wasm`, built for wasm32-wasip2).
+        path: PathBuf,
+        /// The pipeline file.
+        #[arg(short, long, value_name = "PIPELINE.toml")]
+        config: PathBuf,
+        /// The name the component must describe itself with.
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+        /// The version the component must describe itself with.
+        #[arg(long, value_name = "V")]
+        version: Option<String>,
+        /// Sign the manifest with this Ed25519 private key (PEM, as
+        /// `openssl genpkey -algorithm ed25519 -out key.pem` writes it).
+        #[arg(long, value_name = "KEY.pem")]
+        key: Option<PathBuf>,
+    },
+    /// List the published versions.
+    List {
+        /// The pipeline file.
+        #[arg(short, long, value_name = "PIPELINE.toml")]
+        config: PathBuf,
+    },
+    /// Show a version's manifest, and whether the pipeline runs it.
+    Show {
+        /// `name@version`.
+        #[arg(value_name = "NAME@VERSION")]
+        plugin: String,
+        /// The pipeline file.
+        #[arg(short, long, value_name = "PIPELINE.toml")]
+        config: PathBuf,
+    },
+    /// Make a version the pipeline's active one (what stages naming
+    /// `name@active` run), after checking that it is trusted, that its bytes
+    /// are the published ones, and that the chain still fits together with
+    /// it. Prints what changed.
+    Activate {
+        /// `name@version`.
+        #[arg(value_name = "NAME@VERSION")]
+        plugin: String,
+        /// The pipeline file.
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
+        config: PathBuf,
+    },
+    /// Return a plugin to the version that was active before. Prints what
+    /// changed.
+    Rollback {
+        /// The plugin's name.
+        name: String,
+        /// The pipeline file.
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
+        config: PathBuf,
+    },
+}
+
+/// The pipeline of `config` and its registry.
+async fn open(config: &Path) -> anyhow::Result<(config::Pipeline, Registry, Trust)> {
+    let pipeline = config::load(config)?;
+    let settings = pipeline
+        .registry
+        .as_ref()
+        .with_context(|| format!("{}: the pipeline has no [registry]", config.display()))?;
+    let s3 = match settings.store {
+        StoreOutput::S3 { .. } => Some(crate::storage::s3_client(&pipeline.s3).await),
+        StoreOutput::Local { .. } => None,
+    };
+    let (registry, trust) =
+        pipeline::registry_of(&pipeline, s3.as_ref()).expect("the pipeline has a registry");
+    Ok((pipeline, registry, trust))
+}
+
+/// `name@version` (an exact version).
+fn exact(reference: &str) -> anyhow::Result<(&str, String)> {
+    match VersionRef::parse(reference) {
+        Some((name, VersionRef::Exact(version))) => Ok((name, version)),
+        _ => anyhow::bail!("`{reference}`: give NAME@VERSION, e.g. score@0.2.0"),
+    }
+}
+
+/// Run a plugin command.
+pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Publish {
+            path,
+            config,
+            name,
+            version,
+            key,
+        } => {
+            let (pipeline, registry, _) = open(&config).await?;
+            let key = match key {
+                Some(path) => {
+                    let pem = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Some(
+                        crate::registry::signing_key_from_pem(&pem)
+                            .with_context(|| path.display().to_string())?,
+                    )
+                }
+                None => None,
+            };
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let runtime = pipeline::runtime_for(&pipeline)?;
+            let plugin = runtime.load(&path.display().to_string(), &bytes)?;
+            let info = plugin.info();
+            let expected = format!(
+                "{}@{}",
+                name.as_deref().unwrap_or(&info.name),
+                version.as_deref().unwrap_or(&info.version)
+            );
+            let published = registry
+                .publish(&runtime, bytes, Some(&expected), key.as_ref())
+                .await?;
+            match published {
+                Published::New(m) => println!(
+                    "published {} (sha256 {}, {}) to {}",
+                    m.label(),
+                    m.sha256,
+                    if m.signature.is_some() {
+                        "signed"
+                    } else {
+                        "unsigned"
+                    },
+                    registry.describe()
+                ),
+                Published::AlreadyThere(m) => {
+                    println!("{} is already published with these bytes", m.label())
+                }
+            }
+        }
+        PluginCommand::List { config } => {
+            let (pipeline, registry, _) = open(&config).await?;
+            let active = registry.active(&pipeline.name).await?;
+            for m in registry.list().await? {
+                let is_active = active.version_of(&m.name) == Some(m.version.as_str());
+                println!(
+                    "{:<28} {}  {:<8}  {}{}",
+                    m.label(),
+                    m.sha256.short(),
+                    if m.signature.is_some() {
+                        "signed"
+                    } else {
+                        "unsigned"
+                    },
+                    m.published_at,
+                    if is_active { "  (active)" } else { "" }
+                );
+            }
+        }
+        PluginCommand::Show { plugin, config } => {
+            let (name, version) = exact(&plugin)?;
+            let (pipeline, registry, trust) = open(&config).await?;
+            let manifest = registry.manifest(name, &version).await?;
+            println!("{}", serde_json::to_string_pretty(&manifest)?);
+            let active = registry.active(&pipeline.name).await?;
+            println!(
+                "active in pipeline `{}`: {}; this host {}",
+                pipeline.name,
+                active.version_of(name).unwrap_or("(none)"),
+                match trust.check(&manifest) {
+                    Ok(()) => "would load it".to_owned(),
+                    Err(reason) => format!("refuses it: {reason}"),
+                }
+            );
+        }
+        PluginCommand::Activate { plugin, config } => {
+            let (name, version) = exact(&plugin)?;
+            let (pipeline, registry, trust) = open(&config).await?;
+            let runtime = pipeline::runtime_for(&pipeline)?;
+            // Trusted, the published bytes, a plugin of our world ...
+            let (manifest, bytes) = registry.fetch(name, &version, &trust).await?;
+            runtime.load(&manifest.label(), &bytes)?;
+            // ... and the chain still fits together with it.
+            let pinned = BTreeMap::from([(name.to_owned(), version.clone())]);
+            let registry_and_trust = (registry, trust);
+            pipeline::load_chain(&pipeline, &runtime, Some(&registry_and_trust), &pinned)
+                .await
+                .with_context(|| format!("{} does not fit the chain", manifest.label()))?;
+            let change = registry_and_trust
+                .0
+                .activate(&pipeline.name, name, &version)
+                .await?;
+            println!("pipeline `{}`: {change}", pipeline.name);
+        }
+        PluginCommand::Rollback { name, config } => {
+            let (pipeline, registry, _) = open(&config).await?;
+            let change = registry.rollback(&pipeline.name, &name).await?;
+            println!("pipeline `{}`: {change}", pipeline.name);
+        }
+    }
+    Ok(())
+}
