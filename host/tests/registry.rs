@@ -38,7 +38,7 @@ struct Setup {
 
 impl Setup {
     fn weir(&self, args: &[&str]) -> Output {
-        let output = Command::new(weir())
+        Command::new(weir())
             .args(args)
             .arg("-c")
             .arg(&self.pipeline)
@@ -51,8 +51,7 @@ impl Setup {
             .env("WEIR_LOG", "warn")
             .env_remove("RUST_BACKTRACE")
             .output()
-            .unwrap();
-        output
+            .unwrap()
     }
 
     /// Run `weir args...`, which must succeed; its stdout.
