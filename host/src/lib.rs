@@ -29,6 +29,8 @@
 //! - [`contract`]: what every plugin output must satisfy.
 //! - [`registry`]: published plugin versions (manifests, signatures) and
 //!   each pipeline's active versions.
+//! - [`hot_swap`]: a running host following its pipeline's active
+//!   versions: new chains checked off the hot path, swapped between batches.
 //! - [`runtime`]: the only module that uses wasmtime: engine, sandbox,
 //!   limits, plugin log budget.
 //! - [`fence`]: per-partition leases that stop zombie writers.
@@ -52,6 +54,7 @@ pub mod digest;
 pub(crate) mod dlq;
 pub mod event;
 pub mod fence;
+pub(crate) mod hot_swap;
 pub(crate) mod ingest;
 pub(crate) mod kafka;
 pub mod logging;

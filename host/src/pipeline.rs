@@ -72,6 +72,8 @@ pub struct Assembled {
     pub s3: Option<aws_sdk_s3::Client>,
     /// The stage cache, when the pipeline has one.
     pub cache: Option<Arc<StageCache>>,
+    /// The plugin registry and whom it trusts, when the pipeline has one.
+    pub registry: Option<(Registry, Trust)>,
 }
 
 /// Load every plugin (once per distinct plugin), check the chain, open the
@@ -134,6 +136,7 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         bodies: s3.clone().map(BodyStore::new),
         s3,
         cache,
+        registry,
     })
 }
 
@@ -242,15 +245,17 @@ pub async fn load_chain(
 }
 
 impl Assembled {
-    /// What a Kafka host's partition workers are made of, in `event_mode`.
+    /// What a Kafka host's partition workers are made of, in `event_mode`,
+    /// following the chains published on `chains`.
     pub(crate) fn worker_parts(
         &self,
         pipeline: &Pipeline,
         kafka: &crate::config::KafkaSettings,
         event_mode: EventMode,
+        chains: tokio::sync::watch::Receiver<Arc<Chain>>,
     ) -> crate::kafka::WorkerParts {
         crate::kafka::WorkerParts {
-            chain: self.chain.clone(),
+            chains,
             sink: self.sink.clone(),
             decode: pipeline.decode.clone(),
             batching: pipeline.batching.clone(),
@@ -410,8 +415,13 @@ pub async fn run_stream(
     let Source::Kafka(kafka) = &pipeline.source else {
         unreachable!("run_stream is called for Kafka sources")
     };
-    let parts = assembled.worker_parts(pipeline, kafka, pipeline.event_mode.clone());
-    let summary = crate::kafka::run(kafka, parts, shutdown).await?;
+    let (publish, chains) = tokio::sync::watch::channel(assembled.chain.clone());
+    let parts = assembled.worker_parts(pipeline, kafka, pipeline.event_mode.clone(), chains);
+    let (summary, ()) = tokio::join!(
+        crate::kafka::run(kafka, parts, shutdown.clone()),
+        crate::hot_swap::follow(pipeline, assembled, publish, &shutdown),
+    );
+    let summary = summary?;
     if let Some(cache) = &assembled.cache {
         cache.flush().await;
     }

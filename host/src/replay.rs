@@ -237,7 +237,10 @@ pub async fn replay(
     let plan = load_or_make_plan(kafka, options, &assembled).await?;
     let bounds = Arc::new(Bounds::new(&plan.topic, plan.partitions.clone()));
     on_start(&plan, bounds.clone(), &assembled);
-    let parts = assembled.worker_parts(pipeline, kafka, EventMode::Off);
+    // A replay runs the chain it started with from its first record to its
+    // last (no hot swap): its output is one chain's.
+    let (_, fixed) = tokio::sync::watch::channel(assembled.chain.clone());
+    let parts = assembled.worker_parts(pipeline, kafka, EventMode::Off, fixed);
     let summary = if bounds.total() == 0 {
         crate::kafka::HostSummary {
             stats: Stats::default(),

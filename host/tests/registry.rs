@@ -1,13 +1,17 @@
 //! The plugin registry in a real S3 server, through the `weir plugin`
 //! commands: signed publishing, refused republishing, activation checks
-//! (unsigned, foreign key, unknown version), and a run whose stage names
-//! `name@active`, with the version in every output's lineage.
+//! (unsigned, foreign key, unknown version), a run whose stage names
+//! `name@active` with the version in every output's lineage, and a running
+//! Kafka host swapping versions under load.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
+use weir_tests::e2e::{DOCUMENT_STAGES, PIPELINE, Scenario};
 use weir_tests::services::Services;
 
 fn weir() -> PathBuf {
@@ -195,4 +199,123 @@ region = "us-east-1"
 
     let stderr = setup.refused(&["plugin", "rollback", "echo"]);
     assert!(stderr.contains("no earlier version"), "{stderr}");
+}
+
+/// Versions A -> B -> A of `echo` while events keep arriving: every offset
+/// is written exactly once, each output was made by the version its
+/// lineage names, and each partition's outputs go A, then B, then A: a
+/// partition moves between two batches, never back and forth.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "hot-swap", 2, "[event_mode]\nenabled = false\n").await;
+    let text = std::fs::read_to_string(&scenario.pipeline)
+        .unwrap()
+        .replace(
+            DOCUMENT_STAGES,
+            "[[stage]]\nname = \"echo\"\nplugin = \"echo@active\"\n",
+        )
+        + &format!(
+            "\n[registry]\nbucket = \"{}\"\nprefix = \"registry\"\nwatch_interval_s = 1\n",
+            scenario.bucket
+        );
+    std::fs::write(&scenario.pipeline, text).unwrap();
+    let setup = Setup {
+        dir: tempfile::tempdir().unwrap(),
+        pipeline: scenario.pipeline.clone(),
+        services,
+    };
+    let plugin = |name: &str| weir_tests::plugin_path(name).display().to_string();
+    setup.ok(&["plugin", "publish", &plugin("echo")]);
+    setup.ok(&["plugin", "publish", &plugin("echo-next")]);
+    setup.ok(&["plugin", "activate", "echo@0.1.0"]);
+
+    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    scenario.ingest(&weir(), services, &events);
+    let host = scenario.start_host(&weir(), services, 0, "swap");
+    // Events keep arriving, a batch of 41 every half second.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let (stop, pipeline) = (stop.clone(), scenario.pipeline.clone());
+        let env = services.env().to_vec();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let status = Command::new(weir())
+                    .args(["ingest", "-c"])
+                    .arg(&pipeline)
+                    .arg("--input")
+                    .arg(&events)
+                    .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .env("WEIR_LOG", "warn")
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    setup.ok(&["plugin", "activate", "echo@0.2.0"]);
+    assert!(
+        host.wait_for_log(r#""echo": "0.2.0""#, Duration::from_secs(30))
+            .await,
+        "{}",
+        host.log_tail()
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        setup.ok(&["plugin", "rollback", "echo"]).trim(),
+        "pipeline `e2e`: echo 0.2.0 -> 0.1.0"
+    );
+    assert!(
+        host.wait_for_log(r#""echo": "0.1.0""#, Duration::from_secs(30))
+            .await,
+        "{}",
+        host.log_tail()
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    feeder.join().unwrap();
+
+    let places = scenario
+        .wait_accounted(services, Duration::from_secs(120))
+        .await;
+    scenario.assert_exactly_once(services, &places).await;
+    let (code, _) = host.terminate();
+    assert_eq!(code, Some(0));
+
+    let mut versions: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
+    for (_, line) in services
+        .read_lines(&scenario.bucket, &format!("{PIPELINE}/results/"))
+        .await
+    {
+        if line["op"] != "upsert" {
+            continue;
+        }
+        let version = line["lineage"][0]["plugin"].as_str().unwrap().to_owned();
+        let tagged = line["outputs"][0]["text"]
+            .as_str()
+            .is_some_and(|text| text.ends_with("\n<!-- echo 0.2.0 -->"));
+        assert_eq!(tagged, version == "echo@0.2.0", "{line}");
+        let position = &line["position"];
+        versions
+            .entry(position["partition"].as_i64().unwrap())
+            .or_default()
+            .push((position["offset"].as_i64().unwrap(), version));
+    }
+    for (partition, mut lines) in versions {
+        lines.sort();
+        let mut runs: Vec<&str> = Vec::new();
+        for (_, version) in &lines {
+            if runs.last() != Some(&version.as_str()) {
+                runs.push(version);
+            }
+        }
+        assert_eq!(
+            runs,
+            ["echo@0.1.0", "echo@0.2.0", "echo@0.1.0"],
+            "partition {partition}"
+        );
+    }
 }

@@ -65,6 +65,14 @@ pub struct RegistryConfig {
     /// any, only versions signed by one of them are loaded or activated.
     #[serde(default)]
     pub trusted_keys: Vec<PathBuf>,
+    /// Seconds between two reads of the pipeline's active versions by a
+    /// running host (default 10).
+    #[serde(default = "default_watch_interval_s")]
+    pub watch_interval_s: u64,
+}
+
+fn default_watch_interval_s() -> u64 {
+    10
 }
 
 /// `[cache]`: content-addressed stage outputs (see `docs/cache.md`).

@@ -47,6 +47,8 @@ pub struct RegistrySettings {
     pub store: StoreOutput,
     /// Whose signatures are accepted.
     pub trust: Trust,
+    /// How often a running host reads the active versions.
+    pub watch_interval: std::time::Duration,
 }
 
 /// Where a stage's plugin comes from.

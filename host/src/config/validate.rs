@@ -217,9 +217,15 @@ fn validate_registry(
             ),
         }
     }
+    c.check(
+        config.watch_interval_s > 0,
+        "registry.watch_interval_s",
+        "must be positive",
+    );
     RegistrySettings {
         store,
         trust: Trust::new(keys),
+        watch_interval: Duration::from_secs(config.watch_interval_s),
     }
 }
 

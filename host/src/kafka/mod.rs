@@ -105,8 +105,9 @@ pub struct HostSummary {
 
 /// Everything a partition worker is made of.
 pub struct WorkerParts {
-    /// The chain (instantiated once per worker).
-    pub chain: Arc<Chain>,
+    /// The chain (instantiated once per worker), and the newer chains a
+    /// hot swap publishes (workers move to them between batches).
+    pub chains: tokio::sync::watch::Receiver<Arc<Chain>>,
     /// The output writer.
     pub sink: Arc<Sink>,
     /// Decoding settings.

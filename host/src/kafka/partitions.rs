@@ -205,14 +205,16 @@ impl Partitions {
 
     fn spawn(&self, key: &PartitionKey, resume_from: i64) -> Result<Lane, WorkerError> {
         let p = &self.parts;
+        let chain = p.chains.borrow().clone();
         let mut worker = PartitionWorker::new(
-            p.chain.start_worker()?,
+            chain.start_worker()?,
             p.sink.clone(),
             p.decode.clone(),
             p.batching.clone(),
             &key.0,
             key.1,
-        );
+        )
+        .with_live_chain(p.chains.clone());
         if let Some(bodies) = &p.bodies {
             worker = worker.with_bodies(bodies.clone());
         }

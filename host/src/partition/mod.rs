@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use crate::bodies::{BodyError, BodyStore};
 use crate::cache::StageCache;
-use crate::chain::{ChainResult, ChainWorker};
+use crate::chain::{Chain, ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
 use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterKind};
@@ -75,6 +75,11 @@ enum Prepared {
 /// Drives one partition.
 pub struct PartitionWorker {
     chain: Option<ChainWorker>,
+    /// Where newer chains are published (hot swap): the worker moves to the
+    /// newest between two batches.
+    live: Option<tokio::sync::watch::Receiver<Arc<Chain>>>,
+    /// The stage cache, for the chain workers of later chains.
+    cache: Option<Arc<StageCache>>,
     sink: Arc<Sink>,
     decode: DecodeConfig,
     batching: BatchingConfig,
@@ -105,6 +110,8 @@ impl PartitionWorker {
     ) -> Self {
         PartitionWorker {
             chain: Some(chain),
+            live: None,
+            cache: None,
             sink,
             decode,
             batching,
@@ -132,8 +139,66 @@ impl PartitionWorker {
 
     /// Look cached stages' outputs up in `cache`, and keep what is computed.
     pub fn with_cache(mut self, cache: Arc<StageCache>) -> Self {
-        self.chain = self.chain.take().map(|chain| chain.with_cache(cache));
+        self.chain = self
+            .chain
+            .take()
+            .map(|chain| chain.with_cache(cache.clone()));
+        self.cache = Some(cache);
         self
+    }
+
+    /// Follow the chains published on `live` (hot swap): before each batch
+    /// the worker moves to the newest one.
+    pub fn with_live_chain(mut self, live: tokio::sync::watch::Receiver<Arc<Chain>>) -> Self {
+        self.live = Some(live);
+        self
+    }
+
+    /// Move to the newest published chain, if there is one this worker does
+    /// not run yet. Its instances are created here, between two batches;
+    /// the old ones are dropped first (their pool slots are then free). If
+    /// the new chain cannot be instantiated, the worker goes on with the
+    /// old one (and tries again at the next chain published).
+    fn follow_live_chain(&mut self) -> Result<(), WorkerError> {
+        let Some(live) = &mut self.live else {
+            return Ok(());
+        };
+        // An error means the publisher is gone: no newer chain will come.
+        if !live.has_changed().unwrap_or(false) {
+            return Ok(());
+        }
+        let newest = live.borrow_and_update().clone();
+        let current = self.chain.take().expect("the chain is not running");
+        if Arc::ptr_eq(current.chain(), &newest) {
+            self.chain = Some(current);
+            return Ok(());
+        }
+        let old = current.chain().clone();
+        drop(current);
+        let (worker, swapped) = match newest.start_worker() {
+            Ok(worker) => (worker, true),
+            Err(e) => {
+                tracing::error!(
+                    topic = self.batch.topic(),
+                    partition = self.batch.partition(),
+                    "cannot start the new chain, going on with the old one: {e}"
+                );
+                (old.start_worker()?, false)
+            }
+        };
+        if swapped {
+            tracing::info!(
+                topic = self.batch.topic(),
+                partition = self.batch.partition(),
+                chain = %worker.chain().identity(),
+                "swapped to the new chain between batches"
+            );
+        }
+        self.chain = Some(match &self.cache {
+            Some(cache) => worker.with_cache(cache.clone()),
+            None => worker,
+        });
+        Ok(())
     }
 
     /// Prepare to consume a partition whose committed offset is `committed`:
@@ -217,6 +282,7 @@ impl PartitionWorker {
         &mut self,
         messages: Vec<SourceMessage>,
     ) -> Result<Option<i64>, WorkerError> {
+        self.follow_live_chain()?;
         let before = self.last_durable;
         let mut run = Vec::new();
         for message in messages {

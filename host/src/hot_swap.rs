@@ -1,0 +1,155 @@
+//! Hot swap: a running host follows its pipeline's active plugin versions.
+//!
+//! The watcher reads the pipeline's active-versions object from the
+//! registry every `[registry] watch_interval_s` (one small request, however
+//! many plugins). When the versions its `name@active` stages resolve to
+//! differ from the ones running, it builds the new chain off the partitions'
+//! path:
+//! 1. it fetches each new component and checks it (the manifest's sha256,
+//!    a trusted signature);
+//! 2. it compiles it into the host's engine;
+//! 3. it type-checks the chain with it;
+//! 4. it instantiates and `init`s every stage once, as a trial.
+//!
+//! Only a chain that passed all four is published to the partition workers,
+//! which move to it between two batches ([`crate::partition`]): no record is
+//! lost or processed twice, and each output's lineage names the version that
+//! produced it.
+//!
+//! Invariant: a version that fails any step leaves the running chain in
+//! place. The failure is logged, and the watcher tries again only when the
+//! active versions change again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::chain::Chain;
+use crate::config::{Pipeline, PluginSource};
+use crate::pipeline::{Assembled, PipelineError, load_chain};
+use crate::registry::{ActiveVersions, RegistryError, VersionRef};
+
+/// How often the watcher looks at the stop flag while it waits.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+
+/// The names of the plugins the stages run at the pipeline's active
+/// version.
+fn followed(pipeline: &Pipeline) -> Vec<&str> {
+    pipeline
+        .stages
+        .iter()
+        .filter_map(|stage| match &stage.plugin {
+            PluginSource::Registry {
+                name,
+                version: VersionRef::Active,
+            } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The version each followed plugin runs at in `chain`.
+fn running(chain: &Chain, followed: &[&str]) -> BTreeMap<String, String> {
+    chain
+        .stages()
+        .iter()
+        .map(|stage| stage.plugin.info())
+        .filter(|info| followed.contains(&info.name.as_str()))
+        .map(|info| (info.name.clone(), info.version.clone()))
+        .collect()
+}
+
+/// Follow the pipeline's active versions until `shutdown`, publishing each
+/// new chain that passes its checks on `chains`. Returns at once when no
+/// stage names `name@active`.
+pub(crate) async fn follow(
+    pipeline: &Pipeline,
+    assembled: &Assembled,
+    chains: watch::Sender<Arc<Chain>>,
+    shutdown: &AtomicBool,
+) {
+    let (Some((registry, _)), Some(settings)) = (&assembled.registry, &pipeline.registry) else {
+        return;
+    };
+    let followed = followed(pipeline);
+    if followed.is_empty() {
+        return;
+    }
+    let mut seen: Option<ActiveVersions> = None;
+    loop {
+        let mut waited = Duration::ZERO;
+        while waited < settings.watch_interval {
+            if shutdown.load(Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(STOP_CHECK).await;
+            waited += STOP_CHECK;
+        }
+        let active = match registry.active(&pipeline.name).await {
+            Ok(active) => active,
+            Err(e) => {
+                tracing::warn!("hot swap: reading the active versions: {e}");
+                continue;
+            }
+        };
+        if seen.as_ref() == Some(&active) {
+            continue;
+        }
+        let current = chains.borrow().clone();
+        match next_chain(pipeline, assembled, &active, &running(&current, &followed)).await {
+            Ok(Some(chain)) => {
+                tracing::info!(
+                    versions = ?running(&chain, &followed),
+                    chain = %chain.identity(),
+                    "hot swap: new plugin versions loaded; partitions move to them between batches"
+                );
+                chains.send_replace(chain);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(
+                "hot swap: the new active versions are not loaded, the running ones stay: {e}"
+            ),
+        }
+        seen = Some(active);
+    }
+}
+
+/// The chain `active` asks for, checked and tried; `None` when it is the
+/// one running (`running`: the followed plugins' versions now).
+async fn next_chain(
+    pipeline: &Pipeline,
+    assembled: &Assembled,
+    active: &ActiveVersions,
+    running: &BTreeMap<String, String>,
+) -> Result<Option<Arc<Chain>>, PipelineError> {
+    let mut wanted = BTreeMap::new();
+    for name in running.keys() {
+        let version = active
+            .version_of(name)
+            .ok_or_else(|| RegistryError::NotActive {
+                pipeline: pipeline.name.clone(),
+                name: name.clone(),
+            })?;
+        wanted.insert(name.clone(), version.to_owned());
+    }
+    if wanted == *running {
+        return Ok(None);
+    }
+    // Compiling takes a core for up to seconds: not on a worker thread the
+    // partitions' tasks need.
+    let chain = tokio::task::block_in_place(|| {
+        tokio::runtime::Handle::current().block_on(load_chain(
+            pipeline,
+            &assembled.runtime,
+            assembled.registry.as_ref(),
+            &wanted,
+        ))
+    })?;
+    let chain = Arc::new(chain);
+    // The trial: every stage instantiated and `init`ed with its config.
+    drop(chain.start_worker()?);
+    Ok(Some(chain))
+}
