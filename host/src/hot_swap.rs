@@ -141,13 +141,16 @@ async fn next_chain(
     // Compiling takes a core for up to seconds: not on a worker thread the
     // partitions' tasks need.
     let chain = tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current().block_on(load_chain(
-            pipeline,
-            &assembled.runtime,
-            assembled.registry.as_ref(),
-            &wanted,
-        ))
-    })?;
+        tokio::runtime::Handle::current()
+            .block_on(load_chain(
+                pipeline,
+                &assembled.runtime,
+                assembled.registry.as_ref(),
+                &wanted,
+            ))
+            .map_err(Box::new)
+    })
+    .map_err(|e| *e)?;
     let chain = Arc::new(chain);
     // The trial: every stage instantiated and `init`ed with its config.
     drop(chain.start_worker()?);
