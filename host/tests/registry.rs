@@ -201,10 +201,12 @@ region = "us-east-1"
     assert!(stderr.contains("no earlier version"), "{stderr}");
 }
 
-/// Versions A -> B -> A of `echo` while events keep arriving: every offset
-/// is written exactly once, each output was made by the version its
-/// lineage names, and each partition's outputs go A, then B, then A: a
-/// partition moves between two batches, never back and forth.
+/// Versions A -> B -> A of `echo` while events keep arriving, then a
+/// tampered version activated behind the registry's back: every offset is
+/// written exactly once, each output was made by the version its lineage
+/// names, each partition's outputs go A, then B, then A (a partition moves
+/// between two batches, never back and forth), and the tampered version
+/// never runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
     let _serial = weir_tests::e2e::serial().await;
@@ -274,7 +276,36 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
         "{}",
         host.log_tail()
     );
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Someone with write access to the bucket swaps echo@0.2.0's code and
+    // points the pipeline at it: the host refuses it and keeps running A.
+    let s3 = services.s3_client().await;
+    let put = |key: &str, body: Vec<u8>| {
+        s3.put_object()
+            .bucket(&scenario.bucket)
+            .key(format!("registry/{key}"))
+            .body(body.into())
+            .send()
+    };
+    put(
+        "plugins/echo/0.2.0/component.wasm",
+        std::fs::read(plugin("hostile")).unwrap(),
+    )
+    .await
+    .unwrap();
+    put(
+        "pipelines/e2e/active.json",
+        br#"{"plugins": {"echo": {"version": "0.2.0", "history": ["0.1.0"]}}}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        host.wait_for_log("the running ones stay", Duration::from_secs(30))
+            .await,
+        "{}",
+        host.log_tail()
+    );
+    assert!(host.log_tail().contains("sha256"), "{}", host.log_tail());
+    tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     feeder.join().unwrap();
 

@@ -53,8 +53,10 @@ pub enum PluginCommand {
     },
     /// Make a version the pipeline's active one (what stages naming
     /// `name@active` run), after checking that it is trusted, that its bytes
-    /// are the published ones, and that the chain still fits together with
-    /// it. Prints what changed.
+    /// are the published ones, that the chain still fits together with it,
+    /// and that every stage starts (`init` with its configuration). Prints
+    /// what changed. Running hosts move to it within
+    /// `[registry] watch_interval_s`.
     Activate {
         /// `name@version`.
         #[arg(value_name = "NAME@VERSION")]
@@ -192,12 +194,17 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             // Trusted, the published bytes, a plugin of our world ...
             let (manifest, bytes) = registry.fetch(name, &version, &trust).await?;
             runtime.load(&manifest.label(), &bytes)?;
-            // ... and the chain still fits together with it.
+            // ... the chain still fits together with it, and every stage
+            // starts (`init` with its configuration).
             let pinned = BTreeMap::from([(name.to_owned(), version.clone())]);
             let registry_and_trust = (registry, trust);
-            pipeline::load_chain(&pipeline, &runtime, Some(&registry_and_trust), &pinned)
-                .await
-                .with_context(|| format!("{} does not fit the chain", manifest.label()))?;
+            let chain =
+                pipeline::load_chain(&pipeline, &runtime, Some(&registry_and_trust), &pinned)
+                    .await
+                    .with_context(|| format!("{} does not fit the chain", manifest.label()))?;
+            std::sync::Arc::new(chain)
+                .start_worker()
+                .with_context(|| format!("the chain does not start with {}", manifest.label()))?;
             let change = registry_and_trust
                 .0
                 .activate(&pipeline.name, name, &version)
