@@ -17,8 +17,12 @@
 //! produced it.
 //!
 //! Invariant: a version that fails any step leaves the running chain in
-//! place. The failure is logged, and the watcher tries again only when the
-//! active versions change again.
+//! place. The failure is logged and reported (`weir plugin status`), and
+//! the watcher tries again only when the active versions change again.
+//!
+//! The host reports what it runs to the registry
+//! ([`crate::registry::HostStatus`]) when it starts, after each swap
+//! attempt, every [`HEARTBEAT`], and removes its report when it stops.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,10 +34,13 @@ use tokio::sync::watch;
 use crate::chain::Chain;
 use crate::config::{Pipeline, PluginSource};
 use crate::pipeline::{Assembled, PipelineError, load_chain};
-use crate::registry::{ActiveVersions, RegistryError, VersionRef};
+use crate::registry::{ActiveVersions, HostStatus, Refusal, Registry, RegistryError, VersionRef};
 
 /// How often the watcher looks at the stop flag while it waits.
 const STOP_CHECK: Duration = Duration::from_millis(200);
+/// How often a host rewrites its report when nothing changed (so a report
+/// older than this says the host is gone).
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(60);
 
 /// The names of the plugins the stages run at the pipeline's active
 /// version.
@@ -78,15 +85,31 @@ pub(crate) async fn follow(
     if followed.is_empty() {
         return;
     }
+    let mut status = HostStatus {
+        host: crate::pipeline::lease_owner(),
+        updated_at: String::new(),
+        running: running(&chains.borrow(), &followed),
+        refused: None,
+    };
+    report(registry, &pipeline.name, &mut status).await;
+    let mut since_report = Duration::ZERO;
     let mut seen: Option<ActiveVersions> = None;
     loop {
         let mut waited = Duration::ZERO;
         while waited < settings.watch_interval {
             if shutdown.load(Ordering::SeqCst) {
+                if let Err(e) = registry.forget(&pipeline.name, &status.host).await {
+                    tracing::warn!("hot swap: removing this host's status report: {e}");
+                }
                 return;
             }
             tokio::time::sleep(STOP_CHECK).await;
             waited += STOP_CHECK;
+        }
+        since_report += waited;
+        if since_report >= HEARTBEAT {
+            report(registry, &pipeline.name, &mut status).await;
+            since_report = Duration::ZERO;
         }
         let active = match registry.active(&pipeline.name).await {
             Ok(active) => active,
@@ -106,14 +129,40 @@ pub(crate) async fn follow(
                     chain = %chain.identity(),
                     "hot swap: new plugin versions loaded; partitions move to them between batches"
                 );
+                status.running = running(&chain, &followed);
+                status.refused = None;
                 chains.send_replace(chain);
+                report(registry, &pipeline.name, &mut status).await;
             }
             Ok(None) => {}
-            Err(e) => tracing::error!(
-                "hot swap: the new active versions are not loaded, the running ones stay: {e}"
-            ),
+            Err(e) => {
+                tracing::error!(
+                    "hot swap: the new active versions are not loaded, the running ones stay: {e}"
+                );
+                status.refused = Some(Refusal {
+                    versions: followed
+                        .iter()
+                        .filter_map(|name| {
+                            let version = active.version_of(name)?;
+                            Some(((*name).to_owned(), version.to_owned()))
+                        })
+                        .collect(),
+                    reason: e.to_string(),
+                    at: jiff::Timestamp::now().to_string(),
+                });
+                report(registry, &pipeline.name, &mut status).await;
+            }
         }
         seen = Some(active);
+    }
+}
+
+/// Write this host's report (a failure is logged: reports are for people,
+/// and the next one may succeed).
+async fn report(registry: &Registry, pipeline: &str, status: &mut HostStatus) {
+    status.updated_at = jiff::Timestamp::now().to_string();
+    if let Err(e) = registry.report(pipeline, status).await {
+        tracing::warn!("hot swap: writing this host's status report: {e}");
     }
 }
 

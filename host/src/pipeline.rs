@@ -280,7 +280,7 @@ fn object_store(output: &StoreOutput, s3: Option<&aws_sdk_s3::Client>) -> Object
 
 /// Who this process is in the partitions' leases: host name and process
 /// id, for people reading a lease object.
-fn lease_owner() -> String {
+pub(crate) fn lease_owner() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown-host".to_owned());

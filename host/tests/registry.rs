@@ -305,6 +305,15 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
         host.log_tail()
     );
     assert!(host.log_tail().contains("sha256"), "{}", host.log_tail());
+    let status = setup.ok(&["plugin", "status"]);
+    let line = status
+        .lines()
+        .find(|l| l.contains("runs echo 0.1.0"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(
+        line.contains("behind the active versions") && line.contains("refused echo 0.2.0"),
+        "{status}"
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     feeder.join().unwrap();
@@ -315,6 +324,11 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
     scenario.assert_exactly_once(services, &places).await;
     let (code, _) = host.terminate();
     assert_eq!(code, Some(0));
+    let status = setup.ok(&["plugin", "status"]);
+    assert!(
+        !status.contains("runs"),
+        "a stopped host is forgotten: {status}"
+    );
 
     let mut versions: BTreeMap<i64, Vec<(i64, String)>> = BTreeMap::new();
     for (_, line) in services

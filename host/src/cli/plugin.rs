@@ -65,6 +65,14 @@ pub enum PluginCommand {
         #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
     },
+    /// The pipeline's active versions, and what each running host runs:
+    /// hosts behind the active versions, the versions they refused and why,
+    /// and hosts whose last report is old (gone without stopping cleanly).
+    Status {
+        /// The pipeline file.
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
+        config: PathBuf,
+    },
     /// Return a plugin to the version that was active before. Prints what
     /// changed.
     Rollback {
@@ -210,6 +218,63 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                 .activate(&pipeline.name, name, &version)
                 .await?;
             println!("pipeline `{}`: {change}", pipeline.name);
+        }
+        PluginCommand::Status { config } => {
+            let (pipeline, registry, _) = open(&config).await?;
+            let active = registry.active(&pipeline.name).await?;
+            let versions = |map: &BTreeMap<String, String>| {
+                map.iter()
+                    .map(|(name, version)| format!("{name} {version}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let active_map: BTreeMap<String, String> = active
+                .plugins
+                .iter()
+                .map(|(name, p)| (name.clone(), p.version.clone()))
+                .collect();
+            println!(
+                "pipeline `{}`: active {}",
+                pipeline.name,
+                versions(&active_map)
+            );
+            let now = jiff::Timestamp::now();
+            for status in registry.statuses(&pipeline.name).await? {
+                let age = status
+                    .updated_at
+                    .parse::<jiff::Timestamp>()
+                    .map(|at| now.duration_since(at).as_secs())
+                    .unwrap_or(i64::MAX);
+                let behind = status
+                    .running
+                    .iter()
+                    .any(|(name, version)| active_map.get(name) != Some(version));
+                let mut notes = Vec::new();
+                if behind {
+                    notes.push("behind the active versions".to_owned());
+                }
+                if let Some(refused) = &status.refused {
+                    notes.push(format!(
+                        "refused {} at {}: {}",
+                        versions(&refused.versions),
+                        refused.at,
+                        refused.reason
+                    ));
+                }
+                if age > 2 * crate::hot_swap::HEARTBEAT.as_secs() as i64 {
+                    notes.push(format!("no report for {age} s: gone?"));
+                }
+                println!(
+                    "  {}: runs {}{}",
+                    status.host,
+                    versions(&status.running),
+                    if notes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", notes.join("; "))
+                    }
+                );
+            }
         }
         PluginCommand::Rollback { name, config } => {
             let (pipeline, registry, _) = open(&config).await?;

@@ -7,6 +7,7 @@
 //! plugins/{name}/{version}/component.wasm
 //! plugins/{name}/{version}/manifest.json
 //! pipelines/{pipeline}/active.json
+//! pipelines/{pipeline}/hosts/{host}.json     (what each running host runs)
 //! ```
 //!
 //! Invariants:
@@ -21,12 +22,14 @@
 
 mod active;
 mod manifest;
+mod status;
 
 pub use active::{ActivePlugin, ActiveVersions, Change};
 pub use manifest::{
     KeyError, Manifest, ManifestSignature, Trust, Untrusted, signing_key_from_pem,
     verifying_key_from_pem,
 };
+pub use status::{HostStatus, Refusal};
 
 use ed25519_dalek::SigningKey;
 
@@ -167,6 +170,21 @@ fn manifest_key(name: &str, version: &str) -> String {
 
 fn active_key(pipeline: &str) -> String {
     format!("pipelines/{pipeline}/active.json")
+}
+
+fn host_key(pipeline: &str, host: &str) -> String {
+    // Host names are free text: keep the key one safe path segment.
+    let safe: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("pipelines/{pipeline}/hosts/{safe}.json")
 }
 
 fn parse<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, RegistryError> {
@@ -390,6 +408,35 @@ impl Registry {
                 })
         })
         .await
+    }
+
+    /// Write `status` as its host's report for `pipeline`.
+    pub async fn report(&self, pipeline: &str, status: &HostStatus) -> Result<(), RegistryError> {
+        let json = serde_json::to_vec_pretty(status).expect("statuses serialise");
+        Ok(self
+            .store
+            .put(&host_key(pipeline, &status.host), json)
+            .await?)
+    }
+
+    /// Remove `host`'s report (it stopped).
+    pub async fn forget(&self, pipeline: &str, host: &str) -> Result<(), RegistryError> {
+        Ok(self.store.delete(&host_key(pipeline, host)).await?)
+    }
+
+    /// The reports of the hosts of `pipeline`.
+    pub async fn statuses(&self, pipeline: &str) -> Result<Vec<HostStatus>, RegistryError> {
+        let mut statuses = Vec::new();
+        for key in self
+            .store
+            .list(&format!("pipelines/{pipeline}/hosts/"))
+            .await?
+        {
+            if let Some(bytes) = self.store.get(&key).await? {
+                statuses.push(parse::<HostStatus>(&key, &bytes)?);
+            }
+        }
+        Ok(statuses)
     }
 
     /// Apply `change` to the active versions of `pipeline` by
