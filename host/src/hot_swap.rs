@@ -85,20 +85,27 @@ pub(crate) async fn follow(
     if followed.is_empty() {
         return;
     }
+    // The pipeline whose active versions are followed (a shadow run's is
+    // the live one, and it says so in its reports).
+    let follows = settings.pipeline.as_str();
+    let mut host = crate::pipeline::lease_owner();
+    if follows != pipeline.name {
+        host = format!("{host} [{}]", pipeline.name);
+    }
     let mut status = HostStatus {
-        host: crate::pipeline::lease_owner(),
+        host,
         updated_at: String::new(),
         running: running(&chains.borrow(), &followed),
         refused: None,
     };
-    report(registry, &pipeline.name, &mut status).await;
+    report(registry, follows, &mut status).await;
     let mut since_report = Duration::ZERO;
     let mut seen: Option<ActiveVersions> = None;
     loop {
         let mut waited = Duration::ZERO;
         while waited < settings.watch_interval {
             if shutdown.load(Ordering::SeqCst) {
-                if let Err(e) = registry.forget(&pipeline.name, &status.host).await {
+                if let Err(e) = registry.forget(follows, &status.host).await {
                     tracing::warn!("hot swap: removing this host's status report: {e}");
                 }
                 return;
@@ -108,10 +115,10 @@ pub(crate) async fn follow(
         }
         since_report += waited;
         if since_report >= HEARTBEAT {
-            report(registry, &pipeline.name, &mut status).await;
+            report(registry, follows, &mut status).await;
             since_report = Duration::ZERO;
         }
-        let active = match registry.active(&pipeline.name).await {
+        let active = match registry.active(follows).await {
             Ok(active) => active,
             Err(e) => {
                 tracing::warn!("hot swap: reading the active versions: {e}");
@@ -132,7 +139,7 @@ pub(crate) async fn follow(
                 status.running = running(&chain, &followed);
                 status.refused = None;
                 chains.send_replace(chain);
-                report(registry, &pipeline.name, &mut status).await;
+                report(registry, follows, &mut status).await;
             }
             Ok(None) => {}
             Err(e) => {
@@ -150,7 +157,7 @@ pub(crate) async fn follow(
                     reason: e.to_string(),
                     at: jiff::Timestamp::now().to_string(),
                 });
-                report(registry, &pipeline.name, &mut status).await;
+                report(registry, follows, &mut status).await;
             }
         }
         seen = Some(active);
@@ -179,7 +186,10 @@ async fn next_chain(
         let version = active
             .version_of(name)
             .ok_or_else(|| RegistryError::NotActive {
-                pipeline: pipeline.name.clone(),
+                pipeline: pipeline
+                    .registry
+                    .as_ref()
+                    .map_or(pipeline.name.clone(), |r| r.pipeline.clone()),
                 name: name.clone(),
             })?;
         wanted.insert(name.clone(), version.to_owned());

@@ -31,6 +31,8 @@
 //!   each pipeline's active versions.
 //! - [`hot_swap`]: a running host following its pipeline's active
 //!   versions: new chains checked off the hot path, swapped between batches.
+//! - [`shadow`]: a candidate version beside the active one on live traffic,
+//!   and the record-by-record comparison with live results.
 //! - [`runtime`]: the only module that uses wasmtime: engine, sandbox,
 //!   limits, plugin log budget.
 //! - [`fence`]: per-partition leases that stop zombie writers.
@@ -65,6 +67,7 @@ pub(crate) mod progress;
 pub mod registry;
 pub mod replay;
 pub mod runtime;
+pub mod shadow;
 pub mod sink;
 pub mod source;
 pub mod state;

@@ -184,6 +184,10 @@ pub async fn load_chain(
 ) -> Result<Chain, PipelineError> {
     let mut loaded: HashMap<String, Arc<LoadedPlugin>> = HashMap::new();
     let mut stages = Vec::with_capacity(pipeline.stages.len());
+    let follows = pipeline
+        .registry
+        .as_ref()
+        .map_or(pipeline.name.as_str(), |r| r.pipeline.as_str());
     for settings in &pipeline.stages {
         let (key, source) = match &settings.plugin {
             PluginSource::File(path) => (format!("file {}", path.display()), None),
@@ -192,7 +196,7 @@ pub async fn load_chain(
                     registry.expect("validation requires [registry] for registry plugins");
                 let version = match pinned.get(name) {
                     Some(pinned) => pinned.clone(),
-                    None => registry.resolve(&pipeline.name, name, version).await?,
+                    None => registry.resolve(follows, name, version).await?,
                 };
                 let key = format!("registry {name}@{version}");
                 (key, Some((registry, trust, name, version)))
@@ -267,7 +271,7 @@ impl Assembled {
     }
 }
 
-fn object_store(output: &StoreOutput, s3: Option<&aws_sdk_s3::Client>) -> ObjectStore {
+pub(crate) fn object_store(output: &StoreOutput, s3: Option<&aws_sdk_s3::Client>) -> ObjectStore {
     match output {
         StoreOutput::Local { dir } => ObjectStore::local(dir),
         StoreOutput::S3 { bucket, prefix, .. } => ObjectStore::s3(

@@ -269,13 +269,19 @@ async fn run_pipeline(
     if let Err(e) = check_instances(config, &pipeline).await? {
         tracing::warn!("cannot reach the broker to check runtime.max_instances: {e}");
     }
-    let assembled = pipeline::assemble(&pipeline).await?;
+    run_loaded(&pipeline).await
+}
+
+/// Run a loaded pipeline (a file to its end, a topic until a stop signal)
+/// and print its summary.
+async fn run_loaded(pipeline: &config::Pipeline) -> anyhow::Result<()> {
+    let assembled = pipeline::assemble(pipeline).await?;
     let summary = match &pipeline.source {
-        Source::File { .. } => pipeline::run_file(&pipeline, &assembled).await,
+        Source::File { .. } => pipeline::run_file(pipeline, &assembled).await,
         Source::Kafka(_) => {
             let shutdown = Arc::new(AtomicBool::new(false));
             tokio::spawn(stop_on_signal(shutdown.clone()));
-            pipeline::run_stream(&pipeline, &assembled, shutdown).await
+            pipeline::run_stream(pipeline, &assembled, shutdown).await
         }
     }
     .with_context(|| format!("pipeline {}", pipeline.name))?;

@@ -73,6 +73,24 @@ pub enum PluginCommand {
         #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
     },
+    /// Run a candidate version beside the active one on live traffic, until
+    /// SIGTERM/SIGINT: a host of its own, in a consumer group of its own,
+    /// from the newest events on; its outputs go under
+    /// `{pipeline}/shadow/NAME@VERSION/`. Live results and offsets are not
+    /// touched. With `--report`, compare what it wrote with the live
+    /// results, record by record (identical, changed, failed, with
+    /// examples), and exit.
+    Shadow {
+        /// `name@version` of the candidate.
+        #[arg(value_name = "NAME@VERSION")]
+        plugin: String,
+        /// The pipeline file.
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
+        config: PathBuf,
+        /// Report on the shadow run instead of running it.
+        #[arg(long)]
+        report: bool,
+    },
     /// Return a plugin to the version that was active before. Prints what
     /// changed.
     Rollback {
@@ -275,6 +293,35 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                     }
                 );
             }
+        }
+        PluginCommand::Shadow {
+            plugin,
+            config,
+            report,
+        } => {
+            let (name, version) = exact(&plugin)?;
+            let pipeline = config::load(&config)?;
+            let label = crate::shadow::label(name, &version);
+            if report {
+                let s3 = match pipeline.output {
+                    StoreOutput::S3 { .. } => Some(crate::storage::s3_client(&pipeline.s3).await),
+                    StoreOutput::Local { .. } => None,
+                };
+                let store = pipeline::object_store(&pipeline.output, s3.as_ref());
+                let report = crate::shadow::report(&store, &pipeline.name, &label).await?;
+                println!("shadow {label} of pipeline `{}`:", pipeline.name);
+                for line in report.lines() {
+                    println!("{line}");
+                }
+                return Ok(());
+            }
+            let live = pipeline.name.clone();
+            let shadow = crate::shadow::shadow_pipeline(pipeline, name, &version)?;
+            eprintln!(
+                "weir plugin shadow: {label} beside pipeline `{live}`'s active versions, until stopped;                  `weir plugin shadow {label} -c {} --report` compares",
+                config.display()
+            );
+            Box::pin(super::run_loaded(&shadow)).await?;
         }
         PluginCommand::Rollback { name, config } => {
             let (pipeline, registry, _) = open(&config).await?;

@@ -43,6 +43,9 @@ pub struct Pipeline {
 /// Validated `[registry]`.
 #[derive(Debug, Clone)]
 pub struct RegistrySettings {
+    /// The pipeline whose active versions `name@active` stages run: this
+    /// one's (a shadow run keeps the live pipeline's).
+    pub pipeline: String,
     /// Where it is.
     pub store: StoreOutput,
     /// Whose signatures are accepted.

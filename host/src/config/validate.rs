@@ -56,7 +56,7 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
     let registry = file
         .registry
         .as_ref()
-        .map(|config| validate_registry(config, base, &mut c));
+        .map(|config| validate_registry(config, &name, base, &mut c));
     c.check(
         file.runtime.batch_size > 0,
         "runtime.batch_size",
@@ -181,6 +181,7 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
 
 fn validate_registry(
     config: &RegistryConfig,
+    pipeline: &str,
     base: &Path,
     c: &mut Checker<'_>,
 ) -> RegistrySettings {
@@ -223,6 +224,7 @@ fn validate_registry(
         "must be positive",
     );
     RegistrySettings {
+        pipeline: pipeline.to_owned(),
         store,
         trust: Trust::new(keys),
         watch_interval: Duration::from_secs(config.watch_interval_s),
