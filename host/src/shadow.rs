@@ -176,6 +176,9 @@ impl ShadowReport {
 /// Input position of a line: (topic, partition, offset).
 type At = (String, i64, i64);
 
+/// Offsets a shadow run covered: (topic, partition) -> (first, last).
+type Covered = BTreeMap<(String, i64), (i64, i64)>;
+
 fn position_of(line: &Value) -> Option<At> {
     let p = &line["position"];
     Some((
@@ -191,7 +194,7 @@ fn position_of(line: &Value) -> Option<At> {
 async fn lines_under(
     store: &ObjectStore,
     prefix: &str,
-    within: Option<&BTreeMap<(String, i64), (i64, i64)>>,
+    within: Option<&Covered>,
 ) -> Result<BTreeMap<At, Value>, ShadowError> {
     let mut lines = BTreeMap::new();
     for key in store.list(prefix).await? {
@@ -268,7 +271,7 @@ pub async fn report(
     let shadow_prefix = format!("{pipeline}/shadow/{label}");
     let shadow = lines_under(store, &format!("{shadow_prefix}/results/"), None).await?;
     let failed = lines_under(store, &format!("{shadow_prefix}/dead-letters/"), None).await?;
-    let mut covered: BTreeMap<(String, i64), (i64, i64)> = BTreeMap::new();
+    let mut covered = Covered::new();
     for (topic, partition, offset) in shadow.keys().chain(failed.keys()) {
         let range = covered
             .entry((topic.clone(), *partition))
