@@ -364,3 +364,120 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
         );
     }
 }
+
+/// A shadow run of echo@0.2.0 beside hosts running echo@0.1.0: its outputs
+/// go under its own prefix, live results and offsets are untouched, and the
+/// report counts every shadowed record as changed (0.2.0 marks its bodies).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shadow_run_compares_a_candidate_on_live_traffic() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "shadow", 2, "[event_mode]\nenabled = false\n").await;
+    let text = std::fs::read_to_string(&scenario.pipeline)
+        .unwrap()
+        .replace(
+            DOCUMENT_STAGES,
+            "[[stage]]\nname = \"echo\"\nplugin = \"echo@active\"\n",
+        )
+        + &format!(
+            "\n[registry]\nbucket = \"{}\"\nprefix = \"registry\"\nwatch_interval_s = 1\n",
+            scenario.bucket
+        );
+    std::fs::write(&scenario.pipeline, text).unwrap();
+    let setup = Setup {
+        dir: tempfile::tempdir().unwrap(),
+        pipeline: scenario.pipeline.clone(),
+        services,
+    };
+    let plugin = |name: &str| weir_tests::plugin_path(name).display().to_string();
+    setup.ok(&["plugin", "publish", &plugin("echo")]);
+    setup.ok(&["plugin", "publish", &plugin("echo-next")]);
+    setup.ok(&["plugin", "activate", "echo@0.1.0"]);
+    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    // The topic exists before the hosts start (its first events predate
+    // the shadow, which reads from the newest on).
+    scenario.ingest(&weir(), services, &events);
+    let live = scenario.start_host(&weir(), services, 0, "live");
+
+    let log_path = setup.dir.path().join("shadow.log");
+    let mut shadow = Command::new(weir())
+        .args(["plugin", "shadow", "echo@0.2.0", "-c"])
+        .arg(&scenario.pipeline)
+        .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("WEIR_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let assigned = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .matches("partition assigned")
+            .count()
+    };
+    let started = std::time::Instant::now();
+    while assigned() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    scenario.ingest(&weir(), services, &events);
+    scenario.ingest(&weir(), services, &events);
+
+    let places = scenario
+        .wait_accounted(services, Duration::from_secs(120))
+        .await;
+    scenario.assert_exactly_once(services, &places).await;
+    let shadow_prefix = format!("{PIPELINE}/shadow/echo@0.2.0/results/");
+    let started = std::time::Instant::now();
+    let shadowed = loop {
+        let lines = services.read_lines(&scenario.bucket, &shadow_prefix).await;
+        let upserts = lines.iter().filter(|(_, l)| l["op"] == "upsert").count();
+        if upserts >= 80 || started.elapsed() > Duration::from_secs(60) {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let upserts = shadowed.iter().filter(|(_, l)| l["op"] == "upsert").count();
+    assert_eq!(upserts, 80, "the two ingests after the shadow started");
+    assert!(
+        shadowed
+            .iter()
+            .filter(|(_, l)| l["op"] == "upsert")
+            .all(|(_, l)| l["lineage"][0]["plugin"] == "echo@0.2.0")
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &shadow.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(shadow.wait().unwrap().success());
+
+    let report = setup.ok(&["plugin", "shadow", "echo@0.2.0", "--report"]);
+    assert!(
+        report.contains("0 identical, 80 changed, 0 failed, 0 not compared"),
+        "{report}"
+    );
+    assert!(report.contains("changed: "), "examples: {report}");
+    // Live: every result made by the active version, its offsets its own.
+    let live_lines = services
+        .read_lines(&scenario.bucket, &format!("{PIPELINE}/results/"))
+        .await;
+    assert!(
+        live_lines
+            .iter()
+            .filter(|(_, l)| l["op"] == "upsert")
+            .all(|(_, l)| l["lineage"][0]["plugin"] == "echo@0.1.0")
+    );
+    let (code, _) = live.terminate();
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        services.committed_offsets(&scenario.group, &scenario.topic, 2),
+        services.high_watermarks(&scenario.topic, 2),
+        "the live group's offsets are the live hosts'"
+    );
+}
