@@ -1,6 +1,6 @@
 //! The plugin registry in a real S3 server, through the `weir plugin`
 //! commands: signed publishing, refused republishing, activation checks
-//! (unsigned, foreign key, unknown version), a run whose stage names
+//! (unsigned, foreign key, unknown version, failing `init`), a run whose stage names
 //! `name@active` with the version in every output's lineage, and a running
 //! Kafka host swapping versions under load.
 
@@ -103,6 +103,8 @@ trusted_keys = ["{public}"]
 [[stage]]
 name = "echo"
 plugin = "echo@active"
+[stage.config]
+tag = "t"
 [output.local]
 dir = "{out}"
 [dead_letter.local]
@@ -183,6 +185,18 @@ region = "us-east-1"
     assert!(setup.ok(&["plugin", "list"]).contains("(active)"));
     let shown = setup.ok(&["plugin", "show", "echo@0.1.0"]);
     assert!(shown.contains("this host would load it"), "{shown}");
+
+    // echo@0.2.0 knows no `tag`: its `init` fails with the pipeline's
+    // config, so it is not activated.
+    setup.ok(&["plugin", "publish", &plugin("echo-next"), "--key", &key]);
+    let stderr = setup.refused(&["plugin", "activate", "echo@0.2.0"]);
+    assert!(stderr.contains("does not start"), "{stderr}");
+    let list = setup.ok(&["plugin", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("echo@0.1.0 ") && l.ends_with("(active)")),
+        "{list}"
+    );
 
     let summary = setup.ok(&["run"]);
     assert!(summary.contains("40 results"), "{summary}");
