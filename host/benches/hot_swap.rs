@@ -8,10 +8,15 @@
 //!   with a new chain published every `SWAP_EVERY` batches, so the batches
 //!   that swap (drop the old instances, instantiate and `init` the new
 //!   ones, then process) can be compared with those that do not;
-//! - throughput with and without the swaps.
+//! - throughput with and without the swaps;
+//! - from `weir plugin activate` to every host running the new version:
+//!   two `weir run` hosts on a 2-partition topic on a real tansu broker,
+//!   the registry on a real s3s-fs server, `watch_interval_s = 1`, versions
+//!   switched `ROUNDS` times between `echo@0.1.0` and `echo@0.2.0`.
 //!
 //! Run: `cargo bench -p weir --bench hot_swap`
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,10 +26,72 @@ use weir::partition::PartitionWorker;
 use weir::sink::Sink;
 use weir::source::{Payload, Position, SourceMessage};
 use weir::storage::ObjectStore;
+use weir_tests::e2e::{ECHO_ACTIVE, Scenario};
+use weir_tests::services::Services;
 
 const COPIES: usize = 10;
 const BATCH: usize = 64;
 const SWAP_EVERY: usize = 4;
+const ROUNDS: usize = 6;
+const HOSTS: usize = 2;
+
+fn weir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_weir"))
+}
+
+/// Seconds from each `weir plugin activate` returning to every host
+/// having loaded the new version, over [`ROUNDS`] activations.
+async fn activate_to_every_host() -> Vec<Duration> {
+    let services = Services::start();
+    let scenario = Scenario::new(
+        &services,
+        "bench-hot-swap",
+        HOSTS as i32,
+        "[event_mode]\nenabled = false\n",
+    )
+    .await;
+    scenario.use_registry(ECHO_ACTIVE);
+    let weir = weir();
+    for plugin in ["echo", "echo-next"] {
+        let path = weir_tests::plugin_path(plugin).display().to_string();
+        scenario.weir(&weir, &services, &["plugin", "publish", &path]);
+    }
+    scenario.weir(&weir, &services, &["plugin", "activate", "echo@0.1.0"]);
+    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    scenario.ingest(&weir, &services, &events);
+    let hosts: Vec<_> = (0..HOSTS)
+        .map(|n| scenario.start_host(&weir, &services, n, &format!("host-{n}")))
+        .collect();
+    for host in &hosts {
+        assert!(
+            host.wait_for_log("partition assigned", Duration::from_secs(60))
+                .await,
+            "{}",
+            host.log_tail()
+        );
+    }
+    let loaded =
+        |host: &weir_tests::e2e::Host| host.log().matches("new plugin versions loaded").count();
+    let mut times = Vec::new();
+    for round in 1..=ROUNDS {
+        let version = if round % 2 == 1 {
+            "echo@0.2.0"
+        } else {
+            "echo@0.1.0"
+        };
+        scenario.weir(&weir, &services, &["plugin", "activate", version]);
+        let activated = Instant::now();
+        while hosts.iter().any(|h| loaded(h) < round) {
+            assert!(activated.elapsed() < Duration::from_secs(60), "no swap");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        times.push(activated.elapsed());
+    }
+    for host in hosts {
+        host.terminate();
+    }
+    times
+}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -170,5 +237,21 @@ async fn main() {
         records / total(&steady).as_secs_f64(),
         records / total(&swapping).as_secs_f64(),
         total(&steady).as_secs_f64() / total(&swapping).as_secs_f64()
+    );
+
+    let mut times = activate_to_every_host().await;
+    times.sort();
+    println!(
+        "\n## From `weir plugin activate` to every host running the new version ({HOSTS} hosts, watch_interval_s = 1, {ROUNDS} activations)\n"
+    );
+    println!(
+        "median {:.2} s, longest {:.2} s ({})",
+        times[times.len() / 2].as_secs_f64(),
+        times.last().unwrap().as_secs_f64(),
+        times
+            .iter()
+            .map(|t| format!("{:.2}", t.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
-use weir_tests::e2e::{DOCUMENT_STAGES, PIPELINE, Scenario};
+use weir_tests::e2e::{ECHO_ACTIVE, PIPELINE, Scenario};
 use weir_tests::services::Services;
 
 fn weir() -> PathBuf {
@@ -226,17 +226,7 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     let scenario = Scenario::new(services, "hot-swap", 2, "[event_mode]\nenabled = false\n").await;
-    let text = std::fs::read_to_string(&scenario.pipeline)
-        .unwrap()
-        .replace(
-            DOCUMENT_STAGES,
-            "[[stage]]\nname = \"echo\"\nplugin = \"echo@active\"\n",
-        )
-        + &format!(
-            "\n[registry]\nbucket = \"{}\"\nprefix = \"registry\"\nwatch_interval_s = 1\n",
-            scenario.bucket
-        );
-    std::fs::write(&scenario.pipeline, text).unwrap();
+    scenario.use_registry(ECHO_ACTIVE);
     let setup = Setup {
         dir: tempfile::tempdir().unwrap(),
         pipeline: scenario.pipeline.clone(),
@@ -387,17 +377,7 @@ async fn a_shadow_run_compares_a_candidate_on_live_traffic() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     let scenario = Scenario::new(services, "shadow", 2, "[event_mode]\nenabled = false\n").await;
-    let text = std::fs::read_to_string(&scenario.pipeline)
-        .unwrap()
-        .replace(
-            DOCUMENT_STAGES,
-            "[[stage]]\nname = \"echo\"\nplugin = \"echo@active\"\n",
-        )
-        + &format!(
-            "\n[registry]\nbucket = \"{}\"\nprefix = \"registry\"\nwatch_interval_s = 1\n",
-            scenario.bucket
-        );
-    std::fs::write(&scenario.pipeline, text).unwrap();
+    scenario.use_registry(ECHO_ACTIVE);
     let setup = Setup {
         dir: tempfile::tempdir().unwrap(),
         pipeline: scenario.pipeline.clone(),

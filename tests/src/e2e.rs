@@ -43,6 +43,9 @@ pub struct Scenario {
 /// The pipeline name all scenarios use (the first part of every key).
 pub const PIPELINE: &str = "e2e";
 
+/// One stage running the pipeline's active version of `echo`.
+pub const ECHO_ACTIVE: &str = "[[stage]]\nname = \"echo\"\nplugin = \"echo@active\"\n";
+
 /// Hold this for the duration of an end-to-end test: they run one at a
 /// time, so hosts of different tests do not compete for the two cores and
 /// timing-based steps (kill points, outages) stay meaningful.
@@ -129,6 +132,39 @@ bodies_bucket = "{bucket}"
             pipeline,
             dir,
         }
+    }
+
+    /// Run `stages` (pipeline-file TOML) instead of the document chain, with
+    /// a plugin registry in the scenario's bucket (prefix `registry`) that
+    /// running hosts read every second.
+    pub fn use_registry(&self, stages: &str) {
+        let text = std::fs::read_to_string(&self.pipeline)
+            .unwrap()
+            .replace(DOCUMENT_STAGES, stages)
+            + &format!(
+                "\n[registry]\nbucket = \"{}\"\nprefix = \"registry\"\nwatch_interval_s = 1\n",
+                self.bucket
+            );
+        std::fs::write(&self.pipeline, text).unwrap();
+    }
+
+    /// Run `weir args... -c <pipeline>` to its end; panics if it fails.
+    /// Returns its stdout.
+    pub fn weir(&self, weir: &Path, services: &Services, args: &[&str]) -> String {
+        let output = Command::new(weir)
+            .args(args)
+            .arg("-c")
+            .arg(&self.pipeline)
+            .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("WEIR_LOG", "warn")
+            .output()
+            .expect("run weir");
+        assert!(
+            output.status.success(),
+            "weir {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// The scenario's directory (pipeline file, host logs), kept under
@@ -282,6 +318,11 @@ impl Host {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("query the child").is_none()
+    }
+
+    /// The host's whole log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
     /// The end of the host's log, for assertion messages.
