@@ -26,7 +26,7 @@ use weir::partition::PartitionWorker;
 use weir::sink::Sink;
 use weir::source::{Payload, Position, SourceMessage};
 use weir::storage::ObjectStore;
-use weir_tests::e2e::{ECHO_ACTIVE, Scenario};
+use weir_tests::e2e::Scenario;
 use weir_tests::services::Services;
 
 const COPIES: usize = 10;
@@ -43,22 +43,9 @@ fn weir() -> PathBuf {
 /// having loaded the new version, over [`ROUNDS`] activations.
 async fn activate_to_every_host() -> Vec<Duration> {
     let services = Services::start();
-    let scenario = Scenario::new(
-        &services,
-        "bench-hot-swap",
-        HOSTS as i32,
-        "[event_mode]\nenabled = false\n",
-    )
-    .await;
-    scenario.use_registry(ECHO_ACTIVE);
     let weir = weir();
-    for plugin in ["echo", "echo-next"] {
-        let path = weir_tests::plugin_path(plugin).display().to_string();
-        scenario.weir(&weir, &services, &["plugin", "publish", &path]);
-    }
-    scenario.weir(&weir, &services, &["plugin", "activate", "echo@0.1.0"]);
-    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
-    scenario.ingest(&weir, &services, &events);
+    let scenario =
+        Scenario::two_echo_versions(&services, &weir, "bench-hot-swap", HOSTS as i32).await;
     let hosts: Vec<_> = (0..HOSTS)
         .map(|n| scenario.start_host(&weir, &services, n, &format!("host-{n}")))
         .collect();

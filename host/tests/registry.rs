@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
-use weir_tests::e2e::{ECHO_ACTIVE, PIPELINE, Scenario};
+use weir_tests::e2e::{PIPELINE, Scenario};
 use weir_tests::services::Services;
 
 fn weir() -> PathBuf {
@@ -225,20 +225,9 @@ region = "us-east-1"
 async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
-    let scenario = Scenario::new(services, "hot-swap", 2, "[event_mode]\nenabled = false\n").await;
-    scenario.use_registry(ECHO_ACTIVE);
-    let setup = Setup {
-        dir: tempfile::tempdir().unwrap(),
-        pipeline: scenario.pipeline.clone(),
-        services,
-    };
-    let plugin = |name: &str| weir_tests::plugin_path(name).display().to_string();
-    setup.ok(&["plugin", "publish", &plugin("echo")]);
-    setup.ok(&["plugin", "publish", &plugin("echo-next")]);
-    setup.ok(&["plugin", "activate", "echo@0.1.0"]);
-
-    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
-    scenario.ingest(&weir(), services, &events);
+    let scenario = Scenario::two_echo_versions(services, &weir(), "hot-swap", 2).await;
+    let run = |args: &[&str]| scenario.weir(&weir(), services, args);
+    let events = weir_tests::sample_events();
     let host = scenario.start_host(&weir(), services, 0, "swap");
     // Events keep arriving, a batch of 41 every half second.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -262,7 +251,7 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
         })
     };
     tokio::time::sleep(Duration::from_secs(4)).await;
-    setup.ok(&["plugin", "activate", "echo@0.2.0"]);
+    run(&["plugin", "activate", "echo@0.2.0"]);
     assert!(
         host.wait_for_log(r#""echo": "0.2.0""#, Duration::from_secs(30))
             .await,
@@ -271,7 +260,7 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
     );
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(
-        setup.ok(&["plugin", "rollback", "echo"]).trim(),
+        run(&["plugin", "rollback", "echo"]).trim(),
         "pipeline `e2e`: echo 0.2.0 -> 0.1.0"
     );
     assert!(
@@ -292,7 +281,7 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
     };
     put(
         "plugins/echo/0.2.0/component.wasm",
-        std::fs::read(plugin("hostile")).unwrap(),
+        std::fs::read(weir_tests::plugin_path("hostile")).unwrap(),
     )
     .await
     .unwrap();
@@ -309,7 +298,7 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
         host.log_tail()
     );
     assert!(host.log_tail().contains("sha256"), "{}", host.log_tail());
-    let status = setup.ok(&["plugin", "status"]);
+    let status = run(&["plugin", "status"]);
     let line = status
         .lines()
         .find(|l| l.contains("runs echo 0.1.0"))
@@ -328,7 +317,7 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
     scenario.assert_exactly_once(services, &places).await;
     let (code, _) = host.terminate();
     assert_eq!(code, Some(0));
-    let status = setup.ok(&["plugin", "status"]);
+    let status = run(&["plugin", "status"]);
     assert!(
         !status.contains("runs"),
         "a stopped host is forgotten: {status}"
@@ -376,24 +365,14 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
 async fn a_shadow_run_compares_a_candidate_on_live_traffic() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
-    let scenario = Scenario::new(services, "shadow", 2, "[event_mode]\nenabled = false\n").await;
-    scenario.use_registry(ECHO_ACTIVE);
-    let setup = Setup {
-        dir: tempfile::tempdir().unwrap(),
-        pipeline: scenario.pipeline.clone(),
-        services,
-    };
-    let plugin = |name: &str| weir_tests::plugin_path(name).display().to_string();
-    setup.ok(&["plugin", "publish", &plugin("echo")]);
-    setup.ok(&["plugin", "publish", &plugin("echo-next")]);
-    setup.ok(&["plugin", "activate", "echo@0.1.0"]);
-    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
-    // The topic exists before the hosts start (its first events predate
-    // the shadow, which reads from the newest on).
-    scenario.ingest(&weir(), services, &events);
+    // The sample events are in the topic before the shadow starts: it
+    // reads from the newest on, so it never sees them.
+    let scenario = Scenario::two_echo_versions(services, &weir(), "shadow", 2).await;
+    let run = |args: &[&str]| scenario.weir(&weir(), services, args);
+    let events = weir_tests::sample_events();
     let live = scenario.start_host(&weir(), services, 0, "live");
 
-    let log_path = setup.dir.path().join("shadow.log");
+    let log_path = scenario.dir().join("shadow.log");
     let mut shadow = Command::new(weir())
         .args(["plugin", "shadow", "echo@0.2.0", "-c"])
         .arg(&scenario.pipeline)
@@ -451,7 +430,7 @@ async fn a_shadow_run_compares_a_candidate_on_live_traffic() {
     assert!(status.success());
     assert!(shadow.wait().unwrap().success());
 
-    let report = setup.ok(&["plugin", "shadow", "echo@0.2.0", "--report"]);
+    let report = run(&["plugin", "shadow", "echo@0.2.0", "--report"]);
     assert!(
         report.contains("0 identical, 80 changed, 0 failed, 0 not compared"),
         "{report}"

@@ -148,6 +148,33 @@ bodies_bucket = "{bucket}"
         std::fs::write(&self.pipeline, text).unwrap();
     }
 
+    /// A scenario named `name` whose one stage runs `echo@active`, with
+    /// `echo@0.1.0` and `echo@0.2.0` (the `echo-next` test plugin) published
+    /// to its registry, 0.1.0 active, event mode off, and the sample events
+    /// ingested once (so the topic exists).
+    pub async fn two_echo_versions(
+        services: &Services,
+        weir: &Path,
+        name: &str,
+        partitions: i32,
+    ) -> Scenario {
+        let scenario = Scenario::new(
+            services,
+            name,
+            partitions,
+            "[event_mode]\nenabled = false\n",
+        )
+        .await;
+        scenario.use_registry(ECHO_ACTIVE);
+        for plugin in ["echo", "echo-next"] {
+            let path = crate::plugin_path(plugin).display().to_string();
+            scenario.weir(weir, services, &["plugin", "publish", &path]);
+        }
+        scenario.weir(weir, services, &["plugin", "activate", "echo@0.1.0"]);
+        scenario.ingest(weir, services, &crate::sample_events());
+        scenario
+    }
+
     /// Run `weir args... -c <pipeline>` to its end; panics if it fails.
     /// Returns its stdout.
     pub fn weir(&self, weir: &Path, services: &Services, args: &[&str]) -> String {

@@ -55,6 +55,11 @@ pub fn local_pipeline(
     path
 }
 
+/// The bundled example's change events (41 events: 40 upserts, 1 delete).
+pub fn sample_events() -> PathBuf {
+    workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl")
+}
+
 /// The component file of plugin `name` (e.g. `parse`, `echo`, `hostile`).
 pub fn plugin_path(name: &str) -> PathBuf {
     let path = plugin_dir().join(format!("{name}.wasm"));
