@@ -1,8 +1,8 @@
 //! Hot swap: a running host follows its pipeline's active plugin versions.
 //!
 //! The watcher reads the pipeline's active-versions object from the
-//! registry every `[registry] watch_interval_s` (one small request, however
-//! many plugins). When the versions its `name@active` stages resolve to
+//! registry every `[registry] watch_interval_s`: one conditional GET,
+//! however many plugins, with no body while nothing changed. When the versions its `name@active` stages resolve to
 //! differ from the ones running, it builds the new chain off the partitions'
 //! path:
 //! 1. it fetches each new component and checks it (the manifest's sha256,
@@ -35,6 +35,7 @@ use crate::chain::Chain;
 use crate::config::{Pipeline, PluginSource};
 use crate::pipeline::{Assembled, PipelineError, load_chain};
 use crate::registry::{ActiveVersions, HostStatus, Refusal, Registry, RegistryError, VersionRef};
+use crate::storage::ETag;
 
 /// How often the watcher looks at the stop flag while it waits.
 const STOP_CHECK: Duration = Duration::from_millis(200);
@@ -100,7 +101,9 @@ pub(crate) async fn follow(
     };
     report(registry, follows, &mut status).await;
     let mut since_report = Duration::ZERO;
-    let mut seen: Option<ActiveVersions> = None;
+    // The version of the active-versions object last read (`Some(None)`:
+    // there was none).
+    let mut seen: Option<Option<ETag>> = None;
     loop {
         let mut waited = Duration::ZERO;
         while waited < settings.watch_interval {
@@ -118,16 +121,16 @@ pub(crate) async fn follow(
             report(registry, follows, &mut status).await;
             since_report = Duration::ZERO;
         }
-        let active = match registry.active(follows).await {
-            Ok(active) => active,
+        let known = seen.clone().flatten();
+        let (active, version) = match registry.active_if_changed(follows, known.as_ref()).await {
+            Ok(Some((_, version))) if seen.as_ref() == Some(&version) => continue,
+            Ok(Some(changed)) => changed,
+            Ok(None) => continue,
             Err(e) => {
                 tracing::warn!("hot swap: reading the active versions: {e}");
                 continue;
             }
         };
-        if seen.as_ref() == Some(&active) {
-            continue;
-        }
         let current = chains.borrow().clone();
         match next_chain(pipeline, assembled, &active, &running(&current, &followed)).await {
             Ok(Some(chain)) => {
@@ -160,7 +163,7 @@ pub(crate) async fn follow(
                 report(registry, follows, &mut status).await;
             }
         }
-        seen = Some(active);
+        seen = Some(version);
     }
 }
 

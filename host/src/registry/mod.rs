@@ -35,7 +35,7 @@ use ed25519_dalek::SigningKey;
 
 use crate::digest::Digest;
 use crate::runtime::{Runtime, RuntimeError};
-use crate::storage::{ObjectStore, Precondition, StorageError};
+use crate::storage::{Changed, ETag, ObjectStore, Precondition, StorageError};
 
 /// The WIT world every plugin implements (`wit/plugin.wit`).
 pub const WORLD: &str = "weir:plugin/transform-plugin@0.1.0";
@@ -361,6 +361,22 @@ impl Registry {
             Some(bytes) => parse(&key, &bytes),
             None => Ok(ActiveVersions::default()),
         }
+    }
+
+    /// The active versions of `pipeline` and their object's version, unless
+    /// that is still `known` (`None`: unchanged). One conditional GET: what
+    /// a running host pays per watch interval.
+    pub async fn active_if_changed(
+        &self,
+        pipeline: &str,
+        known: Option<&ETag>,
+    ) -> Result<Option<(ActiveVersions, Option<ETag>)>, RegistryError> {
+        let key = active_key(pipeline);
+        Ok(match self.store.get_if_changed(&key, known).await? {
+            Changed::Unchanged => None,
+            Changed::Absent => Some((ActiveVersions::default(), None)),
+            Changed::Now(bytes, etag) => Some((parse(&key, &bytes)?, Some(etag))),
+        })
     }
 
     /// The version `reference` names for `pipeline`.

@@ -182,6 +182,30 @@ async fn activation_and_rollback_move_one_pipelines_pointer() {
         registry.active("q").await.unwrap().version_of("score"),
         Some("9")
     );
+    // The watch: nothing while the object is unchanged, the new versions
+    // once it changes.
+    let (active, etag) = registry
+        .active_if_changed("q", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(active.version_of("score"), Some("9"));
+    assert_eq!(
+        registry
+            .active_if_changed("q", etag.as_ref())
+            .await
+            .unwrap(),
+        None
+    );
+    registry.activate("q", "score", "10").await.unwrap();
+    let (active, _) = registry
+        .active_if_changed("q", etag.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(active.version_of("score"), Some("10"));
+    let absent = registry.active_if_changed("r", None).await.unwrap();
+    assert_eq!(absent, Some((ActiveVersions::default(), None)));
     assert_eq!(
         registry
             .resolve("p", "score", &VersionRef::Exact("7".into()))

@@ -95,6 +95,17 @@ impl ETag {
     }
 }
 
+/// What [`ObjectStore::get_if_changed`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// Still the version the caller knows.
+    Unchanged,
+    /// There is no object.
+    Absent,
+    /// Another version than the caller knows: its bytes and version.
+    Now(Vec<u8>, ETag),
+}
+
 /// What [`ObjectStore::get_at_most`] read.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Bounded {
@@ -233,6 +244,24 @@ impl ObjectStore {
                     (bytes, etag)
                 })),
         }
+    }
+
+    /// Read a small object unless it is still version `known`. On S3 this
+    /// is a conditional GET (`If-None-Match`): an unchanged object costs a
+    /// 304 and no body, which is what lets many hosts watch one object.
+    pub async fn get_if_changed(
+        &self,
+        key: &str,
+        known: Option<&ETag>,
+    ) -> Result<Changed, StorageError> {
+        if let ObjectStore::S3(s3) = self {
+            return s3.get_if_changed(key, known).await;
+        }
+        Ok(match self.get_tagged(key).await? {
+            None => Changed::Absent,
+            Some((_, etag)) if Some(&etag) == known => Changed::Unchanged,
+            Some((bytes, etag)) => Changed::Now(bytes, etag),
+        })
     }
 
     /// Write `key` only if `precondition` holds; returns the new version.

@@ -14,7 +14,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
-use super::{Bounded, ETag, Precondition, StorageError};
+use super::{Bounded, Changed, ETag, Precondition, StorageError};
 use crate::config::S3Settings;
 
 /// Objects at least this large are uploaded in parts.
@@ -77,6 +77,26 @@ pub async fn s3_client(settings: &S3Settings) -> Client {
         builder = builder.endpoint_url(endpoint);
     }
     Client::from_conf(builder.build())
+}
+
+/// What a GET request answered.
+enum Got {
+    /// The object.
+    Found(aws_sdk_s3::operation::get_object::GetObjectOutput),
+    /// No such key.
+    Missing,
+    /// 304: the object's ETag is still the one the request named.
+    NotModified,
+}
+
+/// What a (possibly conditional) read found.
+enum Versioned {
+    /// The object (or that it is too large) and its ETag.
+    Found(Bounded, ETag),
+    /// No such key.
+    Missing,
+    /// Still the version the read named.
+    NotModified,
 }
 
 /// An S3 bucket and key prefix.
@@ -378,16 +398,50 @@ impl S3Store {
         key: &str,
         limit: u64,
     ) -> Result<Option<(Bounded, ETag)>, StorageError> {
+        Ok(match self.get_versioned_unless(key, limit, None).await? {
+            Versioned::Found(read, etag) => Some((read, etag)),
+            Versioned::Missing => None,
+            Versioned::NotModified => unreachable!("an unconditional GET is never a 304"),
+        })
+    }
+
+    /// A small object and its ETag, unless its ETag is still `known`: a
+    /// conditional GET (`If-None-Match`), which costs no body when the
+    /// object did not change.
+    pub(super) async fn get_if_changed(
+        &self,
+        key: &str,
+        known: Option<&ETag>,
+    ) -> Result<Changed, StorageError> {
+        Ok(
+            match self.get_versioned_unless(key, u64::MAX, known).await? {
+                Versioned::Found(read, etag) => Changed::Now(read.whole(), etag),
+                Versioned::Missing => Changed::Absent,
+                Versioned::NotModified => Changed::Unchanged,
+            },
+        )
+    }
+
+    /// [`S3Store::get_versioned`], or `NotModified` when the object's ETag
+    /// is still `unless`.
+    async fn get_versioned_unless(
+        &self,
+        key: &str,
+        limit: u64,
+        unless: Option<&ETag>,
+    ) -> Result<Versioned, StorageError> {
         let full = self.full_key(key);
         let mut backoff = Backoff::default();
         loop {
-            let Some(output) = self.get_response(key, &full).await? else {
-                return Ok(None);
+            let output = match self.get_response(key, &full, unless).await? {
+                Got::Found(output) => output,
+                Got::Missing => return Ok(Versioned::Missing),
+                Got::NotModified => return Ok(Versioned::NotModified),
             };
             let etag = ETag(output.e_tag().unwrap_or_default().to_owned());
             let size = output.content_length().and_then(|l| u64::try_from(l).ok());
             if let Some(size) = size.filter(|size| *size > limit) {
-                return Ok(Some((Bounded::TooLarge(size), etag)));
+                return Ok(Versioned::Found(Bounded::TooLarge(size), etag));
             }
             match output.body.collect().await {
                 Ok(bytes) => {
@@ -398,7 +452,7 @@ impl S3Store {
                     } else {
                         Bounded::Read(bytes)
                     };
-                    return Ok(Some((read, etag)));
+                    return Ok(Versioned::Found(read, etag));
                 }
                 // The connection broke while the body was streaming (e.g. the
                 // server went away): as transient as a request that failed.
@@ -460,18 +514,19 @@ impl S3Store {
         &self,
         key: &str,
         full: &str,
-    ) -> Result<Option<aws_sdk_s3::operation::get_object::GetObjectOutput>, StorageError> {
+        unless: Option<&ETag>,
+    ) -> Result<Got, StorageError> {
         self.retrying("get", key, || async {
-            match self
-                .client
-                .get_object()
-                .bucket(&self.bucket)
-                .key(full)
-                .send()
-                .await
-            {
-                Ok(output) => Ok(Some(output)),
-                Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(None),
+            let mut request = self.client.get_object().bucket(&self.bucket).key(full);
+            if let Some(etag) = unless {
+                request = request.if_none_match(&etag.0);
+            }
+            match request.send().await {
+                Ok(output) => Ok(Got::Found(output)),
+                Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(Got::Missing),
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 304) => {
+                    Ok(Got::NotModified)
+                }
                 Err(e) => Err(e),
             }
         })
