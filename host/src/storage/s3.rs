@@ -81,8 +81,8 @@ pub async fn s3_client(settings: &S3Settings) -> Client {
 
 /// What a GET request answered.
 enum Got {
-    /// The object.
-    Found(aws_sdk_s3::operation::get_object::GetObjectOutput),
+    /// The object (boxed: the output is large, the other answers empty).
+    Found(Box<aws_sdk_s3::operation::get_object::GetObjectOutput>),
     /// No such key.
     Missing,
     /// 304: the object's ETag is still the one the request named.
@@ -434,7 +434,7 @@ impl S3Store {
         let mut backoff = Backoff::default();
         loop {
             let output = match self.get_response(key, &full, unless).await? {
-                Got::Found(output) => output,
+                Got::Found(output) => *output,
                 Got::Missing => return Ok(Versioned::Missing),
                 Got::NotModified => return Ok(Versioned::NotModified),
             };
@@ -522,7 +522,7 @@ impl S3Store {
                 request = request.if_none_match(&etag.0);
             }
             match request.send().await {
-                Ok(output) => Ok(Got::Found(output)),
+                Ok(output) => Ok(Got::Found(Box::new(output))),
                 Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => Ok(Got::Missing),
                 Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 304) => {
                     Ok(Got::NotModified)
