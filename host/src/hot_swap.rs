@@ -26,7 +26,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -70,14 +69,14 @@ fn running(chain: &Chain, followed: &[&str]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Follow the pipeline's active versions until `shutdown`, publishing each
+/// Follow the pipeline's active versions until `stop` says so, publishing each
 /// new chain that passes its checks on `chains`. Returns at once when no
 /// stage names `name@active`.
 pub(crate) async fn follow(
     pipeline: &Pipeline,
     assembled: &Assembled,
     chains: watch::Sender<Arc<Chain>>,
-    shutdown: &AtomicBool,
+    stop: &dyn Fn() -> bool,
 ) {
     let (Some((registry, _)), Some(settings)) = (&assembled.registry, &pipeline.registry) else {
         return;
@@ -107,7 +106,7 @@ pub(crate) async fn follow(
     loop {
         let mut waited = Duration::ZERO;
         while waited < settings.watch_interval {
-            if shutdown.load(Ordering::SeqCst) {
+            if stop() {
                 if let Err(e) = registry.forget(follows, &status.host).await {
                     tracing::warn!("hot swap: removing this host's status report: {e}");
                 }

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bodies::BodyStore;
@@ -414,16 +415,25 @@ pub async fn run_file(
 pub async fn run_stream(
     pipeline: &Pipeline,
     assembled: &Assembled,
-    shutdown: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: Arc<AtomicBool>,
 ) -> Result<RunSummary, PipelineError> {
     let Source::Kafka(kafka) = &pipeline.source else {
         unreachable!("run_stream is called for Kafka sources")
     };
     let (publish, chains) = tokio::sync::watch::channel(assembled.chain.clone());
     let parts = assembled.worker_parts(pipeline, kafka, pipeline.event_mode.clone(), chains);
+    // The watcher stops with the host, whether a stop signal or an error
+    // ended it (else a failed host would wait on its watcher forever).
+    let host_done = AtomicBool::new(false);
+    let host = async {
+        let summary = crate::kafka::run(kafka, parts, shutdown.clone()).await;
+        host_done.store(true, Ordering::SeqCst);
+        summary
+    };
+    let stop = || shutdown.load(Ordering::SeqCst) || host_done.load(Ordering::SeqCst);
     let (summary, ()) = tokio::join!(
-        crate::kafka::run(kafka, parts, shutdown.clone()),
-        crate::hot_swap::follow(pipeline, assembled, publish, &shutdown),
+        host,
+        crate::hot_swap::follow(pipeline, assembled, publish, &stop),
     );
     let summary = summary?;
     if let Some(cache) = &assembled.cache {

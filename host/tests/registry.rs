@@ -454,3 +454,40 @@ async fn a_shadow_run_compares_a_candidate_on_live_traffic() {
         "the live group's offsets are the live hosts'"
     );
 }
+
+/// A host that stops with an error while it follows the active versions
+/// exits with the error, instead of waiting on its watcher forever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_host_that_follows_active_versions_exits() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::two_echo_versions(services, &weir(), "swap-fail", 2).await;
+    // A librdkafka property librdkafka refuses: the consumer cannot be
+    // created, and the host stops with that error once it is running.
+    let text = std::fs::read_to_string(&scenario.pipeline)
+        .unwrap()
+        .replace(
+            "max_batch = 64",
+            "max_batch = 64\n[source.kafka.properties]\n\"session.timeout.ms\" = \"not a number\"",
+        );
+    std::fs::write(&scenario.pipeline, text).unwrap();
+    let mut host = scenario.start_host(&weir(), services, 0, "fails");
+    let started = std::time::Instant::now();
+    let code = loop {
+        if let Some(code) = host.exited() {
+            break code;
+        }
+        if started.elapsed() > Duration::from_secs(45) {
+            let log = host.log_tail();
+            host.kill_9();
+            panic!("the host did not exit: {log}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_ne!(code, Some(0), "{}", host.log_tail());
+    assert!(
+        host.log_tail().contains("session.timeout.ms"),
+        "{}",
+        host.log_tail()
+    );
+}

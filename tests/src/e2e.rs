@@ -342,6 +342,15 @@ impl Host {
         self.child.id()
     }
 
+    /// The exit code once the process has exited (`Some(None)`: killed by
+    /// a signal), `None` while it runs.
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        self.child
+            .try_wait()
+            .expect("query the child")
+            .map(|status| status.code())
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("query the child").is_none()
