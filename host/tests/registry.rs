@@ -486,7 +486,7 @@ async fn a_failing_host_that_follows_active_versions_exits() {
     };
     assert_ne!(code, Some(0), "{}", host.log_tail());
     assert!(
-        host.log_tail().contains("session.timeout.ms"),
+        host.log().contains("session.timeout.ms"),
         "{}",
         host.log_tail()
     );
