@@ -151,15 +151,12 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
             let runtime = pipeline::runtime_for(&pipeline)?;
-            let plugin = runtime.load(&path.display().to_string(), &bytes)?;
-            let info = plugin.info();
-            let expected = format!(
-                "{}@{}",
-                name.as_deref().unwrap_or(&info.name),
-                version.as_deref().unwrap_or(&info.version)
-            );
+            let expected = crate::registry::Expected {
+                name: name.as_deref(),
+                version: version.as_deref(),
+            };
             let published = registry
-                .publish(&runtime, bytes, Some(&expected), key.as_ref())
+                .publish(&runtime, bytes, expected, key.as_ref())
                 .await?;
             match published {
                 Published::New(m) => println!(

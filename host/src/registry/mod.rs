@@ -145,6 +145,16 @@ pub enum RegistryError {
     Contended(String),
 }
 
+/// What the publisher says a component is (`None`: whatever it describes
+/// itself as).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expected<'a> {
+    /// Its name.
+    pub name: Option<&'a str>,
+    /// Its version.
+    pub version: Option<&'a str>,
+}
+
 /// What publishing did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
@@ -206,23 +216,26 @@ impl Registry {
     }
 
     /// Publish a component: it must load in `runtime` (a component of the
-    /// [`WORLD`] that describes itself), as `expected` (`name@version`,
-    /// when given); the manifest is signed with `key` when given.
+    /// [`WORLD`] that describes itself), as what the publisher `expected`;
+    /// the manifest is signed with `key` when given.
     pub async fn publish(
         &self,
         runtime: &Runtime,
         bytes: Vec<u8>,
-        expected: Option<&str>,
+        expected: Expected<'_>,
         key: Option<&SigningKey>,
     ) -> Result<Published, RegistryError> {
         let plugin = runtime.load("the component", &bytes)?;
         let info = plugin.info();
         let actual = format!("{}@{}", info.name, info.version);
-        if let Some(expected) = expected
-            && expected != actual
-        {
+        let said = format!(
+            "{}@{}",
+            expected.name.unwrap_or(&info.name),
+            expected.version.unwrap_or(&info.version)
+        );
+        if said != actual {
             return Err(RegistryError::NotWhatWasSaid {
-                expected: expected.to_owned(),
+                expected: said,
                 actual,
             });
         }

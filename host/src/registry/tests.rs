@@ -28,7 +28,7 @@ async fn a_version_is_published_once_and_never_changes() {
     let (name, version) = echo_label(&runtime);
 
     let Published::New(manifest) = registry
-        .publish(&runtime, component("echo"), None, None)
+        .publish(&runtime, component("echo"), Expected::default(), None)
         .await
         .unwrap()
     else {
@@ -47,7 +47,15 @@ async fn a_version_is_published_once_and_never_changes() {
 
     // The same bytes again: nothing changes.
     let again = registry
-        .publish(&runtime, component("echo"), Some(&manifest.label()), None)
+        .publish(
+            &runtime,
+            component("echo"),
+            Expected {
+                name: Some(&manifest.name),
+                version: Some(&manifest.version),
+            },
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(again, Published::AlreadyThere(manifest.clone()));
@@ -56,7 +64,9 @@ async fn a_version_is_published_once_and_never_changes() {
     // custom section added): refused, nothing written.
     let mut other = component("echo");
     other.extend([0x00, 0x03, 0x01, b'x', b'y']);
-    let refused = registry.publish(&runtime, other, None, None).await;
+    let refused = registry
+        .publish(&runtime, other, Expected::default(), None)
+        .await;
     assert!(
         matches!(refused, Err(RegistryError::Republished { .. })),
         "{refused:?}"
@@ -69,14 +79,27 @@ async fn what_is_not_a_plugin_or_not_what_was_said_is_refused() {
     let registry = Registry::new(ObjectStore::memory());
     let runtime = runtime();
     let not_wasm = registry
-        .publish(&runtime, b"not a component".to_vec(), None, None)
+        .publish(
+            &runtime,
+            b"not a component".to_vec(),
+            Expected::default(),
+            None,
+        )
         .await;
     assert!(
         matches!(not_wasm, Err(RegistryError::NotAPlugin(_))),
         "{not_wasm:?}"
     );
     let mislabelled = registry
-        .publish(&runtime, component("echo"), Some("echo@99.0.0"), None)
+        .publish(
+            &runtime,
+            component("echo"),
+            Expected {
+                name: None,
+                version: Some("99.0.0"),
+            },
+            None,
+        )
         .await;
     assert!(
         matches!(&mislabelled, Err(RegistryError::NotWhatWasSaid { expected, .. }) if expected == "echo@99.0.0"),
@@ -93,7 +116,7 @@ async fn hosts_that_trust_keys_fetch_only_signed_untampered_versions() {
     let key = SigningKey::from_bytes(&[3; 32]);
     let trust = Trust::new(vec![key.verifying_key()]);
     let Published::New(signed) = registry
-        .publish(&runtime, component("echo"), None, Some(&key))
+        .publish(&runtime, component("echo"), Expected::default(), Some(&key))
         .await
         .unwrap()
     else {
