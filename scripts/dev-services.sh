@@ -7,7 +7,8 @@
 #     directory.
 #
 # Usage:
-#   scripts/dev-services.sh install                 install both if missing (~12 min the first time)
+#   scripts/dev-services.sh install                 install both (and chromium, for the status page's
+#                                                   test) if missing (~12 min the first time)
 #   scripts/dev-services.sh start DIR [--watch PID] start both; state, logs and DIR/env live in DIR
 #   scripts/dev-services.sh stop DIR [broker|s3]    stop both (or one)
 #   scripts/dev-services.sh resume DIR [broker|s3]  start a stopped one again, on the same port and data
@@ -32,6 +33,12 @@ install() {
     if ! command -v tansu >/dev/null; then
         echo "dev-services: installing tansu $TANSU_VERSION (takes ~12 minutes on 2 cores)" >&2
         cargo install --locked tansu --version "$TANSU_VERSION" --features dynostore,libsql >&2
+    fi
+    if ! command -v chromium >/dev/null; then
+        # The status page's test drives a real headless browser.
+        echo "dev-services: installing chromium (Debian package)" >&2
+        local sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+        $sudo_cmd apt-get update -qq >&2 && $sudo_cmd apt-get install -y -qq chromium >&2
     fi
     if ! command -v s3s-fs >/dev/null; then
         echo "dev-services: installing s3s-fs $S3S_FS_VERSION" >&2

@@ -140,6 +140,11 @@ pub(crate) async fn follow(
                 );
                 status.running = running(&chain, &followed);
                 status.refused = None;
+                crate::telemetry::chain_running(&chain);
+                crate::telemetry::metrics::metrics()
+                    .plugin_swaps
+                    .with_label_values(&["applied"])
+                    .inc();
                 chains.send_replace(chain);
                 report(registry, follows, &mut status).await;
             }
@@ -148,6 +153,10 @@ pub(crate) async fn follow(
                 tracing::error!(
                     "hot swap: the new active versions are not loaded, the running ones stay: {e}"
                 );
+                crate::telemetry::metrics::metrics()
+                    .plugin_swaps
+                    .with_label_values(&["refused"])
+                    .inc();
                 status.refused = Some(Refusal {
                     versions: followed
                         .iter()

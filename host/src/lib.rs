@@ -42,6 +42,8 @@
 //! - [`storage`]: the object store: local directory, S3, in memory.
 //! - [`media_type`], [`digest`], [`counters`], [`atomic_file`]: small shared
 //!   building blocks.
+//! - [`telemetry`]: Prometheus metrics, readiness, and the HTTP server of
+//!   `/metrics`, `/healthz`, `/readyz` and the live status page.
 //! - [`logging`]: logging setup (text or JSON); [`progress`]: progress bars.
 
 pub(crate) mod atomic_file;
@@ -72,5 +74,6 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod storage;
+pub mod telemetry;
 #[cfg(test)]
 mod test_support;

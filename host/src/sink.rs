@@ -271,6 +271,15 @@ impl PartitionBatch {
     /// Add a dead letter for the input at its position.
     pub fn push_dead_letter(&mut self, dead_letter: &DeadLetter) {
         self.cover(&dead_letter.position);
+        crate::telemetry::metrics::metrics()
+            .records_dead_lettered
+            .with_label_values(&[
+                self.topic.as_str(),
+                &self.partition.to_string(),
+                dead_letter.kind.as_str(),
+            ])
+            .inc();
+        crate::telemetry::recent::remember(dead_letter);
         serde_json::to_writer(&mut self.dead_letters, dead_letter).expect("dead letters serialise");
         self.dead_letters.push(b'\n');
         self.dead_letter_positions
@@ -579,9 +588,12 @@ impl Sink {
             lease.check().await?;
         }
         let (topic, partition, last) = (batch.topic.clone(), batch.partition, batch.last_offset);
+        let metrics = crate::telemetry::metrics::metrics();
+        let records = u64::try_from(last - first + 1).unwrap_or(0);
         let dead_letters_key = if batch.dead_letter_positions.is_empty() {
             None
         } else {
+            metrics.object_written(records, "dead_letters", batch.dead_letters.len());
             let key = self.dead_letters_key(&topic, partition, first, last);
             Some(
                 self.dead_letters
@@ -606,6 +618,7 @@ impl Sink {
             key: results_key.clone(),
             source,
         })?;
+        metrics.object_written(records, "results", compressed.len());
         self.results
             .put(&results_key, compressed)
             .await

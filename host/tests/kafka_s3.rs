@@ -16,25 +16,6 @@ fn weir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))
 }
 
-/// The bundled sample events plus records that must be dead-lettered.
-fn input_with_planted_faults(dir: &Path) -> (PathBuf, usize) {
-    let sample = std::fs::read_to_string(
-        weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl"),
-    )
-    .unwrap();
-    let mut text = sample.clone();
-    text.push_str("{this is not json\n");
-    text.push_str(
-        r#"{"id":"x:1","op":"upsert","timestamp":"2024-01-01T00:00:00Z","body":"no revision"}"#,
-    );
-    text.push('\n');
-    text.push_str(r#"{"id":"x:2","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","body_ref":{"uri":"s3://nowhere/missing","sha256":"0000000000000000000000000000000000000000000000000000000000000000"}}"#);
-    text.push('\n');
-    let path = dir.join("events.jsonl");
-    std::fs::write(&path, text).unwrap();
-    (path, sample.lines().count())
-}
-
 /// The chain's outputs per (id, revision, op), from result lines.
 fn outputs_by_document(
     lines: impl IntoIterator<Item = Value>,
@@ -59,7 +40,7 @@ async fn every_offset_once_and_the_same_results_as_local_mode() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     let scenario = Scenario::new(services, "once", 4, "").await;
-    let (input, valid) = input_with_planted_faults(scenario.dir());
+    let (input, valid) = weir_tests::e2e::input_with_planted_faults(scenario.dir());
     let ingested = scenario.ingest(&weir(), services, &input);
     assert!(
         ingested.contains(&format!("{} events", valid + 3)),
@@ -325,7 +306,7 @@ async fn dead_letters_can_go_to_a_kafka_topic() {
     let extra = format!("[dead_letter.kafka]\ntopic = \"{dead_topic}\"\n");
     services.create_topic(&dead_topic, 1).await;
     let scenario = Scenario::new(services, "kafkadlq", 2, &extra).await;
-    let (input, valid) = input_with_planted_faults(scenario.dir());
+    let (input, valid) = weir_tests::e2e::input_with_planted_faults(scenario.dir());
     scenario.ingest(&weir(), services, &input);
     let host = scenario.start_host(&weir(), services, 0, "replica-0");
     // Results cover the valid events; the three faults go to the topic.

@@ -46,6 +46,50 @@ pub const PIPELINE: &str = "e2e";
 /// One stage running the pipeline's active version of `echo`.
 pub const ECHO_ACTIVE: &str = "[[stage]]\nname = \"echo\"\nplugin = \"echo@active\"\n";
 
+/// The bundled sample events plus three records that must be dead-lettered
+/// (not JSON, no revision, a body reference to nothing), written into
+/// `dir`; returns the file and the number of valid events.
+pub fn input_with_planted_faults(dir: &Path) -> (PathBuf, usize) {
+    let sample = std::fs::read_to_string(
+        crate::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl"),
+    )
+    .unwrap();
+    let mut text = sample.clone();
+    text.push_str("{this is not json\n");
+    text.push_str(
+        r#"{"id":"x:1","op":"upsert","timestamp":"2024-01-01T00:00:00Z","body":"no revision"}"#,
+    );
+    text.push('\n');
+    text.push_str(r#"{"id":"x:2","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","body_ref":{"uri":"s3://nowhere/missing","sha256":"0000000000000000000000000000000000000000000000000000000000000000"}}"#);
+    text.push('\n');
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, text).unwrap();
+    (path, sample.lines().count())
+}
+
+/// `GET path` from a host's HTTP server at `address`: status and body.
+pub fn http_get(address: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("connect to the host");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// Hold this for the duration of an end-to-end test: they run one at a
 /// time, so hosts of different tests do not compete for the two cores and
 /// timing-based steps (kill points, outages) stay meaningful.
@@ -337,7 +381,21 @@ impl Host {
         false
     }
 
-    /// The process id.
+    /// The address of the host's metrics and status server (`[telemetry]
+    /// listen`), from its log.
+    pub async fn telemetry_address(&self) -> String {
+        const SAID: &str = "status page on http://";
+        assert!(
+            self.wait_for_log(SAID, Duration::from_secs(60)).await,
+            "the host did not start its server:\n{}",
+            self.log_tail()
+        );
+        let log = self.log();
+        let after = &log[log.find(SAID).unwrap() + SAID.len()..];
+        after[..after.find('/').unwrap()].to_owned()
+    }
+
+    /// The host's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -5,6 +5,7 @@
 //! of every `cargo build`/`cargo test`, so tests never need a manual step.
 
 pub mod bench;
+pub mod browser;
 pub mod e2e;
 pub mod process;
 pub mod services;

@@ -15,6 +15,7 @@
 //!   the same input traps again and a retry would only burn the deadline).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -24,6 +25,7 @@ use crate::contract;
 use crate::counters::Counters;
 use crate::digest::Digest;
 use crate::runtime::{DocRecord, PluginError, PluginInstance, RuntimeError, Trap};
+use crate::telemetry::metrics::{StageMeter, metrics};
 
 /// What one stage did: records looked up in the cache, and handed to the
 /// plugin.
@@ -61,6 +63,8 @@ pub struct ChainWorker {
     /// worker), a trap must still be recoverable.
     instances: Vec<Option<PluginInstance>>,
     counters: Vec<Counters>,
+    /// Each stage's metrics.
+    meters: Vec<StageMeter>,
     /// What each stage did since the last [`ChainWorker::take_work`].
     work: Vec<StageWork>,
     /// The stage cache, when the pipeline has one.
@@ -79,10 +83,16 @@ impl ChainWorker {
     /// A worker of `chain` with one live instance per stage.
     pub(super) fn new(chain: Arc<Chain>, instances: Vec<Option<PluginInstance>>) -> Self {
         let stages = chain.stages.len();
+        let meters = chain
+            .stages
+            .iter()
+            .map(|s| StageMeter::new(&s.name))
+            .collect();
         ChainWorker {
             chain,
             instances,
             counters: vec![Counters::default(); stages],
+            meters,
             work: vec![StageWork::default(); stages],
             cache: None,
             fills: Vec::new(),
@@ -333,7 +343,7 @@ impl ChainWorker {
         stage: &Stage,
         batch: &[DocRecord],
     ) -> Result<Vec<Result<Vec<DocRecord>, StageFailure>>, RuntimeError> {
-        let called = self.instance(index)?.process(batch);
+        let called = self.call(index, batch)?;
         let outcomes = match called {
             Ok(outcomes) => {
                 self.collect_counters(index);
@@ -400,7 +410,7 @@ impl ChainWorker {
                 tracing::debug!(stage = %stage.name, id = %record.id, attempts, "retrying after plugin failure: {reason}");
             }
             attempts += 1;
-            let called = self.instance(index)?.process(std::slice::from_ref(record));
+            let called = self.call(index, std::slice::from_ref(record))?;
             self.collect_counters(index);
             match called {
                 Ok(mut outcomes) => match outcomes.pop().expect("one outcome per record") {
@@ -418,6 +428,24 @@ impl ChainWorker {
         }
     }
 
+    /// One `process` call of stage `index`, measured.
+    fn call(
+        &mut self,
+        index: usize,
+        batch: &[DocRecord],
+    ) -> Result<Result<Vec<crate::runtime::RecordOutcome>, Trap>, RuntimeError> {
+        let instance = self.instance(index)?;
+        let started = Instant::now();
+        let called = instance.process(batch);
+        let usage = instance.usage();
+        let meter = &self.meters[index];
+        meter.call(batch.len(), started.elapsed(), usage);
+        if let Err(trap) = &called {
+            meter.trap(trap);
+        }
+        Ok(called)
+    }
+
     /// The live instance of stage `index`, created anew if the last one
     /// trapped.
     fn instance(&mut self, index: usize) -> Result<&mut PluginInstance, RuntimeError> {
@@ -432,7 +460,9 @@ impl ChainWorker {
         let Some(instance) = &mut self.instances[index] else {
             return;
         };
-        self.counters[index].merge(&instance.take_counters());
+        let counters = instance.take_counters();
+        metrics().plugin_counters(&self.chain.stages[index].name, &counters);
+        self.counters[index].merge(&counters);
     }
 }
 

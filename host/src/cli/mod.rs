@@ -275,7 +275,9 @@ async fn run_pipeline(
 /// Run a loaded pipeline (a file to its end, a topic until a stop signal)
 /// and print its summary.
 async fn run_loaded(pipeline: &config::Pipeline) -> anyhow::Result<()> {
+    serve_telemetry(pipeline).await?;
     let assembled = pipeline::assemble(pipeline).await?;
+    loaded(&assembled);
     let summary = match &pipeline.source {
         Source::File { .. } => pipeline::run_file(pipeline, &assembled).await,
         Source::Kafka(_) => {
@@ -300,6 +302,21 @@ async fn run_loaded(pipeline: &config::Pipeline) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Start the metrics, health and status page server if the pipeline asks
+/// for one: before the plugins load, so liveness probes answer meanwhile.
+async fn serve_telemetry(pipeline: &config::Pipeline) -> anyhow::Result<()> {
+    if let Some(address) = pipeline.telemetry.listen {
+        crate::telemetry::serve(address, &pipeline.name).await?;
+    }
+    Ok(())
+}
+
+/// The plugins are loaded: say so to `/readyz` and `weir_plugin_info`.
+fn loaded(assembled: &pipeline::Assembled) {
+    crate::telemetry::readiness::readiness().plugins_loaded();
+    crate::telemetry::chain_running(&assembled.chain);
+}
+
 /// Exit status of a replay stopped before its end.
 const REPLAY_INCOMPLETE: i32 = 4;
 
@@ -312,6 +329,7 @@ async fn run_replay(
         "weir replay {}: from {} to {} (resume with --run {})",
         options.run, options.from, options.to, options.run
     );
+    serve_telemetry(&pipeline).await?;
     let shutdown = Arc::new(AtomicBool::new(false));
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let progress = Arc::new(std::sync::Mutex::new(None));
@@ -321,6 +339,7 @@ async fn run_replay(
         &options,
         shutdown,
         move |plan, bounds, assembled| {
+            loaded(assembled);
             let task = tokio::spawn(crate::progress::replay_bar(
                 plan.partitions.len(),
                 bounds,

@@ -48,6 +48,19 @@ pub struct PipelineFile {
     /// `[registry]`: published plugin versions, for stages that name
     /// `plugin = "name@version"` or `"name@active"`.
     pub registry: Option<RegistryConfig>,
+    /// `[telemetry]`: the metrics, health and status page server.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: where the host serves `/metrics`, `/healthz`, `/readyz`
+/// and its status page (see `docs/operating.md`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Address to listen on, e.g. `"0.0.0.0:9464"` (port 0: any free
+    /// port, logged). No server without it.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `[registry]`: the plugin registry (see `docs/registry.md`).

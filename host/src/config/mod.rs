@@ -23,7 +23,7 @@ pub use crate::source::FileFormat;
 pub use diagnostics::{ConfigError, Problem, problem_at};
 use diagnostics::{line_column, locate};
 use file::PipelineFile;
-pub use file::{BatchingConfig, DecodeConfig, StartFrom};
+pub use file::{BatchingConfig, DecodeConfig, StartFrom, TelemetryConfig};
 pub use settings::*;
 use validate::validate;
 

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::file::{BatchingConfig, DecodeConfig, StartFrom};
+use super::file::{BatchingConfig, DecodeConfig, StartFrom, TelemetryConfig};
 use crate::registry::{Trust, VersionRef};
 use crate::runtime::{Grants, Limits};
 use crate::source::FileFormat;
@@ -38,6 +38,8 @@ pub struct Pipeline {
     pub cache: Cache,
     /// The plugin registry.
     pub registry: Option<RegistrySettings>,
+    /// The metrics, health and status page server.
+    pub telemetry: TelemetryConfig,
 }
 
 /// Validated `[registry]`.

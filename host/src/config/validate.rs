@@ -176,6 +176,7 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
         event_mode,
         cache,
         registry,
+        telemetry: file.telemetry,
     }
 }
 

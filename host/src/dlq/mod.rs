@@ -67,6 +67,20 @@ pub enum DeadLetterKind {
     Contract,
 }
 
+impl DeadLetterKind {
+    /// The kind as written in dead letters (`bad-input`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Decode => "decode",
+            DeadLetterKind::Body => "body",
+            DeadLetterKind::BadInput => "bad-input",
+            DeadLetterKind::PluginFailure => "plugin-failure",
+            DeadLetterKind::Trap => "trap",
+            DeadLetterKind::Contract => "contract",
+        }
+    }
+}
+
 /// The original payload: as text when it is UTF-8, else base64.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -153,5 +167,20 @@ mod tests {
         );
         let json = serde_json::to_string(&Payload::Base64("/wA=".into())).unwrap();
         assert_eq!(json, r#"{"base64":"/wA="}"#);
+    }
+
+    #[test]
+    fn kinds_read_as_they_are_written() {
+        for kind in [
+            DeadLetterKind::Decode,
+            DeadLetterKind::Body,
+            DeadLetterKind::BadInput,
+            DeadLetterKind::PluginFailure,
+            DeadLetterKind::Trap,
+            DeadLetterKind::Contract,
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+        }
     }
 }

@@ -33,12 +33,13 @@
 
 mod bounds;
 pub mod clients;
+mod lag;
 mod offsets;
 mod partitions;
 mod task;
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -149,9 +150,19 @@ impl ConsumerContext for HostContext {
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            self.partitions.assign(consumer, list);
+        let readiness = crate::telemetry::readiness::readiness();
+        match rebalance {
+            Rebalance::Assign(list) => {
+                self.partitions.assign(consumer, list);
+                // An empty share counts: more replicas than partitions.
+                readiness.partitions_given(true);
+            }
+            Rebalance::Revoke(_) => readiness.partitions_given(false),
+            Rebalance::Error(_) => {}
         }
+        crate::telemetry::metrics::metrics()
+            .partitions_assigned
+            .set(i64::try_from(self.partitions.all_keys().len()).unwrap_or(i64::MAX));
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
@@ -208,6 +219,7 @@ async fn run_within(
             partitions: partitions.clone(),
         })?;
     consumer.subscribe(&[settings.topic.as_str()])?;
+    crate::telemetry::readiness::readiness().consuming_from_kafka();
     tracing::info!(topic = settings.topic, group = settings.group, "consuming");
     let polling = partitions.clone();
     // A replay asks for the group's offsets with a client of its own, so
@@ -216,12 +228,22 @@ async fn run_within(
         Some(bounds) => Some((bounds, consumer_config(settings).create::<BaseConsumer>()?)),
         None => None,
     };
-    tokio::task::spawn_blocking(move || {
+    let polled = Arc::new(AtomicBool::new(false));
+    let lag = {
+        let (settings, partitions, polled) = (settings.clone(), partitions.clone(), polled.clone());
+        tokio::task::spawn_blocking(move || {
+            lag::watch(&settings, &partitions, &|| polled.load(Ordering::SeqCst));
+        })
+    };
+    let polled_loop = tokio::task::spawn_blocking(move || {
         let bounds = bounds.as_ref().map(|(b, checker)| (b.as_ref(), checker));
         poll_loop(&consumer, &polling, &events_rx, bounds, &shutdown)
     })
-    .await
-    .map_err(HostError::PollThread)?;
+    .await;
+    polled.store(true, Ordering::SeqCst);
+    // Ends within one broker timeout; a panic there only loses the gauge.
+    let _ = lag.await;
+    polled_loop.map_err(HostError::PollThread)?;
     match partitions.take_failure() {
         Some(error) => Err(error),
         None => Ok(HostSummary {
@@ -271,7 +293,7 @@ fn poll_loop(
             last_bounds_check = Instant::now();
             if bounds.done_here(&partitions.durable_ends()) || bounds.check(checker) {
                 tracing::info!("replay: every partition is committed to its end");
-                shutdown.store(true, std::sync::atomic::Ordering::SeqCst);
+                shutdown.store(true, Ordering::SeqCst);
             }
         }
         partitions.drain_events(events);

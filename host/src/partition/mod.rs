@@ -96,6 +96,8 @@ pub struct PartitionWorker {
     lease: Option<Lease>,
     /// Event mode's document state (`None`: every event is processed).
     state: Option<PartitionState>,
+    /// The partition's record metrics, fed from `stats`.
+    meter: crate::telemetry::metrics::PartitionMeter,
 }
 
 impl PartitionWorker {
@@ -122,6 +124,7 @@ impl PartitionWorker {
             last_durable: None,
             lease: None,
             state: None,
+            meter: crate::telemetry::metrics::PartitionMeter::new(topic, partition),
         }
     }
 
@@ -309,6 +312,7 @@ impl PartitionWorker {
         if !run.is_empty() {
             Box::pin(self.process_run(run)).await?;
         }
+        self.meter.publish(&self.stats);
         Ok(self.last_durable.filter(|_| self.last_durable != before))
     }
 
@@ -639,9 +643,18 @@ impl PartitionWorker {
                 .or_default()
                 .merge(&counters);
         }
+        let metrics = crate::telemetry::metrics::metrics();
         for (stage, work) in chain.take_work() {
             if let Some(cache) = &cache {
                 cache.tally(&stage, work.cache_hits, work.cache_misses);
+                metrics
+                    .cache_hits
+                    .with_label_values(&[stage.as_str()])
+                    .inc_by(work.cache_hits);
+                metrics
+                    .cache_misses
+                    .with_label_values(&[stage.as_str()])
+                    .inc_by(work.cache_misses);
             }
             self.stats.stages.entry(stage).or_default().absorb(&work);
         }

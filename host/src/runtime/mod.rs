@@ -28,7 +28,7 @@ use wasmtime::{
 pub use artifacts::CompiledFrom;
 pub use bindings::{DocRecord, PluginError, PluginInfo};
 pub use log_budget::DROPPED_COUNTER;
-pub use plugin::{LoadedPlugin, PluginInstance, RecordOutcome, Trap, plugin_error_message};
+pub use plugin::{LoadedPlugin, PluginInstance, RecordOutcome, Trap, Usage, plugin_error_message};
 pub use sandbox::{Grants, Limits};
 
 use crate::digest::Digest;

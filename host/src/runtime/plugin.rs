@@ -176,6 +176,7 @@ impl LoadedPlugin {
             store,
             bindings,
             budget,
+            last_fuel: None,
         })
     }
 }
@@ -218,6 +219,30 @@ pub enum Trap {
     Other(String),
 }
 
+impl Trap {
+    /// The kind of trap, as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trap::Deadline(_) => "deadline",
+            Trap::Memory { .. } => "memory",
+            Trap::Fuel(_) => "fuel",
+            Trap::Panic(_) => "panic",
+            Trap::Contract(_) => "contract",
+            Trap::Other(_) => "other",
+        }
+    }
+}
+
+/// What an instance has used: its memory high-water mark, and the fuel its
+/// last call burnt (when the engine meters fuel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    /// The largest linear memory the instance was granted, in bytes.
+    pub memory_bytes: usize,
+    /// Fuel the last `process` call consumed.
+    pub fuel: Option<u64>,
+}
+
 /// The per-call budget of an instance: deadline (in epoch ticks), fuel.
 struct Budget {
     limits: Limits,
@@ -246,6 +271,8 @@ pub struct PluginInstance {
     store: Store<StoreState>,
     bindings: TransformPlugin,
     budget: Budget,
+    /// Fuel the last call consumed (engines that meter fuel).
+    last_fuel: Option<u64>,
 }
 
 impl PluginInstance {
@@ -258,6 +285,10 @@ impl PluginInstance {
             .weir_plugin_transform()
             .call_process(&mut self.store, batch);
         self.store.data_mut().end_call();
+        if self.budget.fuel_enabled {
+            let budget = self.budget.limits.fuel.unwrap_or(u64::MAX);
+            self.last_fuel = self.store.get_fuel().ok().map(|left| budget - left);
+        }
         let outcomes = called.map_err(|e| self.classify(e))?;
         if outcomes.len() != batch.len() {
             return Err(Trap::Contract(format!(
@@ -267,6 +298,14 @@ impl PluginInstance {
             )));
         }
         Ok(outcomes)
+    }
+
+    /// What the instance has used so far.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            memory_bytes: self.store.data().limiter.peak,
+            fuel: self.last_fuel,
+        }
     }
 
     /// Counters the plugin reported since the last call, leaving none.

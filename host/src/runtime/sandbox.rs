@@ -224,6 +224,8 @@ pub(super) struct MemoryLimiter {
     max_memory_bytes: usize,
     /// The size the plugin last asked for and was refused.
     pub(super) refused: Option<usize>,
+    /// The largest memory granted so far (the instance's high-water mark).
+    pub(super) peak: usize,
 }
 
 /// Tables hold function references; no sane plugin needs more.
@@ -234,6 +236,7 @@ impl MemoryLimiter {
         MemoryLimiter {
             max_memory_bytes,
             refused: None,
+            peak: 0,
         }
     }
 
@@ -255,6 +258,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.refused = Some(desired);
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 

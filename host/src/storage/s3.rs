@@ -193,15 +193,35 @@ impl S3Store {
     {
         let mut backoff = Backoff::default();
         let mut failures = 0u32;
+        let label = operation.replace(' ', "_");
+        let metrics = crate::telemetry::metrics::metrics();
+        let readiness = crate::telemetry::readiness::readiness();
         loop {
-            match attempt().await {
+            let started = std::time::Instant::now();
+            let outcome = attempt().await;
+            metrics
+                .s3_duration
+                .with_label_values(&[label.as_str()])
+                .observe(started.elapsed().as_secs_f64());
+            if outcome.is_err() {
+                metrics.s3_errors.with_label_values(&[label.as_str()]).inc();
+            }
+            let retry = outcome.as_ref().err().and_then(retry_reason);
+            readiness.store_failing(retry.is_some());
+            if retry.is_some() {
+                metrics
+                    .s3_retries
+                    .with_label_values(&[label.as_str()])
+                    .inc();
+            }
+            match outcome {
                 Ok(value) => {
                     if failures > 0 {
                         tracing::info!(operation, key, failures, "S3 is answering again");
                     }
                     return Ok(value);
                 }
-                Err(error) if retry_reason(&error) == Some(Retry::Transient) => {
+                Err(error) if retry == Some(Retry::Transient) => {
                     failures += 1;
                     tracing::warn!(
                         operation, bucket = %self.bucket, key, failures,
@@ -211,7 +231,7 @@ impl S3Store {
                     );
                     backoff.pause().await;
                 }
-                Err(error) if retry_reason(&error) == Some(Retry::HostFault) => {
+                Err(error) if retry == Some(Retry::HostFault) => {
                     failures += 1;
                     tracing::error!(
                         operation, bucket = %self.bucket, key, failures,
