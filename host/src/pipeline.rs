@@ -97,21 +97,7 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
     let registry = registry_of(pipeline, s3.as_ref());
     let chain =
         Arc::new(load_chain(pipeline, &runtime, registry.as_ref(), &BTreeMap::new()).await?);
-    let results = object_store(&pipeline.output, s3.as_ref());
-    let dead_letters = match &pipeline.dead_letter {
-        DeadLetterOutput::Kafka { topic } => {
-            let Source::Kafka(kafka) = &pipeline.source else {
-                unreachable!("validation allows Kafka dead letters only with a Kafka source")
-            };
-            DeadLetterSink::Kafka {
-                producer: crate::kafka::clients::producer_config(kafka).create()?,
-                topic: topic.clone(),
-            }
-        }
-        DeadLetterOutput::Store(store) => DeadLetterSink::Store(object_store(store, s3.as_ref())),
-    };
-    let mut sink = Sink::new(&pipeline.name, results, dead_letters)
-        .with_zstd_level(pipeline.batching.zstd_level);
+    let mut sink = sink_under(pipeline, &pipeline.name, s3.as_ref())?;
     if let StoreOutput::S3 {
         conditional_writes: true,
         ..
@@ -139,6 +125,42 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         cache,
         registry,
     })
+}
+
+/// A writer of results and dead letters to `pipeline`'s destinations, with
+/// keys under `name` (the pipeline's name, or a folder of its own such as a
+/// redrive's).
+pub(crate) fn sink_under(
+    pipeline: &Pipeline,
+    name: &str,
+    s3: Option<&aws_sdk_s3::Client>,
+) -> Result<Sink, PipelineError> {
+    let results = object_store(&pipeline.output, s3);
+    let dead_letters = match &pipeline.dead_letter {
+        DeadLetterOutput::Kafka { topic } => {
+            let Source::Kafka(kafka) = &pipeline.source else {
+                unreachable!("validation allows Kafka dead letters only with a Kafka source")
+            };
+            DeadLetterSink::Kafka {
+                producer: crate::kafka::clients::producer_config(kafka).create()?,
+                topic: topic.clone(),
+            }
+        }
+        DeadLetterOutput::Store(store) => DeadLetterSink::Store(object_store(store, s3)),
+    };
+    Ok(Sink::new(name, results, dead_letters).with_zstd_level(pipeline.batching.zstd_level))
+}
+
+/// An S3 client if any of `stores` is in S3.
+pub(crate) async fn s3_for(
+    pipeline: &Pipeline,
+    stores: &[&StoreOutput],
+) -> Option<aws_sdk_s3::Client> {
+    if stores.iter().any(|s| matches!(s, StoreOutput::S3 { .. })) {
+        Some(crate::storage::s3_client(&pipeline.s3).await)
+    } else {
+        None
+    }
 }
 
 /// The engine for `pipeline`'s stages (sized for the largest memory limit,

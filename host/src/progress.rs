@@ -10,6 +10,19 @@ use crate::replay::Bounds;
 /// How often the bar is redrawn.
 const TICK: Duration = Duration::from_millis(250);
 
+/// A bar counting `total` items of `what`.
+pub fn counter_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{elapsed_precise}} [{{wide_bar}}] {{pos}}/{{len}} {what} ({{per_sec}}, ETA {{eta}})"
+        ))
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
 /// Show a replay's progress until aborted: records committed by the group
 /// (all replicas) out of the window's, their rate and the time left, the MB/s
 /// read by this process, and each cached stage's hit rate.

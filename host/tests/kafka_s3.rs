@@ -349,6 +349,14 @@ async fn dead_letters_can_go_to_a_kafka_topic() {
     }
     let places = scenario.account(services).await;
     assert_eq!(places.len(), valid, "results hold exactly the valid events");
+    // `weir dlq list` reads them back from the topic (one per position).
+    let listed = scenario.weir(&weir(), services, &["dlq", "list"]);
+    assert!(
+        listed.contains(&format!(
+            "3 dead letters (0 redriven) in Kafka topic {dead_topic}"
+        )),
+        "{listed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

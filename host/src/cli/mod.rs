@@ -1,6 +1,7 @@
 //! The `weir` command line: argument parsing and the commands' top level;
 //! `weir plugin ...` is in [`plugin`].
 
+mod dlq;
 mod plugin;
 
 use std::path::PathBuf;
@@ -106,6 +107,10 @@ pub enum Command {
     /// them, activate a version for the pipeline or roll it back.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// List, show and redrive dead letters (from the pipeline's
+    /// `[dead_letter]`: a directory, S3 or a Kafka topic).
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
 }
 
 /// `--format` values.
@@ -155,6 +160,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Plugin(command) => plugin::run(command).await,
+        Command::Dlq(command) => Box::pin(dlq::run(command)).await,
         Command::Validate { config } => {
             let pipeline = config::load(&config)?;
             let assembled = pipeline::assemble(&pipeline).await?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use crate::config::{self, StoreOutput};
+use crate::config;
 use crate::pipeline;
 use crate::registry::{Published, Registry, Trust, VersionRef};
 
@@ -109,10 +109,7 @@ async fn open(config: &Path) -> anyhow::Result<(config::Pipeline, Registry, Trus
         .registry
         .as_ref()
         .with_context(|| format!("{}: the pipeline has no [registry]", config.display()))?;
-    let s3 = match settings.store {
-        StoreOutput::S3 { .. } => Some(crate::storage::s3_client(&pipeline.s3).await),
-        StoreOutput::Local { .. } => None,
-    };
+    let s3 = pipeline::s3_for(&pipeline, &[&settings.store]).await;
     let (registry, trust) =
         pipeline::registry_of(&pipeline, s3.as_ref()).expect("the pipeline has a registry");
     Ok((pipeline, registry, trust))
@@ -300,10 +297,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             let pipeline = config::load(&config)?;
             let label = crate::shadow::label(name, &version);
             if report {
-                let s3 = match pipeline.output {
-                    StoreOutput::S3 { .. } => Some(crate::storage::s3_client(&pipeline.s3).await),
-                    StoreOutput::Local { .. } => None,
-                };
+                let s3 = pipeline::s3_for(&pipeline, &[&pipeline.output]).await;
                 let store = pipeline::object_store(&pipeline.output, s3.as_ref());
                 let report = crate::shadow::report(&store, &pipeline.name, &label).await?;
                 println!("shadow {label} of pipeline `{}`:", pipeline.name);

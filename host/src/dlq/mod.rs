@@ -6,8 +6,15 @@
 //! the results object of the same range (see `sink`), before it, so that a
 //! range whose results object exists has its dead letters durably stored too;
 //! or to a Kafka topic ([`DeadLetterSink`]).
+//!
+//! Parts: `destination` (writing them), [`reader`] (reading them back from
+//! either), [`filter`] (choosing them), [`redrive`] (sending them through
+//! the chain again, once).
 
 mod destination;
+pub mod filter;
+pub mod reader;
+pub mod redrive;
 
 pub use destination::{DeadLetterError, DeadLetterSink};
 
@@ -45,6 +52,10 @@ pub struct DeadLetter {
     /// Attempts made at the failing stage.
     #[serde(default)]
     pub attempts: u32,
+    /// When the host dead-lettered it (absent in dead letters of weir
+    /// versions before 0.1 had it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<jiff::Timestamp>,
     /// The original payload, to re-drive it.
     pub payload: Payload,
 }
@@ -68,6 +79,16 @@ pub enum DeadLetterKind {
 }
 
 impl DeadLetterKind {
+    /// Every kind.
+    pub const ALL: [DeadLetterKind; 6] = [
+        DeadLetterKind::Decode,
+        DeadLetterKind::Body,
+        DeadLetterKind::BadInput,
+        DeadLetterKind::PluginFailure,
+        DeadLetterKind::Trap,
+        DeadLetterKind::Contract,
+    ];
+
     /// The kind as written in dead letters (`bad-input`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,6 +99,22 @@ impl DeadLetterKind {
             DeadLetterKind::Trap => "trap",
             DeadLetterKind::Contract => "contract",
         }
+    }
+}
+
+/// A kind name that is not one of [`DeadLetterKind`]'s.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown kind `{0}`: use decode, body, bad-input, plugin-failure, trap or contract")]
+pub struct UnknownKind(String);
+
+impl std::str::FromStr for DeadLetterKind {
+    type Err = UnknownKind;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        DeadLetterKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+            .ok_or_else(|| UnknownKind(name.to_owned()))
     }
 }
 
@@ -92,6 +129,14 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// The original bytes.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, base64::DecodeError> {
+        match self {
+            Payload::Text(text) => Ok(text.as_bytes().to_vec()),
+            Payload::Base64(encoded) => base64::engine::general_purpose::STANDARD.decode(encoded),
+        }
+    }
+
     /// Keep `bytes` in the most readable lossless form.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         match std::str::from_utf8(bytes) {
@@ -121,6 +166,7 @@ impl DeadLetter {
             plugin: None,
             plugin_digest: None,
             attempts: 0,
+            at: Some(jiff::Timestamp::now()),
             payload: Payload::from_bytes(payload),
         }
     }
@@ -149,6 +195,7 @@ impl DeadLetter {
             plugin: Some(failure.plugin),
             plugin_digest: Some(failure.digest),
             attempts: failure.attempts,
+            at: Some(jiff::Timestamp::now()),
             payload: Payload::from_bytes(payload),
         }
     }
@@ -167,20 +214,18 @@ mod tests {
         );
         let json = serde_json::to_string(&Payload::Base64("/wA=".into())).unwrap();
         assert_eq!(json, r#"{"base64":"/wA="}"#);
+        for bytes in [&b"ok"[..], &[0xff, 0]] {
+            assert_eq!(Payload::from_bytes(bytes).to_bytes().unwrap(), bytes);
+        }
     }
 
     #[test]
     fn kinds_read_as_they_are_written() {
-        for kind in [
-            DeadLetterKind::Decode,
-            DeadLetterKind::Body,
-            DeadLetterKind::BadInput,
-            DeadLetterKind::PluginFailure,
-            DeadLetterKind::Trap,
-            DeadLetterKind::Contract,
-        ] {
+        for kind in DeadLetterKind::ALL {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(kind.as_str().parse::<DeadLetterKind>().unwrap(), kind);
         }
+        assert!("trapped".parse::<DeadLetterKind>().is_err());
     }
 }

@@ -1,0 +1,283 @@
+//! `weir dlq redrive`: dead letters sent back through the chain (after a
+//! plugin fix, a new limit, a body put back), their results written, and
+//! each marked redriven so that a second redrive does nothing.
+//!
+//! Invariants:
+//! - a redriven dead letter ends in exactly one place: a results object of
+//!   its own offset, `{pipeline}/redrive/results/{topic}/{partition}/{offset}-{offset}.jsonl.zst`,
+//!   or a new dead letter (under `{pipeline}/redrive/`, or the dead-letter
+//!   topic), with the reason it failed again;
+//! - its marker, `{pipeline}/redriven/{topic}/{partition}/{offset}.json`,
+//!   is written after that place is durable: a redrive stopped between the
+//!   two redoes the letter, overwriting the same keys (nothing twice);
+//! - a marked dead letter is never redriven again; one that failed again
+//!   is a new dead letter (a newer time at the same position), which a
+//!   later redrive (after the fix) takes up.
+//!
+//! Redrives do not use event mode: the document state belongs to the live
+//! hosts, and a redrive is asked for on purpose.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::DeadLetter;
+use crate::partition::{PartitionWorker, WorkerError};
+use crate::pipeline::{Assembled, PipelineError};
+use crate::sink::Sink;
+use crate::source::{Payload, SourceMessage};
+use crate::storage::{ObjectStore, StorageError};
+
+/// What became of a redriven dead letter, as its marker records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// It went through the chain: a results object holds it.
+    Result,
+    /// It failed again: a new dead letter holds it, with the reason.
+    DeadLetter,
+}
+
+/// The marker of a redriven dead letter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Marker {
+    /// When it was redriven.
+    pub at: jiff::Timestamp,
+    /// When the redriven dead letter was written (which one of the
+    /// position's dead letters it was).
+    pub dead_lettered_at: Option<jiff::Timestamp>,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// The results object it was written to.
+    pub results_key: String,
+}
+
+/// The dead letters already redriven: per position, the time of the one
+/// that was.
+#[derive(Debug, Default)]
+pub struct Redrives(BTreeMap<String, Option<jiff::Timestamp>>);
+
+impl Redrives {
+    /// Whether `letter` itself was redriven (not merely its position).
+    pub fn covers(&self, letter: &DeadLetter) -> bool {
+        self.0
+            .get(&letter.position.to_string())
+            .is_some_and(|at| *at == letter.at)
+    }
+}
+
+/// What a redrive did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Redriven {
+    /// Dead letters chosen.
+    pub chosen: usize,
+    /// Of those, already redriven before (left alone).
+    pub already: usize,
+    /// Sent through the chain and written as results.
+    pub results: usize,
+    /// Sent through the chain and dead-lettered again.
+    pub dead_again: usize,
+}
+
+/// Why a redrive stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    /// A marker could not be read or written.
+    #[error("redrive markers at {place}")]
+    Markers {
+        /// Key or prefix.
+        place: String,
+        /// Why.
+        #[source]
+        source: StorageError,
+    },
+    /// A dead letter's payload is not valid base64.
+    #[error("dead letter {position}: its payload is not valid base64")]
+    Payload {
+        /// `topic/partition@offset`.
+        position: String,
+        /// Why.
+        #[source]
+        source: base64::DecodeError,
+    },
+    /// The chain or the sink failed (a host fault: nothing is marked).
+    #[error("redriving {position}")]
+    Worker {
+        /// `topic/partition@offset`.
+        position: String,
+        /// Why.
+        #[source]
+        source: Box<WorkerError>,
+    },
+    /// The chain's workers could not start.
+    #[error("starting the chain")]
+    Pipeline(#[from] PipelineError),
+}
+
+/// The redrive markers of `pipeline` in its results store.
+pub struct Markers {
+    store: ObjectStore,
+    prefix: String,
+}
+
+impl Markers {
+    /// Markers of `pipeline` in `store` (the results store).
+    pub fn new(store: ObjectStore, pipeline: &str) -> Self {
+        Markers {
+            store,
+            prefix: format!("{pipeline}/redriven/"),
+        }
+    }
+
+    fn key(&self, letter: &DeadLetter) -> String {
+        let p = &letter.position;
+        format!(
+            "{}{}/{}/{:020}.json",
+            self.prefix, p.topic, p.partition, p.offset
+        )
+    }
+
+    /// What has been redriven so far.
+    pub async fn load(&self) -> Result<Redrives, RedriveError> {
+        let failed = |place: String| move |source| RedriveError::Markers { place, source };
+        let keys = self
+            .store
+            .list(&self.prefix)
+            .await
+            .map_err(failed(self.store.describe(&self.prefix)))?;
+        let mut done = BTreeMap::new();
+        for key in keys {
+            let Some(position) = self.position_of(&key) else {
+                continue;
+            };
+            let Some(bytes) = self
+                .store
+                .get(&key)
+                .await
+                .map_err(failed(self.store.describe(&key)))?
+            else {
+                continue;
+            };
+            // A marker that does not parse marks nothing: redriving again
+            // writes the same keys.
+            if let Ok(marker) = serde_json::from_slice::<Marker>(&bytes) {
+                done.insert(position, marker.dead_lettered_at);
+            }
+        }
+        Ok(Redrives(done))
+    }
+
+    /// `topic/partition@offset` of a marker's key.
+    fn position_of(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(&self.prefix)?.strip_suffix(".json")?;
+        let (topic_partition, offset) = rest.rsplit_once('/')?;
+        let (topic, partition) = topic_partition.rsplit_once('/')?;
+        let offset: i64 = offset.parse().ok()?;
+        Some(format!("{topic}/{partition}@{offset}"))
+    }
+
+    async fn mark(&self, letter: &DeadLetter, marker: &Marker) -> Result<(), RedriveError> {
+        let key = self.key(letter);
+        let bytes = serde_json::to_vec(marker).expect("markers serialise");
+        self.store
+            .put(&key, bytes)
+            .await
+            .map_err(|source| RedriveError::Markers {
+                place: self.store.describe(&key),
+                source,
+            })
+    }
+}
+
+/// Send `letters` (chosen by the caller) through `assembled`'s chain into
+/// `sink` (under the pipeline's `redrive/` folder), skipping those already
+/// marked, and mark each.
+pub async fn redrive(
+    assembled: &Assembled,
+    pipeline: &crate::config::Pipeline,
+    sink: Arc<Sink>,
+    markers: &Markers,
+    letters: Vec<DeadLetter>,
+    on_each: &dyn Fn(),
+) -> Result<Redriven, RedriveError> {
+    let done = markers.load().await?;
+    let mut redriven = Redriven {
+        chosen: letters.len(),
+        ..Redriven::default()
+    };
+    let mut by_partition: BTreeMap<(String, i32), Vec<DeadLetter>> = BTreeMap::new();
+    for letter in letters {
+        if done.covers(&letter) {
+            redriven.already += 1;
+            on_each();
+            continue;
+        }
+        let p = &letter.position;
+        by_partition
+            .entry((p.topic.to_string(), p.partition))
+            .or_default()
+            .push(letter);
+    }
+    for ((topic, partition), letters) in by_partition {
+        let mut worker = PartitionWorker::new(
+            assembled
+                .chain
+                .start_worker()
+                .map_err(PipelineError::from)?,
+            sink.clone(),
+            pipeline.decode.clone(),
+            pipeline.batching.clone(),
+            &topic,
+            partition,
+        );
+        if let Some(bodies) = &assembled.bodies {
+            worker = worker.with_bodies(bodies.clone());
+        }
+        if let Some(cache) = &assembled.cache {
+            worker = worker.with_cache(cache.clone());
+        }
+        for letter in letters {
+            let position = letter.position.to_string();
+            let payload = letter
+                .payload
+                .to_bytes()
+                .map_err(|source| RedriveError::Payload {
+                    position: position.clone(),
+                    source,
+                })?;
+            let failed = |source: WorkerError| RedriveError::Worker {
+                position: position.clone(),
+                source: Box::new(source),
+            };
+            let dead_before = worker.stats().dead_letters;
+            // One object per dead letter, keyed by its own offset, so a
+            // redrive done again writes the same keys.
+            worker
+                .process(vec![SourceMessage {
+                    position: letter.position.clone(),
+                    payload: Payload::Raw(payload),
+                }])
+                .await
+                .map_err(failed)?;
+            worker.flush().await.map_err(failed)?;
+            let outcome = if worker.stats().dead_letters > dead_before {
+                redriven.dead_again += 1;
+                Outcome::DeadLetter
+            } else {
+                redriven.results += 1;
+                Outcome::Result
+            };
+            let p = &letter.position;
+            let marker = Marker {
+                at: jiff::Timestamp::now(),
+                dead_lettered_at: letter.at,
+                outcome,
+                results_key: sink.results_key(&p.topic, p.partition, p.offset, p.offset),
+            };
+            markers.mark(&letter, &marker).await?;
+            on_each();
+        }
+    }
+    Ok(redriven)
+}
