@@ -134,7 +134,7 @@ pub(crate) fn sink_under(
     pipeline: &Pipeline,
     name: &str,
     s3: Option<&aws_sdk_s3::Client>,
-) -> Result<Sink, PipelineError> {
+) -> Result<Sink, rdkafka::error::KafkaError> {
     let results = object_store(&pipeline.output, s3);
     let dead_letters = match &pipeline.dead_letter {
         DeadLetterOutput::Kafka { topic } => {
