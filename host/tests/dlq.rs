@@ -66,8 +66,18 @@ async fn dead_letters_are_listed_and_redriven_exactly_once() {
     while scenario.account(services).await.len() < valid + 3 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let (code, log) = host.terminate();
-    assert_eq!(code, Some(0), "{log}");
+    let log = host.log();
+    let (code, out) = host.terminate();
+    assert_eq!(code, Some(0), "{out}");
+    // Log lines of a batch name it (the trap is logged inside the chain).
+    let trapped = log
+        .lines()
+        .find(|line| line.contains("batch trapped"))
+        .expect("a trap was logged");
+    assert!(
+        trapped.contains("batch{topic=") && trapped.contains("first_offset="),
+        "{trapped}"
+    );
 
     // The three articles ran out of fuel in `parse`; three planted faults
     // failed before the chain.

@@ -297,7 +297,7 @@ impl PartitionWorker {
                 // Boxed, as below: the chain and sink futures nested here are
                 // otherwise too deep a type for rustc's layout queries in
                 // release builds of the binary.
-                Box::pin(self.process_run(std::mem::take(&mut run))).await?;
+                self.process_run_in_span(std::mem::take(&mut run)).await?;
             }
             // Writes nothing once the range's first message has emptied the
             // batch.
@@ -310,10 +310,32 @@ impl PartitionWorker {
             }
         }
         if !run.is_empty() {
-            Box::pin(self.process_run(run)).await?;
+            self.process_run_in_span(run).await?;
         }
         self.meter.publish(&self.stats);
         Ok(self.last_durable.filter(|_| self.last_durable != before))
+    }
+
+    /// [`PartitionWorker::process_run`] in a span naming the batch (topic,
+    /// partition, offsets): every log line of the batch, the plugins'
+    /// included, carries them.
+    async fn process_run_in_span(
+        &mut self,
+        messages: Vec<SourceMessage>,
+    ) -> Result<(), WorkerError> {
+        use tracing::Instrument as _;
+        let (first, last) = match (messages.first(), messages.last()) {
+            (Some(first), Some(last)) => (first.position.offset, last.position.offset),
+            _ => return Ok(()),
+        };
+        let span = tracing::info_span!(
+            "batch",
+            topic = self.batch.topic(),
+            partition = self.batch.partition(),
+            first_offset = first,
+            last_offset = last,
+        );
+        Box::pin(self.process_run(messages)).instrument(span).await
     }
 
     /// Process messages none of which is adopted, cutting objects when the
@@ -629,7 +651,10 @@ impl PartitionWorker {
                 .await;
         }
         let mut chain = self.chain.take().expect("the chain is not already running");
+        // The blocking thread logs in the batch's span too.
+        let span = tracing::Span::current();
         let (chain, results) = tokio::task::spawn_blocking(move || {
+            let _batch = span.enter();
             let results = chain.process_hashed(records);
             (chain, results)
         })
