@@ -408,8 +408,9 @@ async fn a_partition_that_moves_to_another_replica_keeps_its_state() {
     );
 }
 
-/// The README's example: the bundled events, then the later export of the
-/// same pages (`--input`): only the two edited pages are computed.
+/// The README's example: the bundled dump (206 pages), then a later export
+/// of some of the same pages as change events (`--input`): only the two
+/// edited pages are computed. The run ends with what the plugins found.
 #[test]
 fn the_example_recomputes_only_the_edited_pages() {
     let dir = tempfile::tempdir().unwrap();
@@ -446,19 +447,30 @@ fn the_example_recomputes_only_the_edited_pages() {
         String::from_utf8(output.stdout).unwrap()
     };
     let first = run(&[]);
-    assert!(first.contains("41 records in"), "{first}");
+    assert!(first.contains("206 records in"), "{first}");
     assert!(
         first.contains(
-            "40 results (40 outputs), 1 tombstones, 0 dead-lettered, 0 unchanged, 0 stale"
+            "206 results (206 outputs), 0 tombstones, 0 dead-lettered, 0 unchanged, 0 stale"
         ),
         "{first}"
     );
+    // The human summary: the plugins' findings, stage times, how to read.
+    for expected in [
+        "parse    pages 206, redirects 100",
+        "language: en 104",
+        "topic: People 21",
+        "parse@0.1.0",
+        "read one: zstdcat",
+        "Dead letters: none",
+    ] {
+        assert!(first.contains(expected), "{expected}: {first}");
+    }
     let edited = example.join("data/enwiki-sample-events-edited.jsonl");
     let second = run(&["--input", edited.to_str().unwrap()]);
     assert!(second.contains("41 records in"), "{second}");
     assert!(
         second.contains(
-            "2 results (2 outputs), 0 tombstones, 0 dead-lettered, 38 unchanged, 1 stale"
+            "2 results (2 outputs), 1 tombstones, 0 dead-lettered, 38 unchanged, 0 stale"
         ),
         "{second}"
     );

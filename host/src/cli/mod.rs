@@ -3,11 +3,14 @@
 
 mod dlq;
 mod plugin;
+mod summary;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use std::io::Write as _;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -275,12 +278,12 @@ async fn run_pipeline(
     if let Err(e) = check_instances(config, &pipeline).await? {
         tracing::warn!("cannot reach the broker to check runtime.max_instances: {e}");
     }
-    run_loaded(&pipeline).await
+    run_loaded(&pipeline, config).await
 }
 
 /// Run a loaded pipeline (a file to its end, a topic until a stop signal)
 /// and print its summary.
-async fn run_loaded(pipeline: &config::Pipeline) -> anyhow::Result<()> {
+async fn run_loaded(pipeline: &config::Pipeline, config: &std::path::Path) -> anyhow::Result<()> {
     serve_telemetry(pipeline).await?;
     let assembled = pipeline::assemble(pipeline).await?;
     loaded(&assembled);
@@ -295,7 +298,7 @@ async fn run_loaded(pipeline: &config::Pipeline) -> anyhow::Result<()> {
     .with_context(|| format!("pipeline {}", pipeline.name))?;
     for (stage, counters) in &summary.stats.counters {
         for (counter, value) in counters.iter() {
-            tracing::info!(stage, counter, value, "plugin counter");
+            tracing::debug!(stage, counter, value, "plugin counter");
         }
     }
     println!("weir run {}: {}", pipeline.name, summary.line());
@@ -305,6 +308,13 @@ async fn run_loaded(pipeline: &config::Pipeline) -> anyhow::Result<()> {
         }
         println!("cache: {}", cache.describe());
     }
+    // Written, not printed: a reader that stopped early (`| head -1`) is
+    // not an error.
+    let _ = write!(
+        std::io::stdout().lock(),
+        "{}",
+        summary::human(&summary, &assembled.chain, config)
+    );
     Ok(())
 }
 

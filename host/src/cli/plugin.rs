@@ -312,7 +312,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
                 "weir plugin shadow: {label} beside pipeline `{live}`'s active versions, until stopped;                  `weir plugin shadow {label} -c {} --report` compares",
                 config.display()
             );
-            Box::pin(super::run_loaded(&shadow)).await?;
+            Box::pin(super::run_loaded(&shadow, &config)).await?;
         }
         PluginCommand::Rollback { name, config } => {
             let (pipeline, registry, _) = open(&config).await?;

@@ -266,14 +266,13 @@ impl Transform for Score {
     fn process(&mut self, record: Record) -> Result<Vec<Record>, Error> {
         let input: Input<'_> = record.body_json()?;
         let topic = self.score(&input);
-        weir_sdk::count(
-            if topic.label.is_some() {
-                "scored"
-            } else {
-                "skipped"
-            },
-            1,
-        );
+        match &topic.label {
+            Some(label) => {
+                weir_sdk::count("scored", 1);
+                weir_sdk::count(&format!("topic.{label}"), 1);
+            }
+            None => weir_sdk::count("skipped", 1),
+        }
         Ok(vec![record.extend_json(OUTPUT_TYPE, "topic", &topic)?])
     }
 }
