@@ -35,7 +35,9 @@ fn replay_command_with(pipeline: &Path, services: &Services, run: &str, args: &[
         .args(["--run", run])
         .args(args)
         .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("WEIR_LOG", "info");
+        .env("WEIR_LOG", "info")
+        // Read by scenarios with static group membership.
+        .env("WEIR_INSTANCE_ID", "replica-0");
     command
 }
 
@@ -190,8 +192,14 @@ async fn a_replay_killed_midway_resumes_to_the_same_output() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     // No cache: the resumed replay computes what the killed one did not
-    // write, so the comparison covers the chain, not the cache.
-    let scenario = Scenario::new(services, "replay-resume", 2, "").await;
+    // write, so the comparison covers the chain, not the cache. Static
+    // membership: the resumed replay takes the killed one's place in the
+    // group at once, as a restarted pod would (without it, the group waits
+    // for the dead member's session to expire, and a shared broker once
+    // never finished that rebalance).
+    let static_member =
+        "[source.kafka.properties]\n\"group.instance.id\" = \"${WEIR_INSTANCE_ID}\"\n";
+    let scenario = Scenario::new(services, "replay-resume", 2, static_member).await;
     scenario.ingest(&weir(), services, &weir_tests::sample_dump());
     replay(&scenario.pipeline, services, "whole");
     let whole = results(&scenario, services, "whole").await;
