@@ -8,29 +8,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use weir_tests::browser::Browser;
-use weir_tests::e2e::{PIPELINE, Scenario, http_get, input_with_planted_faults, serial};
+use weir_tests::e2e::{
+    PIPELINE, Scenario, http_get, input_with_planted_faults, metric_sum as sum, serial,
+};
 use weir_tests::services::Services;
 
 fn weir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))
-}
-
-/// The sum of the samples of `name` whose labels include all of `labels`,
-/// from a Prometheus text exposition.
-fn sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    exposition
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            (metric == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
 }
 
 /// Scrape `/metrics` until `done` holds of it (or 120 s passed).

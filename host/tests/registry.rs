@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
-use weir_tests::e2e::{PIPELINE, Scenario};
+use weir_tests::e2e::{PIPELINE, Scenario, http_get, metric_sum};
 use weir_tests::services::Services;
 
 fn weir() -> PathBuf {
@@ -226,6 +226,9 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     let scenario = Scenario::two_echo_versions(services, &weir(), "hot-swap", 2).await;
+    let mut text = std::fs::read_to_string(&scenario.pipeline).unwrap();
+    text.push_str("\n[telemetry]\nlisten = \"127.0.0.1:0\"\n");
+    std::fs::write(&scenario.pipeline, text).unwrap();
     let run = |args: &[&str]| scenario.weir(&weir(), services, args);
     let events = weir_tests::sample_events();
     let host = scenario.start_host(&weir(), services, 0, "swap");
@@ -306,6 +309,26 @@ async fn a_running_host_swaps_versions_under_load_with_exact_accounting() {
     assert!(
         line.contains("behind the active versions") && line.contains("refused echo 0.2.0"),
         "{status}"
+    );
+    // The metrics say the same: two swaps applied, one refused, 0.1.0 runs.
+    let (_, metrics) = http_get(&host.telemetry_address().await, "/metrics");
+    let swaps = |outcome| metric_sum(&metrics, "weir_plugin_swaps_total", &[("outcome", outcome)]);
+    assert_eq!(
+        (swaps("applied"), swaps("refused")),
+        (2.0, 1.0),
+        "{metrics}"
+    );
+    let running = |version| {
+        metric_sum(
+            &metrics,
+            "weir_plugin_info",
+            &[("stage", "echo"), ("version", version)],
+        )
+    };
+    assert_eq!(
+        (running("0.1.0"), running("0.2.0")),
+        (1.0, 0.0),
+        "{metrics}"
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);

@@ -90,6 +90,24 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The sum of the samples of `name` whose labels include all of `labels`,
+/// from a Prometheus text exposition.
+pub fn metric_sum(exposition: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+            (metric == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
 /// Hold this for the duration of an end-to-end test: they run one at a
 /// time, so hosts of different tests do not compete for the two cores and
 /// timing-based steps (kill points, outages) stay meaningful.
