@@ -322,7 +322,7 @@ async fn run_loaded(pipeline: &config::Pipeline, config: &std::path::Path) -> an
 /// for one: before the plugins load, so liveness probes answer meanwhile.
 async fn serve_telemetry(pipeline: &config::Pipeline) -> anyhow::Result<()> {
     if let Some(address) = pipeline.telemetry.listen {
-        crate::telemetry::serve(address, &pipeline.name).await?;
+        crate::telemetry::server::serve(address, &pipeline.name).await?;
     }
     Ok(())
 }

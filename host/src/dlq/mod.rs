@@ -12,9 +12,9 @@
 //! the chain again, once).
 
 mod destination;
-pub mod filter;
-pub mod reader;
-pub mod redrive;
+pub(crate) mod filter;
+pub(crate) mod reader;
+pub(crate) mod redrive;
 
 pub use destination::{DeadLetterError, DeadLetterSink};
 

@@ -15,9 +15,7 @@
 pub(crate) mod metrics;
 pub(crate) mod readiness;
 pub(crate) mod recent;
-mod server;
-
-pub use server::{ServeError, serve};
+pub(crate) mod server;
 
 use crate::chain::Chain;
 
@@ -39,7 +37,7 @@ pub(crate) fn chain_running(chain: &Chain) {
 
 /// The names of the metric families the host exports (the dashboard and
 /// the docs are checked against them).
-pub fn metric_names() -> Vec<String> {
+pub(crate) fn metric_names() -> Vec<String> {
     metrics::metrics().names()
 }
 
