@@ -243,7 +243,8 @@ impl Metrics {
     }
 
     /// The names of the metric families the host exports (without the
-    /// process collector's).
+    /// process collector's): the dashboard is checked against them.
+    #[cfg(test)]
     pub(crate) fn names(&self) -> Vec<String> {
         self.collectors()
             .iter()

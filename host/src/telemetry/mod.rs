@@ -35,12 +35,6 @@ pub(crate) fn chain_running(chain: &Chain) {
     }
 }
 
-/// The names of the metric families the host exports (the dashboard and
-/// the docs are checked against them).
-pub(crate) fn metric_names() -> Vec<String> {
-    metrics::metrics().names()
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -73,7 +67,7 @@ mod tests {
             serde_json::from_str(include_str!("../../../deploy/grafana/weir-dashboard.json"))
                 .unwrap();
         let mut exported: BTreeSet<String> = BTreeSet::new();
-        for name in super::metric_names() {
+        for name in super::metrics::metrics().names() {
             for suffix in ["", "_bucket", "_sum", "_count"] {
                 exported.insert(format!("{name}{suffix}"));
             }
