@@ -408,12 +408,9 @@ async fn a_partition_that_moves_to_another_replica_keeps_its_state() {
     );
 }
 
-/// The README's example: the bundled dump (206 pages), then a later export
-/// of some of the same pages as change events (`--input`): only the two
-/// edited pages are computed. The run ends with what the plugins found.
-#[test]
-fn the_example_recomputes_only_the_edited_pages() {
-    let dir = tempfile::tempdir().unwrap();
+/// The bundled example's pipeline file, written into `dir` with absolute
+/// paths and its output under `dir/out`.
+fn example_pipeline(dir: &tempfile::TempDir) -> PathBuf {
     let example = weir_tests::workspace_root().join("examples/wiki");
     let text = std::fs::read_to_string(example.join("pipeline.toml"))
         .unwrap()
@@ -429,6 +426,41 @@ fn the_example_recomputes_only_the_edited_pages() {
         .replace("../../out", &dir.path().join("out").display().to_string());
     let pipeline = dir.path().join("pipeline.toml");
     std::fs::write(&pipeline, text).unwrap();
+    pipeline
+}
+
+/// A reader that stops early (`weir run ... | head -1`) is not an error:
+/// the run is done and durable by the time it prints.
+#[test]
+fn a_closed_standard_output_does_not_fail_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = example_pipeline(&dir);
+    let mut child = std::process::Command::new(weir())
+        .args(["run", "-c"])
+        .arg(&pipeline)
+        .env("WEIR_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // nobody reads the summary
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.path().join("out/wiki-local/results").is_dir());
+}
+
+/// The README's example: the bundled dump (206 pages), then a later export
+/// of some of the same pages as change events (`--input`): only the two
+/// edited pages are computed. The run ends with what the plugins found.
+#[test]
+fn the_example_recomputes_only_the_edited_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = weir_tests::workspace_root().join("examples/wiki");
+    let pipeline = example_pipeline(&dir);
     let run = |extra: &[&str]| {
         let output = std::process::Command::new(weir())
             .args(["run", "-c"])

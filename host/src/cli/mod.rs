@@ -301,20 +301,18 @@ async fn run_loaded(pipeline: &config::Pipeline, config: &std::path::Path) -> an
             tracing::debug!(stage, counter, value, "plugin counter");
         }
     }
-    println!("weir run {}: {}", pipeline.name, summary.line());
+    // Written, not printed: a reader that stopped early (`| head -1`) is
+    // not an error of the run, which is done and durable by now.
+    let mut text = format!("weir run {}: {}\n", pipeline.name, summary.line());
     if let Some(cache) = &assembled.cache {
         for line in pipeline::stage_lines(&summary.stats, &assembled.chain) {
-            println!("{line}");
+            text.push_str(&line);
+            text.push('\n');
         }
-        println!("cache: {}", cache.describe());
+        text.push_str(&format!("cache: {}\n", cache.describe()));
     }
-    // Written, not printed: a reader that stopped early (`| head -1`) is
-    // not an error.
-    let _ = write!(
-        std::io::stdout().lock(),
-        "{}",
-        summary::human(&summary, &assembled.chain, config)
-    );
+    text.push_str(&summary::human(&summary, &assembled.chain, config));
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(())
 }
 
