@@ -164,6 +164,23 @@ async fn a_host_serves_exact_metrics_probes_and_a_live_status_page() {
         t.parse::<f64>().is_ok_and(|r| r > 0.0)
     });
     assert!(rate.parse::<f64>().unwrap() > 0.0, "rate {rate}");
+    // Each stage's mean and p99 plugin time per record are shown.
+    let latencies = page.eval(
+        "[...document.querySelectorAll('#stages tbody tr')]\
+         .map(tr => [tr.children[5].textContent, tr.children[6].textContent])",
+    );
+    let shown = latencies.as_array().unwrap();
+    assert_eq!(shown.len(), 3, "{latencies}");
+    assert!(
+        shown
+            .iter()
+            .flat_map(|row| row.as_array().unwrap())
+            .all(|cell| {
+                let cell = cell.as_str().unwrap();
+                cell.ends_with("µs") || cell.ends_with("ms") || cell.ends_with(" s")
+            }),
+        "{latencies}"
+    );
     let after = count(
         &page.wait_for_text("records-in", Duration::from_secs(120), |t| {
             count(t) > before + 200
