@@ -1,0 +1,205 @@
+//! The S3 store against a fake server on a local socket: bodies cut off
+//! mid-stream, objects over the limit, lost answers to completed uploads,
+//! refused credentials.
+
+use super::*;
+use crate::storage::ObjectStore;
+
+/// `sent` (which may be shorter).
+fn ok(length: usize, sent: &[u8]) -> Vec<u8> {
+    [
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {length}\r\n\r\n").as_bytes(),
+        sent,
+    ]
+    .concat()
+}
+
+/// A store whose S3 endpoint is an HTTP server on a real socket that
+/// reads its `n`-th request (from 0) and answers with the bytes
+/// `respond(n)`; then the socket closes (or, with `hold`, stays open).
+fn fake_s3(
+    respond: impl Fn(usize) -> Vec<u8> + Send + 'static,
+    requests: usize,
+    hold: bool,
+) -> (ObjectStore, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let mut open = Vec::new();
+        for n in 0..requests {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            while !request.ends_with(b"\r\n\r\n") {
+                let mut byte = [0u8; 1];
+                if socket.read(&mut byte).await.unwrap() == 0 {
+                    break;
+                }
+                request.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+            let body_length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map_or(0, |length| length.trim().parse().unwrap());
+            let mut body = vec![0u8; body_length];
+            socket.read_exact(&mut body).await.unwrap();
+            socket.write_all(&respond(n)).await.unwrap();
+            if hold {
+                open.push(socket);
+            } else {
+                socket.shutdown().await.unwrap();
+            }
+        }
+    });
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .http_client(http_client())
+        .endpoint_url(format!("http://{address}"))
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "k", "s", None, None, "test",
+        ))
+        .force_path_style(true)
+        .build();
+    (
+        ObjectStore::s3(Client::from_conf(config), "bucket", ""),
+        server,
+    )
+}
+
+/// A GET whose body breaks off mid-stream is retried, not failed: the
+/// first request gets half a body, the second all of it.
+#[tokio::test]
+async fn a_body_cut_off_mid_stream_is_fetched_again() {
+    let body = b"0123456789".repeat(10);
+    let served = body.clone();
+    let (store, server) = fake_s3(
+        move |n| {
+            let sent = if n == 0 { &served[..10] } else { &served[..] };
+            ok(served.len(), sent)
+        },
+        2,
+        false,
+    );
+    let got = store.get("key").await.unwrap();
+    assert_eq!(got.as_deref(), Some(&body[..]));
+    server.await.unwrap();
+}
+
+/// An object over the limit is not downloaded: its size comes from the
+/// response headers. The server declares a gigabyte, sends ten bytes
+/// and keeps the connection open, so reading the body would never end.
+#[tokio::test]
+async fn an_object_over_the_limit_is_not_downloaded() {
+    let (store, server) = fake_s3(|_| ok(1 << 30, b"0123456789"), 1, true);
+    let got = tokio::time::timeout(Duration::from_secs(20), store.get_at_most("key", 1 << 20))
+        .await
+        .expect("the body is not read");
+    assert_eq!(got.unwrap(), Some(Bounded::TooLarge(1 << 30)));
+    server.abort();
+}
+
+/// A completion whose response was lost is retried and finds the upload
+/// gone; the object is there at its size, so the put succeeded. (The
+/// server answers the retry, then the lookup; it was never asked the
+/// first time, which changes nothing for the client.)
+#[tokio::test]
+async fn a_completed_upload_whose_answer_was_lost_is_found() {
+    let no_such_upload = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error>\
+        <Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message>\
+        </Error>";
+    let respond = move |n| match n {
+        0 => [
+            format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/xml\r\n\
+                 content-length: {}\r\n\r\n",
+                no_such_upload.len()
+            )
+            .as_bytes(),
+            no_such_upload.as_bytes(),
+        ]
+        .concat(),
+        _ => ok(20 << 20, b""),
+    };
+    let parts = vec![CompletedPart::builder().part_number(1).e_tag("e").build()];
+    let (store, server) = fake_s3(respond, 2, false);
+    let ObjectStore::S3(s3) = &store else {
+        unreachable!("fake_s3 makes an S3 store")
+    };
+    s3.complete_upload("key", "upload", parts.clone(), 20 << 20)
+        .await
+        .expect("the object is there: the upload was completed");
+    server.await.unwrap();
+    // The same answers for an object of another size: a real failure.
+    let (store, server) = fake_s3(respond, 2, false);
+    let ObjectStore::S3(s3) = &store else {
+        unreachable!("fake_s3 makes an S3 store")
+    };
+    let refused = s3.complete_upload("key", "upload", parts, 1).await;
+    assert!(
+        matches!(refused, Err(StorageError::S3 { .. })),
+        "{refused:?}"
+    );
+    server.await.unwrap();
+}
+
+/// An S3 error response with `status`, `reason` and error `code`.
+fn error_response(status: u16, reason: &str, code: &str) -> Vec<u8> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code>\
+         <Message>{code}</Message></Error>"
+    );
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/xml\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A refusal of the host's own credentials is the host's fault: the read
+/// is retried (and succeeds once the credentials work), never reported
+/// as a problem of the object.
+#[tokio::test]
+async fn refused_credentials_are_retried_not_blamed_on_the_object() {
+    for (status, reason, code) in [
+        (403, "Forbidden", "AccessDenied"),
+        (403, "Forbidden", "SignatureDoesNotMatch"),
+        (400, "Bad Request", "ExpiredToken"),
+    ] {
+        let (store, server) = fake_s3(
+            move |n| match n {
+                0 => error_response(status, reason, code),
+                _ => ok(4, b"body"),
+            },
+            2,
+            false,
+        );
+        let got = tokio::time::timeout(Duration::from_secs(20), store.get_at_most("k", 100))
+            .await
+            .expect("retried within the backoff");
+        assert_eq!(
+            got.unwrap(),
+            Some(Bounded::Read(b"body".to_vec())),
+            "{code}"
+        );
+        server.await.unwrap();
+    }
+}
+
+/// What is wrong with the object named (a bucket that does not exist)
+/// is reported at once, for the caller to blame the record.
+#[tokio::test]
+async fn a_missing_bucket_is_reported_at_once() {
+    let (store, server) = fake_s3(
+        |_| error_response(404, "Not Found", "NoSuchBucket"),
+        1,
+        false,
+    );
+    let got = store.get_at_most("k", 100).await;
+    assert!(matches!(got, Err(StorageError::S3 { .. })), "{got:?}");
+    server.await.unwrap();
+}
