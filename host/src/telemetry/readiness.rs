@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The parts of readiness, process-wide.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Readiness {
     plugins_loaded: AtomicBool,
     /// Set when the host consumes from Kafka (file runs need no broker).
@@ -20,6 +20,17 @@ pub(crate) struct Readiness {
 }
 
 impl Readiness {
+    /// Nothing known yet: plugins not loaded, no broker needed.
+    const fn new() -> Self {
+        Readiness {
+            plugins_loaded: AtomicBool::new(false),
+            needs_broker: AtomicBool::new(false),
+            broker_answers: AtomicBool::new(false),
+            partitions_given: AtomicBool::new(false),
+            store_failing: AtomicBool::new(false),
+        }
+    }
+
     pub(crate) fn plugins_loaded(&self) {
         self.plugins_loaded.store(true, Ordering::Relaxed);
     }
@@ -64,13 +75,7 @@ impl Readiness {
 
 /// The host's readiness.
 pub(crate) fn readiness() -> &'static Readiness {
-    static READINESS: Readiness = Readiness {
-        plugins_loaded: AtomicBool::new(false),
-        needs_broker: AtomicBool::new(false),
-        broker_answers: AtomicBool::new(false),
-        partitions_given: AtomicBool::new(false),
-        store_failing: AtomicBool::new(false),
-    };
+    static READINESS: Readiness = Readiness::new();
     &READINESS
 }
 
@@ -80,7 +85,7 @@ mod tests {
 
     #[test]
     fn a_kafka_host_is_ready_once_everything_answers() {
-        let r = Readiness::default();
+        let r = Readiness::new();
         assert_eq!(r.waiting_for(), ["plugins loading"]);
         r.plugins_loaded();
         assert!(r.waiting_for().is_empty(), "a file run needs no broker");
