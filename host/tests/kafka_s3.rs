@@ -375,12 +375,15 @@ async fn large_objects_are_uploaded_in_parts() {
     assert!(store.list("big/").await.unwrap().is_empty());
 }
 
-/// A partition paused for its backlog (its worker's channel full) is
-/// fetched again after a rebalance hands it back: a pause must not outlive
-/// the assignment it was made in. Tiny lanes (`max_batch = 1`) and a large
-/// backlog keep both partitions paused through the rebalances.
+/// Partitions with a backlog (tiny lanes, `max_batch = 1`, so they are
+/// paused and resumed all the time) are revoked and handed back by two
+/// rebalances, and every offset still ends in exactly one place. A pause
+/// left over from before the revoke would leave the partition unfetched;
+/// whether a lane is paused at the instant of the revoke is up to timing,
+/// so this test covers that case only sometimes (the resume on assignment
+/// in `kafka::partitions` is there for it).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_paused_partition_drains_after_a_rebalance_hands_it_back() {
+async fn partitions_with_a_backlog_drain_after_rebalances_hand_them_back() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     // Incremental (cooperative) rebalancing: a partition that comes back is
@@ -394,7 +397,7 @@ async fn a_paused_partition_drains_after_a_rebalance_hands_it_back() {
         text.replace("max_batch = 64", "max_batch = 1"),
     )
     .unwrap();
-    ingest_dump(&scenario, services, 8);
+    ingest_dump(&scenario, services, 3);
     let first = scenario.start_host(&weir(), services, 0, "replica-0");
     assert!(
         first

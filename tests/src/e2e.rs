@@ -2,7 +2,7 @@
 //! processes (started, stopped with SIGTERM, killed with SIGKILL), and the
 //! exactly-once accounting of what ended up in S3.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -307,42 +307,51 @@ bodies_bucket = "{bucket}"
     /// (`results` or `dead-letters`), one entry per line found.
     pub async fn account(&self, services: &Services) -> BTreeMap<(i64, i64), Vec<&'static str>> {
         let mut places: BTreeMap<(i64, i64), Vec<&'static str>> = BTreeMap::new();
-        for (prefix, place) in [("results", "results"), ("dead-letters", "dead-letters")] {
+        for place in Self::PLACES {
             let lines = services
-                .read_lines(&self.bucket, &format!("{PIPELINE}/{prefix}/"))
+                .read_lines(&self.bucket, &format!("{PIPELINE}/{place}/"))
                 .await;
             for (_, line) in lines {
-                let position = &line["position"];
-                let key = (
-                    position["partition"].as_i64().unwrap(),
-                    position["offset"].as_i64().unwrap(),
-                );
-                places.entry(key).or_default().push(place);
+                places.entry(position_of(&line)).or_default().push(place);
             }
         }
         places
     }
 
-    /// Wait until every offset below the high watermarks is accounted for
-    /// (or `timeout` passes); returns the accounting.
+    /// The prefixes under the pipeline where an input offset can end up.
+    const PLACES: [&'static str; 2] = ["results", "dead-letters"];
+
+    /// Wait until every offset below the high watermarks is accounted for,
+    /// or until `stall` passes without a new one (a slow machine is given
+    /// the time it needs; a stuck host is not waited for forever). Returns
+    /// the accounting, read afresh from the store.
     pub async fn wait_accounted(
         &self,
         services: &Services,
-        timeout: Duration,
+        stall: Duration,
     ) -> BTreeMap<(i64, i64), Vec<&'static str>> {
         let expected: usize = services
             .high_watermarks(&self.topic, self.partitions)
             .iter()
             .map(|hw| *hw as usize)
             .sum();
-        let deadline = Instant::now() + timeout;
-        loop {
-            let places = self.account(services).await;
-            if places.len() >= expected || Instant::now() > deadline {
-                return places;
+        let mut read = BTreeSet::new();
+        let mut found = BTreeSet::new();
+        let mut progress_at = Instant::now();
+        while found.len() < expected && progress_at.elapsed() < stall {
+            let before = found.len();
+            for prefix in Self::PLACES {
+                let lines = services
+                    .read_new_lines(&self.bucket, &format!("{PIPELINE}/{prefix}/"), &mut read)
+                    .await;
+                found.extend(lines.iter().map(|(_, line)| position_of(line)));
+            }
+            if found.len() > before {
+                progress_at = Instant::now();
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        self.account(services).await
     }
 
     /// Assert that every offset of every partition appears exactly once,
@@ -474,4 +483,13 @@ impl Host {
             String::from_utf8_lossy(&output.stdout).into_owned(),
         )
     }
+}
+
+/// The `(partition, offset)` of the input record an output line names.
+fn position_of(line: &serde_json::Value) -> (i64, i64) {
+    let position = &line["position"];
+    (
+        position["partition"].as_i64().expect("a partition"),
+        position["offset"].as_i64().expect("an offset"),
+    )
 }

@@ -8,6 +8,7 @@
 //! [`Services::start`]. The script's watchdog stops the servers when the
 //! test process exits.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -165,9 +166,25 @@ impl Services {
     /// Every object under `prefix` in `bucket`, decompressed and split into
     /// JSON lines, with the key each came from.
     pub async fn read_lines(&self, bucket: &str, prefix: &str) -> Vec<(String, serde_json::Value)> {
+        self.read_new_lines(bucket, prefix, &mut BTreeSet::new())
+            .await
+    }
+
+    /// Like [`Services::read_lines`], but only for the objects whose keys
+    /// are not in `known` yet (which it adds): pollers read each object once
+    /// instead of every object on every poll.
+    pub async fn read_new_lines(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        known: &mut BTreeSet<String>,
+    ) -> Vec<(String, serde_json::Value)> {
         let store = weir::storage::ObjectStore::s3(self.s3_client().await, bucket, "");
         let mut lines = Vec::new();
         for key in store.list(prefix).await.expect("list objects") {
+            if known.contains(&key) {
+                continue;
+            }
             let Some(raw) = store.get(&key).await.expect("get object") else {
                 continue;
             };
@@ -179,6 +196,7 @@ impl Services {
             for line in String::from_utf8(text).expect("UTF-8 objects").lines() {
                 lines.push((key.clone(), serde_json::from_str(line).expect("JSON lines")));
             }
+            known.insert(key);
         }
         lines
     }
