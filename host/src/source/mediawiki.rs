@@ -4,7 +4,9 @@
 //! Streaming with constant memory: the reader holds one revision at a time,
 //! whatever the dump size. Multi-stream `.bz2` dumps (the format Wikimedia
 //! publishes) are read as one stream. The XML declaration's encoding is
-//! honoured (dumps are UTF-8; others are decoded by `encoding_rs`).
+//! honoured: UTF-8 dumps (all of Wikimedia's) are parsed straight from
+//! their bytes; any other encoding goes through a transcoder to UTF-8
+//! first (which costs a copy and a validation pass over the whole dump).
 //!
 //! Each revision becomes a [`ChangeEvent`] checked by exactly the rules of
 //! any decoded event, so a page without an id or a revision without a
@@ -22,13 +24,13 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::Path;
 use std::sync::Arc;
 
 use quick_xml::Reader;
-use quick_xml::encoding::DecodingReader;
-use quick_xml::events::{BytesRef, BytesStart, Event};
+use quick_xml::encoding::{DecodingReader, DetectedEncoding};
+use quick_xml::events::{BytesDecl, BytesRef, BytesStart, Event};
 
 use super::{Payload, Position, SourceMessage};
 use crate::event::{ChangeEvent, Operation, SCHEMA};
@@ -91,9 +93,74 @@ struct RevisionState {
     text: Option<String>,
 }
 
+/// How many bytes of a dump are read ahead to find its encoding (a BOM and
+/// the XML declaration fit many times over).
+const HEAD_BYTES: u64 = 4096;
+
+/// The dump's bytes.
+type Input = Box<dyn BufRead + Send>;
+
+/// The XML reader over a dump: straight from the bytes when the dump is
+/// UTF-8, through a transcoder to UTF-8 otherwise.
+enum XmlReader {
+    Utf8(Reader<Input>),
+    Transcoded(Reader<DecodingReader<Input>>),
+}
+
+impl XmlReader {
+    /// Pick the reader for the dump that starts with `head` (its first
+    /// bytes, the declaration included when there is one).
+    fn for_dump(head: &[u8], input: Input) -> Self {
+        if is_utf8(head) {
+            XmlReader::Utf8(Reader::from_reader(input))
+        } else {
+            XmlReader::Transcoded(Reader::from_reader(DecodingReader::new(input)))
+        }
+    }
+
+    fn read_event_into<'b>(&mut self, buf: &'b mut Vec<u8>) -> quick_xml::Result<Event<'b>> {
+        match self {
+            XmlReader::Utf8(reader) => reader.read_event_into(buf),
+            XmlReader::Transcoded(reader) => reader.read_event_into(buf),
+        }
+    }
+
+    fn error_position(&self) -> u64 {
+        match self {
+            XmlReader::Utf8(reader) => reader.error_position(),
+            XmlReader::Transcoded(reader) => reader.error_position(),
+        }
+    }
+
+    /// The declaration was read: a transcoder that guessed the encoding
+    /// from the first bytes follows what it declares.
+    fn declared(&mut self, declaration: &BytesDecl<'_>) {
+        if let (XmlReader::Transcoded(reader), Some(encoding)) = (self, declaration.encoder()) {
+            reader.get_mut().set_encoding(encoding);
+        }
+    }
+}
+
+/// Whether a dump starting with `head` is UTF-8: no byte-order mark and
+/// either no declaration (XML's default) or one that names UTF-8 or no
+/// encoding. Anything unsure goes through the transcoder.
+fn is_utf8(head: &[u8]) -> bool {
+    match quick_xml::encoding::detect_encoding(head) {
+        None => true,
+        Some(DetectedEncoding::AsciiCompatible) => match Reader::from_reader(head).read_event() {
+            Ok(Event::Decl(declaration)) => match declaration.encoding() {
+                None => true,
+                Some(_) => declaration.encoder().is_some_and(|e| e.name() == "UTF-8"),
+            },
+            _ => false,
+        },
+        Some(_) => false,
+    }
+}
+
 /// Reads change events out of a MediaWiki XML dump.
 pub struct DumpSource {
-    reader: Reader<DecodingReader<Box<dyn BufRead + Send>>>,
+    reader: XmlReader,
     path: String,
     topic: Arc<str>,
     buf: Vec<u8>,
@@ -125,13 +192,15 @@ impl DumpSource {
         } else {
             Box::new(file)
         };
-        let reader: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(1 << 20, input));
-        Ok(Self::from_reader(reader, path))
+        Self::from_reader(Box::new(BufReader::with_capacity(1 << 20, input)), path)
     }
 
-    fn from_reader(reader: Box<dyn BufRead + Send>, path: &Path) -> Self {
-        DumpSource {
-            reader: Reader::from_reader(DecodingReader::new(reader)),
+    fn from_reader(mut input: Input, path: &Path) -> std::io::Result<Self> {
+        let mut head = Vec::new();
+        (&mut input).take(HEAD_BYTES).read_to_end(&mut head)?;
+        let reader = XmlReader::for_dump(&head, Box::new(Cursor::new(head.clone()).chain(input)));
+        Ok(DumpSource {
+            reader,
             path: path.display().to_string(),
             topic: super::file::topic_for(path).into(),
             buf: Vec::with_capacity(1 << 16),
@@ -144,7 +213,7 @@ impl DumpSource {
             revision: RevisionState::default(),
             next_offset: 0,
             finished: false,
-        }
+        })
     }
 
     /// Up to `max` events; an empty batch means the end of the dump.
@@ -173,13 +242,7 @@ impl DumpSource {
                 }
             };
             match event {
-                Event::Decl(declaration) => {
-                    // The transcoder guessed from the first bytes; the
-                    // declaration is authoritative.
-                    if let Some(encoding) = declaration.encoder() {
-                        self.reader.get_mut().set_encoding(encoding);
-                    }
-                }
+                Event::Decl(declaration) => self.reader.declared(&declaration),
                 Event::Start(start) => {
                     let name = start.local_name().as_ref().to_owned();
                     self.stack.push(name);
@@ -351,9 +414,8 @@ mod tests {
     use super::*;
 
     fn payloads(xml: &str) -> Vec<Payload> {
-        let reader: Box<dyn BufRead + Send> =
-            Box::new(std::io::Cursor::new(xml.as_bytes().to_vec()));
-        let mut source = DumpSource::from_reader(reader, Path::new("dump.xml"));
+        let reader: Box<dyn BufRead + Send> = Box::new(Cursor::new(xml.as_bytes().to_vec()));
+        let mut source = DumpSource::from_reader(reader, Path::new("dump.xml")).unwrap();
         let mut out = Vec::new();
         loop {
             let batch = source.next_batch(2).unwrap();
@@ -482,8 +544,8 @@ mod tests {
             b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><mediawiki><page><title>".to_vec();
         xml.extend([0x43, 0x61, 0x66, 0xE9]); // "Café" in Latin-1
         xml.extend(b"</title><id>1</id><revision><id>2</id><timestamp>2020-01-01T00:00:00Z</timestamp><text>x</text></revision></page></mediawiki>");
-        let reader: Box<dyn BufRead + Send> = Box::new(std::io::Cursor::new(xml));
-        let mut source = DumpSource::from_reader(reader, Path::new("latin1.xml"));
+        let reader: Box<dyn BufRead + Send> = Box::new(Cursor::new(xml));
+        let mut source = DumpSource::from_reader(reader, Path::new("latin1.xml")).unwrap();
         let batch = source.next_batch(10).unwrap();
         let event: serde_json::Value =
             serde_json::from_slice(&batch[0].payload.to_bytes()).unwrap();
@@ -491,10 +553,80 @@ mod tests {
     }
 
     #[test]
+    fn utf8_dumps_are_read_without_the_transcoder() {
+        let utf8 = |xml: &[u8]| {
+            let source =
+                DumpSource::from_reader(Box::new(Cursor::new(xml.to_vec())), Path::new("d.xml"))
+                    .unwrap();
+            matches!(source.reader, XmlReader::Utf8(_))
+        };
+        assert!(utf8(
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><mediawiki/>"
+        ));
+        assert!(utf8(
+            b"<?xml version=\"1.0\" encoding=\"utf-8\"?><mediawiki/>"
+        ));
+        assert!(utf8(b"<?xml version=\"1.0\"?><mediawiki/>"));
+        assert!(utf8(DUMP.as_bytes()), "no declaration: UTF-8");
+        assert!(!utf8(
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><mediawiki/>"
+        ));
+        assert!(!utf8(
+            b"<?xml version=\"1.0\" encoding=\"no-such\"?><mediawiki/>"
+        ));
+        assert!(
+            !utf8(b"\xEF\xBB\xBF<mediawiki/>"),
+            "a BOM: the transcoder drops it"
+        );
+        assert!(
+            !utf8(b"<?xml version=\"1.0\" enc"),
+            "a cut declaration: unsure"
+        );
+        let bundled = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/wiki/data/enwiki-sample-pages-articles.xml.bz2");
+        let source = DumpSource::open(&bundled).unwrap();
+        assert!(matches!(source.reader, XmlReader::Utf8(_)));
+    }
+
+    /// The bytes read ahead for the encoding are read again by the parser,
+    /// whichever reader it gets.
+    #[test]
+    fn both_readers_read_the_same_events_past_the_read_ahead() {
+        let long_title = "é".repeat(HEAD_BYTES as usize);
+        let dump = DUMP.replace("A &amp; B", &long_title);
+        let utf16: Vec<u8> = [0xFF, 0xFE]
+            .into_iter()
+            .chain(dump.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let utf16 = DumpSource::from_reader(Box::new(Cursor::new(utf16)), Path::new("d.xml"))
+            .unwrap()
+            .next_batch(10)
+            .unwrap();
+        let utf8 = payloads(&dump);
+        assert_eq!(utf16.len(), utf8.len());
+        for (a, b) in utf16.iter().zip(&utf8) {
+            assert_eq!(a.payload.to_bytes(), b.to_bytes());
+        }
+        let first: serde_json::Value = serde_json::from_slice(&utf8[0].to_bytes()).unwrap();
+        assert_eq!(first["title"], long_title.as_str());
+    }
+
+    #[test]
+    fn invalid_utf8_in_a_utf8_dump_is_an_error_with_a_position() {
+        let mut xml = b"<mediawiki><page><title>".to_vec();
+        xml.extend([0x43, 0x61, 0x66, 0xE9]); // Latin-1 bytes, undeclared
+        xml.extend(b"</title></page></mediawiki>");
+        let mut source =
+            DumpSource::from_reader(Box::new(Cursor::new(xml)), Path::new("bad.xml")).unwrap();
+        let err = source.next_batch(10).unwrap_err();
+        assert!(err.to_string().contains("bad.xml"), "{err}");
+    }
+
+    #[test]
     fn corrupt_xml_is_an_error_with_a_position() {
         let reader: Box<dyn BufRead + Send> =
-            Box::new(std::io::Cursor::new(b"<mediawiki><page></oops>".to_vec()));
-        let mut source = DumpSource::from_reader(reader, Path::new("bad.xml"));
+            Box::new(Cursor::new(b"<mediawiki><page></oops>".to_vec()));
+        let mut source = DumpSource::from_reader(reader, Path::new("bad.xml")).unwrap();
         let err = source.next_batch(10).unwrap_err();
         assert!(err.to_string().contains("bad.xml"), "{err}");
     }
