@@ -115,6 +115,9 @@ pub enum RedriveError {
     Pipeline(#[from] PipelineError),
 }
 
+/// How many redrive markers are read at once.
+const MARKER_READS: usize = 32;
+
 /// The redrive markers of `pipeline` in its results store.
 pub struct Markers {
     store: ObjectStore,
@@ -138,30 +141,37 @@ impl Markers {
         )
     }
 
-    /// What has been redriven so far.
+    /// What has been redriven so far. Markers are read [`MARKER_READS`] at a
+    /// time: a redrive of thousands of letters would otherwise wait for
+    /// thousands of round trips in a row.
     pub async fn load(&self) -> Result<Redrives, RedriveError> {
+        use futures_util::{StreamExt as _, TryStreamExt as _};
         let failed = |place: String| move |source| RedriveError::Markers { place, source };
         let keys = self
             .store
             .list(&self.prefix)
             .await
             .map_err(failed(self.store.describe(&self.prefix)))?;
-        let mut done = BTreeMap::new();
-        for key in keys {
-            let Some(position) = self.position_of(&key) else {
-                continue;
-            };
-            let Some(bytes) = self
+        let markers: Vec<(String, Option<Vec<u8>>)> = futures_util::stream::iter(
+            keys.into_iter()
+                .filter_map(|key| Some((self.position_of(&key)?, key))),
+        )
+        .map(|(position, key)| async move {
+            let bytes = self
                 .store
                 .get(&key)
                 .await
-                .map_err(failed(self.store.describe(&key)))?
-            else {
-                continue;
-            };
-            // A marker that does not parse marks nothing: redriving again
-            // writes the same keys.
-            if let Ok(marker) = serde_json::from_slice::<Marker>(&bytes) {
+                .map_err(failed(self.store.describe(&key)))?;
+            Ok::<_, RedriveError>((position, bytes))
+        })
+        .buffer_unordered(MARKER_READS)
+        .try_collect()
+        .await?;
+        let mut done = BTreeMap::new();
+        for (position, bytes) in markers {
+            // A marker that does not parse (or is gone) marks nothing:
+            // redriving again writes the same keys.
+            if let Some(marker) = bytes.and_then(|b| serde_json::from_slice::<Marker>(&b).ok()) {
                 done.insert(position, marker.dead_lettered_at);
             }
         }
