@@ -10,6 +10,10 @@
 //!   machine's cores; the host's CPU is what the cache saves);
 //! - the same on a file (`weir run --every-event`, local cache), where no
 //!   broker bounds the rate;
+//! - the same file run with a costly fourth stage (the `echo` test plugin
+//!   spending `MODEL_WORK` million multiply steps per record, a stand-in
+//!   for a model), where the plugins' work, which the cache saves, outweighs the
+//!   host's own;
 //! - S3 requests per record of the warm replay, from its summary;
 //! - hit latency: an entry from the memory tier, and a pack read from S3
 //!   and decoded (per pack and per entry).
@@ -29,6 +33,9 @@ const COPIES: usize = 10;
 /// Object cutting as in production (not the tests' tiny objects).
 const PRODUCTION_BATCHING: &str = "[batching]\nmax_records = 1000\nmax_age_ms = 250\n";
 const CACHE: &str = "\n[cache]\nenabled = true\n";
+/// Millions of multiply steps the costly stage spends per record (about
+/// 1.5 ms of CPU each in the sandbox here).
+const MODEL_WORK: u64 = 2;
 
 fn weir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))
@@ -162,6 +169,34 @@ async fn main() {
         "\nwarm vs cold: {:.1}x faster (wall); cold overhead vs off: {:+.1}% wall",
         file_cold.wall.as_secs_f64() / file_warm.wall.as_secs_f64(),
         100.0 * (file_cold.wall.as_secs_f64() / file_off.wall.as_secs_f64() - 1.0),
+    );
+
+    // A costly stage after the chain: the cache saves the plugins' work.
+    // A cache of its own: the chain's entries from the runs above would
+    // make its first run warm for three of the four stages.
+    let model = format!(
+        "{CACHE}dir = \"{}\"\n[[stage]]\nname = \"model\"\nplugin = \"echo\"\n\
+         [stage.config]\nwork = {MODEL_WORK}\n",
+        dir.path().join("costly-cache").display()
+    );
+    let costly = weir_tests::local_pipeline(dir.path(), "costly.toml", &events, &model);
+    println!(
+        "\n## With a costly fourth stage (`echo` with `work = {MODEL_WORK}`), from the file\n"
+    );
+    println!(
+        "| case | wall | host CPU | records/s | wall vs cold | CPU vs cold |\n|---|---:|---:|---:|---:|---:|"
+    );
+    fresh();
+    let costly_cold = file_run(&costly);
+    row("cache on, cold", &costly_cold, &costly_cold, records);
+    fresh();
+    let costly_warm = file_run(&costly);
+    row("cache on, warm", &costly_warm, &costly_cold, records);
+    println!(
+        "\nwarm vs cold: {:.1}x faster (wall); the fourth stage cost {:.2} ms of CPU per record \
+         (its cold run against the three-stage cold run above)",
+        costly_cold.wall.as_secs_f64() / costly_warm.wall.as_secs_f64(),
+        (costly_cold.cpu.as_secs_f64() - file_cold.cpu.as_secs_f64()) * 1e3 / records as f64,
     );
 
     // Hit latency: packs read from S3 and decoded, then entries from memory.

@@ -7,7 +7,9 @@
 //!   on the retry (exercises the host's retry path).
 //!
 //! Config: `{"tag": "..."}` adds metadata `tag` to every output, so tests can
-//! check that `init` received the stage configuration.
+//! check that `init` received the stage configuration; `{"work": N}` spends
+//! N million dependent multiply steps (about N ms of CPU) on every record
+//! before answering, a stand-in for a costly model in benchmarks.
 
 use std::collections::HashSet;
 
@@ -16,6 +18,7 @@ use weir_sdk::{Error, Info, Record, Transform};
 /// The echo plugin.
 pub struct Echo {
     tag: Option<String>,
+    work: u64,
     failed_once: HashSet<String>,
 }
 
@@ -24,6 +27,8 @@ pub struct Echo {
 #[serde(deny_unknown_fields)]
 pub struct Config {
     tag: Option<String>,
+    #[serde(default)]
+    work: u64,
 }
 
 impl Transform for Echo {
@@ -38,6 +43,7 @@ impl Transform for Echo {
     fn new(config: Config) -> Result<Self, Error> {
         Ok(Echo {
             tag: config.tag,
+            work: config.work,
             failed_once: HashSet::new(),
         })
     }
@@ -53,6 +59,7 @@ impl Transform for Echo {
         if record.meta("fail-once").is_some() && self.failed_once.insert(record.id.clone()) {
             return Err(Error::failure("failing the first attempt"));
         }
+        busy(self.work);
         let copies = record.meta("fanout").map_or(Ok(1), str::parse::<usize>);
         let copies = copies.map_err(|e| Error::bad_input(format!("fanout: {e}")))?;
         if let Some(tag) = &self.tag {
@@ -60,6 +67,16 @@ impl Transform for Echo {
         }
         Ok(vec![record; copies])
     }
+}
+
+/// `millions` million dependent multiply steps (FNV-1a over a counter): a
+/// fixed amount of CPU work that the compiler cannot skip.
+fn busy(millions: u64) {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for i in 0..millions * 1_000_000 {
+        hash = (hash ^ i).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    std::hint::black_box(hash);
 }
 
 weir_sdk::export!(Echo);
