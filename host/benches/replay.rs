@@ -92,6 +92,15 @@ fn cache_requests(stdout: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A table's heading and columns; the ratios are against the `base` case.
+fn table(title: &str, base: &str) {
+    println!("\n## {title}\n");
+    println!(
+        "| case | wall | host CPU | records/s | wall vs {base} | CPU vs {base} |\n\
+         |---|---:|---:|---:|---:|---:|"
+    );
+}
+
 fn row(case: &str, m: &Measured, base: &Measured, records: u64) {
     println!(
         "| {case} | {:.2} s | {:.2} s | {:.0} | {:.2}x | {:.2}x |",
@@ -119,12 +128,12 @@ async fn main() {
     let text = std::fs::read_to_string(&plain).unwrap();
     std::fs::write(&cached, format!("{text}{CACHE}")).unwrap();
 
-    println!(
-        "## Replay of a topic ({records} events, {:.1} MB, 4 partitions), parse -> lang -> score\n",
-        bytes as f64 / 1e6
-    );
-    println!(
-        "| case | wall | host CPU | records/s | wall vs cache off | CPU vs cache off |\n|---|---:|---:|---:|---:|---:|"
+    table(
+        &format!(
+            "Replay of a topic ({records} events, {:.1} MB, 4 partitions), parse -> lang -> score",
+            bytes as f64 / 1e6
+        ),
+        "cache off",
     );
     let off = replay(&services, &plain, "off");
     row("cache off", &off, &off, records);
@@ -148,22 +157,21 @@ async fn main() {
     // The same on a file, with a local cache: no broker in the way.
     let local = weir_tests::local_pipeline(dir.path(), "local.toml", &events, "");
     let local_cached = weir_tests::local_pipeline(dir.path(), "local-cached.toml", &events, CACHE);
-    println!(
-        "\n## The same events from a file (`weir run --every-event`, local output and cache)\n"
-    );
-    println!(
-        "| case | wall | host CPU | records/s | wall vs cache off | CPU vs cache off |\n|---|---:|---:|---:|---:|---:|"
+    table(
+        "The same events from a file (`weir run --every-event`, local output and cache)",
+        "cache off",
     );
     let results = dir.path().join("out/bench");
-    let fresh = || std::fs::remove_dir_all(&results).ok();
-    fresh();
-    let file_off = file_run(&local);
+    // Each run writes its results afresh.
+    let fresh_run = |config: &Path| {
+        std::fs::remove_dir_all(&results).ok();
+        file_run(config)
+    };
+    let file_off = fresh_run(&local);
     row("cache off", &file_off, &file_off, records);
-    fresh();
-    let file_cold = file_run(&local_cached);
+    let file_cold = fresh_run(&local_cached);
     row("cache on, cold", &file_cold, &file_off, records);
-    fresh();
-    let file_warm = file_run(&local_cached);
+    let file_warm = fresh_run(&local_cached);
     row("cache on, warm", &file_warm, &file_off, records);
     println!(
         "\nwarm vs cold: {:.1}x faster (wall); cold overhead vs off: {:+.1}% wall",
@@ -180,17 +188,13 @@ async fn main() {
         dir.path().join("costly-cache").display()
     );
     let costly = weir_tests::local_pipeline(dir.path(), "costly.toml", &events, &model);
-    println!(
-        "\n## With a costly fourth stage (`echo` with `work = {MODEL_WORK}`), from the file\n"
+    table(
+        &format!("With a costly fourth stage (`echo` with `work = {MODEL_WORK}`), from the file"),
+        "cold",
     );
-    println!(
-        "| case | wall | host CPU | records/s | wall vs cold | CPU vs cold |\n|---|---:|---:|---:|---:|---:|"
-    );
-    fresh();
-    let costly_cold = file_run(&costly);
+    let costly_cold = fresh_run(&costly);
     row("cache on, cold", &costly_cold, &costly_cold, records);
-    fresh();
-    let costly_warm = file_run(&costly);
+    let costly_warm = fresh_run(&costly);
     row("cache on, warm", &costly_warm, &costly_cold, records);
     println!(
         "\nwarm vs cold: {:.1}x faster (wall); the fourth stage cost {:.2} ms of CPU per record \
