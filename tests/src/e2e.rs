@@ -349,7 +349,9 @@ bodies_bucket = "{bucket}"
             if found.len() > before {
                 progress_at = Instant::now();
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            if found.len() < expected {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
         }
         self.account(services).await
     }

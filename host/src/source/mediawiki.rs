@@ -108,10 +108,12 @@ enum XmlReader {
 }
 
 impl XmlReader {
-    /// Pick the reader for the dump that starts with `head` (its first
-    /// bytes, the declaration included when there is one).
-    fn for_dump(head: &[u8], input: Input) -> Self {
-        if is_utf8(head) {
+    /// Pick the reader for the dump whose first bytes are `head` (the
+    /// declaration included when there is one) and the rest `rest`.
+    fn for_dump(head: Vec<u8>, rest: Input) -> Self {
+        let utf8 = is_utf8(&head);
+        let input: Input = Box::new(Cursor::new(head).chain(rest));
+        if utf8 {
             XmlReader::Utf8(Reader::from_reader(input))
         } else {
             XmlReader::Transcoded(Reader::from_reader(DecodingReader::new(input)))
@@ -198,7 +200,7 @@ impl DumpSource {
     fn from_reader(mut input: Input, path: &Path) -> std::io::Result<Self> {
         let mut head = Vec::new();
         (&mut input).take(HEAD_BYTES).read_to_end(&mut head)?;
-        let reader = XmlReader::for_dump(&head, Box::new(Cursor::new(head.clone()).chain(input)));
+        let reader = XmlReader::for_dump(head, input);
         Ok(DumpSource {
             reader,
             path: path.display().to_string(),
