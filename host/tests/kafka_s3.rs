@@ -375,17 +375,17 @@ async fn large_objects_are_uploaded_in_parts() {
     assert!(store.list("big/").await.unwrap().is_empty());
 }
 
-/// A partition paused for its backlog (its worker's channel full) is
-/// fetched again after a rebalance hands it back, and every offset ends in
-/// exactly one place: a pause must not outlive the assignment it was made
-/// in. A slow stage (the `echo` test plugin spending about 0.3 s of CPU per
-/// record) and tiny lanes (`max_batch = 1`) keep both partitions paused
-/// nearly all the time, so they are paused when the rebalances revoke them
-/// (the logs show the revoke after 5 records). With librdkafka 2.12 this
-/// passes even without the resume on assignment (`kafka::partitions`):
-/// librdkafka drops the pause with the revoked partition.
+/// A partition revoked under backpressure (its worker's channel full, its
+/// messages waiting in its own queue in librdkafka) is fetched again after a
+/// rebalance hands it back, and every offset ends in exactly one place: the
+/// queue split for the earlier assignment must neither hold the partition
+/// nor deliver stale messages to the new one. A slow stage (the `echo` test
+/// plugin spending about 0.3 s of CPU per record) and tiny lanes
+/// (`max_batch = 1`) keep both partitions backed up nearly all the time, so
+/// they are when the rebalances revoke them (the logs show the revoke after
+/// 5 records).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_paused_partition_drains_after_a_rebalance_hands_it_back() {
+async fn a_partition_revoked_under_backpressure_drains_when_handed_back() {
     let _serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     // Incremental (cooperative) rebalancing: a partition that comes back is

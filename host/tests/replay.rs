@@ -259,6 +259,51 @@ async fn a_replay_ends_without_waiting_for_its_batches_age() {
     assert_eq!(results(&scenario, services, "prompt").await.len(), 41);
 }
 
+/// Backpressure never throws fetched messages away: through a stage much
+/// slower than the broker, every offset is fetched exactly once. Each
+/// partition's messages wait in a queue of their own in librdkafka, which
+/// stops fetching the partition once it holds `queued.max.messages.kbytes`.
+/// Pausing the partition instead, as the host did before, makes librdkafka
+/// drop what it had prefetched and fetch it again on resume (this test then
+/// counted several times the 206 records). The count is librdkafka's own,
+/// from its fetch log (`debug = "fetch"`: "Enqueue N message(s)").
+#[tokio::test(flavor = "multi_thread")]
+async fn backpressure_fetches_each_message_once() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let fetch_log = "\n[source.kafka.properties]\ndebug = \"fetch\"\n";
+    let scenario = Scenario::new(services, "replay-refetch", 1, fetch_log).await;
+    // About 3 ms of CPU per record, one record per hand-off: the task's
+    // channel (4 messages) is full nearly all the time.
+    let slow_stage = "[[stage]]\nname = \"slow\"\nplugin = \"echo\"\n[stage.config]\nwork = 2\n";
+    let text = std::fs::read_to_string(&scenario.pipeline).unwrap();
+    std::fs::write(
+        &scenario.pipeline,
+        text.replace("max_batch = 64", "max_batch = 1")
+            .replace(weir_tests::e2e::DOCUMENT_STAGES, slow_stage),
+    )
+    .unwrap();
+    scenario.ingest(&weir(), services, &weir_tests::sample_dump());
+    let output = replay_command(&scenario.pipeline, services, "once")
+        .env("WEIR_LOG", "info,librdkafka=debug")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let fetched: u64 = stderr
+        .lines()
+        .filter_map(|line| {
+            let (count, _) = line.split("Enqueue ").nth(1)?.split_once(" message(s)")?;
+            count.parse::<u64>().ok()
+        })
+        .sum();
+    assert_eq!(fetched, PAGES, "messages fetched for {PAGES} records");
+    assert_eq!(
+        results(&scenario, services, "once").await.len() as u64,
+        PAGES
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_time_window_replays_only_the_events_inside_it() {
     let _serial = weir_tests::e2e::serial().await;

@@ -15,8 +15,9 @@
 //! - a user property reaches only the clients it applies to: consumer-only
 //!   properties (librdkafka scope `C`) are not given to producers, and
 //!   producer-only ones (scope `P`) not to the consumer;
-//! - prefetching is bounded (`queued.max.messages.kbytes`), so a stalled
-//!   host holds a bounded amount of fetched data;
+//! - prefetching is bounded (`queued.max.messages.kbytes`, which librdkafka
+//!   applies to each partition's own queue), so a stalled host holds a
+//!   bounded amount of fetched data per assigned partition;
 //! - property values are never logged (they may be secrets).
 
 use rdkafka::ClientConfig;
@@ -152,8 +153,9 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     let defaults = [
         ("enable.partition.eof", "false"),
         ("auto.offset.reset", reset),
-        // librdkafka prefetches at most ~16 MiB per host; each partition's
-        // lane holds up to 4 x `max_batch` more messages.
+        // librdkafka prefetches at most ~16 MiB per assigned partition (each
+        // has a queue of its own, see `partitions`); each partition's lane
+        // holds up to 4 x `max_batch` more messages.
         ("queued.max.messages.kbytes", "16384"),
         ("session.timeout.ms", "10000"),
         ("heartbeat.interval.ms", "1000"),

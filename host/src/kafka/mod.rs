@@ -9,8 +9,8 @@
 //! ```
 //!
 //! Parts: [`clients`] (consumer and producer configurations), `partitions`
-//! (lanes, pause, assignment and revocation), `task` (one partition's
-//! loop), `offsets` (what may be committed, and what is).
+//! (lanes, partition queues, assignment and revocation), `task` (one
+//! partition's loop), `offsets` (what may be committed, and what is).
 //!
 //! Invariants:
 //! - a partition's messages are processed in offset order by exactly one
@@ -26,10 +26,12 @@
 //!   current task speaks for it (another owner may have committed past a
 //!   stopped one);
 //! - backpressure: a task that cannot keep up (or cannot write: S3 down)
-//!   stops taking messages; its bounded channel fills, its partition is
-//!   paused (the consumer stops fetching it) and the few messages already
-//!   prefetched wait in its lane. Other partitions carry on. Nothing is
-//!   buffered without bound, and everything resumes by itself.
+//!   stops taking messages; its bounded channel fills, and its messages
+//!   stay in its partition's own queue in librdkafka, which stops fetching
+//!   the partition once its prefetch bound is reached. Other partitions
+//!   carry on. Nothing is buffered without bound, nothing fetched is
+//!   dropped and fetched again (as a pause would), and everything resumes
+//!   by itself.
 
 mod bounds;
 pub mod clients;
@@ -38,8 +40,8 @@ mod offsets;
 mod partitions;
 mod task;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -51,7 +53,6 @@ use crate::chain::Chain;
 use crate::config::{BatchingConfig, DecodeConfig, KafkaSettings};
 use crate::partition::{Stats, WorkerError};
 use crate::sink::Sink;
-use bounds::Admission;
 pub use bounds::Bounds;
 use clients::{consumer_config, to_source_message};
 use partitions::Partitions;
@@ -59,6 +60,10 @@ use partitions::Partitions;
 /// How often a replay asks whether the group has committed every
 /// partition's end.
 const BOUNDS_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Events and messages taken from the consumer's own queue per turn of the
+/// poll loop (a turn ends sooner when the queue is empty).
+const MAIN_QUEUE_BURST: usize = 64;
 
 /// How often progress is logged.
 const PROGRESS_EVERY: Duration = Duration::from_secs(10);
@@ -89,6 +94,15 @@ pub enum HostError {
         partition: i32,
         /// Why the worker stopped.
         source: Box<WorkerError>,
+    },
+    /// An assigned partition could not get a queue of its own in
+    /// librdkafka (which only refuses unknown partitions).
+    #[error("cannot split the queue of partition {topic}/{partition}")]
+    PartitionQueue {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
     },
     /// The poll thread panicked (a host bug).
     #[error("the poll thread panicked")]
@@ -129,12 +143,21 @@ pub struct WorkerParts {
 /// partitions.
 pub struct HostContext {
     partitions: Arc<Partitions>,
+    /// The consumer itself, which splitting a partition's queue needs
+    /// shared (set once it is created; weak, as the consumer owns this).
+    consumer: OnceLock<Weak<BaseConsumer<HostContext>>>,
 }
 
 impl ClientContext for HostContext {}
 
 impl ConsumerContext for HostContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            match self.consumer.get().and_then(Weak::upgrade) {
+                Some(consumer) => self.partitions.split_queues(&consumer, list),
+                None => tracing::error!("rebalance before the consumer was set up"),
+            }
+        }
         if let Rebalance::Revoke(list) = rebalance {
             let keys: Vec<PartitionKey> = list
                 .elements()
@@ -213,11 +236,26 @@ async fn run_within(
 ) -> Result<HostSummary, HostError> {
     let started = Instant::now();
     let (events, events_rx) = flume::unbounded();
-    let partitions = Arc::new(Partitions::new(parts, events, shutdown.clone()));
-    let consumer: BaseConsumer<HostContext> =
+    // Wake-ups of the poll thread: something arrived in the consumer's
+    // queue or in a partition's.
+    let (wake, woken) = flume::bounded(1);
+    let partitions = Arc::new(Partitions::new(
+        parts,
+        events,
+        wake.clone(),
+        shutdown.clone(),
+    ));
+    let mut consumer: BaseConsumer<HostContext> =
         consumer_config(settings).create_with_context(HostContext {
             partitions: partitions.clone(),
+            consumer: OnceLock::new(),
         })?;
+    consumer.set_nonempty_callback(move || {
+        let _ = wake.try_send(());
+    });
+    let consumer = Arc::new(consumer);
+    // Set before subscribing: the first rebalance needs it.
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     consumer.subscribe(&[settings.topic.as_str()])?;
     crate::telemetry::readiness::readiness().consuming_from_kafka();
     tracing::info!(topic = settings.topic, group = settings.group, "consuming");
@@ -237,7 +275,7 @@ async fn run_within(
     };
     let polled_loop = tokio::task::spawn_blocking(move || {
         let bounds = bounds.as_ref().map(|(b, checker)| (b.as_ref(), checker));
-        poll_loop(&consumer, &polling, &events_rx, bounds, &shutdown)
+        poll_loop(&consumer, &polling, &events_rx, &woken, bounds, &shutdown)
     })
     .await;
     polled.store(true, Ordering::SeqCst);
@@ -260,33 +298,33 @@ fn poll_loop(
     consumer: &BaseConsumer<HostContext>,
     partitions: &Partitions,
     events: &flume::Receiver<task::Event>,
+    woken: &flume::Receiver<()>,
     bounds: Option<(&Bounds, &BaseConsumer)>,
     shutdown: &AtomicBool,
 ) {
     let mut last_progress = Instant::now();
     let mut last_bounds_check = Instant::now();
-    let mut backlog = false;
+    let mut full = false;
+    let replayed = bounds.map(|(b, _)| b);
     while !partitions.stopping() {
-        // Poll briefly while messages wait for room, so they move on soon.
-        let timeout = if backlog {
+        // Look again soon while a task's channel is full, so its messages
+        // move on as soon as it makes room.
+        let timeout = if full {
             Duration::from_millis(5)
         } else {
             Duration::from_millis(100)
         };
-        match consumer.poll(timeout) {
-            Some(Ok(message)) => {
-                let message = to_source_message(&message);
-                let position = &message.position;
-                let admission = bounds.map_or(Admission::Inside, |(b, _)| {
-                    b.admit(position.partition, position.offset, message.payload.len())
-                });
-                if admission != Admission::Outside {
-                    partitions.dispatch(consumer, message, admission == Admission::Last);
-                }
+        let _ = woken.recv_timeout(timeout);
+        // The consumer's own queue: rebalances, commit answers, errors, and
+        // messages fetched before their partition's queue was split.
+        for _ in 0..MAIN_QUEUE_BURST {
+            match consumer.poll(Duration::ZERO) {
+                Some(Ok(message)) => partitions.dispatch(to_source_message(&message), replayed),
+                Some(Err(e)) => tracing::warn!("consumer: {e}"),
+                None => break,
             }
-            Some(Err(e)) => tracing::warn!("consumer: {e}"),
-            None => {}
         }
+        full = partitions.pump(replayed);
         if let Some((bounds, checker)) = bounds
             && last_bounds_check.elapsed() >= BOUNDS_CHECK_EVERY
         {
@@ -298,7 +336,6 @@ fn poll_loop(
         }
         partitions.drain_events(events);
         partitions.commit_due(consumer);
-        backlog = partitions.drain_overflow(consumer);
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
             tracing::info!(

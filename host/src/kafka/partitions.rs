@@ -1,33 +1,40 @@
 //! The partitions this host owns: one lane and one task per assigned
-//! partition, their pause state, their commit bookkeeping, and what happens
-//! at assignment and revocation.
+//! partition, the partition's own librdkafka queue, their commit
+//! bookkeeping, and what happens at assignment and revocation.
 //!
 //! Invariants:
+//! - each assigned partition's messages come from a queue of its own, split
+//!   from the consumer's before the partition is assigned (so none of its
+//!   messages are fetched into the shared queue first), and are taken from
+//!   it only while the partition's task has room: a slow task leaves them in
+//!   librdkafka, which stops fetching the partition once its prefetch
+//!   (`queued.max.messages.kbytes`) is full. Nothing is paused, so nothing
+//!   prefetched is thrown away and fetched again;
 //! - a partition's task starts only once its position is known (its
 //!   committed offset, or its first offset when it has none): reads that
 //!   fail are retried, and if they keep failing the host stops rather than
 //!   process from an unknown position (a range written before a crash could
 //!   otherwise be cut and written again);
-//! - a new lane starts unpaused, and so does its partition in librdkafka
-//!   (resumed on assignment: librdkafka promises nothing about a pause
-//!   made before a revoke, though the version built here drops it);
-//! - messages waiting in a lane when it is dropped are not committed: they
-//!   are delivered again to the next owner.
+//! - messages waiting in a lane or in the partition's queue when it is
+//!   dropped are not committed: they are delivered again to the next owner.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 
+use super::bounds::{Admission, Bounds};
+use super::clients::to_source_message;
 use super::offsets::Offsets;
 use super::task::Delivery;
 use super::task::{Command, Event, StopReport, partition_task};
-use super::{HostError, PartitionKey, WorkerParts};
+use super::{HostContext, HostError, PartitionKey, WorkerParts};
 use crate::config::EventMode;
 use crate::partition::{PartitionWorker, Stats, WorkerError};
 use crate::source::SourceMessage;
@@ -43,14 +50,16 @@ const POSITION_RETRY: Duration = Duration::from_millis(500);
 /// The broker's deadline for one position read.
 const POSITION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The path from the poll thread to one partition's task: its bounded
-/// channel, and the messages waiting while the channel is full (the
-/// partition is paused meanwhile, so this holds at most what the consumer
-/// had already prefetched).
+/// The path from the poll thread to one partition's task: the partition's
+/// own queue in librdkafka, the task's bounded channel, and the messages
+/// the consumer's shared queue delivered while the channel was full.
 struct Lane {
+    queue: PartitionQueue<HostContext>,
     sender: flume::Sender<Command>,
+    /// Messages of the partition that came through the shared queue (only
+    /// ones fetched before its queue was split: none in practice). They go
+    /// first, so offsets stay in order.
     overflow: VecDeque<Delivery>,
-    paused: bool,
     /// Which task this is (see [`Event::Durable`]).
     generation: u64,
     /// The task, aborted if it does not stop in time.
@@ -71,6 +80,11 @@ pub(crate) struct Partitions {
     parts: WorkerParts,
     runtime: Handle,
     lanes: Mutex<HashMap<PartitionKey, Lane>>,
+    /// Queues split for partitions about to be assigned (between the two
+    /// halves of a rebalance), taken by their lanes.
+    split: Mutex<HashMap<PartitionKey, PartitionQueue<HostContext>>>,
+    /// Wakes the poll thread when a partition's queue receives messages.
+    wake: flume::Sender<()>,
     events: flume::Sender<Event>,
     offsets: Mutex<Offsets>,
     /// Totals of stopped workers.
@@ -88,12 +102,15 @@ impl Partitions {
     pub(crate) fn new(
         parts: WorkerParts,
         events: flume::Sender<Event>,
+        wake: flume::Sender<()>,
         shutdown: Arc<AtomicBool>,
     ) -> Self {
         Partitions {
             parts,
             runtime: Handle::current(),
             lanes: Mutex::new(HashMap::new()),
+            split: Mutex::new(HashMap::new()),
+            wake,
             events,
             offsets: Mutex::new(Offsets::default()),
             finished: Mutex::new(Stats::default()),
@@ -104,12 +121,42 @@ impl Partitions {
         }
     }
 
+    /// Give each of `partitions`, about to be assigned, a queue of its own
+    /// (before librdkafka fetches any of their messages into the shared
+    /// one). A partition whose queue cannot be split stops the host: its
+    /// messages would have no bound but the shared queue's.
+    pub(crate) fn split_queues(
+        &self,
+        consumer: &Arc<BaseConsumer<HostContext>>,
+        partitions: &TopicPartitionList,
+    ) {
+        let mut split = self.split.lock().expect("not poisoned");
+        for element in partitions.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            let Some(mut queue) = consumer.split_partition_queue(topic, partition) else {
+                self.fail(HostError::PartitionQueue {
+                    topic: topic.to_owned(),
+                    partition,
+                });
+                return;
+            };
+            let wake = self.wake.clone();
+            queue.set_nonempty_callback(move || {
+                // Full means a wake-up is pending already.
+                let _ = wake.try_send(());
+            });
+            split.insert((topic.to_owned(), partition), queue);
+        }
+    }
+
     /// Start a task for each of `partitions`, from its known position.
     pub(crate) fn assign<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         partitions: &TopicPartitionList,
     ) {
+        // Queues not taken by a lane below are dropped with this.
+        let mut split = std::mem::take(&mut *self.split.lock().expect("not poisoned"));
         // An assignment that arrives while the host is stopping (a
         // rebalance racing a stop signal, or another replica joining as a
         // replay ends) is not taken up: the host is leaving the group, which
@@ -121,13 +168,6 @@ impl Partitions {
                 "partitions assigned while stopping: left to the other members"
             );
             return;
-        }
-        // A pause set before an earlier revoke must not hold the partition.
-        // librdkafka 2.12 drops it with the revoked partition (the
-        // `a_paused_partition_...` test passes without this call); the
-        // resume costs nothing and does not depend on that.
-        if let Err(e) = consumer.resume(partitions) {
-            tracing::warn!("resuming newly assigned partitions failed: {e}");
         }
         let positions = match self.positions(consumer, partitions) {
             Ok(positions) => positions,
@@ -147,7 +187,14 @@ impl Partitions {
                 .lock()
                 .expect("not poisoned")
                 .assigned(key.clone(), committed);
-            match self.spawn(&key, resume_from) {
+            let Some(queue) = split.remove(&key) else {
+                self.fail(HostError::PartitionQueue {
+                    topic: key.0,
+                    partition: key.1,
+                });
+                return;
+            };
+            match self.spawn(&key, resume_from, queue) {
                 Ok(lane) => {
                     tracing::info!(
                         topic = key.0,
@@ -207,7 +254,12 @@ impl Partitions {
         Ok(positions)
     }
 
-    fn spawn(&self, key: &PartitionKey, resume_from: i64) -> Result<Lane, WorkerError> {
+    fn spawn(
+        &self,
+        key: &PartitionKey,
+        resume_from: i64,
+        queue: PartitionQueue<HostContext>,
+    ) -> Result<Lane, WorkerError> {
         let p = &self.parts;
         let chain = p.chains.borrow().clone();
         let mut worker = PartitionWorker::new(
@@ -247,9 +299,9 @@ impl Partitions {
             p.max_batch,
         ));
         Ok(Lane {
+            queue,
             sender,
             overflow: VecDeque::new(),
-            paused: false,
             generation,
             task,
         })
@@ -284,16 +336,9 @@ impl Partitions {
         self.finished.lock().expect("not poisoned").clone()
     }
 
-    /// Hand a message to its partition's task. When the task's channel is
-    /// full the message waits in the lane and the partition is paused, so a
-    /// slow partition never holds up the others (and the consumer stops
-    /// fetching it: backpressure).
-    pub(crate) fn dispatch<C: ConsumerContext>(
-        &self,
-        consumer: &BaseConsumer<C>,
-        message: SourceMessage,
-        flush_after: bool,
-    ) {
+    /// Hand a message that came through the consumer's shared queue to its
+    /// partition's task, or keep it in the lane until the task has room.
+    pub(crate) fn dispatch(&self, message: SourceMessage, bounds: Option<&Bounds>) {
         let key = (
             message.position.topic.to_string(),
             message.position.partition,
@@ -307,60 +352,58 @@ impl Partitions {
             );
             return;
         };
-        let delivery = Delivery {
-            message,
-            flush_after,
-        };
-        if lane.overflow.is_empty() {
-            match lane.sender.try_send(Command::Message(delivery)) {
-                Ok(()) => {
-                    self.dispatched.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-                Err(flume::TrySendError::Full(Command::Message(delivery))) => {
-                    lane.overflow.push_back(delivery)
-                }
-                // The task is gone (failed or stopping): the message stays
-                // uncommitted and is delivered again later.
-                Err(_) => return,
-            }
-        } else {
+        if let Some(delivery) = admit(message, bounds) {
             lane.overflow.push_back(delivery);
-        }
-        if !lane.paused {
-            lane.paused = true;
-            set_paused(consumer, &key, true);
+            self.feed(lane, bounds);
         }
     }
 
-    /// Move waiting messages into tasks' channels as they make room, and
-    /// resume partitions whose backlog is gone. Returns whether any message
-    /// is still waiting.
-    pub(crate) fn drain_overflow<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) -> bool {
-        let mut waiting = false;
-        for (key, lane) in self.lanes.lock().expect("not poisoned").iter_mut() {
-            while let Some(message) = lane.overflow.pop_front() {
-                match lane.sender.try_send(Command::Message(message)) {
-                    Ok(()) => {
-                        self.dispatched.fetch_add(1, Ordering::Relaxed);
+    /// Move messages from the partitions' queues into their tasks'
+    /// channels while the tasks have room. Returns whether a task's channel
+    /// is full (its messages wait in librdkafka until it makes room).
+    pub(crate) fn pump(&self, bounds: Option<&Bounds>) -> bool {
+        let mut full = false;
+        for lane in self.lanes.lock().expect("not poisoned").values_mut() {
+            full |= self.feed(lane, bounds);
+        }
+        full
+    }
+
+    /// Fill `lane`'s channel, from its overflow first, then from its queue.
+    /// Returns whether the channel is full.
+    fn feed(&self, lane: &mut Lane, bounds: Option<&Bounds>) -> bool {
+        loop {
+            if lane.sender.is_full() {
+                return true;
+            }
+            // The poll thread is the channel's only sender, so there is room
+            // for one message now.
+            let delivery = match lane.overflow.pop_front() {
+                Some(delivery) => delivery,
+                None => match lane.queue.poll(Duration::ZERO) {
+                    Some(Ok(message)) => match admit(to_source_message(&message), bounds) {
+                        Some(delivery) => delivery,
+                        None => continue,
+                    },
+                    Some(Err(e)) => {
+                        tracing::warn!("consumer: {e}");
+                        continue;
                     }
-                    Err(flume::TrySendError::Full(Command::Message(message))) => {
-                        lane.overflow.push_front(message);
-                        break;
-                    }
-                    Err(_) => {
-                        lane.overflow.clear();
-                        break;
-                    }
+                    None => return false,
+                },
+            };
+            match lane.sender.try_send(Command::Message(delivery)) {
+                Ok(()) => {
+                    self.dispatched.fetch_add(1, Ordering::Relaxed);
+                }
+                // The task is gone (failed or stopping): its messages stay
+                // uncommitted and are delivered again later.
+                Err(_) => {
+                    lane.overflow.clear();
+                    return false;
                 }
             }
-            if lane.overflow.is_empty() && lane.paused {
-                lane.paused = false;
-                set_paused(consumer, key, false);
-            }
-            waiting |= !lane.overflow.is_empty();
         }
-        waiting
     }
 
     /// Stop the tasks of `keys`, commit what they made durable
@@ -595,6 +638,20 @@ fn with_retries<T, E: std::fmt::Display>(
     }
 }
 
+/// `message` as a delivery for its partition's task, unless a replay leaves
+/// it out (outside its partition's range). The last message of a replay's
+/// range has its batch written at once.
+fn admit(message: SourceMessage, bounds: Option<&Bounds>) -> Option<Delivery> {
+    let admission = bounds.map_or(Admission::Inside, |b| {
+        let position = &message.position;
+        b.admit(position.partition, position.offset, message.payload.len())
+    });
+    (admission != Admission::Outside).then_some(Delivery {
+        message,
+        flush_after: admission == Admission::Last,
+    })
+}
+
 /// Give up on a task that does not stop: abort it, which ends it at its
 /// next wait (an S3 retry or request, the chain's result; a chain run
 /// finishes on its thread, unused, and an upload already sent may still
@@ -612,29 +669,6 @@ fn abort(key: &PartitionKey, task: &tokio::task::JoinHandle<()>, what: &str) {
 /// reported separately): there is nothing to stop or commit for it.
 fn already_stopped(key: &PartitionKey) {
     tracing::warn!(topic = key.0, partition = key.1, "worker had already ended");
-}
-
-/// Pause or resume fetching one partition.
-fn set_paused<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    (topic, partition): &PartitionKey,
-    paused: bool,
-) {
-    let mut list = TopicPartitionList::new();
-    list.add_partition(topic, *partition);
-    let result = if paused {
-        consumer.pause(&list)
-    } else {
-        consumer.resume(&list)
-    };
-    if let Err(e) = result {
-        tracing::warn!(
-            topic,
-            partition,
-            paused,
-            "pausing/resuming the partition failed: {e}"
-        );
-    }
 }
 
 #[cfg(test)]
