@@ -10,7 +10,10 @@
 //! 1. [`StageCache::prefetch`] (async) loads into the memory tier the packs
 //!    of every cached stage that cover the batch's offsets: one listing per
 //!    stage and partition for the whole run, then one read per pack not yet
-//!    read. The chain never waits on the store record by record.
+//!    read. It also starts reading, in the background, the packs of the
+//!    offsets that follow (as many as the batch has), so the next batch's
+//!    packs are usually in memory before it asks. The chain never waits on
+//!    the store record by record.
 //! 2. The chain (synchronous) looks each record up in memory
 //!    ([`StageCache::get`]); a hit is used as the stage's outputs, a miss
 //!    runs the plugin. What the plugins computed successfully comes back
@@ -23,6 +26,8 @@
 //!   pack, and two replicas writing the same work write equal entries;
 //! - a failed or corrupt read is a miss (counted and logged), and a failed
 //!   write never fails a record: the cache only ever saves work;
+//! - a pack is read at most once per process: a batch that needs a pack
+//!   being read ahead waits for that read instead of starting another;
 //! - the memory tier is bounded by bytes (least recently used entries go
 //!   first).
 
@@ -30,13 +35,14 @@ pub mod entry;
 pub mod key;
 pub mod pack;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
+use tokio::sync::OnceCell;
 
 use crate::digest::Digest;
 use crate::storage::{ObjectStore, StorageError};
@@ -110,9 +116,13 @@ struct Folder {
     listed: bool,
     /// Pack keys and their offset ranges.
     packs: Vec<(String, i64, i64)>,
-    /// Packs whose entries were loaded (or written) by this process.
-    loaded: HashSet<String>,
+    /// Packs this process read, is reading, or wrote: set once its entries
+    /// are in memory (or its read failed).
+    reads: HashMap<String, PackRead>,
 }
+
+/// The read of one pack, shared by every batch that needs it.
+type PackRead = Arc<OnceCell<()>>;
 
 /// The cache: a store of packs and a bounded memory tier in front of it.
 pub struct StageCache {
@@ -185,29 +195,37 @@ impl StageCache {
     }
 
     /// Load into memory the packs of `stages` for `topic`/`partition` that
-    /// cover any offset in `first..=last`, all at once.
+    /// cover any offset in `first..=last`, all at once; and start reading
+    /// those of the as many offsets after `last`, without waiting for them.
     pub async fn prefetch(
-        &self,
+        self: &Arc<Self>,
         stages: &[Digest],
         topic: &str,
         partition: i32,
         first: i64,
         last: i64,
     ) {
+        let ahead = last.saturating_add(last - first + 1);
         let mut loads = Vec::new();
         for stage in stages {
             let folder = pack::folder(stage, topic, partition);
             if !self.is_listed(&folder) {
                 self.list(&folder).await;
             }
-            for key in self.unloaded_packs(&folder, first, last) {
-                loads.push((folder.clone(), key));
+            for (key, read) in self.pending_reads(&folder, first, last) {
+                loads.push(self.clone().read(key, read));
+            }
+            for (key, read) in self.pending_reads(&folder, last + 1, ahead) {
+                tokio::spawn(self.clone().read(key, read));
             }
         }
-        let loads = loads
-            .into_iter()
-            .map(|(folder, key)| async move { self.load(&folder, key).await });
         futures_util::future::join_all(loads).await;
+    }
+
+    /// Read pack `key` unless `read` is done or under way (then wait for
+    /// it).
+    async fn read(self: Arc<Self>, key: String, read: PackRead) {
+        read.get_or_init(|| self.load(key)).await;
     }
 
     /// The cached outputs of the work `key`, if they are in memory.
@@ -243,7 +261,10 @@ impl StageCache {
         {
             let mut folders = self.folders.lock().expect("cache folders");
             let known = folders.entry(folder).or_default();
-            known.loaded.insert(key.clone());
+            // Its entries are in memory: never read back.
+            known
+                .reads
+                .insert(key.clone(), Arc::new(OnceCell::new_with(Some(()))));
             known.packs.push((key.clone(), first, last));
         }
         let cache = self.clone();
@@ -332,22 +353,27 @@ impl StageCache {
         }
     }
 
-    fn unloaded_packs(&self, folder: &str, first: i64, last: i64) -> Vec<String> {
-        let folders = self.folders.lock().expect("cache folders");
-        let Some(known) = folders.get(folder) else {
+    /// The packs of `folder` covering any offset in `first..=last` that are
+    /// not in memory yet, with their (possibly running) reads.
+    fn pending_reads(&self, folder: &str, first: i64, last: i64) -> Vec<(String, PackRead)> {
+        let mut folders = self.folders.lock().expect("cache folders");
+        let Some(known) = folders.get_mut(folder) else {
             return Vec::new();
         };
-        known
-            .packs
+        let Folder { packs, reads, .. } = known;
+        packs
             .iter()
-            .filter(|(key, from, to)| *from <= last && first <= *to && !known.loaded.contains(key))
-            .map(|(key, _, _)| key.clone())
+            .filter(|(_, from, to)| *from <= last && first <= *to)
+            .filter_map(|(key, _, _)| {
+                let read = reads.entry(key.clone()).or_default();
+                (!read.initialized()).then(|| (key.clone(), read.clone()))
+            })
             .collect()
     }
 
-    /// Read one pack into memory; a failure is logged and counted, and the
-    /// pack is not read again in this run.
-    async fn load(&self, folder: &str, key: String) {
+    /// Read one pack into memory; a failure is logged and counted (the
+    /// pack is not read again in this run: its read is done).
+    async fn load(&self, key: String) {
         self.counters.pack_reads.fetch_add(1, Ordering::Relaxed);
         let read = tokio::time::timeout(READ_TIMEOUT, self.store.get(&key))
             .await
@@ -373,12 +399,6 @@ impl StageCache {
                 tracing::warn!(pack = %self.store.describe(&key), "cache: pack not read, its entries miss: {e}");
             }
         }
-        let mut folders = self.folders.lock().expect("cache folders");
-        folders
-            .entry(folder.to_owned())
-            .or_default()
-            .loaded
-            .insert(key);
     }
 }
 
@@ -425,7 +445,7 @@ mod tests {
         writer.flush().await;
         assert_eq!(writer.figures().pack_writes, 1);
 
-        let reader = StageCache::new(store, 1 << 20);
+        let reader = Arc::new(StageCache::new(store, 1 << 20));
         assert!(reader.get(&key).is_none(), "nothing in memory yet");
         reader.prefetch(&[stage], "t", 0, 20, 29).await;
         assert!(reader.get(&key).is_none(), "the pack covers 10..=19 only");
@@ -438,6 +458,45 @@ mod tests {
         assert_eq!(reader.figures().pack_reads, 1);
     }
 
+    /// The packs of the offsets after a batch are read while it runs, and
+    /// the next batch waits for that read instead of reading them again.
+    #[tokio::test]
+    async fn the_next_batch_s_packs_are_read_ahead_once() {
+        let store = ObjectStore::memory();
+        let stage = Digest::of(b"stage");
+        let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
+        let mut keys = Vec::new();
+        for (first, last) in [(0, 9), (10, 19), (20, 29)] {
+            let input = record(&format!("in {first}"));
+            let key = entry_key(&stage, &input, &Digest::of(&input.body));
+            let out = StoredOutput::new(&input, &record("out"), true);
+            writer.store(&stage, "t", 0, (first, last), vec![(key, vec![out])]);
+            keys.push(key);
+        }
+        writer.flush().await;
+
+        let reader = Arc::new(StageCache::new(store, 1 << 20));
+        reader.prefetch(&[stage], "t", 0, 0, 9).await;
+        assert!(reader.get(&keys[0]).is_some());
+        // 10..=19 arrives without being asked for; 20..=29 is two batches
+        // ahead and is not read.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while reader.get(&keys[1]).is_none() {
+            assert!(std::time::Instant::now() < deadline, "not read ahead");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(reader.get(&keys[2]).is_none());
+        assert_eq!(reader.figures().pack_reads, 2);
+        // The next batch finds its pack read, and reads the one after.
+        reader.prefetch(&[stage], "t", 0, 10, 19).await;
+        while reader.get(&keys[2]).is_none() {
+            assert!(std::time::Instant::now() < deadline, "not read ahead");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        reader.prefetch(&[stage], "t", 0, 20, 29).await;
+        assert_eq!(reader.figures().pack_reads, 3, "each pack read once");
+    }
+
     #[tokio::test]
     async fn a_corrupt_pack_is_a_counted_miss() {
         let store = ObjectStore::memory();
@@ -447,7 +506,7 @@ mod tests {
             .put(&format!("{folder}0-9-0.pack"), b"garbage".to_vec())
             .await
             .unwrap();
-        let cache = StageCache::new(store, 1 << 20);
+        let cache = Arc::new(StageCache::new(store, 1 << 20));
         cache.prefetch(&[stage], "t", 0, 0, 9).await;
         assert!(cache.get(&Digest::of(b"any key")).is_none());
         assert_eq!(cache.figures().read_errors, 1);

@@ -57,8 +57,9 @@ pub use bounds::Bounds;
 use clients::{consumer_config, to_source_message};
 use partitions::Partitions;
 
-/// How often a replay asks whether the group has committed every
-/// partition's end.
+/// How often a replay asks the broker whether the group has committed every
+/// partition's end (whether this host's own partitions are done is known
+/// at every turn of the poll loop).
 const BOUNDS_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Events and messages taken from the consumer's own queue per turn of the
@@ -325,16 +326,20 @@ fn poll_loop(
             }
         }
         full = partitions.pump(replayed);
-        if let Some((bounds, checker)) = bounds
-            && last_bounds_check.elapsed() >= BOUNDS_CHECK_EVERY
-        {
-            last_bounds_check = Instant::now();
-            if bounds.done_here(&partitions.durable_ends()) || bounds.check(checker) {
+        partitions.drain_events(events);
+        if let Some((bounds, checker)) = bounds {
+            // This host's own partitions are known here at every turn; the
+            // group's commits (other replicas) cost the broker a request.
+            let done = bounds.done_here(&partitions.durable_ends())
+                || (last_bounds_check.elapsed() >= BOUNDS_CHECK_EVERY && {
+                    last_bounds_check = Instant::now();
+                    bounds.check(checker)
+                });
+            if done {
                 tracing::info!("replay: every partition is committed to its end");
                 shutdown.store(true, Ordering::SeqCst);
             }
         }
-        partitions.drain_events(events);
         partitions.commit_due(consumer);
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = Instant::now();
