@@ -2,7 +2,9 @@
 //! the same topic: the bundled 206-page enwiki dump ingested `COPIES` times
 //! with distinct document ids (so no two events are the same work), into a
 //! 4-partition topic on a real tansu broker, results and cache packs on a
-//! real s3s-fs server.
+//! real s3s-fs server. The replays' consumers ask for prompt fetches
+//! (`PROMPT_FETCHES`: tansu otherwise holds each fetch for the consumer's
+//! 500 ms wait, which bounds every replay at its rate).
 //!
 //! - replay with the cache off, then cold (computing and storing every
 //!   entry), then warm (everything from the cache): wall time and the
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use weir::cache::{StageCache, pack};
 use weir::storage::ObjectStore;
-use weir_tests::e2e::Scenario;
+use weir_tests::e2e::{PROMPT_FETCHES, Scenario};
 use weir_tests::process::{Measured, measure};
 use weir_tests::services::Services;
 
@@ -121,7 +123,13 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (events, bytes) = events_file(dir.path());
     let records = (206 * COPIES) as u64;
-    let scenario = Scenario::new(&services, "bench-replay", 4, PRODUCTION_BATCHING).await;
+    let scenario = Scenario::new(
+        &services,
+        "bench-replay",
+        4,
+        &format!("{PRODUCTION_BATCHING}{PROMPT_FETCHES}"),
+    )
+    .await;
     scenario.ingest(&weir(), &services, &events);
     let plain = scenario.pipeline.clone();
     let cached = scenario.dir().join("cached.toml");

@@ -25,7 +25,7 @@ use std::process::Command;
 
 use weir::source::FileFormat;
 use weir::source::FileSource;
-use weir_tests::e2e::{DOCUMENT_STAGES, Scenario};
+use weir_tests::e2e::{DOCUMENT_STAGES, PROMPT_FETCHES, Scenario};
 use weir_tests::process::{Measured, measure, median};
 use weir_tests::services::Services;
 
@@ -257,7 +257,7 @@ async fn main() {
         let name = label.split(' ').next().unwrap();
         let file = local(dir, &format!("file-{name}"), &events, stages);
         let source = format!(
-            "[source.kafka]\ntopic = \"{}\"\ngroup = \"{}\"",
+            "[source.kafka]\ntopic = \"{}\"\ngroup = \"{}\"{PROMPT_FETCHES}",
             scenario.topic, scenario.group
         );
         let output = format!(

@@ -11,8 +11,8 @@
 //!    of every cached stage that cover the batch's offsets: one listing per
 //!    stage and partition for the whole run, then one read per pack not yet
 //!    read. It also starts reading, in the background, the packs of the
-//!    offsets that follow (as many as the batch has), so the next batch's
-//!    packs are usually in memory before it asks. The chain never waits on
+//!    offsets that follow (`READ_AHEAD_BATCHES` batches' worth), so the
+//!    next batches' packs are usually in memory before they ask. The chain never waits on
 //!    the store record by record.
 //! 2. The chain (synchronous) looks each record up in memory
 //!    ([`StageCache::get`]); a hit is used as the stage's outputs, a miss
@@ -151,6 +151,12 @@ const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a pack write may take before it is given up (counted, logged).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How many batches' worth of offsets after a batch have their packs read
+/// while it runs: a warm batch runs in a few milliseconds, a pack read takes
+/// tens, so reads of several batches must be under way for the next batch
+/// to find its entries in memory.
+const READ_AHEAD_BATCHES: i64 = 4;
+
 /// Entries stay in memory up to about this many per MiB of budget (only
 /// the memory tier's bookkeeping: entries are weighed by bytes).
 const ENTRIES_PER_MIB: u64 = 64;
@@ -196,7 +202,8 @@ impl StageCache {
 
     /// Load into memory the packs of `stages` for `topic`/`partition` that
     /// cover any offset in `first..=last`, all at once; and start reading
-    /// those of the as many offsets after `last`, without waiting for them.
+    /// those of the [`READ_AHEAD_BATCHES`] batches' worth of offsets after
+    /// `last`, without waiting for them.
     pub async fn prefetch(
         self: &Arc<Self>,
         stages: &[Digest],
@@ -205,7 +212,7 @@ impl StageCache {
         first: i64,
         last: i64,
     ) {
-        let ahead = last.saturating_add(last - first + 1);
+        let ahead = last.saturating_add(READ_AHEAD_BATCHES * (last - first + 1));
         let mut loads = Vec::new();
         for stage in stages {
             let folder = pack::folder(stage, topic, partition);
@@ -461,40 +468,52 @@ mod tests {
     /// The packs of the offsets after a batch are read while it runs, and
     /// the next batch waits for that read instead of reading them again.
     #[tokio::test]
-    async fn the_next_batch_s_packs_are_read_ahead_once() {
+    async fn the_next_batches_packs_are_read_ahead_once() {
         let store = ObjectStore::memory();
         let stage = Digest::of(b"stage");
         let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
+        // Packs of 10 offsets each: 0..=9, 10..=19, ...
+        let packs = READ_AHEAD_BATCHES + 2;
         let mut keys = Vec::new();
-        for (first, last) in [(0, 9), (10, 19), (20, 29)] {
+        for first in (0..packs).map(|p| p * 10) {
             let input = record(&format!("in {first}"));
             let key = entry_key(&stage, &input, &Digest::of(&input.body));
             let out = StoredOutput::new(&input, &record("out"), true);
-            writer.store(&stage, "t", 0, (first, last), vec![(key, vec![out])]);
+            writer.store(&stage, "t", 0, (first, first + 9), vec![(key, vec![out])]);
             keys.push(key);
         }
         writer.flush().await;
-
         let reader = Arc::new(StageCache::new(store, 1 << 20));
         reader.prefetch(&[stage], "t", 0, 0, 9).await;
         assert!(reader.get(&keys[0]).is_some());
-        // 10..=19 arrives without being asked for; 20..=29 is two batches
-        // ahead and is not read.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while reader.get(&keys[1]).is_none() {
-            assert!(std::time::Instant::now() < deadline, "not read ahead");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        // The next READ_AHEAD_BATCHES batches' packs arrive without being
+        // asked for; the one after is not read.
+        let ahead = READ_AHEAD_BATCHES as usize;
+        for key in &keys[1..=ahead] {
+            arrives(&reader, key).await;
         }
-        assert!(reader.get(&keys[2]).is_none());
-        assert_eq!(reader.figures().pack_reads, 2);
+        assert!(reader.get(&keys[ahead + 1]).is_none());
+        assert_eq!(reader.figures().pack_reads, 1 + READ_AHEAD_BATCHES as u64);
         // The next batch finds its pack read, and reads the one after.
         reader.prefetch(&[stage], "t", 0, 10, 19).await;
-        while reader.get(&keys[2]).is_none() {
+        arrives(&reader, &keys[ahead + 1]).await;
+        for first in (2..packs).map(|p| p * 10) {
+            reader.prefetch(&[stage], "t", 0, first, first + 9).await;
+        }
+        assert_eq!(
+            reader.figures().pack_reads,
+            packs as u64,
+            "each pack read once"
+        );
+    }
+
+    /// Wait (up to 10 s) until `key` is in `cache`'s memory tier.
+    async fn arrives(cache: &StageCache, key: &Digest) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while cache.get(key).is_none() {
             assert!(std::time::Instant::now() < deadline, "not read ahead");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        reader.prefetch(&[stage], "t", 0, 20, 29).await;
-        assert_eq!(reader.figures().pack_reads, 3, "each pack read once");
     }
 
     #[tokio::test]

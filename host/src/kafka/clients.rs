@@ -157,6 +157,11 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
         // has a queue of its own, see `partitions`); each partition's lane
         // holds up to 4 x `max_batch` more messages.
         ("queued.max.messages.kbytes", "16384"),
+        // Once a partition's prefetch is full, librdkafka looks again after
+        // this long (default 1 s): with the host behind (a replay, a
+        // backlog) the default left each partition idle for most of a
+        // second every time its task emptied the queue.
+        ("fetch.queue.backoff.ms", "20"),
         ("session.timeout.ms", "10000"),
         ("heartbeat.interval.ms", "1000"),
     ];
