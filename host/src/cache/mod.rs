@@ -202,7 +202,7 @@ impl StageCache {
 
     /// Load into memory the packs of `stages` for `topic`/`partition` that
     /// cover any offset in `first..=last`, all at once; and start reading
-    /// those of the [`READ_AHEAD_BATCHES`] batches' worth of offsets after
+    /// those of the `READ_AHEAD_BATCHES` batches' worth of offsets after
     /// `last`, without waiting for them.
     pub async fn prefetch(
         self: &Arc<Self>,
