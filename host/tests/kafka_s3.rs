@@ -393,15 +393,7 @@ async fn a_partition_revoked_under_backpressure_drains_when_handed_back() {
     let cooperative = "\n[source.kafka.properties]\n\
                        \"partition.assignment.strategy\" = \"cooperative-sticky\"\n";
     let scenario = Scenario::new(services, "pause", 2, cooperative).await;
-    let slow_stage = "[[stage]]\nname = \"slow\"\nplugin = \"echo\"\n\
-                      [stage.config]\nwork = 200\n";
-    let text = std::fs::read_to_string(&scenario.pipeline).unwrap();
-    std::fs::write(
-        &scenario.pipeline,
-        text.replace("max_batch = 64", "max_batch = 1")
-            .replace(weir_tests::e2e::DOCUMENT_STAGES, slow_stage),
-    )
-    .unwrap();
+    scenario.use_a_slow_stage(200);
     ingest_dump(&scenario, services, 1);
     let first = scenario.start_host(&weir(), services, 0, "replica-0");
     assert!(

@@ -273,16 +273,8 @@ async fn backpressure_fetches_each_message_once() {
     let services = Services::shared();
     let fetch_log = "\n[source.kafka.properties]\ndebug = \"fetch\"\n";
     let scenario = Scenario::new(services, "replay-refetch", 1, fetch_log).await;
-    // About 3 ms of CPU per record, one record per hand-off: the task's
-    // channel (4 messages) is full nearly all the time.
-    let slow_stage = "[[stage]]\nname = \"slow\"\nplugin = \"echo\"\n[stage.config]\nwork = 2\n";
-    let text = std::fs::read_to_string(&scenario.pipeline).unwrap();
-    std::fs::write(
-        &scenario.pipeline,
-        text.replace("max_batch = 64", "max_batch = 1")
-            .replace(weir_tests::e2e::DOCUMENT_STAGES, slow_stage),
-    )
-    .unwrap();
+    // About 3 ms of CPU per record, one record per hand-off.
+    scenario.use_a_slow_stage(2);
     scenario.ingest(&weir(), services, &weir_tests::sample_dump());
     let output = replay_command(&scenario.pipeline, services, "once")
         .env("WEIR_LOG", "info,librdkafka=debug")

@@ -270,6 +270,23 @@ bodies_bucket = "{bucket}"
         &self.dir
     }
 
+    /// Replace the chain with one slow stage (the `echo` test plugin
+    /// spending `work` million multiply steps per record, about 1.5 ms per
+    /// million here) and hand messages over one at a time: a partition's
+    /// task then has a full channel (4 messages) nearly all the time.
+    pub fn use_a_slow_stage(&self, work: u32) {
+        let slow_stage = format!(
+            "[[stage]]\nname = \"slow\"\nplugin = \"echo\"\n[stage.config]\nwork = {work}\n"
+        );
+        let text = std::fs::read_to_string(&self.pipeline).unwrap();
+        std::fs::write(
+            &self.pipeline,
+            text.replace("max_batch = 64", "max_batch = 1")
+                .replace(DOCUMENT_STAGES, &slow_stage),
+        )
+        .unwrap();
+    }
+
     /// `weir ingest` the file into the topic (creating it), and return its
     /// summary line.
     pub fn ingest(&self, weir: &Path, services: &Services, input: &Path) -> String {
