@@ -30,16 +30,11 @@ fn weir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))
 }
 
-/// The dump's events as JSONL, `COPIES` times.
+/// The dump's events as JSONL, `COPIES` times with distinct ids (event
+/// mode, on in both `weir run` cases, would otherwise skip every copy after
+/// the first as unchanged).
 fn events_file(dir: &Path) -> (PathBuf, u64) {
-    let lines = weir_tests::dump_events(&weir_tests::sample_dump());
-    let mut out = Vec::new();
-    for _ in 0..COPIES {
-        for line in &lines {
-            out.extend_from_slice(line);
-            out.push(b'\n');
-        }
-    }
+    let out = weir_tests::distinct_dump_events(COPIES);
     let path = dir.join("events.jsonl");
     std::fs::write(&path, &out).unwrap();
     (path, out.len() as u64)

@@ -45,20 +45,7 @@ fn weir() -> PathBuf {
 
 /// The dump's events as JSONL, `COPIES` times with distinct ids.
 fn events_file(dir: &Path) -> (PathBuf, u64) {
-    let events: Vec<serde_json::Value> = weir_tests::dump_events(&weir_tests::sample_dump())
-        .iter()
-        .map(|payload| serde_json::from_slice(payload).unwrap())
-        .collect();
-    let mut out = Vec::new();
-    for copy in 0..COPIES {
-        for event in &events {
-            let mut event = event.clone();
-            let id = format!("{}#{copy}", event["id"].as_str().unwrap());
-            event["id"] = serde_json::Value::from(id);
-            out.extend(serde_json::to_vec(&event).unwrap());
-            out.push(b'\n');
-        }
-    }
+    let out = weir_tests::distinct_dump_events(COPIES);
     let path = dir.join("events.jsonl");
     std::fs::write(&path, &out).unwrap();
     (path, out.len() as u64)

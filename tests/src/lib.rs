@@ -200,6 +200,27 @@ pub fn dump_events(path: &std::path::Path) -> Vec<Vec<u8>> {
     }
 }
 
+/// The bundled dump's events as JSONL, `copies` times, each copy's
+/// documents with ids of their own (`{id}#{copy}`): no two events are the
+/// same work, for event mode or the stage cache.
+pub fn distinct_dump_events(copies: usize) -> Vec<u8> {
+    let events: Vec<serde_json::Value> = dump_events(&sample_dump())
+        .iter()
+        .map(|payload| serde_json::from_slice(payload).expect("the dump reader makes JSON"))
+        .collect();
+    let mut out = Vec::new();
+    for copy in 0..copies {
+        for event in &events {
+            let mut event = event.clone();
+            let id = format!("{}#{copy}", event["id"].as_str().expect("events have ids"));
+            event["id"] = serde_json::Value::from(id);
+            out.extend(serde_json::to_vec(&event).expect("serialise an event"));
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 /// The document chain (parse -> lang -> score) with default limits.
 pub fn document_chain(runtime: &Runtime) -> std::sync::Arc<weir::chain::Chain> {
     let limits = weir::runtime::Limits::default;
