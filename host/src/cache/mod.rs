@@ -12,8 +12,8 @@
 //!    stage and partition for the whole run, then one read per pack not yet
 //!    read. It also starts reading, in the background, the packs of the
 //!    offsets that follow (`READ_AHEAD_BATCHES` batches' worth), so the
-//!    next batches' packs are usually in memory before they ask. The chain never waits on
-//!    the store record by record.
+//!    next batches' packs are usually in memory before they ask. The chain
+//!    never waits on the store record by record.
 //! 2. The chain (synchronous) looks each record up in memory
 //!    ([`StageCache::get`]); a hit is used as the stage's outputs, a miss
 //!    runs the plugin. What the plugins computed successfully comes back

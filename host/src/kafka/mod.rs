@@ -153,23 +153,25 @@ impl ClientContext for HostContext {}
 
 impl ConsumerContext for HostContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            match self.consumer.get().and_then(Weak::upgrade) {
+        match rebalance {
+            Rebalance::Assign(list) => match self.consumer.get().and_then(Weak::upgrade) {
                 Some(consumer) => self.partitions.split_queues(&consumer, list),
+                // Then no lane gets a queue, and the assignment stops the host.
                 None => tracing::error!("rebalance before the consumer was set up"),
+            },
+            Rebalance::Revoke(list) => {
+                let keys: Vec<PartitionKey> = list
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                tracing::info!(
+                    partitions = keys.len(),
+                    "partitions revoked: finishing and committing them"
+                );
+                self.partitions.give_up(consumer, &keys);
             }
-        }
-        if let Rebalance::Revoke(list) = rebalance {
-            let keys: Vec<PartitionKey> = list
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect();
-            tracing::info!(
-                partitions = keys.len(),
-                "partitions revoked: finishing and committing them"
-            );
-            self.partitions.give_up(consumer, &keys);
+            Rebalance::Error(_) => {}
         }
     }
 
@@ -330,11 +332,11 @@ fn poll_loop(
         if let Some((bounds, checker)) = bounds {
             // This host's own partitions are known here at every turn; the
             // group's commits (other replicas) cost the broker a request.
-            let done = bounds.done_here(&partitions.durable_ends())
-                || (last_bounds_check.elapsed() >= BOUNDS_CHECK_EVERY && {
-                    last_bounds_check = Instant::now();
-                    bounds.check(checker)
-                });
+            let mut done = bounds.done_here(&partitions.durable_ends());
+            if !done && last_bounds_check.elapsed() >= BOUNDS_CHECK_EVERY {
+                last_bounds_check = Instant::now();
+                done = bounds.check(checker);
+            }
             if done {
                 tracing::info!("replay: every partition is committed to its end");
                 shutdown.store(true, Ordering::SeqCst);
