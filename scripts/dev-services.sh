@@ -71,10 +71,23 @@ start_broker() {
     wait_for "the broker on port $port" tansu topic list --broker "tcp://127.0.0.1:$port"
 }
 
+# s3s-fs does not set TCP_NODELAY on its connections, so on loopback each
+# GET of an object larger than one write waits ~40 ms for a delayed ACK
+# (scripts/tcp-nodelay.c says why). The shim sets it; built once per DIR
+# with the C compiler librdkafka's build needs anyway. Without a compiler,
+# or off Linux, the server runs as it is (correct, only slower).
+nodelay_shim() { # dir; prints the LD_PRELOAD value ("" without the shim)
+    local dir=$1 shim="$1/tcp-nodelay.so"
+    if [ ! -f "$shim" ] && [ "$(uname -s)" = Linux ] && command -v cc >/dev/null; then
+        cc -shared -fPIC -O2 -o "$shim" "$(dirname "$0")/tcp-nodelay.c" -ldl 2>>"$dir/s3.log" || rm -f "$shim"
+    fi
+    [ -f "$shim" ] && echo "$shim" || echo ""
+}
+
 start_s3() {
     local dir=$1 port
     port=$(cat "$dir/s3.port")
-    s3s-fs --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
+    LD_PRELOAD=$(nodelay_shim "$dir") s3s-fs --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
         "$dir/s3" >>"$dir/s3.log" 2>&1 &
     echo $! >"$dir/s3.pid"
     wait_for "the S3 server on port $port" curl -s -o /dev/null "http://127.0.0.1:$port/"

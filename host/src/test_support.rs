@@ -1,5 +1,6 @@
 //! Helpers for the host's unit tests: real plugin components (installed by
-//! the build script), chains of them, and source messages.
+//! the build script), chains of them, source messages, and S3 clients of
+//! fake servers on local sockets.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,4 +77,20 @@ pub(crate) fn delete(offset: i64, id: &str, revision: u64) -> SourceMessage {
             r#"{{"id":"{id}","op":"delete","revision":{revision},"timestamp":"2024-01-01T00:00:00Z"}}"#
         ),
     )
+}
+
+/// An S3 client of the server at `address` (a fake one on a local socket),
+/// with static credentials and path-style addressing.
+pub(crate) fn s3_client_at(address: std::net::SocketAddr) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .http_client(crate::storage::http_client())
+        .endpoint_url(format!("http://{address}"))
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "k", "s", None, None, "test",
+        ))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
 }

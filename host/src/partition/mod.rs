@@ -31,7 +31,7 @@ use crate::chain::{Chain, ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
 use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterKind};
-use crate::event::{BodyRef, ChangeEvent, Operation};
+use crate::event::{BodyRef, ChangeEvent, DecodeError, Operation};
 use crate::fence::Lease;
 use crate::runtime::{DocRecord, RuntimeError};
 use crate::sink::{Flushed, PartitionBatch, ResultLine, Sink, SinkError, SkipLine};
@@ -533,10 +533,18 @@ impl PartitionWorker {
             .expect("the chain is not running")
             .chain()
             .identity();
-        for message in messages {
+        let decoded: Vec<_> = messages
+            .into_iter()
+            .map(|message| {
+                let event = message.payload.decode(max_body);
+                (message, event)
+            })
+            .collect();
+        let mut fetched = fetch_bodies(bodies.as_ref(), &decoded, max_body).await;
+        for (message, event) in decoded {
             self.stats.records += 1;
             self.stats.bytes += message.payload.len() as u64;
-            let mut event = match message.payload.decode(self.decode.max_body_bytes) {
+            let mut event = match event {
                 Ok(event) => event,
                 Err(e) => {
                     prepared.push(dead_before_chain(
@@ -568,8 +576,11 @@ impl PartitionWorker {
                     let content_hash = Digest::of(body.as_bytes());
                     (body.into_bytes(), content_hash)
                 }
-                (None, Some(body_ref)) => {
-                    match fetch_body(bodies.as_ref(), body_ref, max_body).await {
+                (None, Some(_)) => {
+                    match fetched
+                        .next()
+                        .expect("fetch_bodies fetched every upsert's body_ref, in order")
+                    {
                         Ok(verified) => {
                             // Input bytes count the body, wherever it was.
                             self.stats.bytes += verified.0.len() as u64;
@@ -708,6 +719,38 @@ fn dead_before_chain(
         identity,
         &message.payload.to_bytes(),
     ))
+}
+
+/// How many bodies stored by reference one partition fetches at once.
+/// Fetched one after the other, a batch waited for every GET's round trip
+/// in turn (tens of ms each from S3).
+const BODY_FETCHES: usize = 16;
+
+/// The bodies of the upserts among `decoded` that are stored by reference,
+/// fetched [`BODY_FETCHES`] at a time, in the order of those upserts.
+async fn fetch_bodies(
+    bodies: Option<&BodyStore>,
+    decoded: &[(SourceMessage, Result<ChangeEvent, DecodeError>)],
+    max_body_bytes: usize,
+) -> std::vec::IntoIter<Result<(Vec<u8>, Digest), BodyError>> {
+    use futures_util::StreamExt as _;
+    // A loop, not iterator closures: futures made in closures trip rustc's
+    // `Send` inference for the partition task that awaits them.
+    let mut fetches = Vec::new();
+    for (_, event) in decoded {
+        if let Ok(event) = event
+            && event.op != Operation::Delete
+            && event.body.is_none()
+            && let Some(body_ref) = &event.body_ref
+        {
+            fetches.push(fetch_body(bodies, body_ref, max_body_bytes));
+        }
+    }
+    futures_util::stream::iter(fetches)
+        .buffered(BODY_FETCHES)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
 }
 
 /// The body a reference points to, or why the record must be

@@ -248,3 +248,67 @@ async fn state_never_runs_ahead_of_the_written_results() {
         );
     }
 }
+
+/// Bodies stored by reference are fetched together, not one round trip
+/// after another: the fake S3 server below answers none of the GETs until
+/// all of them have arrived, so fetching one at a time never finishes.
+/// Each reference still gets its own answer, in order.
+#[tokio::test]
+async fn bodies_by_reference_are_fetched_together() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BODIES: usize = 4;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let all_arrived = Arc::new(tokio::sync::Barrier::new(BODIES));
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let all_arrived = all_arrived.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") {
+                    if socket.read(&mut byte).await.unwrap() == 0 {
+                        return;
+                    }
+                    request.push(byte[0]);
+                }
+                all_arrived.wait().await;
+                let body = "<Error><Code>NoSuchKey</Code></Error>";
+                let response = format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: application/xml\r\n\
+                     content-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(response.as_bytes()).await.unwrap();
+            });
+        }
+    });
+    let sha256 = format!("sha256:{}", "0".repeat(64));
+    let decoded: Vec<_> = (0..BODIES)
+        .map(|n| {
+            let payload = format!(
+                r#"{{"id":"d{n}","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","body_ref":{{"uri":"s3://b/k{n}","sha256":"{sha256}"}}}}"#
+            );
+            let message = message(n as i64, &payload);
+            let event = message.payload.decode(1 << 20);
+            assert!(event.is_ok(), "{event:?}");
+            (message, event)
+        })
+        .collect();
+    let bodies = BodyStore::new(crate::test_support::s3_client_at(address));
+    let fetched = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        fetch_bodies(Some(&bodies), &decoded, 1 << 20),
+    )
+    .await
+    .expect("the GETs were sent one at a time: the server answers when all have arrived");
+    let missing: Vec<String> = fetched
+        .map(|result| match result {
+            Err(BodyError::Missing(uri)) => uri,
+            other => panic!("expected a missing body, got {other:?}"),
+        })
+        .collect();
+    let expected: Vec<String> = (0..BODIES).map(|n| format!("s3://b/k{n}")).collect();
+    assert_eq!(missing, expected);
+}

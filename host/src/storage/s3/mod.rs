@@ -465,7 +465,8 @@ impl S3Store {
             }
             match output.body.collect().await {
                 Ok(bytes) => {
-                    let bytes = bytes.into_bytes().to_vec();
+                    // Not `to_vec`: a unique buffer becomes the Vec without a copy.
+                    let bytes = Vec::from(bytes.into_bytes());
                     // Without a length header the size is known only now.
                     let read = if bytes.len() as u64 > limit {
                         Bounded::TooLarge(bytes.len() as u64)

@@ -54,18 +54,8 @@ fn fake_s3(
             }
         }
     });
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .http_client(http_client())
-        .endpoint_url(format!("http://{address}"))
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "k", "s", None, None, "test",
-        ))
-        .force_path_style(true)
-        .build();
     (
-        ObjectStore::s3(Client::from_conf(config), "bucket", ""),
+        ObjectStore::s3(crate::test_support::s3_client_at(address), "bucket", ""),
         server,
     )
 }
