@@ -8,9 +8,14 @@
 //!   as a JSONL file, to a local directory;
 //! - (c) Kafka -> chain -> S3 end to end: `weir run` hosts, 1 and then 2
 //!   replicas, each time a fresh consumer group and bucket; measured from
-//!   the first partition assignment until every partition's committed offset
-//!   reaches its high watermark (commits follow durable S3 writes), with the
-//!   hosts' peak resident memory.
+//!   the first partition assignment until the results objects in S3 cover
+//!   every partition up to its high watermark (read from the objects' names,
+//!   `{first}-{last}.jsonl.zst`: one LIST per poll), with the hosts' peak
+//!   resident memory. Not from the group's committed offsets: tansu answers
+//!   with commits up to 30 s old, which this case used to measure.
+//!
+//! The consumers ask tansu for prompt fetches (`PROMPT_FETCHES`), as the
+//! other benches do: tansu holds each fetch for `fetch.wait.max.ms`.
 //!
 //! Run: `cargo bench -p weir --bench pipeline`
 
@@ -19,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use weir_tests::e2e::Scenario;
+use weir::storage::ObjectStore;
+use weir_tests::e2e::{PIPELINE, PROMPT_FETCHES, Scenario};
 use weir_tests::services::Services;
 
 const COPIES: usize = 30;
@@ -66,6 +72,7 @@ fn raw_consume(services: &Services, topic: &str, expected: usize) -> Duration {
         .set("group.id", format!("{topic}-raw"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
         .create()
         .unwrap();
     consumer.subscribe(&[topic]).unwrap();
@@ -94,28 +101,20 @@ async fn end_to_end(services: &Services, scenario: &Scenario, replicas: usize) -
     );
     let started = Instant::now();
     let expected = services.high_watermarks(&scenario.topic, scenario.partitions);
-    // Progress is read from the group's committed offsets (one cheap request)
-    // rather than by reading S3, which would compete with the hosts for CPU.
-    let offsets: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &services.brokers)
-        .set("group.id", &scenario.group)
-        .create()
-        .unwrap();
-    let mut partitions = rdkafka::TopicPartitionList::new();
-    for p in 0..scenario.partitions {
-        partitions.add_partition(&scenario.topic, p);
-    }
+    // Progress is read from the results objects' names (one LIST per poll)
+    // rather than their contents, which would compete with the hosts for
+    // CPU.
+    let results = ObjectStore::s3(
+        services.s3_client().await,
+        &scenario.bucket,
+        &format!("{PIPELINE}/results/{}", scenario.topic),
+    );
     let mut peak = 0;
     loop {
         peak = peak.max(hosts.iter().map(|h| h.rss_kib()).sum::<u64>());
-        let committed = offsets
-            .committed_offsets(partitions.clone(), Duration::from_secs(10))
-            .unwrap();
-        let done = (0..scenario.partitions).all(|p| {
-            matches!(committed.find_partition(&scenario.topic, p).map(|e| e.offset()),
-                Some(rdkafka::Offset::Offset(o)) if o >= expected[p as usize])
-        });
-        if done {
+        let keys = results.list("").await.unwrap();
+        let covered = covered_ends(&keys, scenario.partitions);
+        if covered.iter().zip(&expected).all(|(end, want)| end >= want) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -131,6 +130,37 @@ async fn end_to_end(services: &Services, scenario: &Scenario, replicas: usize) -
         assert_eq!(code, Some(0));
     }
     (elapsed, peak / 1024)
+}
+
+/// For each partition, the offset up to which results objects cover it
+/// without a gap, from keys `{partition}/{first}-{last}.jsonl.zst`.
+fn covered_ends(keys: &[String], partitions: i32) -> Vec<i64> {
+    let mut ranges: Vec<Vec<(i64, i64)>> = vec![Vec::new(); partitions as usize];
+    for key in keys {
+        let parsed = key.split_once('/').and_then(|(partition, name)| {
+            let (first, last) = name.strip_suffix(".jsonl.zst")?.split_once('-')?;
+            Some((
+                partition.parse::<usize>().ok()?,
+                first.parse().ok()?,
+                last.parse().ok()?,
+            ))
+        });
+        if let Some((partition, first, last)) = parsed {
+            ranges[partition].push((first, last));
+        }
+    }
+    ranges
+        .into_iter()
+        .map(|mut ranges| {
+            ranges.sort_unstable();
+            ranges.into_iter().fold(
+                0,
+                |end, (first, last)| {
+                    if first <= end { end.max(last + 1) } else { end }
+                },
+            )
+        })
+        .collect()
 }
 
 #[tokio::main]
@@ -179,7 +209,7 @@ async fn main() {
             &services,
             &format!("bench{replicas}"),
             4,
-            PRODUCTION_BATCHING,
+            &format!("{PRODUCTION_BATCHING}{PROMPT_FETCHES}"),
         )
         .await;
         scenario.ingest(&weir(), &services, &events);

@@ -36,6 +36,9 @@ const WIKIEXTRACTOR: &str = "wikiextractor==3.1.0";
 /// Page ids of copy `n` are the originals plus `n` times this.
 const ID_STRIDE: u64 = 1_000_000_000;
 
+/// Uploads as over HTTPS (production's default; the test server speaks
+/// HTTP, where weir signs payloads unless told not to).
+const SIGNING: &str = "sign_payloads = false";
 const ECHO: &str = "[[stage]]\nname = \"echo\"\nplugin = \"echo\"\n";
 const PARSE: &str = "[[stage]]\nname = \"parse\"\nplugin = \"parse\"\n";
 /// Objects of 1000 records, cut by count alone: the copies of the dump
@@ -261,7 +264,7 @@ async fn main() {
             scenario.topic, scenario.group
         );
         let output = format!(
-            "[output.s3]\nbucket = \"{0}\"\n[dead_letter.s3]\nbucket = \"{0}\"\n[s3]\nregion = \"us-east-1\"",
+            "[output.s3]\nbucket = \"{0}\"\n[dead_letter.s3]\nbucket = \"{0}\"\n[s3]\nregion = \"us-east-1\"\n{SIGNING}",
             scenario.bucket
         );
         let kafka = pipeline(dir, &format!("kafka-{name}"), &source, stages, &output);

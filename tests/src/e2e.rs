@@ -168,6 +168,9 @@ bucket = "{bucket}"
 
 [s3]
 region = "us-east-1"
+# Uploads as over HTTPS, production's default (the servers here speak HTTP,
+# where weir signs payloads unless told not to).
+sign_payloads = false
 
 {batching}
 

@@ -359,6 +359,11 @@ pub struct S3Config {
     /// Path-style addressing (`endpoint/bucket/key`); default: on when an
     /// endpoint is set.
     pub path_style: Option<bool>,
+    /// Sign upload bodies (SigV4 over a SHA-256 of every byte); default: only
+    /// over plain `http://` endpoints. Over HTTPS, TLS and the SDK's CRC32
+    /// checksum guard the body; `true` for stores that refuse
+    /// `UNSIGNED-PAYLOAD`.
+    pub sign_payloads: Option<bool>,
 }
 
 /// `[ingest]`

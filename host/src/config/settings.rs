@@ -113,6 +113,8 @@ pub struct S3Settings {
     pub region: Option<String>,
     /// Path-style addressing.
     pub path_style: bool,
+    /// Sign request payloads (SigV4); off: `UNSIGNED-PAYLOAD`.
+    pub sign_payloads: bool,
 }
 
 /// Validated `[ingest]`.

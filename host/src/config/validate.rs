@@ -124,14 +124,15 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
         "dead_letter.kafka",
         "dead letters go to Kafka only when the source is Kafka (its brokers are used)",
     );
+    let endpoint = std::env::var("WEIR_S3_ENDPOINT").ok().or(file.s3.endpoint);
     let s3 = S3Settings {
-        endpoint: std::env::var("WEIR_S3_ENDPOINT").ok().or(file.s3.endpoint),
+        path_style: file.s3.path_style.unwrap_or(endpoint.is_some()),
+        sign_payloads: file
+            .s3
+            .sign_payloads
+            .unwrap_or_else(|| crate::storage::signs_by_default(endpoint.as_deref())),
+        endpoint,
         region: file.s3.region,
-        path_style: false,
-    };
-    let s3 = S3Settings {
-        path_style: file.s3.path_style.unwrap_or(s3.endpoint.is_some()),
-        ..s3
     };
     c.check(
         file.ingest.max_inline_body_bytes > 0,

@@ -16,6 +16,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::{Bounded, Changed, ETag, Precondition, StorageError};
 use crate::config::S3Settings;
+pub(crate) use signing::signs_by_default;
 
 /// Objects at least this large are uploaded in parts.
 const MULTIPART_THRESHOLD: usize = 16 << 20;
@@ -62,8 +63,22 @@ pub fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
 /// Build an S3 client from the pipeline's `[s3]` settings and the standard
 /// AWS credential chain.
 pub async fn s3_client(settings: &S3Settings) -> Client {
-    let mut loader =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client());
+    Client::from_conf(
+        s3_config(
+            settings,
+            aws_config::defaults(aws_config::BehaviorVersion::latest()),
+        )
+        .await,
+    )
+}
+
+/// The client configuration for `settings`, on top of `loader`'s (the
+/// standard chain, or a test's static credentials).
+pub(crate) async fn s3_config(
+    settings: &S3Settings,
+    loader: aws_config::ConfigLoader,
+) -> aws_sdk_s3::Config {
+    let mut loader = loader.http_client(http_client());
     if let Some(region) = &settings.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
@@ -76,7 +91,10 @@ pub async fn s3_client(settings: &S3Settings) -> Client {
     if let Some(endpoint) = &settings.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
-    Client::from_conf(builder.build())
+    if !settings.sign_payloads {
+        builder = builder.interceptor(signing::UnsignedPayloads);
+    }
+    builder.build()
 }
 
 /// What a GET request answered.
@@ -611,5 +629,6 @@ impl S3Store {
     }
 }
 
+mod signing;
 #[cfg(test)]
 mod tests;

@@ -14,6 +14,28 @@ fn ok(length: usize, sent: &[u8]) -> Vec<u8> {
     .concat()
 }
 
+/// Read one request from `socket`, body included; returns its head,
+/// lowercased.
+async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut request = Vec::new();
+    while !request.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if socket.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        request.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+    let body_length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |length| length.trim().parse().unwrap());
+    let mut body = vec![0u8; body_length];
+    socket.read_exact(&mut body).await.unwrap();
+    head
+}
+
 /// A store whose S3 endpoint is an HTTP server on a real socket that
 /// reads its `n`-th request (from 0) and answers with the bytes
 /// `respond(n)`; then the socket closes (or, with `hold`, stays open).
@@ -22,7 +44,7 @@ fn fake_s3(
     requests: usize,
     hold: bool,
 ) -> (ObjectStore, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let address = listener.local_addr().unwrap();
@@ -31,21 +53,7 @@ fn fake_s3(
         let mut open = Vec::new();
         for n in 0..requests {
             let (mut socket, _) = listener.accept().await.unwrap();
-            let mut request = Vec::new();
-            while !request.ends_with(b"\r\n\r\n") {
-                let mut byte = [0u8; 1];
-                if socket.read(&mut byte).await.unwrap() == 0 {
-                    break;
-                }
-                request.push(byte[0]);
-            }
-            let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
-            let body_length = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length:"))
-                .map_or(0, |length| length.trim().parse().unwrap());
-            let mut body = vec![0u8; body_length];
-            socket.read_exact(&mut body).await.unwrap();
+            read_request(&mut socket).await;
             socket.write_all(&respond(n)).await.unwrap();
             if hold {
                 open.push(socket);
@@ -192,4 +200,56 @@ async fn a_missing_bucket_is_reported_at_once() {
     let got = store.get_at_most("k", 100).await;
     assert!(matches!(got, Err(StorageError::S3 { .. })), "{got:?}");
     server.await.unwrap();
+}
+
+/// The payload hash a PUT of `settings`' client sends
+/// (`x-amz-content-sha256`).
+async fn payload_hash_of_a_put(settings: &S3Settings) -> String {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let settings = S3Settings {
+        endpoint: Some(format!("http://{}", listener.local_addr().unwrap())),
+        ..settings.clone()
+    };
+    let server = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let head = read_request(&mut socket).await;
+        socket.write_all(&ok(0, b"")).await.unwrap();
+        head
+    });
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).credentials_provider(
+        aws_sdk_s3::config::Credentials::new("k", "s", None, None, "test"),
+    );
+    let client = Client::from_conf(s3_config(&settings, loader).await);
+    ObjectStore::s3(client, "bucket", "")
+        .put("key", b"a body".to_vec())
+        .await
+        .unwrap();
+    let head = server.await.unwrap();
+    head.lines()
+        .find_map(|line| line.strip_prefix("x-amz-content-sha256:"))
+        .expect("SigV4 sends the payload hash")
+        .trim()
+        .to_owned()
+}
+
+/// `[s3] sign_payloads = false` sends uploads as `UNSIGNED-PAYLOAD`; the
+/// default over HTTP signs them.
+#[tokio::test]
+async fn uploads_are_signed_only_when_asked() {
+    let signed = S3Settings {
+        region: Some("us-east-1".into()),
+        path_style: true,
+        sign_payloads: true,
+        ..S3Settings::default()
+    };
+    assert_eq!(
+        payload_hash_of_a_put(&signed).await,
+        crate::digest::Digest::of(b"a body").hex()
+    );
+    let unsigned = S3Settings {
+        sign_payloads: false,
+        ..signed
+    };
+    assert_eq!(payload_hash_of_a_put(&unsigned).await, "unsigned-payload");
 }
