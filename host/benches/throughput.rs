@@ -16,6 +16,10 @@
 //!    a real tansu broker, through `weir replay` to a real s3s-fs server.
 //!    The host's CPU time per MB on each path shows what Kafka and S3 cost
 //!    the host itself, apart from the servers' load on the shared cores.
+//!    Both paths also run on one event: their start-up (loading, the S3
+//!    client, joining the group), which the per-MB figures leave out.
+//!    Uploads go as over HTTPS, production's default (unsigned payloads;
+//!    the test server speaks HTTP).
 //!
 //! Run: `cargo bench -p weir --bench throughput` (needs `python3` with
 //! `venv`; Debian: `python3-venv`).
@@ -31,7 +35,7 @@ use weir_tests::services::Services;
 
 const COPIES: usize = 10;
 const RUNS: usize = 5;
-const KAFKA_RUNS: usize = 3;
+const KAFKA_RUNS: usize = 5;
 const WIKIEXTRACTOR: &str = "wikiextractor==3.1.0";
 /// Page ids of copy `n` are the originals plus `n` times this.
 const ID_STRIDE: u64 = 1_000_000_000;
@@ -242,62 +246,89 @@ async fn main() {
     // One partition: its objects are the file path's objects.
     let scenario = Scenario::new(&services, "bench-throughput", 1, BATCHING).await;
     scenario.ingest(&weir(), &services, &dump);
-    let events = dir.join("events.jsonl");
     let mut lines = Vec::new();
     for payload in weir_tests::dump_events(&dump) {
         lines.extend(payload);
         lines.push(b'\n');
     }
+    let events = dir.join("events.jsonl");
     std::fs::write(&events, &lines).unwrap();
+    // One event, on both paths: what a run costs before its first record
+    // (loading, the S3 client, joining the group), to tell the per-MB cost
+    // from the fixed one.
+    let first_line = lines.split_inclusive(|b| *b == b'\n').next().unwrap();
+    let one_event = dir.join("one-event.jsonl");
+    std::fs::write(&one_event, first_line).unwrap();
+    let started = Scenario::new(&services, "bench-start", 1, BATCHING).await;
+    started.ingest(&weir(), &services, &one_event);
     println!(
         "\n## Kafka -> chain -> S3 and the file path (the same {} events; host CPU only; median of {KAFKA_RUNS})\n",
         206 * COPIES
     );
     println!(
-        "| stages | file: CPU-s | file: MB per CPU-s | Kafka -> S3: CPU-s | Kafka -> S3: MB per CPU-s | Kafka -> S3 extra |\n|---|---:|---:|---:|---:|---:|"
+        "Start-up: the same runs on one event. Per MB: (CPU - start-up) / MB.\n\n\
+         | stages | file: CPU-s | Kafka -> S3: CPU-s | extra | start-up: file / Kafka | file: MB per CPU-s | Kafka -> S3: MB per CPU-s | extra per MB |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|"
     );
+    let mb = wikitext as f64 / 1e6;
     for (label, stages) in [("echo", ECHO), ("parse -> lang -> score", DOCUMENT_STAGES)] {
         let name = label.split(' ').next().unwrap();
         let file = local(dir, &format!("file-{name}"), &events, stages);
-        let source = format!(
-            "[source.kafka]\ntopic = \"{}\"\ngroup = \"{}\"{PROMPT_FETCHES}",
-            scenario.topic, scenario.group
-        );
-        let output = format!(
-            "[output.s3]\nbucket = \"{0}\"\n[dead_letter.s3]\nbucket = \"{0}\"\n[s3]\nregion = \"us-east-1\"\n{SIGNING}",
-            scenario.bucket
-        );
-        let kafka = pipeline(dir, &format!("kafka-{name}"), &source, stages, &output);
-        let mut run = 0;
+        let file_start = local(dir, &format!("file-start-{name}"), &one_event, stages);
+        let kafka = kafka_pipeline(dir, &format!("kafka-{name}"), &scenario, stages);
+        let kafka_start = kafka_pipeline(dir, &format!("kafka-start-{name}"), &started, stages);
         let env = services.env();
-        let replay = move || {
-            run += 1;
-            let mut command = Command::new(weir());
-            command
-                .args(["replay", "-c"])
-                .arg(&kafka)
-                .args(["--run", &format!("r{run}")])
-                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                .env("WEIR_LOG", "warn");
-            let m = measure(command);
-            assert!(m.stdout.contains("complete"), "{}", m.stdout);
-            m
-        };
         let measured = in_turn(
             KAFKA_RUNS,
             &mut [
                 ("file", Box::new(|| run_local(&file))),
-                ("kafka", Box::new(replay)),
+                ("kafka", Box::new(replayer(&kafka, env))),
+                ("file, one event", Box::new(|| run_local(&file_start))),
+                ("kafka, one event", Box::new(replayer(&kafka_start, env))),
             ],
         );
-        let (file, kafka) = (&measured[0], &measured[1]);
+        let cpu: Vec<f64> = measured.iter().map(|m| m.cpu.as_secs_f64()).collect();
+        let per_mb_file = mb / (cpu[0] - cpu[2]);
+        let per_mb_kafka = mb / (cpu[1] - cpu[3]);
         println!(
-            "| {label} | {:.2} | {:.0} | {:.2} | {:.0} | {:+.0}% |",
-            file.cpu.as_secs_f64(),
-            mb_per_cpu_s(wikitext, file),
-            kafka.cpu.as_secs_f64(),
-            mb_per_cpu_s(wikitext, kafka),
-            100.0 * (kafka.cpu.as_secs_f64() / file.cpu.as_secs_f64() - 1.0)
+            "| {label} | {:.3} | {:.3} | {:+.0}% | {:.3} / {:.3} | {per_mb_file:.0} | {per_mb_kafka:.0} | {:+.0}% |",
+            cpu[0],
+            cpu[1],
+            100.0 * (cpu[1] / cpu[0] - 1.0),
+            cpu[2],
+            cpu[3],
+            100.0 * (per_mb_file / per_mb_kafka - 1.0)
         );
+    }
+}
+
+/// A pipeline replaying `scenario`'s topic to its bucket, as over HTTPS.
+fn kafka_pipeline(dir: &Path, name: &str, scenario: &Scenario, stages: &str) -> PathBuf {
+    let source = format!(
+        "[source.kafka]\ntopic = \"{}\"\ngroup = \"{}\"{PROMPT_FETCHES}",
+        scenario.topic, scenario.group
+    );
+    let output = format!(
+        "[output.s3]\nbucket = \"{0}\"\n[dead_letter.s3]\nbucket = \"{0}\"\n[s3]\nregion = \"us-east-1\"\n{SIGNING}",
+        scenario.bucket
+    );
+    pipeline(dir, name, &source, stages, &output)
+}
+
+/// What runs `weir replay` of `pipeline`, each time with a run of its own.
+fn replayer<'a>(pipeline: &'a Path, env: &'a [(String, String)]) -> impl FnMut() -> Measured + 'a {
+    let mut run = 0;
+    move || {
+        run += 1;
+        let mut command = Command::new(weir());
+        command
+            .args(["replay", "-c"])
+            .arg(pipeline)
+            .args(["--run", &format!("r{run}")])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("WEIR_LOG", "warn");
+        let m = measure(command);
+        assert!(m.stdout.contains("complete"), "{}", m.stdout);
+        m
     }
 }
