@@ -79,7 +79,10 @@ start_broker() {
 nodelay_shim() { # dir; prints the LD_PRELOAD value ("" without the shim)
     local dir=$1 shim="$1/tcp-nodelay.so"
     if [ ! -f "$shim" ] && [ "$(uname -s)" = Linux ] && command -v cc >/dev/null; then
-        cc -shared -fPIC -O2 -o "$shim" "$(dirname "$0")/tcp-nodelay.c" -ldl 2>>"$dir/s3.log" || rm -f "$shim"
+        if ! cc -shared -fPIC -O2 -o "$shim" "$(dirname "$0")/tcp-nodelay.c" -ldl >>"$dir/s3.log" 2>&1; then
+            rm -f "$shim"
+            echo "dev-services: could not build the TCP_NODELAY shim (see $dir/s3.log); S3 GETs will be slow" >&2
+        fi
     fi
     [ -f "$shim" ] && echo "$shim" || echo ""
 }

@@ -14,26 +14,35 @@
 #include <dlfcn.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
-static void no_delay(int fd) {
-    int one = 1;
-    /* Fails harmlessly on sockets that are not TCP (Unix sockets). */
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+typedef int (*accept_fn)(int, struct sockaddr *, socklen_t *);
+typedef int (*accept4_fn)(int, struct sockaddr *, socklen_t *, int);
+
+static accept_fn real_accept;
+static accept4_fn real_accept4;
+
+/* Resolved once, before the server's threads start. */
+__attribute__((constructor)) static void resolve(void) {
+    real_accept = (accept_fn)dlsym(RTLD_NEXT, "accept");
+    real_accept4 = (accept4_fn)dlsym(RTLD_NEXT, "accept4");
+    if (!real_accept || !real_accept4) abort();
+}
+
+static int no_delay(int fd) {
+    if (fd >= 0) {
+        int one = 1;
+        /* Fails harmlessly on sockets that are not TCP (Unix sockets). */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
 }
 
 int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
-    static int (*real)(int, struct sockaddr *, socklen_t *, int);
-    if (!real) real = (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
-    int accepted = real(fd, addr, len, flags);
-    if (accepted >= 0) no_delay(accepted);
-    return accepted;
+    return no_delay(real_accept4(fd, addr, len, flags));
 }
 
 int accept(int fd, struct sockaddr *addr, socklen_t *len) {
-    static int (*real)(int, struct sockaddr *, socklen_t *);
-    if (!real) real = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "accept");
-    int accepted = real(fd, addr, len);
-    if (accepted >= 0) no_delay(accepted);
-    return accepted;
+    return no_delay(real_accept(fd, addr, len));
 }

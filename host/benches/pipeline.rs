@@ -8,11 +8,12 @@
 //!   as a JSONL file, to a local directory;
 //! - (c) Kafka -> chain -> S3 end to end: `weir run` hosts, 1 and then 2
 //!   replicas, each time a fresh consumer group and bucket; measured from
-//!   the first partition assignment (of any host) until the results objects in S3 cover
-//!   every partition up to its high watermark (read from the objects' names,
-//!   `{first}-{last}.jsonl.zst`: one LIST per poll), with the hosts' peak
-//!   resident memory. Not from the group's committed offsets: tansu answers
-//!   with commits up to 30 s old, which this case used to measure.
+//!   the first partition assignment (of any host) until the results
+//!   objects in S3 cover every partition up to its high watermark (read
+//!   from the objects' names, `{first}-{last}.jsonl.zst`: one LIST per
+//!   poll), with the hosts' peak resident memory. Not from the group's
+//!   committed offsets: tansu answers with commits up to 30 s old, which
+//!   this case used to measure.
 //!
 //! The consumers ask tansu for prompt fetches (`PROMPT_FETCHES`), as the
 //! other benches do: tansu holds each fetch for `fetch.wait.max.ms`.
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use weir::storage::ObjectStore;
-use weir_tests::e2e::{PIPELINE, PROMPT_FETCHES, Scenario};
+use weir_tests::e2e::{PIPELINE, PROMPT_FETCHES, Scenario, wait_for_any_log};
 use weir_tests::services::Services;
 
 const COPIES: usize = 30;
@@ -96,14 +97,10 @@ async fn end_to_end(services: &Services, scenario: &Scenario, replicas: usize) -
         .collect();
     // From the first assignment of any host: with two, the first to join
     // the group may work alone for a while before the other is assigned.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !hosts.iter().any(|h| h.log().contains("partition assigned")) {
-        assert!(
-            Instant::now() < deadline,
-            "no host was assigned a partition"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    assert!(
+        wait_for_any_log(&hosts, "partition assigned", Duration::from_secs(120)).await,
+        "no host was assigned a partition"
+    );
     let started = Instant::now();
     let expected = services.high_watermarks(&scenario.topic, scenario.partitions);
     // Progress is read from the results objects' names (one LIST per poll)

@@ -94,3 +94,25 @@ pub(crate) fn s3_client_at(address: std::net::SocketAddr) -> aws_sdk_s3::Client 
         .build();
     aws_sdk_s3::Client::from_conf(config)
 }
+
+/// Read one request from `socket`, body included; returns its head,
+/// lowercased.
+pub(crate) async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut request = Vec::new();
+    while !request.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if socket.read(&mut byte).await.unwrap() == 0 {
+            break;
+        }
+        request.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+    let body_length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |length| length.trim().parse().unwrap());
+    let mut body = vec![0u8; body_length];
+    socket.read_exact(&mut body).await.unwrap();
+    head
+}

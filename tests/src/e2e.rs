@@ -424,18 +424,24 @@ pub struct Host {
     log_path: PathBuf,
 }
 
+/// Wait until the log of any of `hosts` contains `text` (or `timeout`
+/// passes); returns whether one did.
+pub async fn wait_for_any_log(hosts: &[Host], text: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if hosts.iter().any(|host| host.log().contains(text)) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
 impl Host {
     /// Wait until the host's log contains `text` (or `timeout` passes);
     /// returns whether it did.
     pub async fn wait_for_log(&self, text: &str, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if std::fs::read_to_string(&self.log_path).is_ok_and(|log| log.contains(text)) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        false
+        wait_for_any_log(std::slice::from_ref(self), text, timeout).await
     }
 
     /// The address of the host's metrics and status server (`[telemetry]

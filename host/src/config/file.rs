@@ -360,9 +360,8 @@ pub struct S3Config {
     /// endpoint is set.
     pub path_style: Option<bool>,
     /// Sign upload bodies (SigV4 over a SHA-256 of every byte); default: only
-    /// over plain `http://` endpoints. Over HTTPS, TLS and the SDK's CRC32
-    /// checksum guard the body; `true` for stores that refuse
-    /// `UNSIGNED-PAYLOAD`.
+    /// requests to plain `http://` endpoints. Over HTTPS, TLS guards the
+    /// body; `true` for stores that refuse `UNSIGNED-PAYLOAD`.
     pub sign_payloads: Option<bool>,
 }
 

@@ -113,8 +113,9 @@ pub struct S3Settings {
     pub region: Option<String>,
     /// Path-style addressing.
     pub path_style: bool,
-    /// Sign request payloads (SigV4); off: `UNSIGNED-PAYLOAD`.
-    pub sign_payloads: bool,
+    /// Sign upload bodies (SigV4): always, never (`UNSIGNED-PAYLOAD`), or
+    /// (`None`) only over plain HTTP, judged per request.
+    pub sign_payloads: Option<bool>,
 }
 
 /// Validated `[ingest]`.

@@ -127,10 +127,7 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
     let endpoint = std::env::var("WEIR_S3_ENDPOINT").ok().or(file.s3.endpoint);
     let s3 = S3Settings {
         path_style: file.s3.path_style.unwrap_or(endpoint.is_some()),
-        sign_payloads: file
-            .s3
-            .sign_payloads
-            .unwrap_or_else(|| crate::storage::signs_by_default(endpoint.as_deref())),
+        sign_payloads: file.s3.sign_payloads,
         endpoint,
         region: file.s3.region,
     };

@@ -16,7 +16,9 @@
 //!   [`crate::state`]), and is restored before the first message;
 //! - messages are handled in offset order, so a flushed range is contiguous,
 //!   and no new object spans into an adopted range (the open batch is
-//!   written before one);
+//!   written before one); only the bodies stored by reference are fetched
+//!   ahead, [`BODY_FETCHES`] at a time, before the records are judged in
+//!   order;
 //! - the chain (WebAssembly, CPU-bound) runs on a blocking thread, never on
 //!   an async executor thread.
 //!
@@ -515,7 +517,8 @@ impl PartitionWorker {
         Ok(flushed)
     }
 
-    /// Decode messages; upserts become chain inputs (same order as the
+    /// Decode messages and fetch the bodies stored by reference (together,
+    /// see [`fetch_bodies`]); upserts become chain inputs (same order as the
     /// `Run` entries).
     async fn prepare(
         &mut self,
@@ -540,8 +543,8 @@ impl PartitionWorker {
                 (message, event)
             })
             .collect();
-        let mut fetched = fetch_bodies(bodies.as_ref(), &decoded, max_body).await;
-        for (message, event) in decoded {
+        let fetched = fetch_bodies(bodies.as_ref(), &decoded, max_body).await;
+        for ((message, event), fetched) in decoded.into_iter().zip(fetched) {
             self.stats.records += 1;
             self.stats.bytes += message.payload.len() as u64;
             let mut event = match event {
@@ -571,36 +574,30 @@ impl PartitionWorker {
                 }
                 continue;
             }
-            let (body, content_hash) = match (event.body.take(), &event.body_ref) {
+            let (body, content_hash) = match (event.body.take(), fetched) {
                 (Some(body), _) => {
                     let content_hash = Digest::of(body.as_bytes());
                     (body.into_bytes(), content_hash)
                 }
-                (None, Some(_)) => {
-                    match fetched
-                        .next()
-                        .expect("fetch_bodies fetched every upsert's body_ref, in order")
-                    {
-                        Ok(verified) => {
-                            // Input bytes count the body, wherever it was.
-                            self.stats.bytes += verified.0.len() as u64;
-                            verified
-                        }
-                        Err(reason) => {
-                            let identity = Some((event.id, event.revision));
-                            prepared.push(dead_before_chain(
-                                message,
-                                DeadLetterKind::Body,
-                                reason.to_string(),
-                                identity,
-                            ));
-                            continue;
-                        }
-                    }
+                (None, Some(Ok(verified))) => {
+                    // Input bytes count the body, wherever it was.
+                    self.stats.bytes += verified.0.len() as u64;
+                    verified
                 }
-                (None, None) => {
-                    unreachable!("decoding guarantees an upsert has a body or a body_ref")
+                (None, Some(Err(reason))) => {
+                    let identity = Some((event.id, event.revision));
+                    prepared.push(dead_before_chain(
+                        message,
+                        DeadLetterKind::Body,
+                        reason.to_string(),
+                        identity,
+                    ));
+                    continue;
                 }
+                (None, None) => unreachable!(
+                    "decoding guarantees an upsert has a body or a body_ref, and fetch_bodies \
+                     fetched every body_ref"
+                ),
             };
             if self.state.is_some() {
                 let stored = self.stored_unless_in_flight(&event.id)?;
@@ -726,31 +723,40 @@ fn dead_before_chain(
 /// in turn (tens of ms each from S3).
 const BODY_FETCHES: usize = 16;
 
-/// The bodies of the upserts among `decoded` that are stored by reference,
-/// fetched [`BODY_FETCHES`] at a time, in the order of those upserts.
+/// For each of `decoded`, the body it refers to if it is an upsert stored
+/// by reference (else `None`), fetched [`BODY_FETCHES`] at a time. A batch's
+/// bodies are held until its records are judged, as inline bodies are.
 async fn fetch_bodies(
     bodies: Option<&BodyStore>,
     decoded: &[(SourceMessage, Result<ChangeEvent, DecodeError>)],
     max_body_bytes: usize,
-) -> std::vec::IntoIter<Result<(Vec<u8>, Digest), BodyError>> {
+) -> Vec<Option<Result<(Vec<u8>, Digest), BodyError>>> {
     use futures_util::StreamExt as _;
+    let mut fetched: Vec<Option<_>> = decoded.iter().map(|_| None).collect();
+    // Only the fetches go through `buffered`: entries with nothing to fetch
+    // would take places in its window.
+    let mut wanted = Vec::new();
+    let mut fetches = Vec::new();
     // A loop, not iterator closures: futures made in closures trip rustc's
     // `Send` inference for the partition task that awaits them.
-    let mut fetches = Vec::new();
-    for (_, event) in decoded {
+    for (index, (_, event)) in decoded.iter().enumerate() {
         if let Ok(event) = event
             && event.op != Operation::Delete
             && event.body.is_none()
             && let Some(body_ref) = &event.body_ref
         {
+            wanted.push(index);
             fetches.push(fetch_body(bodies, body_ref, max_body_bytes));
         }
     }
-    futures_util::stream::iter(fetches)
+    let results: Vec<_> = futures_util::stream::iter(fetches)
         .buffered(BODY_FETCHES)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
+        .collect()
+        .await;
+    for (index, result) in wanted.into_iter().zip(results) {
+        fetched[index] = Some(result);
+    }
+    fetched
 }
 
 /// The body a reference points to, or why the record must be

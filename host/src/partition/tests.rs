@@ -252,10 +252,10 @@ async fn state_never_runs_ahead_of_the_written_results() {
 /// Bodies stored by reference are fetched together, not one round trip
 /// after another: the fake S3 server below answers none of the GETs until
 /// all of them have arrived, so fetching one at a time never finishes.
-/// Each reference still gets its own answer, in order.
+/// Each reference still gets its own answer, in its record's place.
 #[tokio::test]
 async fn bodies_by_reference_are_fetched_together() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     const BODIES: usize = 4;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -265,14 +265,7 @@ async fn bodies_by_reference_are_fetched_together() {
             let (mut socket, _) = listener.accept().await.unwrap();
             let all_arrived = all_arrived.clone();
             tokio::spawn(async move {
-                let mut request = Vec::new();
-                let mut byte = [0u8; 1];
-                while !request.ends_with(b"\r\n\r\n") {
-                    if socket.read(&mut byte).await.unwrap() == 0 {
-                        return;
-                    }
-                    request.push(byte[0]);
-                }
+                crate::test_support::read_request(&mut socket).await;
                 all_arrived.wait().await;
                 let body = "<Error><Code>NoSuchKey</Code></Error>";
                 let response = format!(
@@ -285,12 +278,26 @@ async fn bodies_by_reference_are_fetched_together() {
         }
     });
     let sha256 = format!("sha256:{}", "0".repeat(64));
-    let decoded: Vec<_> = (0..BODIES)
-        .map(|n| {
-            let payload = format!(
+    let by_reference = |n: usize| {
+        message(
+            n as i64,
+            &format!(
                 r#"{{"id":"d{n}","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","body_ref":{{"uri":"s3://b/k{n}","sha256":"{sha256}"}}}}"#
-            );
-            let message = message(n as i64, &payload);
+            ),
+        )
+    };
+    // Records with nothing to fetch between them: an inline body, a delete.
+    let messages = vec![
+        by_reference(0),
+        upsert(1, "inline", "text"),
+        by_reference(2),
+        delete(3, "gone", 1),
+        by_reference(4),
+        by_reference(5),
+    ];
+    let decoded: Vec<_> = messages
+        .into_iter()
+        .map(|message| {
             let event = message.payload.decode(1 << 20);
             assert!(event.is_ok(), "{event:?}");
             (message, event)
@@ -303,12 +310,17 @@ async fn bodies_by_reference_are_fetched_together() {
     )
     .await
     .expect("the GETs were sent one at a time: the server answers when all have arrived");
-    let missing: Vec<String> = fetched
+    let missing: Vec<Option<String>> = fetched
+        .into_iter()
         .map(|result| match result {
-            Err(BodyError::Missing(uri)) => uri,
-            other => panic!("expected a missing body, got {other:?}"),
+            None => None,
+            Some(Err(BodyError::Missing(uri))) => Some(uri),
+            other => panic!("expected a missing body or nothing, got {other:?}"),
         })
         .collect();
-    let expected: Vec<String> = (0..BODIES).map(|n| format!("s3://b/k{n}")).collect();
+    let expected: Vec<Option<String>> = [Some(0), None, Some(2), None, Some(4), Some(5)]
+        .into_iter()
+        .map(|n| n.map(|n| format!("s3://b/k{n}")))
+        .collect();
     assert_eq!(missing, expected);
 }

@@ -24,7 +24,6 @@ use aws_sdk_s3::Client;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
-pub(crate) use s3::signs_by_default;
 pub use s3::{S3Store, http_client, s3_client};
 
 /// Errors from object storage that retrying will not fix.

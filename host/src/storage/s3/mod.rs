@@ -16,7 +16,6 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 
 use super::{Bounded, Changed, ETag, Precondition, StorageError};
 use crate::config::S3Settings;
-pub(crate) use signing::signs_by_default;
 
 /// Objects at least this large are uploaded in parts.
 const MULTIPART_THRESHOLD: usize = 16 << 20;
@@ -91,8 +90,10 @@ pub(crate) async fn s3_config(
     if let Some(endpoint) = &settings.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
-    if !settings.sign_payloads {
-        builder = builder.interceptor(signing::UnsignedPayloads);
+    match settings.sign_payloads {
+        Some(true) => {}
+        Some(false) => builder = builder.interceptor(signing::UnsignedPayloads { over_http: true }),
+        None => builder = builder.interceptor(signing::UnsignedPayloads { over_http: false }),
     }
     builder.build()
 }

@@ -14,28 +14,6 @@ fn ok(length: usize, sent: &[u8]) -> Vec<u8> {
     .concat()
 }
 
-/// Read one request from `socket`, body included; returns its head,
-/// lowercased.
-async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut request = Vec::new();
-    while !request.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        if socket.read(&mut byte).await.unwrap() == 0 {
-            break;
-        }
-        request.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
-    let body_length = head
-        .lines()
-        .find_map(|line| line.strip_prefix("content-length:"))
-        .map_or(0, |length| length.trim().parse().unwrap());
-    let mut body = vec![0u8; body_length];
-    socket.read_exact(&mut body).await.unwrap();
-    head
-}
-
 /// A store whose S3 endpoint is an HTTP server on a real socket that
 /// reads its `n`-th request (from 0) and answers with the bytes
 /// `respond(n)`; then the socket closes (or, with `hold`, stays open).
@@ -53,7 +31,7 @@ fn fake_s3(
         let mut open = Vec::new();
         for n in 0..requests {
             let (mut socket, _) = listener.accept().await.unwrap();
-            read_request(&mut socket).await;
+            crate::test_support::read_request(&mut socket).await;
             socket.write_all(&respond(n)).await.unwrap();
             if hold {
                 open.push(socket);
@@ -213,7 +191,7 @@ async fn payload_hash_of_a_put(settings: &S3Settings) -> String {
     };
     let server = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
-        let head = read_request(&mut socket).await;
+        let head = crate::test_support::read_request(&mut socket).await;
         socket.write_all(&ok(0, b"")).await.unwrap();
         head
     });
@@ -233,23 +211,25 @@ async fn payload_hash_of_a_put(settings: &S3Settings) -> String {
         .to_owned()
 }
 
-/// `[s3] sign_payloads = false` sends uploads as `UNSIGNED-PAYLOAD`; the
-/// default over HTTP signs them.
+/// Over plain HTTP, uploads are signed by default and with
+/// `sign_payloads = true`, and go as `UNSIGNED-PAYLOAD` with `false`.
+/// (Over HTTPS the default is unsigned: `signing`'s unit test.)
 #[tokio::test]
-async fn uploads_are_signed_only_when_asked() {
-    let signed = S3Settings {
+async fn uploads_over_http_are_signed_unless_told_not_to() {
+    let default = S3Settings {
         region: Some("us-east-1".into()),
         path_style: true,
-        sign_payloads: true,
         ..S3Settings::default()
     };
-    assert_eq!(
-        payload_hash_of_a_put(&signed).await,
-        crate::digest::Digest::of(b"a body").hex()
-    );
-    let unsigned = S3Settings {
-        sign_payloads: false,
-        ..signed
+    let signed = crate::digest::Digest::of(b"a body").hex();
+    assert_eq!(payload_hash_of_a_put(&default).await, signed);
+    let told = |sign| S3Settings {
+        sign_payloads: Some(sign),
+        ..default.clone()
     };
-    assert_eq!(payload_hash_of_a_put(&unsigned).await, "unsigned-payload");
+    assert_eq!(payload_hash_of_a_put(&told(true)).await, signed);
+    assert_eq!(
+        payload_hash_of_a_put(&told(false)).await,
+        "unsigned-payload"
+    );
 }
