@@ -24,8 +24,9 @@ const EVERY: Duration = Duration::from_secs(5);
 /// How long one question to the broker may take.
 const TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Measure lag every [`EVERY`] until `stop` says so. Blocking.
-pub(super) fn watch(settings: &KafkaSettings, partitions: &Partitions, stop: &dyn Fn() -> bool) {
+/// Measure lag every [`EVERY`] until `stop`'s sender is dropped (at once:
+/// a host's exit does not wait for the next turn). Blocking.
+pub(super) fn watch(settings: &KafkaSettings, partitions: &Partitions, stop: &flume::Receiver<()>) {
     let client: BaseConsumer = match consumer_config(settings).create() {
         Ok(client) => client,
         Err(e) => {
@@ -35,10 +36,13 @@ pub(super) fn watch(settings: &KafkaSettings, partitions: &Partitions, stop: &dy
     };
     let mut shown: Vec<PartitionKey> = Vec::new();
     let mut last = None::<Instant>;
-    while !stop() {
-        if last.is_some_and(|at| at.elapsed() < EVERY) {
-            std::thread::sleep(Duration::from_millis(100));
-            continue;
+    loop {
+        let wait = last.map_or(Duration::ZERO, |at| EVERY.saturating_sub(at.elapsed()));
+        if !matches!(
+            stop.recv_timeout(wait),
+            Err(flume::RecvTimeoutError::Timeout)
+        ) {
+            return;
         }
         last = Some(Instant::now());
         let keys = partitions.all_keys();

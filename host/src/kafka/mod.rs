@@ -269,19 +269,19 @@ async fn run_within(
         Some(bounds) => Some((bounds, consumer_config(settings).create::<BaseConsumer>()?)),
         None => None,
     };
-    let polled = Arc::new(AtomicBool::new(false));
+    // Its sender is dropped when the poll loop ends: the lag watcher stops
+    // at once and closes its client while the group's consumer closes.
+    let (stop_lag, lag_stop) = flume::bounded::<()>(1);
     let lag = {
-        let (settings, partitions, polled) = (settings.clone(), partitions.clone(), polled.clone());
-        tokio::task::spawn_blocking(move || {
-            lag::watch(&settings, &partitions, &|| polled.load(Ordering::SeqCst));
-        })
+        let (settings, partitions) = (settings.clone(), partitions.clone());
+        tokio::task::spawn_blocking(move || lag::watch(&settings, &partitions, &lag_stop))
     };
     let polled_loop = tokio::task::spawn_blocking(move || {
         let bounds = bounds.as_ref().map(|(b, checker)| (b.as_ref(), checker));
-        poll_loop(&consumer, &polling, &events_rx, &woken, bounds, &shutdown)
+        poll_loop(&consumer, &polling, &events_rx, &woken, bounds, &shutdown);
+        drop(stop_lag);
     })
     .await;
-    polled.store(true, Ordering::SeqCst);
     // Ends within one broker timeout; a panic there only loses the gauge.
     let _ = lag.await;
     polled_loop.map_err(HostError::PollThread)?;
