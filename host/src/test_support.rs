@@ -79,20 +79,29 @@ pub(crate) fn delete(offset: i64, id: &str, revision: u64) -> SourceMessage {
     )
 }
 
-/// An S3 client of the server at `address` (a fake one on a local socket),
-/// with static credentials and path-style addressing.
-pub(crate) fn s3_client_at(address: std::net::SocketAddr) -> aws_sdk_s3::Client {
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .http_client(crate::storage::http_client())
-        .endpoint_url(format!("http://{address}"))
-        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+/// An S3 client of the server at `address` (a fake one on a local socket)
+/// with the pipeline's defaults for an endpoint: path-style addressing,
+/// payloads signed over HTTP.
+pub(crate) async fn s3_client_at(address: std::net::SocketAddr) -> aws_sdk_s3::Client {
+    s3_client_with(&crate::config::S3Settings {
+        endpoint: Some(format!("http://{address}")),
+        region: Some("us-east-1".into()),
+        path_style: true,
+        sign_payloads: None,
+    })
+    .await
+}
+
+/// The client production builds for `settings`, with static credentials
+/// and without the SDK's own retries: a fake server answers a scripted
+/// number of requests (the store's retries are what the tests check).
+pub(crate) async fn s3_client_with(settings: &crate::config::S3Settings) -> aws_sdk_s3::Client {
+    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
             "k", "s", None, None, "test",
         ))
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(config)
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    aws_sdk_s3::Client::from_conf(crate::storage::s3_config(settings, loader).await)
 }
 
 /// Read one request from `socket`, body included; returns its head,

@@ -303,7 +303,7 @@ async fn bodies_by_reference_are_fetched_together() {
             (message, event)
         })
         .collect();
-    let bodies = BodyStore::new(crate::test_support::s3_client_at(address));
+    let bodies = BodyStore::new(crate::test_support::s3_client_at(address).await);
     let fetched = tokio::time::timeout(
         std::time::Duration::from_secs(30),
         fetch_bodies(Some(&bodies), &decoded, 1 << 20),

@@ -24,6 +24,8 @@ use aws_sdk_s3::Client;
 
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+#[cfg(test)]
+pub(crate) use s3::s3_config;
 pub use s3::{S3Store, http_client, s3_client};
 
 /// Errors from object storage that retrying will not fix.

@@ -90,10 +90,9 @@ pub(crate) async fn s3_config(
     if let Some(endpoint) = &settings.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
-    match settings.sign_payloads {
-        Some(true) => {}
-        Some(false) => builder = builder.interceptor(signing::UnsignedPayloads { over_http: true }),
-        None => builder = builder.interceptor(signing::UnsignedPayloads { over_http: false }),
+    if settings.sign_payloads != Some(true) {
+        let over_http = settings.sign_payloads == Some(false);
+        builder = builder.interceptor(signing::UnsignedPayloads { over_http });
     }
     builder.build()
 }

@@ -17,7 +17,7 @@ fn ok(length: usize, sent: &[u8]) -> Vec<u8> {
 /// A store whose S3 endpoint is an HTTP server on a real socket that
 /// reads its `n`-th request (from 0) and answers with the bytes
 /// `respond(n)`; then the socket closes (or, with `hold`, stays open).
-fn fake_s3(
+async fn fake_s3(
     respond: impl Fn(usize) -> Vec<u8> + Send + 'static,
     requests: usize,
     hold: bool,
@@ -41,7 +41,11 @@ fn fake_s3(
         }
     });
     (
-        ObjectStore::s3(crate::test_support::s3_client_at(address), "bucket", ""),
+        ObjectStore::s3(
+            crate::test_support::s3_client_at(address).await,
+            "bucket",
+            "",
+        ),
         server,
     )
 }
@@ -59,7 +63,8 @@ async fn a_body_cut_off_mid_stream_is_fetched_again() {
         },
         2,
         false,
-    );
+    )
+    .await;
     let got = store.get("key").await.unwrap();
     assert_eq!(got.as_deref(), Some(&body[..]));
     server.await.unwrap();
@@ -70,7 +75,7 @@ async fn a_body_cut_off_mid_stream_is_fetched_again() {
 /// and keeps the connection open, so reading the body would never end.
 #[tokio::test]
 async fn an_object_over_the_limit_is_not_downloaded() {
-    let (store, server) = fake_s3(|_| ok(1 << 30, b"0123456789"), 1, true);
+    let (store, server) = fake_s3(|_| ok(1 << 30, b"0123456789"), 1, true).await;
     let got = tokio::time::timeout(Duration::from_secs(20), store.get_at_most("key", 1 << 20))
         .await
         .expect("the body is not read");
@@ -101,7 +106,7 @@ async fn a_completed_upload_whose_answer_was_lost_is_found() {
         _ => ok(20 << 20, b""),
     };
     let parts = vec![CompletedPart::builder().part_number(1).e_tag("e").build()];
-    let (store, server) = fake_s3(respond, 2, false);
+    let (store, server) = fake_s3(respond, 2, false).await;
     let ObjectStore::S3(s3) = &store else {
         unreachable!("fake_s3 makes an S3 store")
     };
@@ -110,7 +115,7 @@ async fn a_completed_upload_whose_answer_was_lost_is_found() {
         .expect("the object is there: the upload was completed");
     server.await.unwrap();
     // The same answers for an object of another size: a real failure.
-    let (store, server) = fake_s3(respond, 2, false);
+    let (store, server) = fake_s3(respond, 2, false).await;
     let ObjectStore::S3(s3) = &store else {
         unreachable!("fake_s3 makes an S3 store")
     };
@@ -153,7 +158,8 @@ async fn refused_credentials_are_retried_not_blamed_on_the_object() {
             },
             2,
             false,
-        );
+        )
+        .await;
         let got = tokio::time::timeout(Duration::from_secs(20), store.get_at_most("k", 100))
             .await
             .expect("retried within the backoff");
@@ -174,7 +180,8 @@ async fn a_missing_bucket_is_reported_at_once() {
         |_| error_response(404, "Not Found", "NoSuchBucket"),
         1,
         false,
-    );
+    )
+    .await;
     let got = store.get_at_most("k", 100).await;
     assert!(matches!(got, Err(StorageError::S3 { .. })), "{got:?}");
     server.await.unwrap();
@@ -195,10 +202,7 @@ async fn payload_hash_of_a_put(settings: &S3Settings) -> String {
         socket.write_all(&ok(0, b"")).await.unwrap();
         head
     });
-    let loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).credentials_provider(
-        aws_sdk_s3::config::Credentials::new("k", "s", None, None, "test"),
-    );
-    let client = Client::from_conf(s3_config(&settings, loader).await);
+    let client = crate::test_support::s3_client_with(&settings).await;
     ObjectStore::s3(client, "bucket", "")
         .put("key", b"a body".to_vec())
         .await
