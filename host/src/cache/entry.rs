@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::digest::{BodyDigest, Digest};
 use crate::runtime::DocRecord;
 
 /// A shared prefix shorter than this is not worth the indirection.
@@ -39,20 +39,28 @@ pub struct StoredOutput {
 }
 
 impl StoredOutput {
-    /// How `output`, which the stage computed from `input`, is kept; with
-    /// its body's digest if `next_stage` reads it.
-    pub fn new(input: &DocRecord, output: &DocRecord, next_stage: bool) -> Self {
+    /// How `output`, which the stage computed from `input`, is kept. With
+    /// `next_stage`, the digest of `input`'s body, when a later stage reads
+    /// the output: the output's body digest is then kept and returned (from
+    /// the input's hash state as far as the bodies share their start).
+    pub fn new(
+        input: &DocRecord,
+        output: &DocRecord,
+        next_stage: Option<&BodyDigest>,
+    ) -> (Self, Option<BodyDigest>) {
         let common = common_prefix(&input.body, &output.body);
         let shared = if common >= MIN_SHARED { common } else { 0 };
-        StoredOutput {
+        let digest = next_stage.map(|input| input.of_extension(&output.body, common));
+        let stored = StoredOutput {
             id: output.id.clone(),
             revision: output.revision,
             content_type: output.content_type.clone(),
             metadata: output.metadata.clone(),
             shared: u32::try_from(shared).unwrap_or(0),
             rest: output.body[shared.min(u32::MAX as usize)..].to_vec(),
-            digest: next_stage.then(|| *Digest::of(&output.body).as_bytes()),
-        }
+            digest: digest.as_ref().map(|d| *d.digest().as_bytes()),
+        };
+        (stored, digest)
     }
 
     /// The output record, rebuilt from the `input` it was computed from,
@@ -127,12 +135,14 @@ mod tests {
         let document = format!("{{\"text\":\"{}\"", "word ".repeat(200));
         let input = record(format!("{document}}}").as_bytes());
         let output = record(format!("{document},\"language\":\"en\"}}").as_bytes());
-        let stored = StoredOutput::new(&input, &output, true);
+        let (stored, kept) = StoredOutput::new(&input, &output, Some(&BodyDigest::of(&input.body)));
         assert_eq!(stored.rest, b",\"language\":\"en\"}");
         let digest = Some(Digest::of(&output.body));
+        assert_eq!(kept.map(|d| d.digest()), digest);
         assert_eq!(stored.rebuild(&input), Some((output.clone(), digest)));
         // The last stage's outputs keep no digest: no stage reads them.
-        let last = StoredOutput::new(&input, &output, false);
+        let (last, kept) = StoredOutput::new(&input, &output, None);
+        assert!(kept.is_none());
         assert_eq!(last.rebuild(&input), Some((output, None)));
     }
 
@@ -140,7 +150,8 @@ mod tests {
     fn other_outputs_are_kept_whole() {
         let input = record(b"'''Albedo''' is a measure.");
         let output = record(b"{\"text\":\"Albedo is a measure.\"}");
-        let stored = StoredOutput::new(&input, &output, true);
+        let (stored, kept) = StoredOutput::new(&input, &output, Some(&BodyDigest::of(&input.body)));
+        assert_eq!(kept.map(|d| d.digest()), Some(Digest::of(&output.body)));
         assert_eq!(stored.shared, 0);
         assert_eq!(stored.rebuild(&input).unwrap().0, output);
         assert_eq!(stored.rebuild(&record(b"")).unwrap().0, output);
@@ -162,7 +173,10 @@ mod tests {
     #[test]
     fn a_shared_prefix_longer_than_the_input_is_refused() {
         let long = vec![b'x'; 1000];
-        let stored = StoredOutput::new(&record(&long), &record(&[&long[..], b"!"].concat()), true);
+        let input = record(&long);
+        let digest = BodyDigest::of(&input.body);
+        let (stored, _) =
+            StoredOutput::new(&input, &record(&[&long[..], b"!"].concat()), Some(&digest));
         assert_eq!(stored.rebuild(&record(b"short")), None);
     }
 }

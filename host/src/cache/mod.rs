@@ -276,7 +276,13 @@ impl StageCache {
         }
         let cache = self.clone();
         let write = tokio::spawn(async move {
-            let bytes = pack::encode(&entries);
+            // Compressing a pack takes milliseconds: not on an async worker.
+            let Ok(bytes) = tokio::task::spawn_blocking(move || pack::encode(&entries)).await
+            else {
+                cache.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(pack = %cache.store.describe(&key), "cache: pack not encoded");
+                return;
+            };
             let size = bytes.len() as u64;
             let written = tokio::time::timeout(WRITE_TIMEOUT, cache.store.put(&key, bytes)).await;
             match written.unwrap_or_else(|_| Err(timed_out("write", WRITE_TIMEOUT))) {
@@ -442,7 +448,7 @@ mod tests {
         let stage = Digest::of(b"stage");
         let input = record("in");
         let key = entry_key(&stage, &input, &Digest::of(&input.body));
-        let out = StoredOutput::new(&input, &record("out"), true);
+        let (out, _) = StoredOutput::new(&input, &record("out"), None);
         let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
         writer.store(&stage, "t", 0, (10, 19), vec![(key, vec![out.clone()])]);
         assert_eq!(
@@ -478,7 +484,7 @@ mod tests {
         for first in (0..packs).map(|p| p * 10) {
             let input = record(&format!("in {first}"));
             let key = entry_key(&stage, &input, &Digest::of(&input.body));
-            let out = StoredOutput::new(&input, &record("out"), true);
+            let (out, _) = StoredOutput::new(&input, &record("out"), None);
             writer.store(&stage, "t", 0, (first, first + 9), vec![(key, vec![out])]);
             keys.push(key);
         }
@@ -537,7 +543,7 @@ mod tests {
         let big = "x".repeat(16 << 10);
         let keys: Vec<Digest> = (0..32u32).map(|i| Digest::of(&i.to_le_bytes())).collect();
         for key in &keys {
-            let stored = StoredOutput::new(&record(""), &record(&big), true);
+            let (stored, _) = StoredOutput::new(&record(""), &record(&big), None);
             cache.memory.insert(*key, Arc::from(vec![stored]));
         }
         let kept = keys.iter().filter(|k| cache.get(k).is_some()).count();

@@ -116,7 +116,8 @@ mod tests {
             metadata: vec![("title".into(), "T".into())],
         };
         let input = record(b"wikitext");
-        let stored = |body: &[u8]| StoredOutput::new(&input, &record(body), true);
+        let digest = crate::digest::BodyDigest::of(&input.body);
+        let stored = |body: &[u8]| StoredOutput::new(&input, &record(body), Some(&digest)).0;
         vec![
             (Digest::of(b"a"), vec![stored(b"{}"), stored(b"[1]")]),
             (Digest::of(b"b"), Vec::new()),

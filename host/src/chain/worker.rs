@@ -23,7 +23,7 @@ use super::{Chain, ChainResult, FailureKind, Stage, StageFailure};
 use crate::cache::{StageCache, StoredOutput, entry_key};
 use crate::contract;
 use crate::counters::Counters;
-use crate::digest::Digest;
+use crate::digest::{BodyDigest, Digest};
 use crate::runtime::{DocRecord, PluginError, PluginInstance, RuntimeError, Trap};
 use crate::telemetry::metrics::{StageMeter, metrics};
 
@@ -77,7 +77,14 @@ pub struct ChainWorker {
 /// The records of one stage's input, each tagged with the input index it
 /// descends from, and with its body's digest when known (cache keys use
 /// it; the cache keeps it for the outputs it answers).
-type Tagged = Vec<(usize, DocRecord, Option<Digest>)>;
+type Tagged = Vec<(usize, DocRecord, Option<BodyDigest>)>;
+
+/// A cached stage's input to compute: its cache key, and its body's digest
+/// (the outputs' digests resume from it).
+struct Miss {
+    key: Digest,
+    input: BodyDigest,
+}
 
 impl ChainWorker {
     /// A worker of `chain` with one live instance per stage.
@@ -123,7 +130,7 @@ impl ChainWorker {
         let mut current: Tagged = inputs
             .into_iter()
             .enumerate()
-            .map(|(origin, (record, digest))| (origin, record, digest))
+            .map(|(origin, (record, digest))| (origin, record, digest.map(BodyDigest::known)))
             .collect();
         let chain = self.chain.clone();
         for (index, stage) in chain.stages.iter().enumerate() {
@@ -235,46 +242,47 @@ impl ChainWorker {
                 )));
             }
         }
-        let (mut next, to_compute, keys) = self.look_up(index, stage, accepted);
-        let (origins, records): (Vec<usize>, Vec<DocRecord>) = to_compute
-            .into_iter()
-            .map(|(origin, record, _)| (origin, record))
-            .unzip();
+        let (mut next, to_compute) = self.look_up(index, stage, accepted);
+        let mut origins = Vec::with_capacity(to_compute.len());
+        let mut records = Vec::with_capacity(to_compute.len());
+        let mut misses = Vec::with_capacity(to_compute.len());
+        for (origin, record, miss) in to_compute {
+            origins.push(origin);
+            records.push(record);
+            misses.push(miss);
+        }
         let mut fills = Vec::new();
         let size = stage.batch_size.max(1);
         // No stage reads the last stage's outputs: their digests would
         // never be used.
         let last = index + 1 == self.chain.stages.len();
-        for ((chunk_origins, chunk), chunk_keys) in origins
+        for ((chunk_origins, chunk), chunk_misses) in origins
             .chunks(size)
             .zip(records.chunks(size))
-            .zip(keys.chunks(size))
+            .zip(misses.chunks(size))
         {
             let outcomes = self.run_batch(index, stage, chunk)?;
             self.work[index].plugin_records += chunk.len() as u64;
-            for (((&origin, outcome), key), input) in chunk_origins
+            for (((&origin, outcome), miss), input) in chunk_origins
                 .iter()
                 .zip(outcomes)
-                .zip(chunk_keys)
+                .zip(chunk_misses)
                 .zip(chunk)
             {
                 if results[origin].is_some() {
                     continue;
                 }
                 match outcome.and_then(|outputs| check_produced(stage, outputs)) {
-                    Ok(outputs) => match key {
-                        Some(key) => {
-                            let stored: Vec<StoredOutput> = outputs
-                                .iter()
-                                .map(|output| StoredOutput::new(input, output, !last))
-                                .collect();
-                            next.extend(
-                                outputs
-                                    .into_iter()
-                                    .zip(&stored)
-                                    .map(|(r, s)| (origin, r, s.digest())),
-                            );
-                            fills.push((*key, stored));
+                    Ok(outputs) => match miss {
+                        Some(miss) => {
+                            let next_stage = (!last).then_some(&miss.input);
+                            let mut stored = Vec::with_capacity(outputs.len());
+                            for output in outputs {
+                                let (kept, digest) = StoredOutput::new(input, &output, next_stage);
+                                stored.push(kept);
+                                next.push((origin, output, digest));
+                            }
+                            fills.push((miss.key, stored));
                         }
                         None => next.extend(outputs.into_iter().map(|r| (origin, r, None))),
                     },
@@ -300,21 +308,23 @@ impl ChainWorker {
         index: usize,
         stage: &Stage,
         accepted: Tagged,
-    ) -> (Tagged, Tagged, Vec<Option<Digest>>) {
+    ) -> (Tagged, Vec<(usize, DocRecord, Option<Miss>)>) {
         let cache = match &self.cache {
             Some(cache) if stage.cache => cache.clone(),
             _ => {
-                let keys = vec![None; accepted.len()];
-                return (Tagged::new(), accepted, keys);
+                let to_compute = accepted
+                    .into_iter()
+                    .map(|(origin, record, _)| (origin, record, None))
+                    .collect();
+                return (Tagged::new(), to_compute);
             }
         };
         let identity = self.chain.stage_id(index);
         let mut cached = Tagged::new();
-        let mut to_compute = Tagged::with_capacity(accepted.len());
-        let mut keys = Vec::with_capacity(accepted.len());
+        let mut to_compute = Vec::with_capacity(accepted.len());
         for (origin, record, digest) in accepted {
-            let digest = digest.unwrap_or_else(|| Digest::of(&record.body));
-            let key = entry_key(&identity, &record, &digest);
+            let digest = digest.unwrap_or_else(|| BodyDigest::of(&record.body));
+            let key = entry_key(&identity, &record, &digest.digest());
             let rebuilt = cache.get(&key).and_then(|outputs| {
                 outputs
                     .iter()
@@ -324,16 +334,20 @@ impl ChainWorker {
             match rebuilt {
                 Some(outputs) => {
                     self.work[index].cache_hits += 1;
-                    cached.extend(outputs.into_iter().map(|(r, d)| (origin, r, d)));
+                    cached.extend(
+                        outputs
+                            .into_iter()
+                            .map(|(r, d)| (origin, r, d.map(BodyDigest::known))),
+                    );
                 }
                 None => {
                     self.work[index].cache_misses += 1;
-                    to_compute.push((origin, record, Some(digest)));
-                    keys.push(Some(key));
+                    let miss = Miss { key, input: digest };
+                    to_compute.push((origin, record, Some(miss)));
                 }
             }
         }
-        (cached, to_compute, keys)
+        (cached, to_compute)
     }
 
     /// One `process` call, with trap isolation and retries.
