@@ -301,7 +301,7 @@ impl ChainWorker {
     }
 
     /// Split a stage's inputs into those whose outputs are cached (returned
-    /// as outputs) and those to compute, with their cache keys (`None` for
+    /// as outputs) and those to compute, each with its [`Miss`] (`None` for
     /// a stage that is not cached).
     fn look_up(
         &mut self,
