@@ -118,15 +118,11 @@ impl BodyDigest {
     /// least [`RESUME_SLACK`] bytes before the body's end.
     fn resumed(done: usize, mut state: Sha256, rest: &[u8]) -> Self {
         let end = done + rest.len();
-        let keep = end.saturating_sub(RESUME_SLACK) / BLOCK * BLOCK;
-        let start = if keep > done {
-            state.update(&rest[..keep - done]);
-            Some((keep, state.clone()))
-        } else {
-            // Nothing new to keep: the state before is as good.
-            (done > 0).then(|| (done, state.clone()))
-        };
-        state.update(&rest[start.as_ref().map_or(0, |(n, _)| n - done)..]);
+        // Never behind the state given: it is as good a place to resume.
+        let keep = (end.saturating_sub(RESUME_SLACK) / BLOCK * BLOCK).max(done);
+        state.update(&rest[..keep - done]);
+        let start = (keep > 0).then(|| (keep, state.clone()));
+        state.update(&rest[keep - done..]);
         BodyDigest {
             digest: Digest(state.finalize().into()),
             start,
