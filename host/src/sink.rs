@@ -231,17 +231,27 @@ impl PartitionBatch {
         }
     }
 
-    /// Empty the batch after it was written, keeping its buffers' capacity
-    /// for the next one (a results buffer grows to tens of MB: allocating it
-    /// afresh costs a page fault per 4 KiB).
-    fn reset(&mut self) {
-        self.first_offset = None;
+    /// Take the batch's inputs out to be written (`None` when it holds
+    /// none), leaving it empty with `buffer` (emptied) as its results
+    /// buffer: the buffer of the batch written before, handed back by
+    /// [`Sink::write`], so that a results buffer of tens of MB is not
+    /// allocated afresh (a page fault per 4 KiB) for every batch.
+    pub(crate) fn seal(&mut self, mut buffer: Vec<u8>) -> Option<SealedBatch> {
+        let first_offset = self.first_offset.take()?;
+        buffer.clear();
+        let sealed = SealedBatch {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            first_offset,
+            last_offset: self.last_offset,
+            results: std::mem::replace(&mut self.results, buffer),
+            dead_letters: std::mem::take(&mut self.dead_letters),
+            dead_letter_positions: std::mem::take(&mut self.dead_letter_positions),
+        };
         self.last_offset = -1;
-        self.results.clear();
-        self.dead_letters.clear();
-        self.dead_letter_positions.clear();
         self.inputs = 0;
         self.opened_at = None;
+        Some(sealed)
     }
 
     /// The topic of this batch's partition.
@@ -314,6 +324,33 @@ impl PartitionBatch {
         let age = Duration::from_millis(limits.max_age_ms);
         self.opened_at.map(|t| age.saturating_sub(t.elapsed()))
     }
+}
+
+/// A batch taken out of its partition's open batch
+/// ([`PartitionBatch::seal`]): a contiguous, non-empty range of inputs,
+/// ready to be written by [`Sink::write`].
+pub(crate) struct SealedBatch {
+    topic: String,
+    partition: i32,
+    first_offset: i64,
+    last_offset: i64,
+    results: Vec<u8>,
+    dead_letters: Vec<u8>,
+    dead_letter_positions: Vec<String>,
+}
+
+impl SealedBatch {
+    /// The last input offset in the batch.
+    pub(crate) fn last_offset(&self) -> i64 {
+        self.last_offset
+    }
+}
+
+/// A written batch: what it covered, and its results buffer, emptied, for
+/// the next [`PartitionBatch::seal`].
+pub(crate) struct Written {
+    pub(crate) flushed: Flushed,
+    pub(crate) buffer: Vec<u8>,
 }
 
 /// Writes partition batches to the results and dead-letter destinations.
@@ -571,33 +608,37 @@ impl Sink {
         }
     }
 
-    /// Write `batch` (dead letters first, then results) and reset it, after
-    /// checking `lease` (when fencing).
-    /// Returns `None` when the batch was empty. On error the batch is left
-    /// intact, so the flush can be retried.
-    pub async fn flush(
+    /// Write `batch` (dead letters first, then results), after checking
+    /// `lease` (when fencing). On error nothing of the range is durable:
+    /// its inputs are delivered again and written under the same keys.
+    pub(crate) async fn write(
         &self,
-        batch: &mut PartitionBatch,
+        batch: SealedBatch,
         lease: Option<&mut Lease>,
-    ) -> Result<Option<Flushed>, SinkError> {
-        let Some(first) = batch.first_offset else {
-            return Ok(None);
-        };
+    ) -> Result<Written, SinkError> {
         // No write without holding the partition (a zombie stops here).
         if let Some(lease) = lease {
             lease.check().await?;
         }
-        let (topic, partition, last) = (batch.topic.clone(), batch.partition, batch.last_offset);
+        let SealedBatch {
+            topic,
+            partition,
+            first_offset: first,
+            last_offset: last,
+            results,
+            dead_letters,
+            dead_letter_positions,
+        } = batch;
         let metrics = crate::telemetry::metrics::metrics();
         let records = u64::try_from(last - first + 1).unwrap_or(0);
-        let dead_letters_key = if batch.dead_letter_positions.is_empty() {
+        let dead_letters_key = if dead_letter_positions.is_empty() {
             None
         } else {
-            metrics.object_written(records, "dead_letters", batch.dead_letters.len());
+            metrics.object_written(records, "dead_letters", dead_letters.len());
             let key = self.dead_letters_key(&topic, partition, first, last);
             Some(
                 self.dead_letters
-                    .write(&key, &batch.dead_letters, &batch.dead_letter_positions)
+                    .write(&key, &dead_letters, &dead_letter_positions)
                     .await?,
             )
         };
@@ -605,15 +646,13 @@ impl Sink {
         // The lines move to the blocking pool and come back (no copy); the
         // whole batch is compressed in one call, which lets zstd match
         // against everything before the cursor instead of a streaming window.
-        let raw = std::mem::take(&mut batch.results);
         let level = self.zstd_level;
-        let (raw, compressed) = tokio::task::spawn_blocking(move || {
-            let compressed = zstd::bulk::compress(&raw, level);
-            (raw, compressed)
+        let (buffer, compressed) = tokio::task::spawn_blocking(move || {
+            let compressed = zstd::bulk::compress(&results, level);
+            (results, compressed)
         })
         .await
         .expect("compression does not panic");
-        batch.results = raw;
         let compressed = compressed.map_err(|source| SinkError::Compress {
             key: results_key.clone(),
             source,
@@ -626,15 +665,17 @@ impl Sink {
                 key: results_key.clone(),
                 source,
             })?;
-        batch.reset();
-        Ok(Some(Flushed {
-            topic,
-            partition,
-            first_offset: first,
-            last_offset: last,
-            results_key,
-            dead_letters_key,
-        }))
+        Ok(Written {
+            flushed: Flushed {
+                topic,
+                partition,
+                first_offset: first,
+                last_offset: last,
+                results_key,
+                dead_letters_key,
+            },
+            buffer,
+        })
     }
 }
 
@@ -691,6 +732,7 @@ mod tests {
         let sink =
             Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone())).with_zstd_level(-3);
         let mut batch = PartitionBatch::new("t", 0);
+        let mut buffer = Vec::new();
         for range in [0..3, 3..5] {
             let mut expected = Vec::new();
             for offset in range.clone() {
@@ -698,7 +740,10 @@ mod tests {
                 expected.extend(serde_json::to_vec(&stale(&position(offset))).unwrap());
                 expected.push(b'\n');
             }
-            let flushed = sink.flush(&mut batch, None).await.unwrap().unwrap();
+            let sealed = batch.seal(std::mem::take(&mut buffer)).unwrap();
+            let written = sink.write(sealed, None).await.unwrap();
+            buffer = written.buffer;
+            let flushed = written.flushed;
             assert_eq!(
                 (flushed.first_offset, flushed.last_offset),
                 (range.start, range.end - 1)
@@ -706,7 +751,7 @@ mod tests {
             let bytes = store.get(&flushed.results_key).await.unwrap().unwrap();
             assert_eq!(zstd::decode_all(bytes.as_slice()).unwrap(), expected);
         }
-        assert!(sink.flush(&mut batch, None).await.unwrap().is_none());
+        assert!(batch.seal(buffer).is_none(), "nothing left to write");
     }
 
     #[tokio::test]

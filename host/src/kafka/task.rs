@@ -92,7 +92,7 @@ pub(crate) async fn partition_task(
         let (batch, stop) = match received {
             Err(_elapsed) => {
                 match worker.flush_if_due().await {
-                    Ok(Some(flushed)) => drop(events.send(durable(flushed.last_offset))),
+                    Ok(Some(through)) => drop(events.send(durable(through))),
                     Ok(None) => {}
                     Err(e) => return drop(events.send(failed(e))),
                 }
@@ -133,7 +133,7 @@ pub(crate) async fn partition_task(
         }
         if std::mem::take(&mut flush_after) {
             match worker.flush().await {
-                Ok(Some(flushed)) => drop(events.send(durable(flushed.last_offset))),
+                Ok(Some(through)) => drop(events.send(durable(through))),
                 Ok(None) => {}
                 Err(e) => return drop(events.send(failed(e))),
             }

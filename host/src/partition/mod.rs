@@ -20,10 +20,16 @@
 //!   ahead, [`BODY_FETCHES`] at a time, before the records are judged in
 //!   order;
 //! - the chain (WebAssembly, CPU-bound) runs on a blocking thread, never on
-//!   an async executor thread.
+//!   an async executor thread;
+//! - a full batch is written in the background ([`pending_write`]) while
+//!   the next inputs run through the chain, one batch at a time: the next
+//!   is handed over only once the one before is written, so objects are
+//!   written in offset order, and an offset counts as durable only once its
+//!   batch's write has returned.
 //!
 //! Parts: the worker (here), [`Stats`] (`stats`: what a worker counted),
-//! and the unit tests (`tests`).
+//! the background write of a batch (`pending_write`), and the unit tests
+//! (`tests`).
 
 use std::sync::Arc;
 
@@ -36,12 +42,14 @@ use crate::dlq::{DeadLetter, DeadLetterKind};
 use crate::event::{BodyRef, ChangeEvent, DecodeError, Operation};
 use crate::fence::Lease;
 use crate::runtime::{DocRecord, RuntimeError};
-use crate::sink::{Flushed, PartitionBatch, ResultLine, Sink, SinkError, SkipLine};
+use crate::sink::{PartitionBatch, ResultLine, Sink, SinkError, SkipLine, Written};
 use crate::source::SourceMessage;
 use crate::state::{self, DocState, PartitionState, Skip, StateError};
 
+mod pending_write;
 mod stats;
 
+use pending_write::PendingWrite;
 pub use stats::Stats;
 
 /// Errors that stop a worker. Per-record problems are never errors: they
@@ -57,8 +65,8 @@ pub enum WorkerError {
     /// The event-mode state could not be read, written or restored.
     #[error(transparent)]
     State(#[from] StateError),
-    /// The chain thread panicked (a host bug).
-    #[error("the chain thread panicked")]
+    /// The chain thread or a batch's write task panicked (a host bug).
+    #[error("a partition worker's thread panicked")]
     Panicked(#[source] tokio::task::JoinError),
 }
 
@@ -86,6 +94,11 @@ pub struct PartitionWorker {
     decode: DecodeConfig,
     batching: BatchingConfig,
     batch: PartitionBatch,
+    /// The batch being written, if one is.
+    writing: Option<PendingWrite>,
+    /// The results buffer of the last batch written, emptied, for the next
+    /// batch to be sealed.
+    spare: Vec<u8>,
     stats: Stats,
     bodies: Option<BodyStore>,
     /// Offset ranges already in results objects (written before a crash,
@@ -120,6 +133,8 @@ impl PartitionWorker {
             decode,
             batching,
             batch: PartitionBatch::new(topic, partition),
+            writing: None,
+            spare: Vec::new(),
             stats: Stats::default(),
             bodies: None,
             adopted: std::collections::VecDeque::new(),
@@ -253,8 +268,14 @@ impl PartitionWorker {
         self.last_durable
     }
 
-    /// When the open batch will be due for writing, if anything is open.
+    /// How long the worker may wait idle before
+    /// [`PartitionWorker::flush_if_due`] has work: until the open batch is
+    /// due for writing, or no time while a batch is being written (its end
+    /// makes offsets durable). `None` when nothing is open or being written.
     pub fn due_in(&self) -> Option<std::time::Duration> {
+        if self.writing.is_some() {
+            return Some(std::time::Duration::ZERO);
+        }
         self.batch.due_in(&self.batching)
     }
 
@@ -314,8 +335,14 @@ impl PartitionWorker {
         if !run.is_empty() {
             self.process_run_in_span(run).await?;
         }
+        self.settle_if_done().await?;
         self.meter.publish(&self.stats);
-        Ok(self.last_durable.filter(|_| self.last_durable != before))
+        Ok(self.durable_since(before))
+    }
+
+    /// The last durable offset, if it moved past `before`.
+    fn durable_since(&self, before: Option<i64>) -> Option<i64> {
+        self.last_durable.filter(|_| self.last_durable != before)
     }
 
     /// [`PartitionWorker::process_run`] in a span naming the batch (topic,
@@ -470,7 +497,7 @@ impl PartitionWorker {
                 }
             }
             if self.batch.is_full(&self.batching) {
-                self.flush().await?;
+                self.hand_off().await?;
             }
         }
         if let Some(state) = &mut self.state {
@@ -479,35 +506,81 @@ impl PartitionWorker {
         Ok(())
     }
 
-    /// Write the open batch if it is older than the age limit.
-    pub async fn flush_if_due(&mut self) -> Result<Option<Flushed>, WorkerError> {
+    /// Take in the end of a batch's write, if it has ended, and hand the
+    /// open batch over to be written if it is older than the age limit.
+    /// Returns the offset through which everything is now durable, if that
+    /// moved.
+    pub async fn flush_if_due(&mut self) -> Result<Option<i64>, WorkerError> {
+        let before = self.last_durable;
+        self.settle_if_done().await?;
         if self.batch.is_due(&self.batching) {
-            self.flush().await
-        } else {
-            Ok(None)
+            self.hand_off().await?;
         }
+        Ok(self.durable_since(before))
     }
 
-    /// Write the open batch now (e.g. at the end of input or on shutdown).
-    pub async fn flush(&mut self) -> Result<Option<Flushed>, WorkerError> {
-        let flushed = self
-            .sink
-            .flush(&mut self.batch, self.lease.as_mut())
-            .await?;
-        if let Some(f) = &flushed {
-            self.last_durable = Some(f.last_offset);
-            if let Some(state) = &mut self.state {
-                state
-                    .batch_written(f.last_offset, &self.sink, &f.topic, f.partition)
-                    .await?;
-            }
+    /// Write the open batch now and wait until everything handled so far is
+    /// durable (e.g. at the end of input or on shutdown). Returns the offset
+    /// through which everything is now durable, if that moved.
+    pub async fn flush(&mut self) -> Result<Option<i64>, WorkerError> {
+        let before = self.last_durable;
+        self.hand_off().await?;
+        self.settle().await?;
+        Ok(self.durable_since(before))
+    }
+
+    /// Hand the open batch over to be written in the background, once the
+    /// batch before it is written: the worker goes on with the next inputs
+    /// meanwhile.
+    async fn hand_off(&mut self) -> Result<(), WorkerError> {
+        self.settle().await?;
+        let Some(batch) = self.batch.seal(std::mem::take(&mut self.spare)) else {
+            return Ok(());
+        };
+        if let Some(state) = &mut self.state {
+            state.seal(batch.last_offset());
         }
-        Ok(flushed)
+        let lease = self.lease.take();
+        self.writing = Some(PendingWrite::start(self.sink.clone(), batch, lease));
+        Ok(())
+    }
+
+    /// [`PartitionWorker::settle`], if the write has ended already.
+    async fn settle_if_done(&mut self) -> Result<(), WorkerError> {
+        if self.writing.as_ref().is_some_and(PendingWrite::is_finished) {
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the batch being written, if one is: its range becomes
+    /// durable, and so do its event-mode changes.
+    async fn settle(&mut self) -> Result<(), WorkerError> {
+        let Some(writing) = self.writing.take() else {
+            return Ok(());
+        };
+        let (lease, outcome) = writing.wait().await.map_err(WorkerError::Panicked)?;
+        self.lease = lease;
+        let Written { flushed, buffer } = outcome?;
+        tracing::debug!(
+            results = %flushed.results_key,
+            dead_letters = ?flushed.dead_letters_key,
+            "batch written"
+        );
+        self.spare = buffer;
+        self.last_durable = Some(flushed.last_offset);
+        if let Some(state) = &mut self.state {
+            state
+                .batch_written(&self.sink, &flushed.topic, flushed.partition)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Write the open batch and make the event-mode state durable on disk
-    /// (the end of a local run, a partition given up).
-    pub async fn finish(&mut self) -> Result<Option<Flushed>, WorkerError> {
+    /// (the end of a local run, a partition given up). Returns the offset
+    /// through which everything is now durable, if that moved.
+    pub async fn finish(&mut self) -> Result<Option<i64>, WorkerError> {
         let flushed = self.flush().await?;
         if let Some(state) = &mut self.state {
             state

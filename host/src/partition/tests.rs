@@ -2,6 +2,8 @@
 //! place, fencing) and event mode (verdicts, restore, never ahead of the
 //! written results).
 
+use std::time::Duration;
+
 use super::*;
 use crate::chain::Chain;
 use crate::dlq::DeadLetterSink;
@@ -12,12 +14,22 @@ use crate::test_support::{chain_of, delete, message, revision, upsert};
 /// A worker of partition `t`/0 writing to `store` (fenced as `owner`,
 /// when given), with objects cut only when flushed.
 fn worker(store: &ObjectStore, owner: Option<&str>, chain: &Arc<Chain>) -> PartitionWorker {
+    worker_cutting_at(100, store, owner, chain)
+}
+
+/// [`worker`], with objects also cut every `max_records` inputs.
+fn worker_cutting_at(
+    max_records: usize,
+    store: &ObjectStore,
+    owner: Option<&str>,
+    chain: &Arc<Chain>,
+) -> PartitionWorker {
     let mut sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone()));
     if let Some(owner) = owner {
         sink = sink.with_fencing(owner.to_owned());
     }
     let batching = BatchingConfig {
-        max_records: 100,
+        max_records,
         max_bytes: 1 << 30,
         max_age_ms: 3_600_000,
         ..BatchingConfig::default()
@@ -50,8 +62,7 @@ async fn every_message_ends_in_exactly_one_place() {
         None,
         "nothing cut yet"
     );
-    let flushed = worker.flush().await.unwrap().unwrap();
-    assert_eq!((flushed.first_offset, flushed.last_offset), (0, 2));
+    assert_eq!(worker.flush().await.unwrap(), Some(2));
     let s = worker.stats();
     assert_eq!(
         (s.records, s.results, s.tombstones, s.dead_letters),
@@ -84,7 +95,7 @@ async fn a_fenced_worker_writes_nothing_more() {
     owner.resume(0).await.unwrap();
     let all: Vec<_> = (0..5).map(|o| upsert(o, "a", "x")).collect();
     owner.process(all).await.unwrap();
-    owner.flush().await.unwrap().unwrap();
+    assert_eq!(owner.flush().await.unwrap(), Some(4));
 
     let refused = zombie.flush().await;
     assert!(
@@ -101,6 +112,91 @@ async fn a_fenced_worker_writes_nothing_more() {
         results,
         ["p/results/t/0/00000000000000000000-00000000000000000004.jsonl.zst"]
     );
+}
+
+/// A full batch is written in the background: the worker returns for the
+/// next inputs while the batch's PUT is unanswered, and counts the batch
+/// as durable only once the write has returned. The fake S3 server below
+/// holds its answers until the test lets them go; a worker that waited
+/// for its write would never return from `process`.
+#[tokio::test]
+async fn a_full_batch_is_written_while_the_worker_goes_on() {
+    use tokio::io::AsyncWriteExt;
+    let (_runtime, chain) = chain_of(&["echo"]);
+    let chain = Arc::new(chain.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (release, released) = tokio::sync::watch::channel(false);
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (mut released, seen) = (released.clone(), seen.clone());
+            tokio::spawn(async move {
+                loop {
+                    let head = crate::test_support::read_request(&mut socket).await;
+                    let Some(request) = head.lines().next().filter(|l| !l.is_empty()) else {
+                        return;
+                    };
+                    // The method and path, without the query.
+                    let method_path = request.split([' ', '?']).take(2).collect::<Vec<_>>();
+                    seen.lock().unwrap().push(method_path.join(" "));
+                    released.wait_for(|go| *go).await.unwrap();
+                    let response = "HTTP/1.1 200 OK\r\netag: \"e\"\r\ncontent-length: 0\r\n\r\n";
+                    socket.write_all(response.as_bytes()).await.unwrap();
+                }
+            });
+        }
+    });
+    let client = crate::test_support::s3_client_at(address).await;
+    let results = ObjectStore::s3(client, "b", "");
+    let mut worker = worker_cutting_at(2, &results, None, &chain);
+    let inputs = (0..3).map(|o| upsert(o, &format!("d{o}"), "x")).collect();
+    let returned = tokio::time::timeout(Duration::from_secs(30), worker.process(inputs))
+        .await
+        .expect("the worker went on while its full batch was being written");
+    assert_eq!(returned.unwrap(), None, "not durable before its write returns");
+    assert_eq!(worker.last_durable(), None);
+    assert_eq!(worker.due_in(), Some(Duration::ZERO), "a write to wait for");
+    release.send(true).unwrap();
+    assert_eq!(worker.flush().await.unwrap(), Some(2));
+    assert_eq!(worker.due_in(), None);
+    let key = |first, last| {
+        format!("put /b/p/results/t/0/{first:020}-{last:020}.jsonl.zst")
+    };
+    assert_eq!(*requests.lock().unwrap(), [key(0, 1), key(2, 2)]);
+}
+
+/// A background write that fails stops the worker at its next step, and
+/// nothing of the batch counts as durable: here the worker lost its lease
+/// while its full batch was on its way.
+#[tokio::test]
+async fn a_failed_background_write_stops_the_worker() {
+    let (_runtime, chain) = chain_of(&["echo"]);
+    let chain = Arc::new(chain.unwrap());
+    let store = ObjectStore::memory();
+    let mut zombie = worker_cutting_at(2, &store, Some("host-a"), &chain);
+    zombie.resume(0).await.unwrap();
+    let mut owner = worker(&store, Some("host-b"), &chain);
+    owner.resume(0).await.unwrap();
+    let inputs = (0..3).map(|o| upsert(o, "a", "x")).collect();
+    // The write may have failed already, or not yet.
+    let refused = match zombie.process(inputs).await {
+        Err(e) => Err(e),
+        Ok(_) => zombie.flush().await,
+    };
+    assert!(
+        matches!(
+            refused,
+            Err(WorkerError::Sink(SinkError::Fence(
+                crate::fence::FenceError::Fenced { .. }
+            )))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(zombie.last_durable(), None);
+    assert!(store.list("p/results/").await.unwrap().is_empty());
 }
 
 /// The counts of a worker's stats that event mode is about:
@@ -128,7 +224,7 @@ async fn event_worker(
         "t",
         0,
         CheckpointPolicy {
-            every: std::time::Duration::ZERO,
+            every: Duration::ZERO,
         },
     )
     .unwrap();
@@ -305,7 +401,7 @@ async fn bodies_by_reference_are_fetched_together() {
         .collect();
     let bodies = BodyStore::new(crate::test_support::s3_client_at(address).await);
     let fetched = tokio::time::timeout(
-        std::time::Duration::from_secs(30),
+        Duration::from_secs(30),
         fetch_bodies(Some(&bodies), &decoded, 1 << 20),
     )
     .await

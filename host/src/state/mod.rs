@@ -17,9 +17,10 @@
 //!
 //! Invariants:
 //! - the store holds only what is durable in the sink: the changes of the
-//!   open batch wait in memory ([`PartitionState`]'s overlay) and reach the
-//!   store in one transaction with the offset they are durable through, after
-//!   the batch's results object is written. A crash between the two loses
+//!   open batch, and of the batch being written, wait in memory
+//!   ([`PartitionState`]'s overlays, which lookups see) and reach the store
+//!   in one transaction with the offset they are durable through, after the
+//!   batch's results object is written. A crash between the two loses
 //!   nothing: the results object is applied again on restore. So an event
 //!   never looks unchanged because of a result that was never written;
 //! - a skipped event still gets a line in its range's results object
@@ -235,7 +236,8 @@ pub struct CheckpointPolicy {
 }
 
 /// One partition's state while a worker drives it: the store, and the
-/// changes of the open batch that are not durable yet.
+/// changes that are not durable yet (of the open batch, and of the batch
+/// being written).
 pub struct PartitionState {
     store: StateStore,
     /// A snapshot for lookups, as of the last commit (dropped by every
@@ -247,6 +249,9 @@ pub struct PartitionState {
     scope: String,
     /// Changes of the open batch, newest last per id.
     pending: HashMap<String, DocState>,
+    /// Changes of the batch being written, with its last offset: they reach
+    /// the store when the batch is written, and lookups see them meanwhile.
+    sealed: Option<(i64, HashMap<String, DocState>)>,
     /// Documents with an event in the current call whose outcome is not
     /// recorded yet (an upsert sent to the chain, a delete): a later event of
     /// the same document in the same call is processed, never compared with
@@ -323,6 +328,7 @@ impl PartitionState {
             checkpointed: None,
             scope: format!("{topic}/{partition}"),
             pending: HashMap::new(),
+            sealed: None,
             in_flight: HashSet::new(),
             checkpoints,
             _dir: dir,
@@ -359,9 +365,11 @@ impl PartitionState {
         Ok(())
     }
 
-    /// The state of `id`, including changes of the open batch.
+    /// The state of `id`, including changes of the open batch and of the
+    /// batch being written.
     pub fn lookup(&mut self, id: &str) -> Result<Option<DocState>, StateError> {
-        if let Some(state) = self.pending.get(id) {
+        let sealed = self.sealed.as_ref().map(|(_, changes)| changes);
+        if let Some(state) = self.pending.get(id).or_else(|| sealed?.get(id)) {
             return Ok(Some(*state));
         }
         let reader = match &mut self.reader {
@@ -395,22 +403,32 @@ impl PartitionState {
         self.in_flight.clear();
     }
 
-    /// The open batch was written through `through`: store its changes, and
-    /// checkpoint if one is due.
+    /// The open batch, through `through`, goes to be written: its changes
+    /// wait for [`PartitionState::batch_written`]. One batch at a time is
+    /// written.
+    pub fn seal(&mut self, through: i64) {
+        debug_assert!(self.sealed.is_none(), "one batch is written at a time");
+        self.sealed = Some((through, std::mem::take(&mut self.pending)));
+    }
+
+    /// The sealed batch was written: store its changes, and checkpoint if
+    /// one is due.
     pub async fn batch_written(
         &mut self,
-        through: i64,
         sink: &Sink,
         topic: &str,
         partition: i32,
     ) -> Result<(), StateError> {
+        let (through, changes) = self
+            .sealed
+            .take()
+            .expect("a written batch was sealed first");
         self.reader = None;
         self.store.commit(
-            self.pending.iter().map(|(id, state)| (id.as_str(), state)),
+            changes.iter().map(|(id, state)| (id.as_str(), state)),
             &self.scope,
             through,
         )?;
-        self.pending.clear();
         let due = self
             .checkpoints
             .as_ref()
@@ -550,5 +568,40 @@ mod tests {
         assert_eq!(delete_verdict(Some(&stored), 4), Some(Skip::Stale));
         assert_eq!(delete_verdict(Some(&deleted), 5), Some(Skip::Unchanged));
         assert_eq!(delete_verdict(Some(&deleted), 4), Some(Skip::Stale));
+    }
+
+    /// While a batch is being written, lookups see its changes (a second
+    /// event of the document is judged against the first, not against
+    /// what is stored), but the store gets them only once the batch is
+    /// written: a crash during the write leaves the store as it was.
+    #[tokio::test]
+    async fn a_sealed_batch_is_seen_by_lookups_and_stored_once_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::storage::ObjectStore::memory();
+        let sink = Sink::new(
+            "p",
+            store.clone(),
+            crate::dlq::DeadLetterSink::Store(store.clone()),
+        );
+        let written = present("x", "c", 1);
+        {
+            let mut state = PartitionState::local(dir.path(), 1 << 20, "t", 0).unwrap();
+            state.record("a", written);
+            state.seal(0);
+            state.record("b", present("y", "c", 1));
+            assert_eq!(state.lookup("a").unwrap(), Some(written), "sealed");
+            assert_eq!(state.store.applied(&state.scope).unwrap(), None);
+            // Dropped here: a crash while the batch is being written.
+        }
+        let mut state = PartitionState::local(dir.path(), 1 << 20, "t", 0).unwrap();
+        assert_eq!(state.lookup("a").unwrap(), None, "never written");
+        state.record("a", written);
+        state.seal(0);
+        state.record("b", present("y", "c", 1));
+        state.batch_written(&sink, "t", 0).await.unwrap();
+        assert_eq!(state.store.applied(&state.scope).unwrap(), Some(0));
+        assert_eq!(state.store.get("a").unwrap(), Some(written));
+        assert_eq!(state.store.get("b").unwrap(), None, "b is in the open batch");
+        assert!(state.lookup("b").unwrap().is_some());
     }
 }
