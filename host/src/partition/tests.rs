@@ -156,15 +156,17 @@ async fn a_full_batch_is_written_while_the_worker_goes_on() {
     let returned = tokio::time::timeout(Duration::from_secs(30), worker.process(inputs))
         .await
         .expect("the worker went on while its full batch was being written");
-    assert_eq!(returned.unwrap(), None, "not durable before its write returns");
+    assert_eq!(
+        returned.unwrap(),
+        None,
+        "not durable before its write returns"
+    );
     assert_eq!(worker.last_durable(), None);
     assert_eq!(worker.due_in(), Some(Duration::ZERO), "a write to wait for");
     release.send(true).unwrap();
     assert_eq!(worker.flush().await.unwrap(), Some(2));
     assert_eq!(worker.due_in(), None);
-    let key = |first, last| {
-        format!("put /b/p/results/t/0/{first:020}-{last:020}.jsonl.zst")
-    };
+    let key = |first, last| format!("put /b/p/results/t/0/{first:020}-{last:020}.jsonl.zst");
     assert_eq!(*requests.lock().unwrap(), [key(0, 1), key(2, 2)]);
 }
 

@@ -601,7 +601,11 @@ mod tests {
         state.batch_written(&sink, "t", 0).await.unwrap();
         assert_eq!(state.store.applied(&state.scope).unwrap(), Some(0));
         assert_eq!(state.store.get("a").unwrap(), Some(written));
-        assert_eq!(state.store.get("b").unwrap(), None, "b is in the open batch");
+        assert_eq!(
+            state.store.get("b").unwrap(),
+            None,
+            "b is in the open batch"
+        );
         assert!(state.lookup("b").unwrap().is_some());
     }
 }
