@@ -46,14 +46,35 @@ install() {
     fi
 }
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+free_ports() { # count; prints that many distinct free ports, one per line
+    # All sockets stay bound until every port is chosen: ports asked for one
+    # after the other can come back the same (a broker and an S3 server on
+    # one port, and the S3 checks then talking to the broker).
+    python3 -c '
+import socket, sys
+sockets = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+for s in sockets:
+    print(s.getsockname()[1])
+' "$1"
 }
 
-wait_for() { # description, command...
-    local what=$1; shift
+wait_for() { # description, log, pid, command...: until the command succeeds
+    local what=$1 log=$2 pid=$3; shift 3
+    local exited="$what exited; the end of its log, $log:"
     for _ in $(seq 1 300); do
-        if "$@" >/dev/null 2>&1; then return 0; fi
+        kill -0 "$pid" 2>/dev/null || die "$exited
+$(tail -n 20 "$log")"
+        if "$@" >/dev/null 2>&1; then
+            # Something else may answer on the port while our server fails
+            # to bind it (and exits at once): only a server still alive
+            # after answering counts.
+            sleep 0.2
+            kill -0 "$pid" 2>/dev/null || die "$exited
+$(tail -n 20 "$log")"
+            return 0
+        fi
         sleep 0.1
     done
     die "$what did not become ready within 30 s"
@@ -68,7 +89,8 @@ start_broker() {
         --storage-engine "sqlite:///$dir/broker/tansu.db" \
         >>"$dir/broker.log" 2>&1 &
     echo $! >"$dir/broker.pid"
-    wait_for "the broker on port $port" tansu topic list --broker "tcp://127.0.0.1:$port"
+    wait_for "the broker on port $port" "$dir/broker.log" "$(cat "$dir/broker.pid")" \
+        tansu topic list --broker "tcp://127.0.0.1:$port"
 }
 
 # s3s-fs does not set TCP_NODELAY on its connections, so on loopback each
@@ -93,7 +115,8 @@ start_s3() {
     LD_PRELOAD=$(nodelay_shim "$dir") s3s-fs --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
         "$dir/s3" >>"$dir/s3.log" 2>&1 &
     echo $! >"$dir/s3.pid"
-    wait_for "the S3 server on port $port" curl -s -o /dev/null "http://127.0.0.1:$port/"
+    wait_for "the S3 server on port $port" "$dir/s3.log" "$(cat "$dir/s3.pid")" \
+        curl -s -o /dev/null "http://127.0.0.1:$port/"
 }
 
 stop_one() { # dir, name
@@ -122,8 +145,9 @@ case "$command" in
             die "tansu or s3s-fs is missing: run '$0 install' first"
         mkdir -p "$dir/broker" "$dir/s3"
         dir=$(cd "$dir" && pwd)
-        free_port >"$dir/broker.port"
-        free_port >"$dir/s3.port"
+        { read -r broker_port; read -r s3_port; } < <(free_ports 2)
+        echo "$broker_port" >"$dir/broker.port"
+        echo "$s3_port" >"$dir/s3.port"
         start_broker "$dir"
         start_s3 "$dir"
         cat >"$dir/env" <<EOF
