@@ -60,7 +60,10 @@ for s in sockets:
 ' "$1"
 }
 
-wait_for() { # description, log, pid, command...: until the command succeeds
+# Until the command succeeds. The caller records the PID only after this
+# returns, so a server that failed to start never replaces the PID file of
+# one that runs (a `resume` of a server that is still up).
+wait_for() { # description, log, pid, command...
     local what=$1 log=$2 pid=$3; shift 3
     local exited="$what exited; the end of its log, $log:"
     for _ in $(seq 1 300); do
@@ -77,6 +80,7 @@ $(tail -n 20 "$log")"
         fi
         sleep 0.1
     done
+    kill "$pid" 2>/dev/null
     die "$what did not become ready within 30 s"
 }
 
@@ -88,9 +92,10 @@ start_broker() {
         --advertised-listener-url "tcp://127.0.0.1:$port" \
         --storage-engine "sqlite:///$dir/broker/tansu.db" \
         >>"$dir/broker.log" 2>&1 &
-    echo $! >"$dir/broker.pid"
-    wait_for "the broker on port $port" "$dir/broker.log" "$(cat "$dir/broker.pid")" \
+    local pid=$!
+    wait_for "the broker on port $port" "$dir/broker.log" "$pid" \
         tansu topic list --broker "tcp://127.0.0.1:$port"
+    echo "$pid" >"$dir/broker.pid"
 }
 
 # s3s-fs does not set TCP_NODELAY on its connections, so on loopback each
@@ -114,9 +119,10 @@ start_s3() {
     port=$(cat "$dir/s3.port")
     LD_PRELOAD=$(nodelay_shim "$dir") s3s-fs --host 127.0.0.1 --port "$port" --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" \
         "$dir/s3" >>"$dir/s3.log" 2>&1 &
-    echo $! >"$dir/s3.pid"
-    wait_for "the S3 server on port $port" "$dir/s3.log" "$(cat "$dir/s3.pid")" \
+    local pid=$!
+    wait_for "the S3 server on port $port" "$dir/s3.log" "$pid" \
         curl -s -o /dev/null "http://127.0.0.1:$port/"
+    echo "$pid" >"$dir/s3.pid"
 }
 
 stop_one() { # dir, name

@@ -421,7 +421,8 @@ async fn a_partition_revoked_under_backpressure_drains_when_handed_back() {
 
 /// The servers a test starts stop when it is done with them, not when the
 /// test binary exits (a bench or a long test run would otherwise leave them
-/// running), and without waiting for the watchdog.
+/// running), and without waiting for the watchdog; a server that fails to
+/// start is reported, never taken for one that answers on its port.
 #[test]
 fn private_servers_stop_when_dropped() {
     let services = Services::start();
@@ -436,6 +437,24 @@ fn private_servers_stop_when_dropped() {
         })
     };
     assert!(pids.iter().all(alive));
+    // A server that cannot bind its port fails the script at once, with
+    // its log, and leaves the running pair's PID files alone. (Before,
+    // whatever answered on the port made it look ready: an S3 server given
+    // the broker's port left the tests talking to the broker, and hanging.)
+    let resumed =
+        std::process::Command::new(weir_tests::workspace_root().join("scripts/dev-services.sh"))
+            .arg("resume")
+            .arg(services.dir())
+            .arg("s3")
+            .output()
+            .unwrap();
+    let said = String::from_utf8_lossy(&resumed.stderr);
+    assert!(!resumed.status.success(), "{said}");
+    assert!(
+        said.contains("exited") && said.contains("Address already in use"),
+        "{said}"
+    );
+    assert_eq!(services.pids(), pids);
     drop(services);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while pids.iter().any(alive) && std::time::Instant::now() < deadline {
