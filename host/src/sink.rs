@@ -148,21 +148,21 @@ impl Serialize for OutputBody<'_> {
     }
 }
 
-/// What a flushed batch covered, for acknowledging the source.
+/// What a written batch covered, for acknowledging the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flushed {
+pub(crate) struct Flushed {
     /// Topic of the range.
-    pub topic: String,
+    pub(crate) topic: String,
     /// Partition of the range.
-    pub partition: i32,
+    pub(crate) partition: i32,
     /// First input offset in the range.
-    pub first_offset: i64,
+    pub(crate) first_offset: i64,
     /// Last input offset in the range: everything up to it is durable.
-    pub last_offset: i64,
+    pub(crate) last_offset: i64,
     /// Key of the results object.
-    pub results_key: String,
+    pub(crate) results_key: String,
     /// Where the range's dead letters went, if there were any.
-    pub dead_letters_key: Option<String>,
+    pub(crate) dead_letters_key: Option<String>,
 }
 
 /// Errors writing a batch.

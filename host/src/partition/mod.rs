@@ -563,6 +563,8 @@ impl PartitionWorker {
         self.lease = lease;
         let Written { flushed, buffer } = outcome?;
         tracing::debug!(
+            first_offset = flushed.first_offset,
+            last_offset = flushed.last_offset,
             results = %flushed.results_key,
             dead_letters = ?flushed.dead_letters_key,
             "batch written"

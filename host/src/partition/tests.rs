@@ -77,6 +77,19 @@ async fn every_message_ends_in_exactly_one_place() {
     );
 }
 
+/// `result` is the refusal of a worker whose partition's lease was taken.
+fn assert_fenced<T: std::fmt::Debug>(result: &Result<T, WorkerError>) {
+    assert!(
+        matches!(
+            result,
+            Err(WorkerError::Sink(SinkError::Fence(
+                crate::fence::FenceError::Fenced { .. }
+            )))
+        ),
+        "{result:?}"
+    );
+}
+
 /// A worker that lost its partition (another took the lease) writes
 /// nothing more: its open batch is refused, and only the new owner's
 /// object exists. Without fencing the zombie's object 0-2 would overlap
@@ -98,15 +111,7 @@ async fn a_fenced_worker_writes_nothing_more() {
     assert_eq!(owner.flush().await.unwrap(), Some(4));
 
     let refused = zombie.flush().await;
-    assert!(
-        matches!(
-            refused,
-            Err(WorkerError::Sink(SinkError::Fence(
-                crate::fence::FenceError::Fenced { .. }
-            )))
-        ),
-        "{refused:?}"
-    );
+    assert_fenced(&refused);
     let results = store.list("p/results/").await.unwrap();
     assert_eq!(
         results,
@@ -188,15 +193,7 @@ async fn a_failed_background_write_stops_the_worker() {
         Err(e) => Err(e),
         Ok(_) => zombie.flush().await,
     };
-    assert!(
-        matches!(
-            refused,
-            Err(WorkerError::Sink(SinkError::Fence(
-                crate::fence::FenceError::Fenced { .. }
-            )))
-        ),
-        "{refused:?}"
-    );
+    assert_fenced(&refused);
     assert_eq!(zombie.last_durable(), None);
     assert!(store.list("p/results/").await.unwrap().is_empty());
 }
