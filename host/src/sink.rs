@@ -346,8 +346,8 @@ impl SealedBatch {
     }
 }
 
-/// A written batch: what it covered, and its results buffer, emptied, for
-/// the next [`PartitionBatch::seal`].
+/// A written batch: what it covered, and its results buffer, for the next
+/// [`PartitionBatch::seal`] to empty and reuse.
 pub(crate) struct Written {
     pub(crate) flushed: Flushed,
     pub(crate) buffer: Vec<u8>,

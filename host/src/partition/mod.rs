@@ -96,8 +96,8 @@ pub struct PartitionWorker {
     batch: PartitionBatch,
     /// The batch being written, if one is.
     writing: Option<PendingWrite>,
-    /// The results buffer of the last batch written, emptied, for the next
-    /// batch to be sealed.
+    /// The results buffer of the last batch written, for the next seal to
+    /// empty and reuse.
     spare: Vec<u8>,
     stats: Stats,
     bodies: Option<BodyStore>,
