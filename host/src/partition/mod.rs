@@ -42,14 +42,13 @@ use crate::dlq::{DeadLetter, DeadLetterKind};
 use crate::event::{BodyRef, ChangeEvent, DecodeError, Operation};
 use crate::fence::Lease;
 use crate::runtime::{DocRecord, RuntimeError};
-use crate::sink::{PartitionBatch, ResultLine, Sink, SinkError, SkipLine, Written};
+use crate::sink::{PartitionBatch, ResultLine, Sink, SinkError, SkipLine};
 use crate::source::SourceMessage;
 use crate::state::{self, DocState, PartitionState, Skip, StateError};
 
 mod pending_write;
 mod stats;
 
-use pending_write::PendingWrite;
 pub use stats::Stats;
 
 /// Errors that stop a worker. Per-record problems are never errors: they
@@ -95,7 +94,7 @@ pub struct PartitionWorker {
     batching: BatchingConfig,
     batch: PartitionBatch,
     /// The batch being written, if one is.
-    writing: Option<PendingWrite>,
+    writing: Option<pending_write::PendingWrite>,
     /// The results buffer of the last batch written, for the next seal to
     /// empty and reuse.
     spare: Vec<u8>,
@@ -502,79 +501,6 @@ impl PartitionWorker {
         }
         if let Some(state) = &mut self.state {
             state.end_call();
-        }
-        Ok(())
-    }
-
-    /// Take in the end of a batch's write, if it has ended, and hand the
-    /// open batch over to be written if it is older than the age limit.
-    /// Returns the offset through which everything is now durable, if that
-    /// moved.
-    pub async fn flush_if_due(&mut self) -> Result<Option<i64>, WorkerError> {
-        let before = self.last_durable;
-        self.settle_if_done().await?;
-        if self.batch.is_due(&self.batching) {
-            self.hand_off().await?;
-        }
-        Ok(self.durable_since(before))
-    }
-
-    /// Write the open batch now and wait until everything handled so far is
-    /// durable (e.g. at the end of input or on shutdown). Returns the offset
-    /// through which everything is now durable, if that moved.
-    pub async fn flush(&mut self) -> Result<Option<i64>, WorkerError> {
-        let before = self.last_durable;
-        self.hand_off().await?;
-        self.settle().await?;
-        Ok(self.durable_since(before))
-    }
-
-    /// Hand the open batch over to be written in the background, once the
-    /// batch before it is written: the worker goes on with the next inputs
-    /// meanwhile.
-    async fn hand_off(&mut self) -> Result<(), WorkerError> {
-        self.settle().await?;
-        let Some(batch) = self.batch.seal(std::mem::take(&mut self.spare)) else {
-            return Ok(());
-        };
-        if let Some(state) = &mut self.state {
-            state.seal(batch.last_offset());
-        }
-        let lease = self.lease.take();
-        self.writing = Some(PendingWrite::start(self.sink.clone(), batch, lease));
-        Ok(())
-    }
-
-    /// [`PartitionWorker::settle`], if the write has ended already.
-    async fn settle_if_done(&mut self) -> Result<(), WorkerError> {
-        if self.writing.as_ref().is_some_and(PendingWrite::is_finished) {
-            self.settle().await?;
-        }
-        Ok(())
-    }
-
-    /// Wait for the batch being written, if one is: its range becomes
-    /// durable, and so do its event-mode changes.
-    async fn settle(&mut self) -> Result<(), WorkerError> {
-        let Some(writing) = self.writing.take() else {
-            return Ok(());
-        };
-        let (lease, outcome) = writing.wait().await.map_err(WorkerError::Panicked)?;
-        self.lease = lease;
-        let Written { flushed, buffer } = outcome?;
-        tracing::debug!(
-            first_offset = flushed.first_offset,
-            last_offset = flushed.last_offset,
-            results = %flushed.results_key,
-            dead_letters = ?flushed.dead_letters_key,
-            "batch written"
-        );
-        self.spare = buffer;
-        self.last_durable = Some(flushed.last_offset);
-        if let Some(state) = &mut self.state {
-            state
-                .batch_written(&self.sink, &flushed.topic, flushed.partition)
-                .await?;
         }
         Ok(())
     }

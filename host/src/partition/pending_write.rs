@@ -6,6 +6,9 @@
 //! chain. The worker hands a full batch to a [`PendingWrite`] and runs the
 //! chain meanwhile, so the two overlap on two cores instead of taking turns.
 //!
+//! The worker's side (handing a batch over, taking in the end of its
+//! write) is here too.
+//!
 //! Invariants:
 //! - a pending write owns everything its write needs, the partition's lease
 //!   included, and gives the lease back with its outcome: while a batch is
@@ -21,6 +24,7 @@ use std::sync::Arc;
 
 use tracing::Instrument as _;
 
+use super::{PartitionWorker, WorkerError};
 use crate::fence::Lease;
 use crate::sink::{SealedBatch, Sink, SinkError, Written};
 
@@ -61,5 +65,81 @@ impl Drop for PendingWrite {
     fn drop(&mut self) {
         // After `wait` the task has ended, and aborting it does nothing.
         self.task.abort();
+    }
+}
+
+/// The worker's side of background writes.
+impl PartitionWorker {
+    /// Take in the end of a batch's write, if it has ended, and hand the
+    /// open batch over to be written if it is older than the age limit.
+    /// Returns the offset through which everything is now durable, if that
+    /// moved.
+    pub async fn flush_if_due(&mut self) -> Result<Option<i64>, WorkerError> {
+        let before = self.last_durable;
+        self.settle_if_done().await?;
+        if self.batch.is_due(&self.batching) {
+            self.hand_off().await?;
+        }
+        Ok(self.durable_since(before))
+    }
+
+    /// Write the open batch now and wait until everything handled so far is
+    /// durable (e.g. at the end of input or on shutdown). Returns the offset
+    /// through which everything is now durable, if that moved.
+    pub async fn flush(&mut self) -> Result<Option<i64>, WorkerError> {
+        let before = self.last_durable;
+        self.hand_off().await?;
+        self.settle().await?;
+        Ok(self.durable_since(before))
+    }
+
+    /// Hand the open batch over to be written in the background, once the
+    /// batch before it is written: the worker goes on with the next inputs
+    /// meanwhile.
+    pub(super) async fn hand_off(&mut self) -> Result<(), WorkerError> {
+        self.settle().await?;
+        let Some(batch) = self.batch.seal(std::mem::take(&mut self.spare)) else {
+            return Ok(());
+        };
+        if let Some(state) = &mut self.state {
+            state.seal(batch.last_offset());
+        }
+        let lease = self.lease.take();
+        self.writing = Some(PendingWrite::start(self.sink.clone(), batch, lease));
+        Ok(())
+    }
+
+    /// [`PartitionWorker::settle`], if the write has ended already.
+    pub(super) async fn settle_if_done(&mut self) -> Result<(), WorkerError> {
+        if self.writing.as_ref().is_some_and(PendingWrite::is_finished) {
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the batch being written, if one is: its range becomes
+    /// durable, and so do its event-mode changes.
+    pub(super) async fn settle(&mut self) -> Result<(), WorkerError> {
+        let Some(writing) = self.writing.take() else {
+            return Ok(());
+        };
+        let (lease, outcome) = writing.wait().await.map_err(WorkerError::Panicked)?;
+        self.lease = lease;
+        let Written { flushed, buffer } = outcome?;
+        tracing::debug!(
+            first_offset = flushed.first_offset,
+            last_offset = flushed.last_offset,
+            results = %flushed.results_key,
+            dead_letters = ?flushed.dead_letters_key,
+            "batch written"
+        );
+        self.spare = buffer;
+        self.last_durable = Some(flushed.last_offset);
+        if let Some(state) = &mut self.state {
+            state
+                .batch_written(&self.sink, &flushed.topic, flushed.partition)
+                .await?;
+        }
+        Ok(())
     }
 }
