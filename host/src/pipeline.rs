@@ -20,6 +20,7 @@ use crate::partition::{PartitionWorker, Stats, WorkerError};
 use crate::registry::{Registry, RegistryError, Trust};
 use crate::runtime::{LoadedPlugin, Runtime, RuntimeError, RuntimeOptions};
 use crate::sink::Sink;
+use crate::source::read_ahead::ReadAhead;
 use crate::source::{FileSource, SourceError};
 use crate::state::PartitionState;
 use crate::storage::ObjectStore;
@@ -380,7 +381,7 @@ pub async fn run_file(
     let Source::File { path, format } = &pipeline.source else {
         unreachable!("run_file is called for file sources")
     };
-    let mut source = FileSource::open(path, *format)?;
+    let source = FileSource::open(path, *format)?;
     let topic = crate::source::file::topic_for(path);
     let mut worker = PartitionWorker::new(
         assembled.chain.start_worker()?,
@@ -413,8 +414,13 @@ pub async fn run_file(
         .map(|s| s.batch_size)
         .max()
         .unwrap_or(64);
+    // The next batches are read (a dump's XML parsed) while this one runs.
+    let mut source = ReadAhead::start(source, batch_size).map_err(|e| SourceError::Io {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     loop {
-        let messages = source.next_batch(batch_size)?;
+        let messages = source.next_batch().await?;
         if messages.is_empty() {
             break;
         }

@@ -27,6 +27,7 @@ use tracing::Instrument as _;
 use super::{PartitionWorker, WorkerError};
 use crate::fence::Lease;
 use crate::sink::{SealedBatch, Sink, SinkError, Written};
+use crate::state::SealedChanges;
 
 /// What a finished write hands back: the lease it held, and its outcome.
 pub(super) type Outcome = (Option<Lease>, Result<Written, SinkError>);
@@ -34,18 +35,28 @@ pub(super) type Outcome = (Option<Lease>, Result<Written, SinkError>);
 /// One batch being written on the runtime, apart from its worker.
 pub(super) struct PendingWrite {
     task: tokio::task::JoinHandle<Outcome>,
+    /// The batch's event-mode changes (event mode only), for the state
+    /// store once the write has returned.
+    changes: Option<SealedChanges>,
 }
 
 impl PendingWrite {
     /// Start writing `batch` to `sink`, checking `lease` first (when
-    /// fencing). The write runs in the caller's span.
-    pub(super) fn start(sink: Arc<Sink>, batch: SealedBatch, mut lease: Option<Lease>) -> Self {
+    /// fencing); `changes` are the batch's event-mode changes. The write
+    /// runs in the caller's span.
+    pub(super) fn start(
+        sink: Arc<Sink>,
+        batch: SealedBatch,
+        mut lease: Option<Lease>,
+        changes: Option<SealedChanges>,
+    ) -> Self {
         let write = async move {
             let outcome = sink.write(batch, lease.as_mut()).await;
             (lease, outcome)
         };
         PendingWrite {
             task: tokio::spawn(write.in_current_span()),
+            changes,
         }
     }
 
@@ -55,9 +66,13 @@ impl PendingWrite {
         self.task.is_finished()
     }
 
-    /// Wait for the write to end. An error means the write task panicked.
-    pub(super) async fn wait(mut self) -> Result<Outcome, tokio::task::JoinError> {
-        (&mut self.task).await
+    /// Wait for the write to end; the batch's event-mode changes come back
+    /// with its outcome. An error means the write task panicked.
+    pub(super) async fn wait(
+        mut self,
+    ) -> Result<(Outcome, Option<SealedChanges>), tokio::task::JoinError> {
+        let outcome = (&mut self.task).await?;
+        Ok((outcome, self.changes.take()))
     }
 }
 
@@ -101,11 +116,17 @@ impl PartitionWorker {
         let Some(batch) = self.batch.seal(std::mem::take(&mut self.spare)) else {
             return Ok(());
         };
-        if let Some(state) = &mut self.state {
-            state.seal(batch.last_offset());
-        }
+        let changes = self
+            .state
+            .as_mut()
+            .map(|state| state.seal(batch.last_offset()));
         let lease = self.lease.take();
-        self.writing = Some(PendingWrite::start(self.sink.clone(), batch, lease));
+        self.writing = Some(PendingWrite::start(
+            self.sink.clone(),
+            batch,
+            lease,
+            changes,
+        ));
         Ok(())
     }
 
@@ -123,7 +144,7 @@ impl PartitionWorker {
         let Some(writing) = self.writing.take() else {
             return Ok(());
         };
-        let (lease, outcome) = writing.wait().await.map_err(WorkerError::Panicked)?;
+        let ((lease, outcome), changes) = writing.wait().await.map_err(WorkerError::Panicked)?;
         self.lease = lease;
         let Written { flushed, buffer } = outcome?;
         tracing::debug!(
@@ -135,9 +156,9 @@ impl PartitionWorker {
         );
         self.spare = buffer;
         self.last_durable = Some(flushed.last_offset);
-        if let Some(state) = &mut self.state {
+        if let (Some(state), Some(changes)) = (&mut self.state, changes) {
             state
-                .batch_written(&self.sink, &flushed.topic, flushed.partition)
+                .batch_written(changes, &self.sink, &flushed.topic, flushed.partition)
                 .await?;
         }
         Ok(())

@@ -7,9 +7,14 @@
 //! Its [`Payload`] is the bytes as they arrived (Kafka, JSONL), decoded by
 //! the partition worker, or an event a reader built itself (a dump), which
 //! the worker checks by the same rules without a JSON round trip.
+//!
+//! Parts: [`file`] (JSONL), [`mediawiki`] (dumps), and `read_ahead` (a
+//! thread that reads a file's next batches while the worker runs the
+//! current one).
 
 pub mod file;
 pub mod mediawiki;
+pub(crate) mod read_ahead;
 
 use std::borrow::Cow;
 use std::fmt;

@@ -235,6 +235,18 @@ pub struct CheckpointPolicy {
     pub every: Duration,
 }
 
+/// The changes of a batch handed over to be written
+/// ([`PartitionState::seal`]), to hand back to
+/// [`PartitionState::batch_written`] once the batch is written: the store
+/// takes in only changes that were sealed, once, through the last offset of
+/// their batch. Not cloneable, and made only by `seal`.
+#[derive(Debug)]
+#[must_use = "hand it back to batch_written once the batch is written"]
+pub struct SealedChanges {
+    /// The batch's last offset.
+    through: i64,
+}
+
 /// One partition's state while a worker drives it: the store, and the
 /// changes that are not durable yet (of the open batch, and of the batch
 /// being written).
@@ -249,9 +261,10 @@ pub struct PartitionState {
     scope: String,
     /// Changes of the open batch, newest last per id.
     pending: HashMap<String, DocState>,
-    /// Changes of the batch being written, with its last offset: they reach
-    /// the store when the batch is written, and lookups see them meanwhile.
-    sealed: Option<(i64, HashMap<String, DocState>)>,
+    /// Changes of the batch being written: they reach the store when the
+    /// batch is written (its [`SealedChanges`] handed back), and lookups see
+    /// them meanwhile.
+    sealed: Option<HashMap<String, DocState>>,
     /// Documents with an event in the current call whose outcome is not
     /// recorded yet (an upsert sent to the chain, a delete): a later event of
     /// the same document in the same call is processed, never compared with
@@ -368,8 +381,11 @@ impl PartitionState {
     /// The state of `id`, including changes of the open batch and of the
     /// batch being written.
     pub fn lookup(&mut self, id: &str) -> Result<Option<DocState>, StateError> {
-        let sealed = self.sealed.as_ref().map(|(_, changes)| changes);
-        if let Some(state) = self.pending.get(id).or_else(|| sealed?.get(id)) {
+        if let Some(state) = self
+            .pending
+            .get(id)
+            .or_else(|| self.sealed.as_ref()?.get(id))
+        {
             return Ok(Some(*state));
         }
         let reader = match &mut self.reader {
@@ -404,25 +420,26 @@ impl PartitionState {
     }
 
     /// The open batch, through `through`, goes to be written: its changes
-    /// wait for [`PartitionState::batch_written`]. One batch at a time is
-    /// written.
-    pub fn seal(&mut self, through: i64) {
+    /// wait for the returned token to come back to
+    /// [`PartitionState::batch_written`]. One batch at a time is written.
+    pub fn seal(&mut self, through: i64) -> SealedChanges {
         debug_assert!(self.sealed.is_none(), "one batch is written at a time");
-        self.sealed = Some((through, std::mem::take(&mut self.pending)));
+        self.sealed = Some(std::mem::take(&mut self.pending));
+        SealedChanges { through }
     }
 
-    /// The sealed batch was written: store its changes, and checkpoint if
-    /// one is due.
+    /// The batch of `sealed` was written: store its changes, and checkpoint
+    /// if one is due.
     pub async fn batch_written(
         &mut self,
+        sealed: SealedChanges,
         sink: &Sink,
         topic: &str,
         partition: i32,
     ) -> Result<(), StateError> {
-        let (through, changes) = self
-            .sealed
-            .take()
-            .expect("a written batch was sealed first");
+        let through = sealed.through;
+        // Only `seal` makes a token, and only this call takes the changes.
+        let changes = self.sealed.take().unwrap_or_default();
         self.reader = None;
         self.store.commit(
             changes.iter().map(|(id, state)| (id.as_str(), state)),
@@ -587,7 +604,7 @@ mod tests {
         {
             let mut state = PartitionState::local(dir.path(), 1 << 20, "t", 0).unwrap();
             state.record("a", written);
-            state.seal(0);
+            let _sealed = state.seal(0);
             state.record("b", present("y", "c", 1));
             assert_eq!(state.lookup("a").unwrap(), Some(written), "sealed");
             assert_eq!(state.store.applied(&state.scope).unwrap(), None);
@@ -596,9 +613,9 @@ mod tests {
         let mut state = PartitionState::local(dir.path(), 1 << 20, "t", 0).unwrap();
         assert_eq!(state.lookup("a").unwrap(), None, "never written");
         state.record("a", written);
-        state.seal(0);
+        let sealed = state.seal(0);
         state.record("b", present("y", "c", 1));
-        state.batch_written(&sink, "t", 0).await.unwrap();
+        state.batch_written(sealed, &sink, "t", 0).await.unwrap();
         assert_eq!(state.store.applied(&state.scope).unwrap(), Some(0));
         assert_eq!(state.store.get("a").unwrap(), Some(written));
         assert_eq!(
