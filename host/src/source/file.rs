@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Payload, Position, SourceMessage};
@@ -15,6 +15,8 @@ use super::{Payload, Position, SourceMessage};
 /// Reads change events from a JSONL file, in batches.
 pub struct JsonlSource {
     reader: BufReader<File>,
+    /// The file, for errors.
+    path: PathBuf,
     topic: Arc<str>,
     next_line: i64,
 }
@@ -24,9 +26,15 @@ impl JsonlSource {
     pub fn open(path: &Path) -> std::io::Result<Self> {
         Ok(JsonlSource {
             reader: BufReader::with_capacity(1 << 20, File::open(path)?),
+            path: path.to_owned(),
             topic: topic_for(path).into(),
             next_line: 0,
         })
+    }
+
+    /// The file being read.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Up to `max` messages; an empty batch means the end of the file.

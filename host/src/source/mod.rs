@@ -177,8 +177,8 @@ impl FileSource {
     /// Up to `max` messages; empty at the end of the input.
     pub fn next_batch(&mut self, max: usize) -> Result<Vec<SourceMessage>, SourceError> {
         match self {
-            FileSource::Jsonl(source) => source.next_batch(max).map_err(|source| SourceError::Io {
-                path: "input".to_owned(),
+            FileSource::Jsonl(jsonl) => jsonl.next_batch(max).map_err(|source| SourceError::Io {
+                path: jsonl.path().display().to_string(),
                 source,
             }),
             FileSource::Dump(source) => Ok(source.next_batch(max)?),

@@ -104,6 +104,19 @@ mod tests {
         assert_eq!(rest, vec![vec![4, 5, 6, 7], vec![8, 9]]);
     }
 
+    /// A read error names the file (a directory opens, but does not read).
+    #[tokio::test]
+    async fn a_read_error_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = FileSource::open(dir.path(), FileFormat::Jsonl).unwrap();
+        let (_, error) = read_all(ReadAhead::start(source, 4).unwrap()).await;
+        let message = error.expect("a directory is not read").to_string();
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+    }
+
     /// A dump broken after its first pages: the pages before the break
     /// arrive, then the error, as when the worker read the file itself.
     #[tokio::test]
