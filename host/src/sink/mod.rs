@@ -9,6 +9,8 @@
 //! ```
 //! Offsets are zero-padded to 20 digits so keys sort in offset order.
 //!
+//! Each input's line in a results object is written by [`line`].
+//!
 //! Invariants:
 //! - a batch covers a contiguous range of the partition's input, and every
 //!   input in it is either a result line, a dead letter or a counted skip;
@@ -27,20 +29,15 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use serde::ser::{SerializeMap, Serializer};
-use serde_json::value::RawValue;
-
-use crate::chain::LineageEntry;
 use crate::config::BatchingConfig;
-use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterError, DeadLetterSink};
-use crate::event::Operation;
 use crate::fence::{FenceError, Lease};
-use crate::runtime::DocRecord;
 use crate::source::Position;
-use crate::state::Skip;
 use crate::storage::{ObjectStore, StorageError};
+
+mod line;
+
+pub use line::{ResultLine, SkipLine};
 
 /// How far before the committed offset the search for a results range
 /// holding it starts (most objects are shorter, so one probe usually finds
@@ -54,99 +51,6 @@ const STRADDLE_GROWTH: i64 = 16;
 /// host's pass-through rate compression is its largest cost, so the default
 /// favours speed.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
-
-/// One line of a results object: one input record and its outputs, with
-/// lineage.
-#[derive(Serialize)]
-pub struct ResultLine<'a> {
-    /// Input position.
-    pub position: &'a Position,
-    /// Document id.
-    pub id: &'a str,
-    /// Document revision.
-    pub revision: u64,
-    /// Upsert (outputs from the chain) or delete (tombstone, no outputs).
-    pub op: Operation,
-    /// sha256 of the input body (absent for deletes).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_hash: Option<Digest>,
-    /// The identity of the chain that processed the body (absent for
-    /// deletes): what event mode compares, with the content hash.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub chain: Option<Digest>,
-    /// The event's metadata.
-    #[serde(serialize_with = "as_map")]
-    pub metadata: &'a [(String, String)],
-    /// Unknown fields of the event, carried through.
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    pub extra: &'a serde_json::Map<String, serde_json::Value>,
-    /// Every plugin that touched the outputs, in chain order.
-    pub lineage: &'a [LineageEntry],
-    /// The chain's outputs (empty for tombstones and filtered records).
-    #[serde(serialize_with = "as_outputs")]
-    pub outputs: &'a [DocRecord],
-}
-
-/// The line of an event that event mode skipped: no plugin ran, and the
-/// document's outputs are in the result line of an earlier event.
-#[derive(Serialize)]
-pub struct SkipLine<'a> {
-    /// Input position.
-    pub position: &'a Position,
-    /// Document id.
-    pub id: &'a str,
-    /// Document revision.
-    pub revision: u64,
-    /// Upsert or delete.
-    pub op: Operation,
-    /// sha256 of the input body (upserts).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_hash: Option<Digest>,
-    /// The chain identity the body was compared against (upserts).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub chain: Option<Digest>,
-    /// Why it was skipped.
-    pub skipped: Skip,
-}
-
-fn as_map<S: Serializer>(pairs: &&[(String, String)], s: S) -> Result<S::Ok, S::Error> {
-    let mut map = s.serialize_map(Some(pairs.len()))?;
-    for (k, v) in pairs.iter() {
-        map.serialize_entry(k, v)?;
-    }
-    map.end()
-}
-
-fn as_outputs<S: Serializer>(outputs: &&[DocRecord], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(outputs.iter().map(OutputBody))
-}
-
-/// An output record in a result line: JSON bodies are embedded as JSON,
-/// UTF-8 bodies as text, anything else as base64.
-struct OutputBody<'a>(&'a DocRecord);
-
-impl Serialize for OutputBody<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let record = self.0;
-        let mut map = s.serialize_map(None)?;
-        map.serialize_entry("content_type", &record.content_type)?;
-        let is_json = crate::media_type::matches("application/json", &record.content_type)
-            || record.content_type.ends_with("+json");
-        let json = is_json
-            .then(|| serde_json::from_slice::<&RawValue>(&record.body).ok())
-            .flatten();
-        match (json, simdutf8::basic::from_utf8(&record.body)) {
-            (Some(raw), _) => map.serialize_entry("json", raw)?,
-            (None, Ok(text)) => map.serialize_entry("text", text)?,
-            (None, Err(_)) => {
-                use base64::Engine as _;
-                let encoded = base64::engine::general_purpose::STANDARD.encode(&record.body);
-                map.serialize_entry("base64", &encoded)?
-            }
-        }
-        map.end()
-    }
-}
 
 /// What a written batch covered, for acknowledging the source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,14 +171,14 @@ impl PartitionBatch {
     /// Add a result line for the input at `position`.
     pub fn push_result(&mut self, line: &ResultLine<'_>) {
         self.cover(line.position);
-        serde_json::to_writer(&mut self.results, line).expect("result lines serialise");
+        line.write(&mut self.results);
         self.results.push(b'\n');
     }
 
     /// Add the line of a skipped input.
     pub fn push_skip(&mut self, line: &SkipLine<'_>) {
         self.cover(line.position);
-        serde_json::to_writer(&mut self.results, line).expect("skip lines serialise");
+        line.write(&mut self.results);
         self.results.push(b'\n');
     }
 

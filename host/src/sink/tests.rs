@@ -1,6 +1,8 @@
 //! Unit tests of the sink: keys, batches written in turn, and resuming.
 
 use super::*;
+use crate::event::Operation;
+use crate::state::Skip;
 
 #[test]
 fn key_ranges_are_read_back_from_keys() {
