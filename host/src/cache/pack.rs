@@ -24,6 +24,11 @@ use crate::digest::Digest;
 /// their size matters less.
 const LEVEL: i32 = -1;
 
+/// Largest pack decoded into a buffer of the size its frame header gives:
+/// a header claiming more (a corrupt one) is decoded as a stream instead,
+/// which fails at the end of the data without allocating what it claims.
+const MAX_SIZED_DECODE: u64 = 1 << 30;
+
 /// One entry as written (borrowed).
 #[derive(Serialize)]
 struct EntryRef<'a> {
@@ -72,7 +77,14 @@ pub fn encode<O: AsRef<[StoredOutput]>>(entries: &[(Digest, O)]) -> Vec<u8> {
 
 /// The entries of a pack.
 pub fn decode(bytes: &[u8]) -> Result<Vec<(Digest, Vec<StoredOutput>)>, PackError> {
-    let encoded = zstd::stream::decode_all(bytes).map_err(PackError::Compression)?;
+    // Packs are compressed in one call, which records their size in the
+    // frame header: decoding into a buffer of that size is one allocation,
+    // where a stream grows its buffer (copying it) as it goes.
+    let encoded = match zstd::zstd_safe::get_frame_content_size(bytes) {
+        Ok(Some(size)) if size <= MAX_SIZED_DECODE => zstd::bulk::decompress(bytes, size as usize),
+        _ => zstd::stream::decode_all(bytes),
+    }
+    .map_err(PackError::Compression)?;
     let entries: Vec<Entry> = postcard::from_bytes(&encoded)?;
     Ok(entries
         .into_iter()
@@ -127,6 +139,17 @@ mod tests {
     #[test]
     fn packs_round_trip() {
         assert_eq!(decode(&encode(&entries())).unwrap(), entries());
+    }
+
+    #[test]
+    fn a_pack_without_its_size_in_the_header_decodes_as_a_stream() {
+        let encoded = zstd::decode_all(encode(&entries()).as_slice()).unwrap();
+        let streamed = zstd::stream::encode_all(encoded.as_slice(), LEVEL).unwrap();
+        assert_eq!(
+            zstd::zstd_safe::get_frame_content_size(&streamed).unwrap(),
+            None
+        );
+        assert_eq!(decode(&streamed).unwrap(), entries());
     }
 
     #[test]

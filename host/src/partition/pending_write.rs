@@ -14,7 +14,7 @@
 //!   included, and gives the lease back with its outcome: while a batch is
 //!   being written, no other write of the partition can start;
 //! - nothing of the batch counts as durable until [`PendingWrite::wait`]
-//!   has returned its outcome;
+//!   has returned what the write did;
 //! - a pending write dropped before it was waited for (its worker failed,
 //!   or gave the partition up) is aborted: a write nobody waits for lands
 //!   by chance or not at all, and in either case its inputs are delivered
@@ -29,12 +29,20 @@ use crate::fence::Lease;
 use crate::sink::{SealedBatch, Sink, SinkError, Written};
 use crate::state::SealedChanges;
 
-/// What a finished write hands back: the lease it held, and its outcome.
-pub(super) type Outcome = (Option<Lease>, Result<Written, SinkError>);
+/// What a finished write hands back.
+pub(super) struct Finished {
+    /// The lease the write held.
+    lease: Option<Lease>,
+    /// What the write did.
+    written: Result<Written, SinkError>,
+    /// The batch's event-mode changes (event mode only).
+    changes: Option<SealedChanges>,
+}
 
 /// One batch being written on the runtime, apart from its worker.
 pub(super) struct PendingWrite {
-    task: tokio::task::JoinHandle<Outcome>,
+    /// The write: the lease it held, and what it did.
+    task: tokio::task::JoinHandle<(Option<Lease>, Result<Written, SinkError>)>,
     /// The batch's event-mode changes (event mode only), for the state
     /// store once the write has returned.
     changes: Option<SealedChanges>,
@@ -67,12 +75,14 @@ impl PendingWrite {
     }
 
     /// Wait for the write to end; the batch's event-mode changes come back
-    /// with its outcome. An error means the write task panicked.
-    pub(super) async fn wait(
-        mut self,
-    ) -> Result<(Outcome, Option<SealedChanges>), tokio::task::JoinError> {
-        let outcome = (&mut self.task).await?;
-        Ok((outcome, self.changes.take()))
+    /// with what it did. An error means the write task panicked.
+    pub(super) async fn wait(mut self) -> Result<Finished, tokio::task::JoinError> {
+        let (lease, written) = (&mut self.task).await?;
+        Ok(Finished {
+            lease,
+            written,
+            changes: self.changes.take(),
+        })
     }
 }
 
@@ -144,9 +154,13 @@ impl PartitionWorker {
         let Some(writing) = self.writing.take() else {
             return Ok(());
         };
-        let ((lease, outcome), changes) = writing.wait().await.map_err(WorkerError::Panicked)?;
+        let Finished {
+            lease,
+            written,
+            changes,
+        } = writing.wait().await.map_err(WorkerError::Panicked)?;
         self.lease = lease;
-        let Written { flushed, buffer } = outcome?;
+        let Written { flushed, buffer } = written?;
         tracing::debug!(
             first_offset = flushed.first_offset,
             last_offset = flushed.last_offset,
