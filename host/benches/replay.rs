@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use weir::cache::{StageCache, pack};
 use weir::storage::ObjectStore;
 use weir_tests::e2e::{PROMPT_FETCHES, Scenario};
-use weir_tests::process::{Measured, measure};
+use weir_tests::process::{Measured, in_turn, measure};
 use weir_tests::services::Services;
 
 const COPIES: usize = 10;
@@ -38,6 +38,10 @@ const CACHE: &str = "\n[cache]\nenabled = true\n";
 /// Millions of multiply steps the costly stage spends per record (about
 /// 1.5 ms of CPU each in the sandbox here).
 const MODEL_WORK: u64 = 2;
+/// Rounds of the file cases (a few seconds each), and of the costly
+/// stage's (a cold run takes about ten).
+const FILE_ROUNDS: usize = 5;
+const COSTLY_ROUNDS: usize = 3;
 
 fn weir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))
@@ -149,47 +153,80 @@ async fn main() {
         requests as f64 / records as f64 / 3.0
     );
 
-    // The same on a file, with a local cache: no broker in the way.
+    // The same on a file, with a local cache: no broker in the way. The
+    // cases run in turn, `FILE_ROUNDS` times: one run of each moves by
+    // 20% and more on this shared machine.
     let local = weir_tests::local_pipeline(dir.path(), "local.toml", &events, "");
     let local_cached = weir_tests::local_pipeline(dir.path(), "local-cached.toml", &events, CACHE);
     table(
-        "The same events from a file (`weir run --every-event`, local output and cache)",
+        &format!(
+            "The same events from a file (`weir run --every-event`, local output and cache; \
+             medians of {FILE_ROUNDS} rounds, cases in turn)"
+        ),
         "cache off",
     );
-    let results = dir.path().join("out/bench");
-    // Each run writes its results afresh.
-    let fresh_run = |config: &Path| {
-        std::fs::remove_dir_all(&results).ok();
+    let out = dir.path().join("out");
+    // Each run writes its results afresh; a cold run starts from an empty
+    // cache (`cache/` beside the results, the local default).
+    let fresh_run = |config: &Path, cache: Option<&Path>| {
+        std::fs::remove_dir_all(out.join("bench")).ok();
+        if let Some(cache) = cache {
+            std::fs::remove_dir_all(cache).ok();
+        }
         file_run(config)
     };
-    let file_off = fresh_run(&local);
+    let default_cache = out.join("cache");
+    let [file_off, file_cold, file_warm]: [Measured; 3] = in_turn(
+        FILE_ROUNDS,
+        &mut [
+            ("off", Box::new(|| fresh_run(&local, None))),
+            (
+                "cold",
+                Box::new(|| fresh_run(&local_cached, Some(&default_cache))),
+            ),
+            ("warm", Box::new(|| fresh_run(&local_cached, None))),
+        ],
+    )
+    .try_into()
+    .expect("three cases");
     row("cache off", &file_off, &file_off, records);
-    let file_cold = fresh_run(&local_cached);
     row("cache on, cold", &file_cold, &file_off, records);
-    let file_warm = fresh_run(&local_cached);
     row("cache on, warm", &file_warm, &file_off, records);
     println!(
-        "\nwarm vs cold: {:.1}x faster (wall); cold overhead vs off: {:+.1}% wall",
+        "\nwarm vs cold: {:.1}x faster (wall), {:.1}x less CPU; cold overhead vs off: {:+.1}% wall, {:+.1}% CPU",
         file_cold.wall.as_secs_f64() / file_warm.wall.as_secs_f64(),
+        file_cold.cpu.as_secs_f64() / file_warm.cpu.as_secs_f64(),
         100.0 * (file_cold.wall.as_secs_f64() / file_off.wall.as_secs_f64() - 1.0),
+        100.0 * (file_cold.cpu.as_secs_f64() / file_off.cpu.as_secs_f64() - 1.0),
     );
 
     // A costly stage after the chain: the cache saves the plugins' work.
     // A cache of its own: the chain's entries from the runs above would
     // make its first run warm for three of the four stages.
+    let costly_cache = dir.path().join("costly-cache");
     let model = format!(
         "{CACHE}dir = \"{}\"\n[[stage]]\nname = \"model\"\nplugin = \"echo\"\n\
          [stage.config]\nwork = {MODEL_WORK}\n",
-        dir.path().join("costly-cache").display()
+        costly_cache.display()
     );
     let costly = weir_tests::local_pipeline(dir.path(), "costly.toml", &events, &model);
     table(
-        &format!("With a costly fourth stage (`echo` with `work = {MODEL_WORK}`), from the file"),
+        &format!(
+            "With a costly fourth stage (`echo` with `work = {MODEL_WORK}`), from the file \
+             (medians of {COSTLY_ROUNDS} rounds)"
+        ),
         "cold",
     );
-    let costly_cold = fresh_run(&costly);
+    let [costly_cold, costly_warm]: [Measured; 2] = in_turn(
+        COSTLY_ROUNDS,
+        &mut [
+            ("cold", Box::new(|| fresh_run(&costly, Some(&costly_cache)))),
+            ("warm", Box::new(|| fresh_run(&costly, None))),
+        ],
+    )
+    .try_into()
+    .expect("two cases");
     row("cache on, cold", &costly_cold, &costly_cold, records);
-    let costly_warm = fresh_run(&costly);
     row("cache on, warm", &costly_warm, &costly_cold, records);
     println!(
         "\nwarm vs cold: {:.1}x faster (wall); the fourth stage cost {:.2} ms of CPU per record \

@@ -30,7 +30,7 @@ use std::process::Command;
 use weir::source::FileFormat;
 use weir::source::FileSource;
 use weir_tests::e2e::{DOCUMENT_STAGES, PROMPT_FETCHES, Scenario};
-use weir_tests::process::{Measured, measure, median};
+use weir_tests::process::{Case, Measured, in_turn, measure};
 use weir_tests::services::Services;
 
 const COPIES: usize = 10;
@@ -169,20 +169,6 @@ fn run_wikiextractor(bin: &Path, dump: &Path, dir: &Path) -> Measured {
         .arg(&out)
         .arg(dump);
     measure(command)
-}
-
-/// Run each case `runs` times, in turn, and keep each case's median.
-/// One measured case: a name and what runs it.
-type Case<'a> = (&'a str, Box<dyn FnMut() -> Measured + 'a>);
-
-fn in_turn(runs: usize, cases: &mut [Case<'_>]) -> Vec<Measured> {
-    let mut all: Vec<Vec<Measured>> = vec![Vec::new(); cases.len()];
-    for _ in 0..runs {
-        for (i, (_, case)) in cases.iter_mut().enumerate() {
-            all[i].push(case());
-        }
-    }
-    all.into_iter().map(median).collect()
 }
 
 fn mb_per_cpu_s(bytes: u64, m: &Measured) -> f64 {

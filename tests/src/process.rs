@@ -52,8 +52,30 @@ pub fn measure(mut command: Command) -> Measured {
     }
 }
 
-/// The run with the median CPU time of `runs` (which must not be empty).
+/// The median wall time and the median CPU time of `runs` (which must not
+/// be empty), each taken on its own, with the output of the run of median
+/// CPU time.
 pub fn median(mut runs: Vec<Measured>) -> Measured {
+    let middle = runs.len() / 2;
+    let mut walls: Vec<Duration> = runs.iter().map(|m| m.wall).collect();
+    walls.sort();
     runs.sort_by_key(|m| m.cpu);
-    runs.swap_remove(runs.len() / 2)
+    let mut run = runs.swap_remove(middle);
+    run.wall = walls[middle];
+    run
+}
+
+/// One measured case: a name and what runs it.
+pub type Case<'a> = (&'a str, Box<dyn FnMut() -> Measured + 'a>);
+
+/// Run each case `runs` times, in turn (so that a slow moment of the
+/// machine falls on every case alike), and keep each case's median.
+pub fn in_turn(runs: usize, cases: &mut [Case<'_>]) -> Vec<Measured> {
+    let mut all: Vec<Vec<Measured>> = vec![Vec::new(); cases.len()];
+    for _ in 0..runs {
+        for (i, (_, case)) in cases.iter_mut().enumerate() {
+            all[i].push(case());
+        }
+    }
+    all.into_iter().map(median).collect()
 }
