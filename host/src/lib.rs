@@ -37,7 +37,7 @@
 //!   limits, plugin log budget.
 //! - [`fence`]: per-partition leases that stop zombie writers.
 //! - [`sink`]: results and dead-letter objects of a partition and their
-//!   keys; what is already written.
+//!   keys; what is already written; the lines of a results object.
 //! - [`dlq`]: the dead-letter record and where dead letters are written.
 //! - [`storage`]: the object store: local directory, S3, in memory.
 //! - [`media_type`], [`digest`], [`counters`], [`atomic_file`]: small shared
