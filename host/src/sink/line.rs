@@ -98,7 +98,7 @@ impl Serialize for Head<'_, '_> {
 /// text, anything else as base64.
 fn write_output(record: &DocRecord, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"content_type\":");
-    json_escape_simd::escape_into(&record.content_type, out);
+    escape_text(&record.content_type, out);
     let is_json = crate::media_type::matches("application/json", &record.content_type)
         || record.content_type.ends_with("+json");
     let json = is_json
@@ -111,7 +111,7 @@ fn write_output(record: &DocRecord, out: &mut Vec<u8>) {
         }
         (None, Ok(text)) => {
             out.extend_from_slice(b",\"text\":");
-            json_escape_simd::escape_into(text, out);
+            escape_text(text, out);
         }
         (None, Err(_)) => {
             use base64::Engine as _;
@@ -122,6 +122,21 @@ fn write_output(record: &DocRecord, out: &mut Vec<u8>) {
         }
     }
     out.push(b'}');
+}
+
+/// Texts up to this size are escaped by the SIMD escaper, which first
+/// reserves six bytes per byte of text (the worst case: every byte a
+/// `\u00XX` escape); longer ones by serde_json, which grows the buffer as
+/// it writes. Both write the same bytes. Pages of wikitext are far below.
+const SIMD_ESCAPE_MAX_BYTES: usize = 1 << 20;
+
+/// `text` as a JSON string (quoted and escaped), appended to `out`.
+fn escape_text(text: &str, out: &mut Vec<u8>) {
+    if text.len() <= SIMD_ESCAPE_MAX_BYTES {
+        json_escape_simd::escape_into(text, out);
+    } else {
+        serde_json::to_writer(out, text).expect("strings serialise");
+    }
 }
 
 /// The line of an event that event mode skipped: no plugin ran, and the
@@ -228,6 +243,21 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(needle),
             String::from_utf8_lossy(&serde)
+        );
+    }
+
+    #[test]
+    fn long_texts_are_escaped_the_same_without_reserving_six_times_their_size() {
+        let text = every_escape().repeat(SIMD_ESCAPE_MAX_BYTES / every_escape().len() + 1);
+        assert!(text.len() > SIMD_ESCAPE_MAX_BYTES);
+        let mut out = Vec::new();
+        escape_text(&text, &mut out);
+        assert_eq!(out, serde_json::to_vec(&text).unwrap());
+        assert!(
+            out.capacity() < 6 * text.len(),
+            "{} for {}",
+            out.capacity(),
+            text.len()
         );
     }
 
