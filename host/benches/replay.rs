@@ -11,7 +11,8 @@
 //!   replay process's own CPU time (the broker and S3 server share this
 //!   machine's cores; the host's CPU is what the cache saves);
 //! - the same on a file (`weir run --every-event`, local cache), where no
-//!   broker bounds the rate;
+//!   broker bounds the rate: the cases in turn, `FILE_ROUNDS` rounds, with
+//!   medians (one run of a case moves by 20% and more on a shared machine);
 //! - the same file run with a costly fourth stage (the `echo` test plugin
 //!   spending `MODEL_WORK` million multiply steps per record, a stand-in
 //!   for a model), where the plugins' work, which the cache saves, outweighs the
