@@ -9,7 +9,7 @@
 //! ```
 //! Offsets are zero-padded to 20 digits so keys sort in offset order.
 //!
-//! Each input's line in a results object is written by [`line`].
+//! Each input's line in a results object is written by `line`.
 //!
 //! Invariants:
 //! - a batch covers a contiguous range of the partition's input, and every
