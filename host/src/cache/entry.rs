@@ -12,7 +12,9 @@
 //! The digest of the output's body is kept too (except for the chain's last
 //! stage, whose outputs no stage reads): it is the next stage's input
 //! digest, part of that stage's key, so a replay whose stages all hit hashes
-//! no body but the first.
+//! no body but the first. For the last stage's outputs, whether the body is
+//! a JSON document is kept instead: result lines need it, and a replay
+//! whose last stage hits then parses no output ([`crate::chain::Output`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,9 @@ pub struct StoredOutput {
     rest: Vec<u8>,
     /// The digest of the whole body, if a later stage needs it.
     digest: Option<[u8; 32]>,
+    /// Whether the body is a JSON document, if checked (for a chain's last
+    /// stage; trusted at lookup, as the rest of the entry is).
+    json: Option<bool>,
 }
 
 impl StoredOutput {
@@ -43,10 +48,12 @@ impl StoredOutput {
     /// `next_stage`, the digest of `input`'s body, when a later stage reads
     /// the output: the output's body digest is then kept and returned (from
     /// the input's hash state as far as the bodies share their start).
+    /// `json`: whether the output's body is a JSON document, if checked.
     pub fn new(
         input: &DocRecord,
         output: &DocRecord,
         next_stage: Option<&BodyDigest>,
+        json: Option<bool>,
     ) -> (Self, Option<BodyDigest>) {
         let common = common_prefix(&input.body, &output.body);
         let shared = if common >= MIN_SHARED { common } else { 0 };
@@ -59,6 +66,7 @@ impl StoredOutput {
             shared: u32::try_from(shared).unwrap_or(0),
             rest: output.body[shared.min(u32::MAX as usize)..].to_vec(),
             digest: digest.as_ref().map(|d| *d.digest().as_bytes()),
+            json,
         };
         (stored, digest)
     }
@@ -84,6 +92,11 @@ impl StoredOutput {
     /// The digest of the output's body, if kept.
     pub fn digest(&self) -> Option<Digest> {
         self.digest.map(Digest::from_bytes)
+    }
+
+    /// Whether the output's body is a JSON document, if checked.
+    pub fn json(&self) -> Option<bool> {
+        self.json
     }
 
     /// Bytes kept (for the memory tier's budget).
@@ -135,14 +148,16 @@ mod tests {
         let document = format!("{{\"text\":\"{}\"", "word ".repeat(200));
         let input = record(format!("{document}}}").as_bytes());
         let output = record(format!("{document},\"language\":\"en\"}}").as_bytes());
-        let (stored, kept) = StoredOutput::new(&input, &output, Some(&BodyDigest::of(&input.body)));
+        let (stored, kept) =
+            StoredOutput::new(&input, &output, Some(&BodyDigest::of(&input.body)), None);
         assert_eq!(stored.rest, b",\"language\":\"en\"}");
         let digest = Some(Digest::of(&output.body));
         assert_eq!(kept.map(|d| d.digest()), digest);
         assert_eq!(stored.rebuild(&input), Some((output.clone(), digest)));
         // The last stage's outputs keep no digest: no stage reads them.
-        let (last, kept) = StoredOutput::new(&input, &output, None);
+        let (last, kept) = StoredOutput::new(&input, &output, None, Some(true));
         assert!(kept.is_none());
+        assert_eq!((stored.json(), last.json()), (None, Some(true)));
         assert_eq!(last.rebuild(&input), Some((output, None)));
     }
 
@@ -150,7 +165,8 @@ mod tests {
     fn other_outputs_are_kept_whole() {
         let input = record(b"'''Albedo''' is a measure.");
         let output = record(b"{\"text\":\"Albedo is a measure.\"}");
-        let (stored, kept) = StoredOutput::new(&input, &output, Some(&BodyDigest::of(&input.body)));
+        let (stored, kept) =
+            StoredOutput::new(&input, &output, Some(&BodyDigest::of(&input.body)), None);
         assert_eq!(kept.map(|d| d.digest()), Some(Digest::of(&output.body)));
         assert_eq!(stored.shared, 0);
         assert_eq!(stored.rebuild(&input).unwrap().0, output);
@@ -175,8 +191,12 @@ mod tests {
         let long = vec![b'x'; 1000];
         let input = record(&long);
         let digest = BodyDigest::of(&input.body);
-        let (stored, _) =
-            StoredOutput::new(&input, &record(&[&long[..], b"!"].concat()), Some(&digest));
+        let (stored, _) = StoredOutput::new(
+            &input,
+            &record(&[&long[..], b"!"].concat()),
+            Some(&digest),
+            None,
+        );
         assert_eq!(stored.rebuild(&record(b"short")), None);
     }
 }

@@ -448,7 +448,7 @@ mod tests {
         let stage = Digest::of(b"stage");
         let input = record("in");
         let key = entry_key(&stage, &input, &Digest::of(&input.body));
-        let (out, _) = StoredOutput::new(&input, &record("out"), None);
+        let (out, _) = StoredOutput::new(&input, &record("out"), None, None);
         let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
         writer.store(&stage, "t", 0, (10, 19), vec![(key, vec![out.clone()])]);
         assert_eq!(
@@ -484,7 +484,7 @@ mod tests {
         for first in (0..packs).map(|p| p * 10) {
             let input = record(&format!("in {first}"));
             let key = entry_key(&stage, &input, &Digest::of(&input.body));
-            let (out, _) = StoredOutput::new(&input, &record("out"), None);
+            let (out, _) = StoredOutput::new(&input, &record("out"), None, None);
             writer.store(&stage, "t", 0, (first, first + 9), vec![(key, vec![out])]);
             keys.push(key);
         }
@@ -543,7 +543,7 @@ mod tests {
         let big = "x".repeat(16 << 10);
         let keys: Vec<Digest> = (0..32u32).map(|i| Digest::of(&i.to_le_bytes())).collect();
         for key in &keys {
-            let (stored, _) = StoredOutput::new(&record(""), &record(&big), None);
+            let (stored, _) = StoredOutput::new(&record(""), &record(&big), None, None);
             cache.memory.insert(*key, Arc::from(vec![stored]));
         }
         let kept = keys.iter().filter(|k| cache.get(k).is_some()).count();

@@ -2,8 +2,9 @@
 //! stage computed for one input batch, so that a replay reads a stage's
 //! outputs for a whole batch in one request.
 //!
-//! Key: `{stage}/{topic}/{partition}/{first}-{last}-{content}.pack`, with
-//! `stage` the first 32 hex digits (128 bits) of the stage identity and
+//! Key: `{format}/{stage}/{topic}/{partition}/{first}-{last}-{content}.pack`,
+//! with `format` the version of the entries' encoding ([`FORMAT`]), `stage`
+//! the first 32 hex digits (128 bits) of the stage identity and
 //! `content` the first 12 of the digest of the pack's entry keys: short
 //! enough for stores that keep keys as file names. The position only locates a pack
 //! (a replay of the same topic finds the packs of its batches by offset
@@ -18,6 +19,13 @@ use serde::{Deserialize, Serialize};
 
 use super::entry::StoredOutput;
 use crate::digest::Digest;
+
+/// The version of the entries' encoding, the first part of every pack's
+/// key: an encoding change changes it, so that a host never lists, reads
+/// or counts as corrupt the packs of another encoding (they stay until the
+/// store's lifecycle rules expire them). `v2`: outputs of a last stage keep
+/// whether their bodies are JSON documents.
+pub const FORMAT: &str = "v2";
 
 /// zstd level: a fast one (negative levels trade ratio for speed), since
 /// packs are written on the partition's path (a cold run pays for it) and
@@ -95,7 +103,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(Digest, Vec<StoredOutput>)>, PackErro
 /// The folder of the packs of one stage for one partition (with a trailing
 /// `/`).
 pub fn folder(stage: &Digest, topic: &str, partition: i32) -> String {
-    format!("{}/{topic}/{partition}/", &stage.hex()[..32])
+    format!("{FORMAT}/{}/{topic}/{partition}/", &stage.hex()[..32])
 }
 
 /// The key of the pack of the entries `keys` for the offsets
@@ -129,10 +137,15 @@ mod tests {
         };
         let input = record(b"wikitext");
         let digest = crate::digest::BodyDigest::of(&input.body);
-        let stored = |body: &[u8]| StoredOutput::new(&input, &record(body), Some(&digest)).0;
+        let stored =
+            |body: &[u8], json| StoredOutput::new(&input, &record(body), Some(&digest), json).0;
         vec![
-            (Digest::of(b"a"), vec![stored(b"{}"), stored(b"[1]")]),
+            (
+                Digest::of(b"a"),
+                vec![stored(b"{}", None), stored(b"[1]", Some(true))],
+            ),
             (Digest::of(b"b"), Vec::new()),
+            (Digest::of(b"c"), vec![stored(b"[", Some(false))]),
         ]
     }
 

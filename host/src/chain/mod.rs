@@ -4,7 +4,8 @@
 //! happened to each record ([`ChainResult`]).
 //!
 //! Parts: [`worker`] runs batches of records through a chain (with the
-//! stage cache, when there is one); `tests`.
+//! stage cache, when there is one); `output` is a final output and how a
+//! result line embeds it; `tests`.
 
 use std::sync::Arc;
 
@@ -12,10 +13,12 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::media_type;
-use crate::runtime::{DocRecord, Grants, Limits, LoadedPlugin, PluginInstance, RuntimeError};
+use crate::runtime::{Grants, Limits, LoadedPlugin, PluginInstance, RuntimeError};
 
+mod output;
 mod worker;
 
+pub use output::Output;
 pub use worker::{ChainWorker, Fills, StageWork};
 
 /// One configured stage: a plugin version plus its configuration and limits.
@@ -217,7 +220,7 @@ pub enum ChainResult {
     /// output for it: filtered out).
     Done {
         /// The final outputs (possibly none).
-        outputs: Vec<DocRecord>,
+        outputs: Vec<Output>,
         /// How many stages the record went through.
         stages_run: usize,
     },

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::cache::StageCache;
+use crate::runtime::DocRecord;
 use crate::test_support::chain_of;
 
 fn record(id: &str, content_type: &str, body: &str) -> DocRecord {
@@ -51,11 +52,25 @@ fn cached_stages_answer_repeated_inputs_without_the_plugin() {
         fills.iter().map(|(i, f)| (*i, f.len())).collect::<Vec<_>>(),
         [(0, 2), (1, 2)]
     );
+    // The last stage's entries keep whether their outputs are JSON
+    // documents (result lines need it); the first stage's do not.
+    for (index, entries) in &fills {
+        let expected = (*index == 1).then_some(true);
+        for (_, outputs) in entries {
+            assert!(outputs.iter().all(|o| o.json() == expected), "{index}");
+        }
+    }
     for (_, entries) in fills {
         cache.remember(&entries);
     }
     let again = worker.process(inputs.clone()).unwrap();
     assert_eq!(again, first, "the same results, failures included");
+    for result in [&first[0], &again[0], &first[2], &again[2]] {
+        let ChainResult::Done { outputs, .. } = result else {
+            panic!("{result:?}");
+        };
+        assert!(outputs.iter().all(Output::is_json), "{outputs:?}");
+    }
     let answered = StageWork {
         cache_hits: 2,
         cache_misses: 0,

@@ -19,7 +19,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Chain, ChainResult, FailureKind, Stage, StageFailure};
+use super::output::is_json_document;
+use super::{Chain, ChainResult, FailureKind, Output, Stage, StageFailure};
 use crate::cache::{StageCache, StoredOutput, entry_key};
 use crate::contract;
 use crate::counters::Counters;
@@ -75,9 +76,20 @@ pub struct ChainWorker {
 }
 
 /// The records of one stage's input, each tagged with the input index it
-/// descends from, and with its body's digest when known (cache keys use
-/// it; the cache keeps it for the outputs it answers).
-type Tagged = Vec<(usize, DocRecord, Option<BodyDigest>)>;
+/// descends from, and with what is known of it.
+type Tagged = Vec<(usize, DocRecord, Known)>;
+
+/// What is known of a record between stages, besides the record.
+#[derive(Default)]
+struct Known {
+    /// Its body's digest (cache keys use it; the cache keeps it for the
+    /// outputs it answers).
+    digest: Option<BodyDigest>,
+    /// Whether its body is a JSON document, for an output of the last
+    /// stage that was checked to be cached or came from an entry that
+    /// says (see [`Output`]).
+    json: Option<bool>,
+}
 
 /// A cached stage's input to compute: its cache key, and its body's digest
 /// (the outputs' digests resume from it).
@@ -130,7 +142,13 @@ impl ChainWorker {
         let mut current: Tagged = inputs
             .into_iter()
             .enumerate()
-            .map(|(origin, (record, digest))| (origin, record, digest.map(BodyDigest::known)))
+            .map(|(origin, (record, digest))| {
+                let known = Known {
+                    digest: digest.map(BodyDigest::known),
+                    json: None,
+                };
+                (origin, record, known)
+            })
             .collect();
         let chain = self.chain.clone();
         for (index, stage) in chain.stages.iter().enumerate() {
@@ -155,12 +173,16 @@ impl ChainWorker {
             current = next;
         }
         let stages_run = chain.stages.len();
-        for (origin, record, _) in current {
+        for (origin, record, known) in current {
+            let output = match known.json {
+                Some(json) => Output::known(record, json),
+                None => Output::new(record),
+            };
             match &mut results[origin] {
-                Some(ChainResult::Done { outputs, .. }) => outputs.push(record),
+                Some(ChainResult::Done { outputs, .. }) => outputs.push(output),
                 slot @ None => {
                     *slot = Some(ChainResult::Done {
-                        outputs: vec![record],
+                        outputs: vec![output],
                         stages_run,
                     })
                 }
@@ -221,12 +243,12 @@ impl ChainWorker {
         results: &mut [Option<ChainResult>],
     ) -> Result<Tagged, RuntimeError> {
         let mut accepted: Tagged = Vec::with_capacity(current.len());
-        for (origin, record, digest) in current {
+        for (origin, record, known) in current {
             if results[origin].is_some() {
                 continue; // a sibling output of this input already failed
             }
             if stage.accepts(&record.content_type) {
-                accepted.push((origin, record, digest));
+                accepted.push((origin, record, known));
             } else {
                 let reason = format!(
                     "content type `{}` is not accepted by stage `{}` (accepts {:?})",
@@ -254,7 +276,8 @@ impl ChainWorker {
         let mut fills = Vec::new();
         let size = stage.batch_size.max(1);
         // No stage reads the last stage's outputs: their digests would
-        // never be used.
+        // never be used. Result lines read whether they are JSON: that is
+        // kept instead.
         let last = index + 1 == self.chain.stages.len();
         for ((chunk_origins, chunk), chunk_misses) in origins
             .chunks(size)
@@ -278,13 +301,17 @@ impl ChainWorker {
                             let next_stage = (!last).then_some(&miss.input);
                             let mut stored = Vec::with_capacity(outputs.len());
                             for output in outputs {
-                                let (kept, digest) = StoredOutput::new(input, &output, next_stage);
+                                let json = last.then(|| is_json_document(&output));
+                                let (kept, digest) =
+                                    StoredOutput::new(input, &output, next_stage, json);
                                 stored.push(kept);
-                                next.push((origin, output, digest));
+                                next.push((origin, output, Known { digest, json }));
                             }
                             fills.push((miss.key, stored));
                         }
-                        None => next.extend(outputs.into_iter().map(|r| (origin, r, None))),
+                        None => {
+                            next.extend(outputs.into_iter().map(|r| (origin, r, Known::default())))
+                        }
                     },
                     Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
                 }
@@ -322,23 +349,26 @@ impl ChainWorker {
         let identity = self.chain.stage_id(index);
         let mut cached = Tagged::new();
         let mut to_compute = Vec::with_capacity(accepted.len());
-        for (origin, record, digest) in accepted {
-            let digest = digest.unwrap_or_else(|| BodyDigest::of(&record.body));
+        for (origin, record, known) in accepted {
+            let digest = known.digest.unwrap_or_else(|| BodyDigest::of(&record.body));
             let key = entry_key(&identity, &record, &digest.digest());
             let rebuilt = cache.get(&key).and_then(|outputs| {
                 outputs
                     .iter()
-                    .map(|output| output.rebuild(&record))
+                    .map(|output| {
+                        let (record, digest) = output.rebuild(&record)?;
+                        let known = Known {
+                            digest: digest.map(BodyDigest::known),
+                            json: output.json(),
+                        };
+                        Some((record, known))
+                    })
                     .collect::<Option<Vec<_>>>()
             });
             match rebuilt {
                 Some(outputs) => {
                     self.work[index].cache_hits += 1;
-                    cached.extend(
-                        outputs
-                            .into_iter()
-                            .map(|(r, d)| (origin, r, d.map(BodyDigest::known))),
-                    );
+                    cached.extend(outputs.into_iter().map(|(r, known)| (origin, r, known)));
                 }
                 None => {
                     self.work[index].cache_misses += 1;

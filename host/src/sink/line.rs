@@ -10,17 +10,17 @@
 //! Invariants:
 //! - every line is one JSON object on one line (the caller adds the `\n`);
 //! - the bytes of a line are what `serde_json` would write for the same
-//!   fields: JSON bodies embedded as they are, UTF-8 bodies as JSON strings
-//!   with serde_json's escapes, anything else as base64.
+//!   fields: JSON documents embedded as they are (but for the whitespace
+//!   around them, and line breaks between their tokens, made spaces),
+//!   other UTF-8 bodies as JSON strings with serde_json's escapes, anything
+//!   else as base64.
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeStruct, Serializer};
-use serde_json::value::RawValue;
 
-use crate::chain::LineageEntry;
+use crate::chain::{LineageEntry, Output};
 use crate::digest::Digest;
 use crate::event::Operation;
-use crate::runtime::DocRecord;
 use crate::source::Position;
 use crate::state::Skip;
 
@@ -47,7 +47,7 @@ pub struct ResultLine<'a> {
     /// Every plugin that touched the outputs, in chain order.
     pub lineage: &'a [LineageEntry],
     /// The chain's outputs (empty for tombstones and filtered records).
-    pub outputs: &'a [DocRecord],
+    pub outputs: &'a [Output],
 }
 
 impl ResultLine<'_> {
@@ -58,11 +58,11 @@ impl ResultLine<'_> {
         debug_assert_eq!(out.last(), Some(&b'}'));
         out.pop();
         out.extend_from_slice(b",\"outputs\":[");
-        for (i, record) in self.outputs.iter().enumerate() {
+        for (i, output) in self.outputs.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            write_output(record, out);
+            write_output(output, out);
         }
         out.extend_from_slice(b"]}");
     }
@@ -94,26 +94,25 @@ impl Serialize for Head<'_, '_> {
     }
 }
 
-/// An output record: JSON bodies are embedded as JSON, UTF-8 bodies as
-/// text, anything else as base64.
-fn write_output(record: &DocRecord, out: &mut Vec<u8>) {
+/// An output record: JSON documents are embedded as they are (the chain
+/// checked them: [`Output::is_json`]), other UTF-8 bodies as text, anything
+/// else as base64.
+fn write_output(output: &Output, out: &mut Vec<u8>) {
+    let record = output.record();
     out.extend_from_slice(b"{\"content_type\":");
     escape_text(&record.content_type, out);
-    let is_json = crate::media_type::matches("application/json", &record.content_type)
-        || record.content_type.ends_with("+json");
-    let json = is_json
-        .then(|| serde_json::from_slice::<&RawValue>(&record.body).ok())
-        .flatten();
-    match (json, simdutf8::basic::from_utf8(&record.body)) {
-        (Some(raw), _) => {
-            out.extend_from_slice(b",\"json\":");
-            out.extend_from_slice(raw.get().as_bytes());
-        }
-        (None, Ok(text)) => {
+    if output.is_json() {
+        out.extend_from_slice(b",\"json\":");
+        embed_json(&record.body, out);
+        out.push(b'}');
+        return;
+    }
+    match simdutf8::basic::from_utf8(&record.body) {
+        Ok(text) => {
             out.extend_from_slice(b",\"text\":");
             escape_text(text, out);
         }
-        (None, Err(_)) => {
+        Err(_) => {
             use base64::Engine as _;
             out.extend_from_slice(b",\"base64\":\"");
             let encoded = base64::engine::general_purpose::STANDARD.encode(&record.body);
@@ -122,6 +121,21 @@ fn write_output(record: &DocRecord, out: &mut Vec<u8>) {
         }
     }
     out.push(b'}');
+}
+
+/// A JSON document appended to `out` without the whitespace around it and
+/// with its line breaks made spaces: they can only be whitespace between
+/// tokens (a JSON string holds none raw), and the line must stay one line.
+fn embed_json(body: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(body.trim_ascii());
+    if memchr::memchr2(b'\n', b'\r', &out[start..]).is_some() {
+        for byte in &mut out[start..] {
+            if matches!(byte, b'\n' | b'\r') {
+                *byte = b' ';
+            }
+        }
+    }
 }
 
 /// Texts up to this size are escaped by the SIMD escaper, which first
@@ -186,6 +200,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::runtime::DocRecord;
 
     fn record(content_type: &str, body: &[u8]) -> DocRecord {
         DocRecord {
@@ -198,6 +213,7 @@ mod tests {
     }
 
     fn line_of(outputs: &[DocRecord], extra: &serde_json::Map<String, Value>) -> Vec<u8> {
+        let outputs: Vec<Output> = outputs.iter().cloned().map(Output::new).collect();
         let position = Position {
             topic: "t".into(),
             partition: 3,
@@ -215,7 +231,7 @@ mod tests {
             metadata: &metadata,
             extra,
             lineage: &[],
-            outputs,
+            outputs: &outputs,
         }
         .write(&mut out);
         out
@@ -270,6 +286,8 @@ mod tests {
             record("text/x-wiki", text.as_bytes()),
             record("application/json", b" {\"a\": [1, \"\\n\"]} "),
             record("application/vnd.weir.doc+json", b"{}"),
+            // Pretty-printed: its line breaks must not end the line.
+            record("application/json", b"{\n  \"b\": [\r\n 2 ]\n}\n"),
             // Declared JSON but not JSON: embedded as its text.
             record("application/json", b"{not json"),
             // Not UTF-8: base64.
@@ -293,6 +311,7 @@ mod tests {
                     {"content_type": "text/x-wiki", "text": text},
                     {"content_type": "application/json", "json": {"a": [1, "\n"]}},
                     {"content_type": "application/vnd.weir.doc+json", "json": {}},
+                    {"content_type": "application/json", "json": {"b": [2]}},
                     {"content_type": "application/json", "text": "{not json"},
                     {"content_type": "application/octet-stream", "base64": "/wCA"},
                     {"content_type": "text/plain; charset=\"utf-8\"", "text": ""},

@@ -1,0 +1,93 @@
+//! A final output of the chain: the record the last stage emitted, and
+//! whether its body is a JSON document, which decides how a result line
+//! carries it (embedded as it is, or as text).
+//!
+//! Why the chain decides it rather than the line writer: checking a body
+//! is a parse of all of it (about 10% of a warm replay's samples when the
+//! writer did it for every line; `docs/performance.md`). The chain checks
+//! a plugin's output once, and a cached last stage keeps the answer in its
+//! entry, so a replay whose last stage hits parses no output at all.
+//!
+//! Invariant: [`Output::is_json`] holds only if the content type is JSON
+//! (`application/json` or `*+json`) and the body parses as one JSON value,
+//! whether checked here or by the run that stored the cache entry (entries
+//! are content-addressed: equal keys mean equal bodies).
+
+use serde_json::value::RawValue;
+
+use crate::media_type;
+use crate::runtime::DocRecord;
+
+/// A record the chain's last stage emitted, with how it is embedded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    record: DocRecord,
+    json: bool,
+}
+
+impl Output {
+    /// `record`, its body checked.
+    pub fn new(record: DocRecord) -> Self {
+        let json = is_json_document(&record);
+        Output { record, json }
+    }
+
+    /// `record` as a cache entry describes it: `json` was checked when the
+    /// entry was stored.
+    pub(crate) fn known(record: DocRecord, json: bool) -> Self {
+        Output { record, json }
+    }
+
+    /// The record.
+    pub fn record(&self) -> &DocRecord {
+        &self.record
+    }
+
+    /// The record, without what is known of it.
+    pub fn into_record(self) -> DocRecord {
+        self.record
+    }
+
+    /// Whether the body is a JSON document (see the module's invariant).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+}
+
+/// Whether `record` says it is JSON and its body is one JSON value.
+pub(crate) fn is_json_document(record: &DocRecord) -> bool {
+    let says_json = media_type::matches("application/json", &record.content_type)
+        || record.content_type.ends_with("+json");
+    says_json && serde_json::from_slice::<&RawValue>(&record.body).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(content_type: &str, body: &[u8]) -> DocRecord {
+        DocRecord {
+            id: "d".into(),
+            revision: 1,
+            content_type: content_type.into(),
+            body: body.to_vec(),
+            metadata: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_body_is_json_when_its_type_says_so_and_it_parses() {
+        for (content_type, body, json) in [
+            ("application/json", &b"{\"a\": [1, 2]}"[..], true),
+            ("application/ld+json", b"\"s\"", true),
+            ("Application/JSON", b" 3 ", true),
+            ("application/json", b"{\"a\": 1", false),
+            ("application/json", b"{} {}", false),
+            ("application/json", b"\"\xff\"", false),
+            ("text/plain", b"{}", false),
+        ] {
+            let output = Output::new(record(content_type, body));
+            assert_eq!(output.is_json(), json, "{content_type} {body:?}");
+        }
+    }
+}
