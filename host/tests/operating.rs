@@ -251,3 +251,53 @@ async fn readiness_waits_for_the_broker() {
     let (code, log) = host.terminate();
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// The plugin instance pool reserves its address space up front: a host
+/// whose address space is limited (`ulimit -v`, as batch schedulers set)
+/// below what the default pool needs says which setting to lower, and runs
+/// once it is lowered.
+#[test]
+fn a_host_short_of_address_space_names_the_setting_to_lower() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = |name: &str, runtime: &str| {
+        let path = dir.path().join(name);
+        let text = format!(
+            "[pipeline]\nname = \"limited\"\n[source.file]\npath = \"{events}\"\n\
+             [runtime]\nplugin_dir = \"{plugins}\"\n{runtime}\n{stages}\
+             [output.local]\ndir = \"{out}\"\n[dead_letter.local]\ndir = \"{out}\"\n",
+            events = weir_tests::sample_events().display(),
+            plugins = weir_tests::plugin_dir().display(),
+            stages = weir_tests::e2e::DOCUMENT_STAGES,
+            out = dir.path().join("out").display(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    // 64 GiB: the default pool (128 instances) reserves about 1 TiB, a pool
+    // of the three instances this chain needs about 24 GiB.
+    let run = |pipeline: &std::path::Path| {
+        std::process::Command::new("bash")
+            .args(["-c", "ulimit -v 67108864 && exec \"$0\" run -c \"$1\""])
+            .arg(weir())
+            .arg(pipeline)
+            .env("WEIR_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap()
+    };
+    let default = run(&pipeline("default.toml", ""));
+    let stderr = String::from_utf8_lossy(&default.stderr);
+    assert!(!default.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("pool of 128 plugin instances")
+            && stderr.contains("Lower `[runtime] max_instances`")
+            && stderr.contains("`ulimit -v`"),
+        "{stderr}"
+    );
+    let lowered = run(&pipeline("lowered.toml", "max_instances = 3"));
+    assert!(
+        lowered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lowered.stderr)
+    );
+}

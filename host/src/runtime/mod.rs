@@ -38,10 +38,25 @@ use sandbox::StoreState;
 /// here: they are [`Trap`]s or [`PluginError`]s handled by the chain.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// The engine could not be configured (e.g. the pooling allocator could
-    /// not reserve its address space).
+    /// The engine could not be configured.
     #[error("cannot start the WebAssembly engine: {0}")]
     Engine(String),
+    /// The instance pool could not reserve its address space: it reserves
+    /// all of it up front, which a process limited by `ulimit -v` (many
+    /// batch schedulers set one) may not be allowed.
+    #[error(
+        "cannot reserve address space for a pool of {max_instances} plugin instances \
+         (`[runtime] max_instances`; each instance's memory reserves about 4 GiB of \
+         address space, not of memory): {reason}. Lower `[runtime] max_instances` \
+         (a host needs one per stage per partition it runs at once) or raise the \
+         process's address-space limit (`ulimit -v`)"
+    )]
+    InstancePool {
+        /// The pool's size.
+        max_instances: u32,
+        /// What the allocator said.
+        reason: String,
+    },
     /// The plugin file could not be read.
     #[error("cannot read plugin {path}: {source}")]
     Read {
@@ -162,7 +177,21 @@ impl Runtime {
                 ProfilingStrategy::None
             })
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config).map_err(engine_error)?;
+        let engine = match Engine::new(&config) {
+            Ok(engine) => engine,
+            Err(pooled) => {
+                // The same engine without the pool tells a pool that cannot
+                // reserve its address space from any other failure.
+                config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+                return Err(match Engine::new(&config) {
+                    Ok(_) => RuntimeError::InstancePool {
+                        max_instances: instances,
+                        reason: format!("{pooled:#}"),
+                    },
+                    Err(_) => engine_error(pooled),
+                });
+            }
+        };
 
         let mut linker = Linker::<StoreState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
