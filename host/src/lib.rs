@@ -23,7 +23,8 @@
 //!   and adoption of ranges already written.
 //! - [`state`]: event mode: per-partition document state on disk, the skip
 //!   rule, checkpoints and restore.
-//! - [`chain`]: stages, the load-time type check, running batches through.
+//! - [`chain`]: stages, the load-time type check, running batches through,
+//!   the final outputs (and whether each is a JSON document).
 //! - [`cache`]: content-addressed stage outputs (packs in a store, a
 //!   bounded memory tier), so replays reuse what was computed.
 //! - [`contract`]: what every plugin output must satisfy.
