@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::chain::{Chain, Stage};
-use crate::runtime::{Grants, Limits, Runtime, RuntimeOptions};
+use crate::runtime::{DocRecord, Grants, Limits, Runtime, RuntimeOptions};
 use crate::source::{Position, SourceMessage};
 
 /// The component file of the plugin `name` (`echo`, `hostile`, `parse`, ...).
@@ -40,6 +40,18 @@ pub(crate) fn chain_of(
         .collect();
     let chain = Chain::new(stages);
     (runtime, chain)
+}
+
+/// A record of document `d`, revision 1, of `content_type`, with `body`
+/// and no metadata: an output as a plugin would emit it.
+pub(crate) fn doc(content_type: &str, body: &[u8]) -> DocRecord {
+    DocRecord {
+        id: "d".into(),
+        revision: 1,
+        content_type: content_type.into(),
+        body: body.to_vec(),
+        metadata: Vec::new(),
+    }
 }
 
 /// A message of topic `t`, partition 0, at `offset`, with `payload`.

@@ -2,7 +2,8 @@
 //! counts exactly what the host did, `/healthz` and `/readyz` answer as
 //! Kubernetes probes expect, and the status page, in a real headless
 //! Chromium, shows the running pipeline with numbers that move while
-//! records flow.
+//! records flow. And a host short of address space for its instance pool
+//! says which setting to change.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -64,16 +64,7 @@ pub(crate) fn is_json_document(record: &DocRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(content_type: &str, body: &[u8]) -> DocRecord {
-        DocRecord {
-            id: "d".into(),
-            revision: 1,
-            content_type: content_type.into(),
-            body: body.to_vec(),
-            metadata: Vec::new(),
-        }
-    }
+    use crate::test_support::doc;
 
     #[test]
     fn a_body_is_json_when_its_type_says_so_and_it_parses() {
@@ -86,7 +77,7 @@ mod tests {
             ("application/json", b"\"\xff\"", false),
             ("text/plain", b"{}", false),
         ] {
-            let output = Output::new(record(content_type, body));
+            let output = Output::new(doc(content_type, body));
             assert_eq!(output.is_json(), json, "{content_type} {body:?}");
         }
     }

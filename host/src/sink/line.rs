@@ -201,16 +201,7 @@ mod tests {
 
     use super::*;
     use crate::runtime::DocRecord;
-
-    fn record(content_type: &str, body: &[u8]) -> DocRecord {
-        DocRecord {
-            id: "d".into(),
-            revision: 1,
-            content_type: content_type.into(),
-            body: body.to_vec(),
-            metadata: vec![],
-        }
-    }
+    use crate::test_support::doc;
 
     fn line_of(outputs: &[DocRecord], extra: &serde_json::Map<String, Value>) -> Vec<u8> {
         let outputs: Vec<Output> = outputs.iter().cloned().map(Output::new).collect();
@@ -248,10 +239,7 @@ mod tests {
     #[test]
     fn text_bodies_are_escaped_as_serde_json_escapes_them() {
         let text = every_escape();
-        let line = line_of(
-            &[record("text/plain", text.as_bytes())],
-            &Default::default(),
-        );
+        let line = line_of(&[doc("text/plain", text.as_bytes())], &Default::default());
         let mut serde = b"{\"content_type\":\"text/plain\",\"text\":".to_vec();
         serde_json::to_writer(&mut serde, &text).unwrap();
         serde.push(b'}');
@@ -283,16 +271,16 @@ mod tests {
         let mut extra = serde_json::Map::new();
         extra.insert("source".into(), json!({"k": [1, 2]}));
         let outputs = [
-            record("text/x-wiki", text.as_bytes()),
-            record("application/json", b" {\"a\": [1, \"\\n\"]} "),
-            record("application/vnd.weir.doc+json", b"{}"),
+            doc("text/x-wiki", text.as_bytes()),
+            doc("application/json", b" {\"a\": [1, \"\\n\"]} "),
+            doc("application/vnd.weir.doc+json", b"{}"),
             // Pretty-printed: its line breaks must not end the line.
-            record("application/json", b"{\n  \"b\": [\r\n 2 ]\n}\n"),
+            doc("application/json", b"{\n  \"b\": [\r\n 2 ]\n}\n"),
             // Declared JSON but not JSON: embedded as its text.
-            record("application/json", b"{not json"),
+            doc("application/json", b"{not json"),
             // Not UTF-8: base64.
-            record("application/octet-stream", &[0xff, 0x00, 0x80]),
-            record("text/plain; charset=\"utf-8\"", b""),
+            doc("application/octet-stream", &[0xff, 0x00, 0x80]),
+            doc("text/plain; charset=\"utf-8\"", b""),
         ];
         let line = line_of(&outputs, &extra);
         assert!(!line.contains(&b'\n'), "one line");
