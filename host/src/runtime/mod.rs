@@ -46,8 +46,8 @@ pub enum RuntimeError {
     /// batch schedulers set one) may not be allowed.
     #[error(
         "cannot reserve address space for a pool of {max_instances} plugin instances \
-         (`[runtime] max_instances`; each instance's memory reserves about 4 GiB of \
-         address space, not of memory): {reason}. Lower `[runtime] max_instances` \
+         (`[runtime] max_instances`; the pool reserves about 8 GiB of address space, \
+         not of memory, per instance): {reason}. Lower `[runtime] max_instances` \
          (a host needs one per stage per partition it runs at once) or raise the \
          process's address-space limit (`ulimit -v`)"
     )]
