@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 /// One thing wrong with a pipeline file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
-    /// Key path, e.g. `stage[1].limits.deadline_ms`.
+    /// Key path, e.g. `stage[1].limits.deadline_ms`; empty for the file as
+    /// a whole.
     pub key: String,
     /// 1-based line and column of that key in the file, when known.
     pub location: Option<(usize, usize)>,
@@ -17,14 +18,15 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.location {
-            Some((line, column)) => write!(
-                f,
-                "line {line}, column {column}: `{}`: {}",
-                self.key, self.message
-            ),
-            None => write!(f, "`{}`: {}", self.key, self.message),
+        if let Some((line, column)) = self.location {
+            write!(f, "line {line}, column {column}: ")?;
         }
+        // An empty key is the file as a whole (it cannot be read, or is
+        // not TOML).
+        if !self.key.is_empty() {
+            write!(f, "`{}`: ", self.key)?;
+        }
+        f.write_str(&self.message)
     }
 }
 

@@ -46,13 +46,27 @@ pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
 
 /// Parse and validate pipeline text; relative paths resolve against `base`.
 pub fn parse(text: &str, base: &Path) -> Result<Pipeline, Vec<Problem>> {
-    let file: PipelineFile = toml::from_str(text).map_err(|e| {
-        vec![Problem {
-            key: String::new(),
-            location: e.span().map(|span| line_column(text, span.start)),
-            message: e.message().to_owned(),
-        }]
-    })?;
+    // The path tracker names the key a type error or a missing field is
+    // at (`stage[0]`, `stage[1].limits.deadline_ms`); toml's own error
+    // only has a span.
+    let file: PipelineFile = toml::Deserializer::parse(text)
+        .map_err(|e| (String::new(), e))
+        .and_then(|de| {
+            serde_path_to_error::deserialize(de).map_err(|e| {
+                let key = match e.path().iter().next() {
+                    Some(_) => e.path().to_string(),
+                    None => String::new(),
+                };
+                (key, e.into_inner())
+            })
+        })
+        .map_err(|(key, e)| {
+            vec![Problem {
+                key,
+                location: e.span().map(|span| line_column(text, span.start)),
+                message: e.message().to_owned(),
+            }]
+        })?;
     let mut problems = Vec::new();
     let pipeline = validate(file, base, &mut problems);
     if problems.is_empty() {
@@ -118,6 +132,42 @@ dir = "out"
         assert_eq!(problems.len(), 1);
         assert!(problems[0].message.contains("retires"), "{:?}", problems[0]);
         assert_eq!(problems[0].location.map(|l| l.0), Some(11));
+    }
+
+    #[test]
+    fn a_missing_field_or_a_wrong_type_names_its_key() {
+        let dir = fixture_dir();
+        let missing = VALID.replace("plugin = \"a.wasm\"\n", "");
+        let problems = parse(&missing, dir.path()).unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "stage[0]");
+        assert_eq!(problems[0].location.map(|l| l.0), Some(8));
+        assert_eq!(
+            problems[0].to_string(),
+            "line 8, column 1: `stage[0]`: missing field `plugin`"
+        );
+
+        let wrong = VALID.replace(
+            "plugin = \"a.wasm\"",
+            "plugin = \"a.wasm\"\nretries = \"two\"",
+        );
+        let problems = parse(&wrong, dir.path()).unwrap_err();
+        assert_eq!(problems[0].key, "stage[0].retries");
+        assert_eq!(problems[0].location.map(|l| l.0), Some(11));
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with("line 11, column 11: `stage[0].retries`: invalid type"),
+            "{}",
+            problems[0]
+        );
+
+        let not_toml = parse("[pipeline\n", dir.path()).unwrap_err();
+        assert_eq!(not_toml[0].key, "");
+        assert_eq!(
+            not_toml[0].to_string(),
+            "line 1, column 10: unclosed table, expected `]`"
+        );
     }
 
     #[test]
