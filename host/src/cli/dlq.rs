@@ -34,7 +34,7 @@ pub enum DlqCommand {
         #[arg(value_name = "TOPIC/PARTITION@OFFSET")]
         position: String,
         /// The pipeline file.
-        #[arg(short, long, value_name = "PIPELINE.toml")]
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
     },
     /// Send chosen dead letters through the chain again (e.g. after a
@@ -55,7 +55,7 @@ pub enum DlqCommand {
 #[derive(Debug, Args)]
 pub struct Chosen {
     /// The pipeline file.
-    #[arg(short, long, value_name = "PIPELINE.toml")]
+    #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
     config: PathBuf,
     /// Failed at this stage.
     #[arg(long, value_name = "STAGE")]

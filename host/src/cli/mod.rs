@@ -45,7 +45,7 @@ pub enum Command {
     /// than the document's stored revision as `"skipped": "stale"`.
     Run {
         /// The pipeline file.
-        #[arg(short, long, value_name = "PIPELINE.toml")]
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
         /// Read this file instead of the one in `[source.file]` (e.g. a
         /// later export of the same documents).
@@ -67,7 +67,7 @@ pub enum Command {
     /// pipeline's live consumer group is never touched.
     Replay {
         /// The pipeline file (its [source.kafka]).
-        #[arg(short, long, value_name = "PIPELINE.toml")]
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
         /// Where to start: `earliest`, or an RFC 3339 time (the first event
         /// at or after it).
@@ -87,14 +87,14 @@ pub enum Command {
     /// every problem with its location.
     Validate {
         /// The pipeline file.
-        #[arg(short, long, value_name = "PIPELINE.toml")]
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
     },
     /// Produce change events to the pipeline's Kafka topic from a JSONL file
     /// or a MediaWiki XML dump, keyed by document id.
     Ingest {
         /// The pipeline file (its [source.kafka], [s3] and [ingest]).
-        #[arg(short, long, value_name = "PIPELINE.toml")]
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
         /// The input: JSONL of change events, or a MediaWiki dump (.xml, .bz2).
         #[arg(short, long)]
@@ -397,4 +397,34 @@ async fn stop_on_signal(shutdown: Arc<AtomicBool>) {
         "did not finish within {SHUTDOWN_GRACE:?} of the stop signal; exiting without committing"
     );
     std::process::exit(3);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command that reads a pipeline file takes it the same way:
+    /// `-c`, `--config` or `--pipeline`.
+    #[test]
+    fn every_pipeline_file_argument_has_the_same_spellings() {
+        fn check(command: &clap::Command, path: &str, seen: &mut usize) {
+            for arg in command.get_arguments() {
+                if arg.get_id() == "config" {
+                    *seen += 1;
+                    assert_eq!(arg.get_short(), Some('c'), "{path}");
+                    assert_eq!(arg.get_long(), Some("config"), "{path}");
+                    let aliases = arg.get_visible_aliases().unwrap_or_default();
+                    assert_eq!(aliases, ["pipeline"], "{path}");
+                }
+            }
+            for sub in command.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), seen);
+            }
+        }
+        let mut seen = 0;
+        check(&Cli::command(), "weir", &mut seen);
+        assert!(seen >= 10, "only {seen} commands take a pipeline file");
+    }
 }

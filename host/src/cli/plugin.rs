@@ -23,7 +23,7 @@ pub enum PluginCommand {
         /// The component (`.wasm`, built for wasm32-wasip2).
         path: PathBuf,
         /// The pipeline file.
-        #[arg(short, long, value_name = "PIPELINE.toml")]
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
         /// The name the component must describe itself with.
         #[arg(long, value_name = "N")]
@@ -39,7 +39,7 @@ pub enum PluginCommand {
     /// List the published versions.
     List {
         /// The pipeline file.
-        #[arg(short, long, value_name = "PIPELINE.toml")]
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
     },
     /// Show a version's manifest, and whether the pipeline runs it.
@@ -48,7 +48,7 @@ pub enum PluginCommand {
         #[arg(value_name = "NAME@VERSION")]
         plugin: String,
         /// The pipeline file.
-        #[arg(short, long, value_name = "PIPELINE.toml")]
+        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
     },
     /// Make a version the pipeline's active one (what stages naming
