@@ -33,7 +33,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheFigures;
-use crate::config::{EventMode, KafkaSettings, Pipeline, Source, StartFrom};
+use crate::config::{DeadLetterOutput, EventMode, KafkaSettings, Pipeline, Source, StartFrom};
 pub use crate::kafka::Bounds;
 use crate::partition::Stats;
 use crate::pipeline::{self, Assembled, PipelineError, RunSummary};
@@ -201,7 +201,11 @@ pub fn group_name(pipeline: &str, run: &str) -> String {
 }
 
 /// The pipeline as a replay runs it: its own group, its own output
-/// folder, every event processed.
+/// folder, every event processed. Its dead letters stay under the run's
+/// folder too: a pipeline whose dead letters go to a Kafka topic has them
+/// written to the output store instead, so a replay never adds letters to
+/// the live topic, where `weir dlq` would take them for the live
+/// pipeline's (and a redrive would give their records a second result).
 pub fn replay_pipeline(mut pipeline: Pipeline, run: &str) -> Result<Pipeline, ReplayError> {
     let valid = !run.is_empty()
         && run
@@ -217,6 +221,9 @@ pub fn replay_pipeline(mut pipeline: Pipeline, run: &str) -> Result<Pipeline, Re
     kafka.start = StartFrom::Earliest;
     pipeline.name = format!("{}/runs/{run}", pipeline.name);
     pipeline.event_mode = EventMode::Off;
+    if let DeadLetterOutput::Kafka { .. } = pipeline.dead_letter {
+        pipeline.dead_letter = DeadLetterOutput::Store(pipeline.output.clone());
+    }
     Ok(pipeline)
 }
 
@@ -416,6 +423,43 @@ impl ReplaySummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replay_keeps_its_dead_letters_under_its_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = r#"
+[pipeline]
+name = "live"
+[source.kafka]
+brokers = "b:9092"
+topic = "t"
+group = "live-group"
+[[stage]]
+name = "one"
+plugin = "one.wasm"
+[output.local]
+dir = "out"
+[dead_letter.kafka]
+topic = "live-dead-letters"
+"#;
+        std::fs::write(dir.path().join("one.wasm"), "").unwrap();
+        let live = crate::config::parse(text, dir.path()).unwrap();
+        let replay = replay_pipeline(live, "r1").unwrap();
+        assert_eq!(replay.name, "live/runs/r1");
+        assert_eq!(
+            replay.dead_letter,
+            DeadLetterOutput::Store(replay.output.clone()),
+            "not the live topic"
+        );
+        // A dead-letter store is kept: the run's prefix separates them.
+        let stored = text.replace(
+            "[dead_letter.kafka]\ntopic = \"live-dead-letters\"",
+            "[dead_letter.local]\ndir = \"dead\"",
+        );
+        let live = crate::config::parse(&stored, dir.path()).unwrap();
+        let kept = live.dead_letter.clone();
+        assert_eq!(replay_pipeline(live, "r1").unwrap().dead_letter, kept);
+    }
 
     #[test]
     fn points_parse_keywords_and_times() {

@@ -357,6 +357,27 @@ async fn dead_letters_can_go_to_a_kafka_topic() {
         )),
         "{listed}"
     );
+    // A replay of the topic keeps its dead letters under its own folder:
+    // the live topic still holds the live pipeline's three only (a replay
+    // used to add its own there, which `dlq` then took for live ones).
+    let replayed = scenario.weir(&weir(), services, &["replay", "--run", "again"]);
+    assert!(
+        replayed.contains("weir replay again: complete"),
+        "{replayed}"
+    );
+    let (_, end) = rdkafka::consumer::Consumer::fetch_watermarks(
+        &consumer,
+        &dead_topic,
+        0,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(end, 3, "messages on the live dead-letter topic");
+    let in_run = scenario.weir(&weir(), services, &["dlq", "list", "--run", "again"]);
+    assert!(
+        in_run.contains("3 dead letters (0 redriven) in ") && in_run.contains("/runs/again/"),
+        "{in_run}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

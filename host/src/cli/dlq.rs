@@ -2,7 +2,7 @@
 //! letters, wherever `[dead_letter]` sends them (a local directory, S3, a
 //! Kafka topic).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -33,9 +33,8 @@ pub enum DlqCommand {
         /// Its input position, `topic/partition@offset` (as `list` shows).
         #[arg(value_name = "TOPIC/PARTITION@OFFSET")]
         position: String,
-        /// The pipeline file.
-        #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// Send chosen dead letters through the chain again (e.g. after a
     /// plugin fix or a new limit) and write their results under
@@ -51,12 +50,24 @@ pub enum DlqCommand {
     },
 }
 
-/// Which dead letters (every criterion given must hold).
+/// Whose dead letters: the live pipeline's, or one of its replays'.
 #[derive(Debug, Args)]
-pub struct Chosen {
+pub struct Target {
     /// The pipeline file.
     #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
     config: PathBuf,
+    /// A replay's dead letters (`weir replay --run NAME`, under
+    /// `{pipeline}/runs/{run}/`) instead of the live pipeline's; a redrive
+    /// writes its results under the run's folder too.
+    #[arg(long, value_name = "NAME")]
+    run: Option<String>,
+}
+
+/// Which dead letters (every criterion given must hold).
+#[derive(Debug, Args)]
+pub struct Chosen {
+    #[command(flatten)]
+    target: Target,
     /// Failed at this stage.
     #[arg(long, value_name = "STAGE")]
     stage: Option<String>,
@@ -92,8 +103,11 @@ impl Chosen {
 }
 
 /// The pipeline, where its dead letters are, and its redrive markers.
-async fn open(config: &Path) -> anyhow::Result<(config::Pipeline, Origin, Markers)> {
-    let pipeline = config::load(config)?;
+async fn open(target: &Target) -> anyhow::Result<(config::Pipeline, Origin, Markers)> {
+    let mut pipeline = config::load(&target.config)?;
+    if let Some(run) = &target.run {
+        pipeline = crate::replay::replay_pipeline(pipeline, run)?;
+    }
     let mut stores = vec![&pipeline.output];
     if let DeadLetterOutput::Store(store) = &pipeline.dead_letter {
         stores.push(store);
@@ -157,7 +171,7 @@ fn line(letter: &DeadLetter, redriven: bool) -> String {
 pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
     match command {
         DlqCommand::List { chosen, json } => {
-            let (_, origin, markers) = open(&chosen.config).await?;
+            let (_, origin, markers) = open(&chosen.target).await?;
             let letters = chosen_letters(&origin, &chosen.filter()).await?;
             let redriven = markers.load().await?;
             for letter in &letters {
@@ -181,8 +195,8 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        DlqCommand::Show { position, config } => {
-            let (_, origin, markers) = open(&config).await?;
+        DlqCommand::Show { position, target } => {
+            let (_, origin, markers) = open(&target).await?;
             let filter = Filter {
                 position: Some(position.clone()),
                 ..Filter::default()
@@ -198,7 +212,7 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
             println!("redriven: {}", if redriven { "yes" } else { "no" });
         }
         DlqCommand::Redrive { chosen, dry_run } => {
-            let (pipeline, origin, markers) = open(&chosen.config).await?;
+            let (pipeline, origin, markers) = open(&chosen.target).await?;
             let letters = chosen_letters(&origin, &chosen.filter()).await?;
             if dry_run {
                 let redriven = markers.load().await?;

@@ -206,7 +206,7 @@ pub struct StageSettings {
 }
 
 /// A validated object destination (results, or dead letters next to them).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreOutput {
     /// A local directory.
     Local {
@@ -225,7 +225,7 @@ pub enum StoreOutput {
 }
 
 /// A validated dead-letter destination.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadLetterOutput {
     /// Objects in a store, next to the results.
     Store(StoreOutput),
