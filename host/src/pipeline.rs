@@ -37,6 +37,9 @@ pub enum PipelineError {
     /// The input could not be read.
     #[error(transparent)]
     Input(#[from] SourceError),
+    /// The input is not the file the output's earlier results came from.
+    #[error(transparent)]
+    Fingerprint(#[from] crate::source::fingerprint::FingerprintError),
     /// A worker stopped.
     #[error(transparent)]
     Worker(#[from] WorkerError),
@@ -383,6 +386,9 @@ pub async fn run_file(
     };
     let source = FileSource::open(path, *format)?;
     let topic = crate::source::file::topic_for(path);
+    // Before anything is adopted or written: the output's earlier results
+    // must be of this file (or of the start of it).
+    crate::source::fingerprint::claim(&assembled.sink, path, &topic).await?;
     let mut worker = PartitionWorker::new(
         assembled.chain.start_worker()?,
         assembled.sink.clone(),

@@ -507,3 +507,73 @@ fn the_example_recomputes_only_the_edited_pages() {
         "{second}"
     );
 }
+
+/// A file run files records by the input's name and position, and a rerun
+/// into the same output adopts what is there. Another file of the same name
+/// (a new export) is refused with the reason, instead of having its records
+/// at adopted positions taken for done; a longer version of the same file
+/// (lines appended) is processed from where the earlier run ended.
+#[test]
+fn another_file_with_the_same_name_is_not_taken_for_the_one_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = example_pipeline(&dir);
+    let run = |input: &Path| {
+        std::process::Command::new(weir())
+            .args(["run", "--every-event", "-c"])
+            .arg(&pipeline)
+            .arg("--input")
+            .arg(input)
+            .env("WEIR_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let ok = |input: &Path| {
+        let output = run(input);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let lines: Vec<String> = std::fs::read_to_string(
+        weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl"),
+    )
+    .unwrap()
+    .lines()
+    .map(|l| format!("{l}\n"))
+    .collect();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    let first = a.join("events.jsonl");
+    std::fs::write(&first, lines[..30].concat()).unwrap();
+    let once = ok(&first);
+    assert!(once.contains("30 results (30 outputs)"), "{once}");
+
+    // Lines appended: only the new ones are computed.
+    std::fs::write(&first, lines[..40].concat()).unwrap();
+    let longer = ok(&first);
+    assert!(longer.contains("10 results (10 outputs)"), "{longer}");
+
+    // Another file named events.jsonl: refused, nothing written.
+    let other = b.join("events.jsonl");
+    std::fs::write(&other, lines.iter().rev().cloned().collect::<String>()).unwrap();
+    let refused = run(&other);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("already holds results of another input named `events.jsonl`")
+            && stderr.contains("its bytes differ"),
+        "{stderr}"
+    );
+    let shorter = b.join("short").join("events.jsonl");
+    std::fs::create_dir_all(shorter.parent().unwrap()).unwrap();
+    std::fs::write(&shorter, lines[..3].concat()).unwrap();
+    let stderr = String::from_utf8(run(&shorter).stderr).unwrap();
+    assert!(stderr.contains("it is shorter"), "{stderr}");
+
+    // The same file again: everything adopted, nothing computed.
+    let again = ok(&first);
+    assert!(again.contains("0 results (0 outputs)"), "{again}");
+}

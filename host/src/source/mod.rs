@@ -8,11 +8,14 @@
 //! the partition worker, or an event a reader built itself (a dump), which
 //! the worker checks by the same rules without a JSON round trip.
 //!
-//! Parts: [`file`] (JSONL), [`mediawiki`] (dumps), and `read_ahead` (a
+//! Parts: [`file`] (JSONL), [`mediawiki`] (dumps), `read_ahead` (a
 //! thread that reads a file's next batches while the worker runs the
-//! current one).
+//! current one), and [`fingerprint`] (which file a run read, so that a
+//! rerun into the same output never takes another file of the same name
+//! for it).
 
 pub mod file;
+pub mod fingerprint;
 pub mod mediawiki;
 pub(crate) mod read_ahead;
 
