@@ -33,11 +33,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheFigures;
-use crate::config::{DeadLetterOutput, EventMode, KafkaSettings, Pipeline, Source, StartFrom};
+use crate::config::{
+    DeadLetterOutput, EventMode, KafkaSettings, Pipeline, Source, StartFrom, StoreOutput,
+};
 pub use crate::kafka::Bounds;
 use crate::partition::Stats;
 use crate::pipeline::{self, Assembled, PipelineError, RunSummary};
-use crate::storage::StorageError;
+use crate::storage::{ObjectStore, Precondition, StorageError};
 
 /// How long the broker may take to answer a planning request.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(15);
@@ -241,7 +243,16 @@ pub async fn replay(
         return Err(ReplayError::NotKafka);
     };
     let assembled = pipeline::assemble(pipeline).await?;
-    let plan = load_or_make_plan(kafka, options, &assembled).await?;
+    // Every store but an S3 one configured without them takes conditional
+    // writes.
+    let conditional_writes = !matches!(
+        pipeline.output,
+        StoreOutput::S3 {
+            conditional_writes: false,
+            ..
+        }
+    );
+    let plan = load_or_make_plan(kafka, options, &assembled, conditional_writes).await?;
     let bounds = Arc::new(Bounds::new(&plan.topic, plan.partitions.clone()));
     on_start(&plan, bounds.clone(), &assembled);
     // A replay runs the chain it started with from its first record to its
@@ -281,14 +292,10 @@ async fn load_or_make_plan(
     kafka: &KafkaSettings,
     options: &ReplayOptions,
     assembled: &Assembled,
+    conditional_writes: bool,
 ) -> Result<Plan, ReplayError> {
     let (store, key) = assembled.sink.own_object("replay.json");
-    if let Some(bytes) = store.get(&key).await? {
-        let plan: Plan =
-            serde_json::from_slice(&bytes).map_err(|source| ReplayError::PlanCorrupt {
-                key: store.describe(&key),
-                source,
-            })?;
+    if let Some(plan) = stored_plan(store, &key).await? {
         tracing::info!(
             run = options.run,
             from = plan.from,
@@ -302,9 +309,45 @@ async fn load_or_make_plan(
     let plan = tokio::task::spawn_blocking(move || make_plan(&settings, from, to))
         .await
         .expect("planning does not panic")?;
+    store_plan(store, &key, plan, conditional_writes).await
+}
+
+/// The plan stored at `key`, if any.
+async fn stored_plan(store: &ObjectStore, key: &str) -> Result<Option<Plan>, ReplayError> {
+    let Some(bytes) = store.get(key).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|source| ReplayError::PlanCorrupt {
+            key: store.describe(key),
+            source,
+        })
+}
+
+/// Store `plan` as the run's, unless another replica of the run stored
+/// one first: then that one is the run's (replicas started together each
+/// plan, with their own high watermarks, and one window must cut every
+/// partition). Without conditional writes the last plan stored wins.
+async fn store_plan(
+    store: &ObjectStore,
+    key: &str,
+    plan: Plan,
+    conditional_writes: bool,
+) -> Result<Plan, ReplayError> {
     let bytes = serde_json::to_vec_pretty(&plan).expect("a plan serialises");
-    store.put(&key, bytes).await?;
-    Ok(plan)
+    if !conditional_writes {
+        store.put(key, bytes).await?;
+        return Ok(plan);
+    }
+    match store.put_if(key, bytes, &Precondition::Absent).await {
+        Ok(_) => Ok(plan),
+        Err(StorageError::PreconditionFailed { .. }) => {
+            tracing::info!("another replica planned this run first: replaying its window");
+            Ok(stored_plan(store, key).await?.unwrap_or(plan))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Ask the broker for each partition's window, and commit the start
@@ -459,6 +502,39 @@ topic = "live-dead-letters"
         let live = crate::config::parse(&stored, dir.path()).unwrap();
         let kept = live.dead_letter.clone();
         assert_eq!(replay_pipeline(live, "r1").unwrap().dead_letter, kept);
+    }
+
+    fn plan(end: i64) -> Plan {
+        Plan {
+            topic: "t".into(),
+            group: "g".into(),
+            from: "earliest".into(),
+            to: "now".into(),
+            planned_at: "2026-12-03T00:00:00Z".into(),
+            partitions: BTreeMap::from([(0, (0, end))]),
+        }
+    }
+
+    #[tokio::test]
+    async fn replicas_planning_together_replay_the_first_stored_window() {
+        let store = ObjectStore::memory();
+        let first = store_plan(&store, "p/replay.json", plan(10), true)
+            .await
+            .unwrap();
+        assert_eq!(first.partitions[&0], (0, 10));
+        // A replica that planned later, with a higher watermark, takes the
+        // stored window instead of its own.
+        let second = store_plan(&store, "p/replay.json", plan(12), true)
+            .await
+            .unwrap();
+        assert_eq!(second.partitions[&0], (0, 10));
+        let stored = stored_plan(&store, "p/replay.json").await.unwrap().unwrap();
+        assert_eq!(stored.partitions[&0], (0, 10));
+        // Without conditional writes, the last one wins (as before).
+        let last = store_plan(&store, "p/replay.json", plan(12), false)
+            .await
+            .unwrap();
+        assert_eq!(last.partitions[&0], (0, 12));
     }
 
     #[test]
