@@ -4,8 +4,12 @@
 //! content-addressed key, so the same body is stored once; the host fetches
 //! and verifies them ([`BodyStore::fetch`]) before the chain runs.
 
-use aws_sdk_s3::Client;
+use std::sync::Arc;
 
+use aws_sdk_s3::Client;
+use tokio::sync::OnceCell;
+
+use crate::config::S3Settings;
 use crate::digest::Digest;
 use crate::event::BodyRef;
 use crate::storage::{Bounded, ObjectStore, StorageError, parse_s3_uri};
@@ -40,12 +44,6 @@ pub enum BodyError {
         /// What the object hashes to.
         actual: Digest,
     },
-    /// The pipeline has no S3 connection to fetch bodies with.
-    #[error(
-        "the body is stored by reference (body_ref), and this pipeline has no S3 connection \
-         to fetch it with"
-    )]
-    NoStore,
     /// The store refused the read for a reason of the reference's (no such
     /// bucket, a malformed request). Refusals of the host's own credentials
     /// never get here: the store retries them.
@@ -53,16 +51,53 @@ pub enum BodyError {
     Storage(#[from] StorageError),
 }
 
-/// Reads and writes bodies in S3 with one client.
+/// Reads and writes bodies in S3 with one client (clones share it).
 #[derive(Debug, Clone)]
 pub struct BodyStore {
-    client: Client,
+    connection: Arc<Connection>,
+}
+
+/// The S3 client, made when first needed if the pipeline has no other use
+/// for S3: a file run with a local output then loads no AWS configuration
+/// (which may wait for the instance metadata service) unless one of its
+/// events has its body by reference.
+#[derive(Debug)]
+enum Connection {
+    Ready(Client),
+    Lazy {
+        settings: S3Settings,
+        client: OnceCell<Client>,
+    },
 }
 
 impl BodyStore {
     /// A body store using `client` (the pipeline's S3 connection).
     pub fn new(client: Client) -> Self {
-        BodyStore { client }
+        BodyStore {
+            connection: Arc::new(Connection::Ready(client)),
+        }
+    }
+
+    /// A body store that connects with `settings` (and the standard
+    /// credential chain) when it first fetches a body.
+    pub fn when_needed(settings: S3Settings) -> Self {
+        BodyStore {
+            connection: Arc::new(Connection::Lazy {
+                settings,
+                client: OnceCell::new(),
+            }),
+        }
+    }
+
+    async fn client(&self) -> &Client {
+        match &*self.connection {
+            Connection::Ready(client) => client,
+            Connection::Lazy { settings, client } => {
+                client
+                    .get_or_init(|| crate::storage::s3_client(settings))
+                    .await
+            }
+        }
     }
 
     /// Fetch the body a reference points to, if it is at most `max_bytes`
@@ -76,7 +111,7 @@ impl BodyStore {
     ) -> Result<(Vec<u8>, Digest), BodyError> {
         let (bucket, key) =
             parse_s3_uri(&body_ref.uri).ok_or_else(|| BodyError::BadUri(body_ref.uri.clone()))?;
-        let store = ObjectStore::s3(self.client.clone(), bucket, "");
+        let store = ObjectStore::s3(self.client().await.clone(), bucket, "");
         let limit = u64::try_from(max_bytes).unwrap_or(u64::MAX);
         let bytes = match store.get_at_most(key, limit).await? {
             None => return Err(BodyError::Missing(body_ref.uri.clone())),
@@ -110,7 +145,7 @@ impl BodyStore {
     ) -> Result<BodyRef, StorageError> {
         let digest = Digest::of(&body);
         let size = body.len() as u64;
-        let store = ObjectStore::s3(self.client.clone(), bucket, prefix);
+        let store = ObjectStore::s3(self.client().await.clone(), bucket, prefix);
         store.put(&digest.hex(), body).await?;
         Ok(BodyRef {
             uri: store.describe(&digest.hex()),

@@ -71,8 +71,9 @@ pub struct Assembled {
     pub chain: Arc<Chain>,
     /// The output writer.
     pub sink: Arc<Sink>,
-    /// Fetcher of bodies sent by reference (when S3 is configured).
-    pub bodies: Option<BodyStore>,
+    /// Fetcher of bodies sent by reference (connecting to S3 when first
+    /// needed, if nothing else uses S3).
+    pub bodies: BodyStore,
     /// The S3 client, when the pipeline uses S3.
     pub s3: Option<aws_sdk_s3::Client>,
     /// The stage cache, when the pipeline has one.
@@ -124,7 +125,10 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         runtime,
         chain,
         sink,
-        bodies: s3.clone().map(BodyStore::new),
+        bodies: match &s3 {
+            Some(client) => BodyStore::new(client.clone()),
+            None => BodyStore::when_needed(pipeline.s3.clone()),
+        },
         s3,
         cache,
         registry,
@@ -397,9 +401,7 @@ pub async fn run_file(
         &topic,
         0,
     );
-    if let Some(bodies) = &assembled.bodies {
-        worker = worker.with_bodies(bodies.clone());
-    }
+    worker = worker.with_bodies(assembled.bodies.clone());
     if let Some(cache) = &assembled.cache {
         worker = worker.with_cache(cache.clone());
     }

@@ -544,3 +544,79 @@ async fn a_newer_lease_fences_the_old_holder_on_real_s3() {
     owner.check().await.unwrap();
     owner.check().await.unwrap();
 }
+
+/// A file run whose pipeline uses S3 for nothing else still fetches bodies
+/// stored by reference (connecting when the first one comes), with the
+/// pipeline's `[s3]` settings and the standard credentials. It used to
+/// dead-letter each of them for "no S3 connection": a gap in the host's
+/// configuration, not the record's fault.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_run_fetches_bodies_stored_by_reference() {
+    let services = Services::shared();
+    let bucket = format!("file-bodies-{}", std::process::id());
+    services.create_bucket(&bucket).await;
+    let body = "'''Weir''' is a low dam across a river.\n".repeat(100);
+    services
+        .s3_client()
+        .await
+        .put_object()
+        .bucket(&bucket)
+        .key("bodies/weir")
+        .body(body.clone().into_bytes().into())
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let event = serde_json::json!({
+        "id": "enwiki:1", "op": "upsert", "revision": 1,
+        "timestamp": "2026-12-01T00:00:00Z", "content_type": "text/x-wiki",
+        "body_ref": {
+            "uri": format!("s3://{bucket}/bodies/weir"),
+            "sha256": weir::digest::Digest::of(body.as_bytes()).to_string(),
+        },
+    });
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, format!("{event}\n")).unwrap();
+    let out = dir.path().join("out");
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "[pipeline]\nname = \"bodies\"\n[source.file]\npath = \"{}\"\n\
+             [runtime]\nplugin_dir = \"{}\"\n[[stage]]\nname = \"echo\"\nplugin = \"echo\"\n\
+             [output.local]\ndir = \"{out}\"\n[dead_letter.local]\ndir = \"{out}\"\n\
+             [s3]\nsign_payloads = false\n",
+            events.display(),
+            weir_tests::plugin_dir().display(),
+            out = out.display(),
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(weir())
+        .args(["run", "-c"])
+        .arg(&pipeline)
+        .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("WEIR_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("1 results (1 outputs), 0 tombstones, 0 dead-lettered"),
+        "{stdout}"
+    );
+    let results = std::fs::read_dir(out.join("bodies/results/events.jsonl/0"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let line: Value =
+        serde_json::from_slice(&zstd::decode_all(std::fs::File::open(results).unwrap()).unwrap())
+            .unwrap();
+    assert_eq!(line["outputs"][0]["text"], body.as_str());
+}

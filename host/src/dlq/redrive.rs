@@ -241,9 +241,7 @@ pub async fn redrive(
             &topic,
             partition,
         );
-        if let Some(bodies) = &assembled.bodies {
-            worker = worker.with_bodies(bodies.clone());
-        }
+        worker = worker.with_bodies(assembled.bodies.clone());
         if let Some(cache) = &assembled.cache {
             worker = worker.with_cache(cache.clone());
         }

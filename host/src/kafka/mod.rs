@@ -131,7 +131,7 @@ pub struct WorkerParts {
     /// Object cutting.
     pub batching: BatchingConfig,
     /// Fetcher of bodies stored by reference.
-    pub bodies: Option<BodyStore>,
+    pub bodies: BodyStore,
     /// Messages per hand-off to the chain.
     pub max_batch: usize,
     /// Event mode (each partition restores its state when assigned).

@@ -271,9 +271,7 @@ impl Partitions {
             key.1,
         )
         .with_live_chain(p.chains.clone());
-        if let Some(bodies) = &p.bodies {
-            worker = worker.with_bodies(bodies.clone());
-        }
+        worker = worker.with_bodies(p.bodies.clone());
         if let Some(cache) = &p.cache {
             worker = worker.with_cache(cache.clone());
         }

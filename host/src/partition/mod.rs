@@ -39,7 +39,7 @@ use crate::chain::{Chain, ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
 use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterKind};
-use crate::event::{BodyRef, ChangeEvent, DecodeError, Operation};
+use crate::event::{ChangeEvent, DecodeError, Operation};
 use crate::fence::Lease;
 use crate::runtime::{DocRecord, RuntimeError};
 use crate::sink::{PartitionBatch, ResultLine, Sink, SinkError, SkipLine};
@@ -99,7 +99,9 @@ pub struct PartitionWorker {
     /// empty and reuse.
     spare: Vec<u8>,
     stats: Stats,
-    bodies: Option<BodyStore>,
+    /// Fetches bodies stored by reference (by default with the standard
+    /// S3 settings, connecting when first needed).
+    bodies: BodyStore,
     /// Offset ranges already in results objects (written before a crash,
     /// found when resuming), sorted: records inside them are not processed
     /// again, and ranges already passed are dropped.
@@ -135,7 +137,7 @@ impl PartitionWorker {
             writing: None,
             spare: Vec::new(),
             stats: Stats::default(),
-            bodies: None,
+            bodies: BodyStore::when_needed(crate::config::S3Settings::default()),
             adopted: std::collections::VecDeque::new(),
             last_durable: None,
             lease: None,
@@ -150,9 +152,10 @@ impl PartitionWorker {
         self
     }
 
-    /// Fetch bodies stored by reference with `bodies`.
+    /// Fetch bodies stored by reference with `bodies` (the pipeline's S3
+    /// connection and settings).
     pub fn with_bodies(mut self, bodies: BodyStore) -> Self {
-        self.bodies = Some(bodies);
+        self.bodies = bodies;
         self
     }
 
@@ -544,7 +547,7 @@ impl PartitionWorker {
                 (message, event)
             })
             .collect();
-        let fetched = fetch_bodies(bodies.as_ref(), &decoded, max_body).await;
+        let fetched = fetch_bodies(&bodies, &decoded, max_body).await;
         for ((message, event), fetched) in decoded.into_iter().zip(fetched) {
             self.stats.records += 1;
             self.stats.bytes += message.payload.len() as u64;
@@ -728,7 +731,7 @@ const BODY_FETCHES: usize = 16;
 /// by reference (else `None`), fetched [`BODY_FETCHES`] at a time. A batch's
 /// bodies are held until its records are judged, as inline bodies are.
 async fn fetch_bodies(
-    bodies: Option<&BodyStore>,
+    bodies: &BodyStore,
     decoded: &[(SourceMessage, Result<ChangeEvent, DecodeError>)],
     max_body_bytes: usize,
 ) -> Vec<Option<Result<(Vec<u8>, Digest), BodyError>>> {
@@ -747,7 +750,13 @@ async fn fetch_bodies(
             && let Some(body_ref) = &event.body_ref
         {
             wanted.push(index);
-            fetches.push(fetch_body(bodies, body_ref, max_body_bytes));
+            // What is wrong with the reference (no such bucket or object, a
+            // digest mismatch, over the size limit) is the record's fault
+            // and dead-letters it; what is wrong with this host (S3
+            // unreachable, its own credentials or permissions refused) is
+            // retried inside the store, so the partition waits and nothing
+            // is dead-lettered or committed meanwhile.
+            fetches.push(bodies.fetch(body_ref, max_body_bytes));
         }
     }
     let results: Vec<_> = futures_util::stream::iter(fetches)
@@ -758,23 +767,6 @@ async fn fetch_bodies(
         fetched[index] = Some(result);
     }
     fetched
-}
-
-/// The body a reference points to, or why the record must be
-/// dead-lettered. What is wrong with the reference (no such bucket or
-/// object, a digest mismatch, over the size limit) is the record's fault;
-/// what is wrong with this host (S3 unreachable, its own credentials or
-/// permissions refused) is retried inside the store, so the partition waits
-/// and nothing is dead-lettered or committed meanwhile.
-async fn fetch_body(
-    bodies: Option<&BodyStore>,
-    body_ref: &BodyRef,
-    max_body_bytes: usize,
-) -> Result<(Vec<u8>, Digest), BodyError> {
-    match bodies {
-        None => Err(BodyError::NoStore),
-        Some(bodies) => bodies.fetch(body_ref, max_body_bytes).await,
-    }
 }
 
 #[cfg(test)]

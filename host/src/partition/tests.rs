@@ -401,7 +401,7 @@ async fn bodies_by_reference_are_fetched_together() {
     let bodies = BodyStore::new(crate::test_support::s3_client_at(address).await);
     let fetched = tokio::time::timeout(
         Duration::from_secs(30),
-        fetch_bodies(Some(&bodies), &decoded, 1 << 20),
+        fetch_bodies(&bodies, &decoded, 1 << 20),
     )
     .await
     .expect("the GETs were sent one at a time: the server answers when all have arrived");
