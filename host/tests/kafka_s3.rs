@@ -620,3 +620,58 @@ async fn a_file_run_fetches_bodies_stored_by_reference() {
             .unwrap();
     assert_eq!(line["outputs"][0]["text"], body.as_str());
 }
+
+/// With `start = "latest"`, a group's start is committed before its first
+/// member consumes: a host killed before its first results object
+/// restarts where the group started, and the events that arrived in
+/// between are processed (it used to restart at the end as of its restart,
+/// and they ended nowhere). Events from before the first start stay
+/// skipped, as `latest` says.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_group_starting_at_latest_keeps_its_start_across_a_crash() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    // No results object before the kill: the batch would wait ten minutes.
+    // Static membership: the restarted host takes the partition at once.
+    let slow = "[batching]\nmax_records = 1000\nmax_age_ms = 600000\n\
+                [source.kafka.properties]\n\"group.instance.id\" = \"${WEIR_INSTANCE_ID}\"\n";
+    let scenario = Scenario::new(services, "latest", 1, slow).await;
+    let text = std::fs::read_to_string(&scenario.pipeline).unwrap();
+    std::fs::write(
+        &scenario.pipeline,
+        text.replace("max_batch = 64", "max_batch = 64\nstart = \"latest\""),
+    )
+    .unwrap();
+    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    scenario.ingest(&weir(), services, &events); // offsets 0..41: before the start
+    let host = scenario.start_host(&weir(), services, 0, "replica-0");
+    assert!(
+        host.wait_for_log("partition assigned", Duration::from_secs(60))
+            .await,
+        "{}",
+        host.log_tail()
+    );
+    scenario.ingest(&weir(), services, &events); // offsets 41..82
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    host.kill_9();
+
+    // Restarted with prompt batches: the events after the first start are
+    // processed, those before are not.
+    let text = std::fs::read_to_string(&scenario.pipeline).unwrap();
+    std::fs::write(
+        &scenario.pipeline,
+        text.replace("max_age_ms = 600000", "max_age_ms = 500"),
+    )
+    .unwrap();
+    let host = scenario.start_host(&weir(), services, 1, "replica-0");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while scenario.account(services).await.len() < 41 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (code, log) = host.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    let places = scenario.account(services).await;
+    let offsets: Vec<i64> = places.keys().map(|(_, offset)| *offset).collect();
+    assert_eq!(offsets, (41..82).collect::<Vec<_>>(), "{places:?}");
+    assert!(places.values().all(|p| p.len() == 1), "{places:?}");
+}

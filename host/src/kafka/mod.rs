@@ -10,7 +10,8 @@
 //!
 //! Parts: [`clients`] (consumer and producer configurations), `partitions`
 //! (lanes, partition queues, assignment and revocation), `task` (one
-//! partition's loop), `offsets` (what may be committed, and what is).
+//! partition's loop), `offsets` (what may be committed, and what is),
+//! `start` (the start of a group without offsets, made durable).
 //!
 //! Invariants:
 //! - a partition's messages are processed in offset order by exactly one
@@ -38,6 +39,7 @@ pub mod clients;
 mod lag;
 mod offsets;
 mod partitions;
+mod start;
 mod task;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +52,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::bodies::BodyStore;
 use crate::chain::Chain;
-use crate::config::{BatchingConfig, DecodeConfig, KafkaSettings};
+use crate::config::{BatchingConfig, DecodeConfig, KafkaSettings, StartFrom};
 use crate::partition::{Stats, WorkerError};
 use crate::sink::Sink;
 pub use bounds::Bounds;
@@ -259,6 +261,18 @@ async fn run_within(
     let consumer = Arc::new(consumer);
     // Set before subscribing: the first rebalance needs it.
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
+    if settings.start == StartFrom::Latest {
+        let pinning = settings.clone();
+        let pinned = tokio::task::spawn_blocking(move || start::pin_latest_start(&pinning))
+            .await
+            .expect("pinning the start does not panic")?;
+        if pinned > 0 {
+            tracing::info!(
+                partitions = pinned,
+                "a group without offsets starts at the topic's end as of now (committed)"
+            );
+        }
+    }
     consumer.subscribe(&[settings.topic.as_str()])?;
     crate::telemetry::readiness::readiness().consuming_from_kafka();
     tracing::info!(topic = settings.topic, group = settings.group, "consuming");
