@@ -512,18 +512,16 @@ impl Sink {
         }
     }
 
-    /// Write `batch` (dead letters first, then results), after checking
-    /// `lease` (when fencing). On error nothing of the range is durable:
-    /// its inputs are delivered again and written under the same keys.
+    /// Write `batch` (dead letters first, then results), each write right
+    /// after checking `lease` (when fencing), so that a writer that lost
+    /// the partition can land at most the one object it was writing. On
+    /// error nothing of the range is durable: its inputs are delivered
+    /// again and written under the same keys.
     pub(crate) async fn write(
         &self,
         batch: SealedBatch,
-        lease: Option<&mut Lease>,
+        mut lease: Option<&mut Lease>,
     ) -> Result<Written, SinkError> {
-        // No write without holding the partition (a zombie stops here).
-        if let Some(lease) = lease {
-            lease.check().await?;
-        }
         let SealedBatch {
             topic,
             partition,
@@ -533,23 +531,12 @@ impl Sink {
             dead_letters,
             dead_letter_positions,
         } = batch;
-        let metrics = crate::telemetry::metrics::metrics();
-        let records = u64::try_from(last - first + 1).unwrap_or(0);
-        let dead_letters_key = if dead_letter_positions.is_empty() {
-            None
-        } else {
-            metrics.object_written(records, "dead_letters", dead_letters.len());
-            let key = self.dead_letters_key(&topic, partition, first, last);
-            Some(
-                self.dead_letters
-                    .write(&key, &dead_letters, &dead_letter_positions)
-                    .await?,
-            )
-        };
         let results_key = self.results_key(&topic, partition, first, last);
-        // The lines move to the blocking pool and come back (no copy); the
-        // whole batch is compressed in one call, which lets zstd match
-        // against everything before the cursor instead of a streaming window.
+        // Compressed before anything is written: the lease is checked as
+        // close to each write as it can be. The lines move to the blocking
+        // pool and come back (no copy); the whole batch is compressed in one
+        // call, which lets zstd match against everything before the cursor
+        // instead of a streaming window.
         let level = self.zstd_level;
         let (buffer, compressed) = tokio::task::spawn_blocking(move || {
             let compressed = zstd::bulk::compress(&results, level);
@@ -561,6 +548,28 @@ impl Sink {
             key: results_key.clone(),
             source,
         })?;
+        let metrics = crate::telemetry::metrics::metrics();
+        let records = u64::try_from(last - first + 1).unwrap_or(0);
+        // No write without holding the partition (a zombie stops here).
+        if let Some(lease) = lease.as_mut() {
+            lease.check().await?;
+        }
+        let dead_letters_key = if dead_letter_positions.is_empty() {
+            None
+        } else {
+            metrics.object_written(records, "dead_letters", dead_letters.len());
+            let key = self.dead_letters_key(&topic, partition, first, last);
+            let written = self
+                .dead_letters
+                .write(&key, &dead_letters, &dead_letter_positions)
+                .await?;
+            // The dead-letter write may have taken long (a Kafka topic
+            // waits for its acknowledgements): check again.
+            if let Some(lease) = lease.as_mut() {
+                lease.check().await?;
+            }
+            Some(written)
+        };
         metrics.object_written(records, "results", compressed.len());
         self.results
             .put(&results_key, compressed)

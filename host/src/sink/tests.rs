@@ -138,3 +138,57 @@ async fn a_range_straddling_the_committed_offset_is_adopted() {
     );
     assert!(store.list("p/dead-letters/").await.unwrap().is_empty());
 }
+
+/// A writer whose partition is taken over while it writes its dead letters
+/// (a Kafka topic waiting for acknowledgements, a slow store) writes no
+/// results object after them: the lease is checked again before each
+/// write. The fake dead-letter store below lets another host take the
+/// lease before it answers the dead letters' PUT.
+#[tokio::test]
+async fn a_writer_taken_over_during_its_dead_letters_writes_no_results() {
+    use tokio::io::AsyncWriteExt;
+    let results = ObjectStore::memory();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_letters = ObjectStore::s3(
+        crate::test_support::s3_client_at(listener.local_addr().unwrap()).await,
+        "dead",
+        "",
+    );
+    let zombie = Sink::new("p", results.clone(), DeadLetterSink::Store(dead_letters))
+        .with_fencing("zombie".into());
+    let mut lease = zombie.take_lease("t", 0).await.unwrap().unwrap();
+    let successor = Sink::new(
+        "p",
+        results.clone(),
+        DeadLetterSink::Store(ObjectStore::memory()),
+    )
+    .with_fencing("successor".into());
+    tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        crate::test_support::read_request(&mut socket).await;
+        successor.take_lease("t", 0).await.unwrap();
+        let response = "HTTP/1.1 200 OK\r\netag: \"1\"\r\ncontent-length: 0\r\n\r\n";
+        socket.write_all(response.as_bytes()).await.unwrap();
+    });
+
+    let mut batch = PartitionBatch::new("t", 0);
+    batch.push_dead_letter(&crate::dlq::DeadLetter::before_chain(
+        position(0),
+        crate::dlq::DeadLetterKind::Decode,
+        "not JSON".into(),
+        None,
+        b"x",
+    ));
+    batch.push_skip(&stale(&position(1)));
+    let sealed = batch.seal(Vec::new()).unwrap();
+    let written = zombie.write(sealed, Some(&mut lease)).await;
+    assert!(
+        matches!(written, Err(SinkError::Fence(_))),
+        "{:?}",
+        written.err()
+    );
+    assert!(
+        results.list("p/results/").await.unwrap().is_empty(),
+        "the taken-over writer wrote results"
+    );
+}
