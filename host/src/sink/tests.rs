@@ -172,7 +172,7 @@ async fn a_writer_taken_over_during_its_dead_letters_writes_no_results() {
     });
 
     let mut batch = PartitionBatch::new("t", 0);
-    batch.push_dead_letter(&crate::dlq::DeadLetter::before_chain(
+    batch.push_dead_letter(&DeadLetter::before_chain(
         position(0),
         crate::dlq::DeadLetterKind::Decode,
         "not JSON".into(),
