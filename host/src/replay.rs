@@ -470,23 +470,11 @@ mod tests {
     #[test]
     fn a_replay_keeps_its_dead_letters_under_its_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let text = r#"
-[pipeline]
-name = "live"
-[source.kafka]
-brokers = "b:9092"
-topic = "t"
-group = "live-group"
-[[stage]]
-name = "one"
-plugin = "one.wasm"
-[output.local]
-dir = "out"
-[dead_letter.kafka]
-topic = "live-dead-letters"
-"#;
+        let text = crate::test_support::live_kafka_pipeline(
+            "[[stage]]\nname = \"one\"\nplugin = \"one.wasm\"",
+        );
         std::fs::write(dir.path().join("one.wasm"), "").unwrap();
-        let live = crate::config::parse(text, dir.path()).unwrap();
+        let live = crate::config::parse(&text, dir.path()).unwrap();
         let replay = replay_pipeline(live, "r1").unwrap();
         assert_eq!(replay.name, "live/runs/r1");
         assert_eq!(

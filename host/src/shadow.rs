@@ -345,27 +345,17 @@ mod tests {
     #[test]
     fn a_shadow_runs_the_candidate_in_a_group_and_folder_of_its_own() {
         let dir = tempfile::tempdir().unwrap();
-        let text = r#"
-[pipeline]
-name = "live"
-[source.kafka]
-brokers = "b:9092"
-topic = "t"
-group = "live-group"
-[registry]
+        let text = crate::test_support::live_kafka_pipeline(
+            r#"[registry]
 dir = "registry"
 [[stage]]
 name = "one"
 plugin = "echo@active"
 [[stage]]
 name = "two"
-plugin = "other@active"
-[output.local]
-dir = "out"
-[dead_letter.kafka]
-topic = "live-dead-letters"
-"#;
-        let live = crate::config::parse(text, dir.path()).unwrap();
+plugin = "other@active""#,
+        );
+        let live = crate::config::parse(&text, dir.path()).unwrap();
         let shadow = shadow_pipeline(live, "echo", "2.0.0").unwrap();
         assert_eq!(shadow.name, "live/shadow/echo@2.0.0");
         let Source::Kafka(kafka) = &shadow.source else {
@@ -396,7 +386,7 @@ topic = "live-dead-letters"
         );
         assert!(matches!(shadow.dead_letter, DeadLetterOutput::Store(_)));
         assert!(matches!(shadow.event_mode, EventMode::Off));
-        let live = crate::config::parse(text, dir.path()).unwrap();
+        let live = crate::config::parse(&text, dir.path()).unwrap();
         assert!(matches!(
             shadow_pipeline(live, "score", "1"),
             Err(ShadowError::NotInPipeline { .. })

@@ -137,3 +137,14 @@ pub(crate) async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
     socket.read_exact(&mut body).await.unwrap();
     head
 }
+
+/// A live pipeline reading Kafka topic `t` in group `live-group`, writing
+/// to a local directory and dead-lettering to the topic
+/// `live-dead-letters`, with `middle` (its stages, a registry) in between.
+pub(crate) fn live_kafka_pipeline(middle: &str) -> String {
+    format!(
+        "[pipeline]\nname = \"live\"\n[source.kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\n\
+         group = \"live-group\"\n{middle}\n[output.local]\ndir = \"out\"\n\
+         [dead_letter.kafka]\ntopic = \"live-dead-letters\"\n"
+    )
+}
