@@ -125,15 +125,20 @@ pub struct S3Store {
     prefix: String,
 }
 
-/// Error codes S3 answers when the request's credentials are the problem:
-/// a fault of this host (its keys, its token, its clock, its policy), not of
-/// the object asked for.
-const HOST_CREDENTIAL_CODES: &[&str] = &[
+/// Error codes S3 answers when the request's credentials or the client's
+/// configuration are the problem: a fault of this host (its keys, its
+/// token, its clock, its policy, its `[s3] region`), not of the object asked
+/// for.
+const HOST_FAULT_CODES: &[&str] = &[
     "AccessDenied",
     "AllAccessDisabled",
+    // Signed for another region than the bucket's.
+    "AuthorizationHeaderMalformed",
     "ExpiredToken",
     "InvalidAccessKeyId",
     "InvalidToken",
+    // The bucket is in another region than the client's.
+    "PermanentRedirect",
     "RequestTimeTooSkewed",
     "SignatureDoesNotMatch",
     "TokenRefreshRequired",
@@ -145,9 +150,9 @@ enum Retry {
     /// No response, throttling, or a server-side (5xx) error: S3 may answer
     /// later.
     Transient,
-    /// The host's own credentials or permissions were refused (401/403):
-    /// nothing about the request's object is known, so no record may be
-    /// blamed for it. It is retried (credentials are refreshed by the
+    /// The host's own credentials, permissions or region were refused
+    /// (401/403, or one of [`HOST_FAULT_CODES`]): nothing about the
+    /// request's object is known, so no record may be blamed for it. It is retried (credentials are refreshed by the
     /// provider chain, policies get fixed) and the partition waits.
     HostFault,
 }
@@ -161,7 +166,7 @@ fn retry_reason<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> O
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let code = service.err().code().unwrap_or_default();
-            if status == 401 || status == 403 || HOST_CREDENTIAL_CODES.contains(&code) {
+            if status == 401 || status == 403 || HOST_FAULT_CODES.contains(&code) {
                 Some(Retry::HostFault)
             } else if status == 429
                 || status >= 500

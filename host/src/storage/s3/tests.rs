@@ -141,15 +141,17 @@ fn error_response(status: u16, reason: &str, code: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A refusal of the host's own credentials is the host's fault: the read
-/// is retried (and succeeds once the credentials work), never reported
-/// as a problem of the object.
+/// A refusal of the host's own credentials or region is the host's fault:
+/// the read is retried (and succeeds once the credentials work), never
+/// reported as a problem of the object.
 #[tokio::test]
 async fn refused_credentials_are_retried_not_blamed_on_the_object() {
     for (status, reason, code) in [
         (403, "Forbidden", "AccessDenied"),
         (403, "Forbidden", "SignatureDoesNotMatch"),
         (400, "Bad Request", "ExpiredToken"),
+        (400, "Bad Request", "AuthorizationHeaderMalformed"),
+        (301, "Moved Permanently", "PermanentRedirect"),
     ] {
         let (store, server) = fake_s3(
             move |n| match n {
