@@ -10,8 +10,9 @@
 //! - [`pipeline`]: assembling a validated pipeline into running parts, and
 //!   running a file source.
 //! - [`source`]: file sources (JSONL events, MediaWiki dumps), their
-//!   reading ahead of the worker, the fingerprint of the file a run read, the position every message carries and
-//!   its payload (raw bytes or an event a reader built).
+//!   reading ahead of the worker, the fingerprint of the file a run read,
+//!   the position every message carries and its payload (raw bytes or an
+//!   event a reader built).
 //! - [`kafka`]: the Kafka host: consumer, rebalances, per-partition lanes
 //!   and tasks, offsets and commits, client configurations.
 //! - [`ingest`]: `weir ingest`, producing change events to a topic.

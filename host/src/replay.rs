@@ -33,9 +33,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheFigures;
-use crate::config::{
-    DeadLetterOutput, EventMode, KafkaSettings, Pipeline, Source, StartFrom, StoreOutput,
-};
+use crate::config::{DeadLetterOutput, EventMode, KafkaSettings, Pipeline, Source, StartFrom};
 pub use crate::kafka::Bounds;
 use crate::partition::Stats;
 use crate::pipeline::{self, Assembled, PipelineError, RunSummary};
@@ -243,15 +241,7 @@ pub async fn replay(
         return Err(ReplayError::NotKafka);
     };
     let assembled = pipeline::assemble(pipeline).await?;
-    // Every store but an S3 one configured without them takes conditional
-    // writes.
-    let conditional_writes = !matches!(
-        pipeline.output,
-        StoreOutput::S3 {
-            conditional_writes: false,
-            ..
-        }
-    );
+    let conditional_writes = pipeline.output.conditional_writes();
     let plan = load_or_make_plan(kafka, options, &assembled, conditional_writes).await?;
     let bounds = Arc::new(Bounds::new(&plan.topic, plan.partitions.clone()));
     on_start(&plan, bounds.clone(), &assembled);

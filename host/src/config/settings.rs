@@ -224,6 +224,20 @@ pub enum StoreOutput {
     },
 }
 
+impl StoreOutput {
+    /// Whether the store takes conditional writes (`If-Match`,
+    /// `If-None-Match`): a local directory does, S3 unless configured
+    /// without them.
+    pub fn conditional_writes(&self) -> bool {
+        match self {
+            StoreOutput::Local { .. } => true,
+            StoreOutput::S3 {
+                conditional_writes, ..
+            } => *conditional_writes,
+        }
+    }
+}
+
 /// A validated dead-letter destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadLetterOutput {

@@ -152,6 +152,10 @@ pub(crate) async fn claim(sink: &Sink, path: &Path, name: &str) -> Result<(), Fi
                 marker: store.describe(&key),
             });
         }
+        // The same file again: its fingerprint is the one recorded.
+        if size == earlier.size {
+            return Ok(());
+        }
     }
     let now = Fingerprint::of_prefix(&mut file, size).map_err(io)?;
     let bytes = serde_json::to_vec(&now).expect("a fingerprint serialises");
