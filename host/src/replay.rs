@@ -35,12 +35,10 @@ use serde::{Deserialize, Serialize};
 use crate::cache::CacheFigures;
 use crate::config::{DeadLetterOutput, EventMode, KafkaSettings, Pipeline, Source, StartFrom};
 pub use crate::kafka::Bounds;
+use crate::kafka::clients::REQUEST_TIMEOUT;
 use crate::partition::Stats;
 use crate::pipeline::{self, Assembled, PipelineError, RunSummary};
 use crate::storage::{ObjectStore, Precondition, StorageError};
-
-/// How long the broker may take to answer a planning request.
-const BROKER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where a replay starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -348,7 +346,7 @@ fn make_plan(
     to: EndPoint,
 ) -> Result<Plan, ReplayError> {
     let consumer: BaseConsumer = crate::kafka::clients::consumer_config(settings).create()?;
-    let metadata = consumer.fetch_metadata(Some(&settings.topic), BROKER_TIMEOUT)?;
+    let metadata = consumer.fetch_metadata(Some(&settings.topic), REQUEST_TIMEOUT)?;
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -360,7 +358,7 @@ fn make_plan(
     }
     let mut windows = BTreeMap::new();
     for &partition in &partitions {
-        let (low, high) = consumer.fetch_watermarks(&settings.topic, partition, BROKER_TIMEOUT)?;
+        let (low, high) = consumer.fetch_watermarks(&settings.topic, partition, REQUEST_TIMEOUT)?;
         windows.insert(partition, (low, high));
     }
     let at_time = |time: jiff::Timestamp| -> Result<BTreeMap<i32, Option<i64>>, ReplayError> {
@@ -372,7 +370,7 @@ fn make_plan(
                 Offset::Offset(time.as_millisecond()),
             )?;
         }
-        let found = consumer.offsets_for_times(list, BROKER_TIMEOUT)?;
+        let found = consumer.offsets_for_times(list, REQUEST_TIMEOUT)?;
         Ok(partitions
             .iter()
             .map(|&p| {

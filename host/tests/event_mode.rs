@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weir_tests::e2e::{PIPELINE, Scenario};
+use weir_tests::process::Spawned;
 use weir_tests::services::Services;
 
 fn weir() -> PathBuf {
@@ -207,13 +208,13 @@ async fn only_changed_documents_are_recomputed_across_restarts() {
     // 4. Event mode off: every event computed again.
     let marks = services.high_watermarks(&scenario.topic, scenario.partitions);
     scenario.ingest(&weir(), services, &first);
-    let output = std::process::Command::new(weir())
-        .args(["run", "--every-event", "-c"])
-        .arg(&scenario.pipeline)
-        .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("WEIR_LOG", "warn")
-        .spawn()
-        .unwrap();
+    let output = Spawned::start(
+        std::process::Command::new(weir())
+            .args(["run", "--every-event", "-c"])
+            .arg(&scenario.pipeline)
+            .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("WEIR_LOG", "warn"),
+    );
     let places = scenario
         .wait_accounted(services, Duration::from_secs(180))
         .await;
@@ -241,13 +242,13 @@ async fn checkpoint_keys(scenario: &Scenario, s3: &aws_sdk_s3::Client) -> Vec<St
         .collect()
 }
 
-fn stop(child: std::process::Child) {
+fn stop(child: Spawned) {
     let status = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let output = child.wait_with_output().unwrap();
+    let output = child.wait_with_output();
     assert!(output.status.success());
 }
 

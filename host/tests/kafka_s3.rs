@@ -378,6 +378,78 @@ async fn dead_letters_can_go_to_a_kafka_topic() {
         in_run.contains("3 dead letters (0 redriven) in ") && in_run.contains("/runs/again/"),
         "{in_run}"
     );
+
+    // A topic cannot take a message back: after a crash between a range's
+    // dead letters and its results object, a record whose second attempt
+    // succeeded has both. Plant such a letter (a record with a result
+    // line, its own payload): a redrive leaves it alone, where it used to
+    // give the record a second result.
+    let (&(partition, offset), _) = places
+        .iter()
+        .find(|(_, place)| place.contains(&"results"))
+        .unwrap();
+    let mut planted = dead[0].1.clone();
+    planted["position"] = serde_json::json!({
+        "topic": scenario.topic, "partition": partition, "offset": offset,
+    });
+    planted["payload"] = serde_json::json!({
+        "text": String::from_utf8(read_message(services, &scenario.topic, partition, offset)).unwrap(),
+    });
+    let key = format!("{}/{partition}@{offset}", scenario.topic);
+    produce(services, &dead_topic, &key, &planted);
+    let redriven = scenario.weir(&weir(), services, &["dlq", "redrive"]);
+    assert!(
+        redriven.contains(
+            "4 chosen: 0 written as results, 3 dead-lettered again, 0 already redriven, \
+             1 with a result already"
+        ),
+        "{redriven}"
+    );
+    let again = services
+        .read_lines(&scenario.bucket, &format!("{PIPELINE}/redrive/results/"))
+        .await;
+    assert!(again.is_empty(), "second results: {again:?}");
+}
+
+/// The payload of the message at `topic`/`partition`@`offset`.
+fn read_message(services: &Services, topic: &str, partition: i64, offset: i64) -> Vec<u8> {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    use rdkafka::message::Message as _;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &services.brokers)
+        .set("group.id", format!("{topic}-one-message"))
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, partition as i32, rdkafka::Offset::Offset(offset))
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no message at {offset}"
+        );
+        if let Some(message) = consumer.poll(Duration::from_millis(200)) {
+            return message.unwrap().payload().unwrap().to_vec();
+        }
+    }
+}
+
+/// Produce `value` (as JSON) with `key` to `topic`, and wait for the ack.
+fn produce(services: &Services, topic: &str, key: &str, value: &Value) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &services.brokers)
+        .create()
+        .unwrap();
+    let payload = serde_json::to_vec(value).unwrap();
+    producer
+        .send(BaseRecord::to(topic).key(key).payload(&payload))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

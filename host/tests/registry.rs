@@ -12,6 +12,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use ed25519_dalek::pkcs8::{EncodePrivateKey, EncodePublicKey};
 use weir_tests::e2e::{PIPELINE, Scenario, http_get, metric_sum};
+use weir_tests::process::Spawned;
 use weir_tests::services::Services;
 
 fn weir() -> PathBuf {
@@ -396,15 +397,15 @@ async fn a_shadow_run_compares_a_candidate_on_live_traffic() {
     let live = scenario.start_host(&weir(), services, 0, "live");
 
     let log_path = scenario.dir().join("shadow.log");
-    let mut shadow = Command::new(weir())
-        .args(["plugin", "shadow", "echo@0.2.0", "-c"])
-        .arg(&scenario.pipeline)
-        .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("WEIR_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
+    let mut shadow = Spawned::start(
+        Command::new(weir())
+            .args(["plugin", "shadow", "echo@0.2.0", "-c"])
+            .arg(&scenario.pipeline)
+            .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("WEIR_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap()),
+    );
     let assigned = || {
         std::fs::read_to_string(&log_path)
             .unwrap_or_default()

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weir_tests::e2e::{PIPELINE, Scenario};
+use weir_tests::process::Spawned;
 use weir_tests::services::Services;
 
 fn weir() -> PathBuf {
@@ -204,11 +205,11 @@ async fn a_replay_killed_midway_resumes_to_the_same_output() {
     replay(&scenario.pipeline, services, "whole");
     let whole = results(&scenario, services, "whole").await;
 
-    let mut killed = replay_command(&scenario.pipeline, services, "resumed")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut killed = Spawned::start(
+        replay_command(&scenario.pipeline, services, "resumed")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     // Kill it once some, but not all, of its results are written.
     let started = Instant::now();
     loop {
@@ -239,11 +240,11 @@ async fn a_replay_ends_without_waiting_for_its_batches_age() {
     let scenario = Scenario::new(services, "replay-prompt", 2, ten_minutes).await;
     let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
     scenario.ingest(&weir(), services, &events);
-    let mut replay = replay_command(&scenario.pipeline, services, "prompt")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut replay = Spawned::start(
+        replay_command(&scenario.pipeline, services, "prompt")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let started = Instant::now();
     let status = loop {
         if let Some(status) = replay.try_wait().unwrap() {
@@ -360,14 +361,14 @@ async fn replicas_with_the_same_run_share_one_replay() {
     let events = 3 * PAGES;
     let start = |n: usize| {
         let log = std::fs::File::create(scenario.dir().join(format!("replica-{n}.log"))).unwrap();
-        replay_command(&scenario.pipeline, services, "shared")
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        Spawned::start(
+            replay_command(&scenario.pipeline, services, "shared")
+                .stdout(Stdio::piped())
+                .stderr(log),
+        )
     };
     let (first, second) = (start(1), start(2));
-    let outputs = [first, second].map(|child| child.wait_with_output().unwrap());
+    let outputs = [first, second].map(Spawned::wait_with_output);
     let mut handled = 0;
     for output in &outputs {
         let stdout = String::from_utf8_lossy(&output.stdout);

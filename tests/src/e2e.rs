@@ -4,9 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::Spawned;
 use crate::services::Services;
 
 /// The parse -> lang -> score stages, as pipeline-file TOML.
@@ -318,16 +319,16 @@ bodies_bucket = "{bucket}"
     pub fn start_host(&self, weir: &Path, services: &Services, n: usize, instance: &str) -> Host {
         let log_path = self.dir().join(format!("host-{n}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
-        let child = Command::new(weir)
-            .args(["run", "-c"])
-            .arg(&self.pipeline)
-            .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("WEIR_LOG", "info")
-            .env("WEIR_INSTANCE_ID", instance)
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("start weir run");
+        let child = Spawned::start(
+            Command::new(weir)
+                .args(["run", "-c"])
+                .arg(&self.pipeline)
+                .envs(services.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .env("WEIR_LOG", "info")
+                .env("WEIR_INSTANCE_ID", instance)
+                .stdout(Stdio::piped())
+                .stderr(log),
+        );
         Host { child, log_path }
     }
 
@@ -420,7 +421,7 @@ bodies_bucket = "{bucket}"
 
 /// A running `weir run` process.
 pub struct Host {
-    child: Child,
+    child: Spawned,
     log_path: PathBuf,
 }
 
@@ -513,7 +514,7 @@ impl Host {
             .status()
             .expect("kill -TERM");
         assert!(status.success());
-        let output = self.child.wait_with_output().expect("wait for weir");
+        let output = self.child.wait_with_output();
         (
             output.status.code(),
             String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -1,10 +1,67 @@
-//! Whole commands, measured: wall time and CPU time (user + system) of a
-//! child process, as the benchmarks that compare `weir` runs with each
-//! other or with another tool report them. CPU time is what a run costs on
-//! a shared machine, where the broker and the S3 server use the same cores.
+//! Child processes of the tests and benchmarks.
+//!
+//! - [`Spawned`]: a process that is killed when its handle is dropped, so
+//!   a test that fails half-way does not leave hosts running (they would
+//!   hold the shared broker's partitions and the machine's cores for the
+//!   tests after it).
+//! - [`measure`] and friends: whole commands, measured: wall time and CPU
+//!   time (user + system) of a child process, as the benchmarks that
+//!   compare `weir` runs with each other or with another tool report them.
+//!   CPU time is what a run costs on a shared machine, where the broker and
+//!   the S3 server use the same cores.
 
-use std::process::Command;
+use std::ops::{Deref, DerefMut};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
+
+/// A running child process, killed (SIGKILL) and reaped when dropped
+/// unless it has already exited. Dereferences to its [`Child`].
+pub struct Spawned {
+    /// Always `Some` until [`Spawned::wait_with_output`] consumes it.
+    child: Option<Child>,
+}
+
+impl Spawned {
+    /// Start `command`; panics if it cannot start.
+    pub fn start(command: &mut Command) -> Spawned {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        Spawned { child: Some(child) }
+    }
+
+    /// Wait for the exit, collecting the piped output (as
+    /// [`Child::wait_with_output`]).
+    pub fn wait_with_output(mut self) -> Output {
+        let child = self.child.take().expect("not yet consumed");
+        child.wait_with_output().expect("wait for the child")
+    }
+}
+
+impl Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.child.as_ref().expect("not yet consumed")
+    }
+}
+
+impl DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("not yet consumed")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut()
+            && matches!(child.try_wait(), Ok(None))
+        {
+            // Errors are ignored: the process may exit between the two calls.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
 
 /// One measured command.
 #[derive(Debug, Clone)]
@@ -78,4 +135,19 @@ pub fn in_turn(runs: usize, cases: &mut [Case<'_>]) -> Vec<Measured> {
         }
     }
     all.into_iter().map(median).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test that panics drops its processes: they must not outlive it.
+    #[test]
+    fn a_dropped_process_is_killed_and_reaped() {
+        let sleeper = Spawned::start(Command::new("sleep").arg("600"));
+        let proc_dir = format!("/proc/{}", sleeper.id());
+        assert!(std::path::Path::new(&proc_dir).exists());
+        drop(sleeper);
+        assert!(!std::path::Path::new(&proc_dir).exists(), "{proc_dir}");
+    }
 }

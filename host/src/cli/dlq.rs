@@ -11,7 +11,7 @@ use clap::{Args, Subcommand};
 use crate::config::{self, DeadLetterOutput, Source};
 use crate::dlq::filter::Filter;
 use crate::dlq::reader::Origin;
-use crate::dlq::redrive::{Markers, redrive};
+use crate::dlq::redrive::{Markers, Places, redrive};
 use crate::dlq::{DeadLetter, DeadLetterKind};
 use crate::pipeline;
 
@@ -226,30 +226,29 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             let assembled = pipeline::assemble(&pipeline).await?;
-            let sink = Arc::new(pipeline::sink_under(
-                &pipeline,
-                &format!("{}/redrive", pipeline.name),
-                assembled.s3.as_ref(),
-            )?);
+            let places = Places {
+                live: pipeline::sink_under(&pipeline, &pipeline.name, assembled.s3.as_ref())?,
+                redrive: Arc::new(pipeline::sink_under(
+                    &pipeline,
+                    &format!("{}/redrive", pipeline.name),
+                    assembled.s3.as_ref(),
+                )?),
+            };
             let bar = crate::progress::counter_bar(letters.len() as u64, "dead letters");
-            let done = redrive(
-                &assembled,
-                &pipeline,
-                sink.clone(),
-                &markers,
-                letters,
-                &|| bar.inc(1),
-            )
+            let done = redrive(&assembled, &pipeline, &places, &markers, letters, &|| {
+                bar.inc(1)
+            })
             .await?;
             bar.finish_and_clear();
             println!(
                 "weir dlq redrive: {} chosen: {} written as results, {} dead-lettered again, \
-                 {} already redriven (left alone); results: {}",
+                 {} already redriven, {} with a result already (both left alone); results: {}",
                 done.chosen,
                 done.results,
                 done.dead_again,
                 done.already,
-                sink.describe_results()
+                done.answered,
+                places.redrive.describe_results()
             );
         }
     }

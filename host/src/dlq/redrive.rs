@@ -12,12 +12,18 @@
 //!   two redoes the letter, overwriting the same keys (nothing twice);
 //! - a marked dead letter is never redriven again; one that failed again
 //!   is a new dead letter (a newer time at the same position), which a
-//!   later redrive (after the fix) takes up.
+//!   later redrive (after the fix) takes up;
+//! - a dead letter whose position already has a line in the pipeline's own
+//!   results is left alone: its record has its place. This happens with
+//!   dead letters on a Kafka topic, which cannot take a message back: a
+//!   host that crashed between a range's dead letters and its results
+//!   object processed the range again, and a record that failed the first
+//!   time (a deadline missed) may have succeeded the second.
 //!
 //! Redrives do not use event mode: the document state belongs to the live
 //! hosts, and a redrive is asked for on purpose.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -25,8 +31,8 @@ use serde::{Deserialize, Serialize};
 use super::DeadLetter;
 use crate::partition::{PartitionWorker, WorkerError};
 use crate::pipeline::{Assembled, PipelineError};
-use crate::sink::Sink;
-use crate::source::{Payload, SourceMessage};
+use crate::sink::{Sink, SinkError};
+use crate::source::{Payload, Position, SourceMessage};
 use crate::storage::{ObjectStore, StorageError};
 
 /// What became of a redriven dead letter, as its marker records it.
@@ -74,6 +80,9 @@ pub struct Redriven {
     pub chosen: usize,
     /// Of those, already redriven before (left alone).
     pub already: usize,
+    /// Of those, with a line in the pipeline's results already (left
+    /// alone: see the module's invariants).
+    pub answered: usize,
     /// Sent through the chain and written as results.
     pub results: usize,
     /// Sent through the chain and dead-lettered again.
@@ -113,6 +122,18 @@ pub enum RedriveError {
     /// The chain's workers could not start.
     #[error("starting the chain")]
     Pipeline(#[from] PipelineError),
+    /// The pipeline's results could not be read, to find the dead letters
+    /// whose records have a result already.
+    #[error("reading the results of {topic}/{partition}")]
+    Results {
+        /// Topic of the dead letters.
+        topic: String,
+        /// Partition of the dead letters.
+        partition: i32,
+        /// Why.
+        #[source]
+        source: SinkError,
+    },
 }
 
 /// How many redrive markers are read at once.
@@ -200,17 +221,27 @@ impl Markers {
     }
 }
 
+/// Where a redrive reads and writes.
+pub struct Places {
+    /// The pipeline's own results (where the letters' records would be had
+    /// they succeeded), read to leave alone letters that have one.
+    pub live: Sink,
+    /// Where redriven records go (the pipeline's `redrive/` folder).
+    pub redrive: Arc<Sink>,
+}
+
 /// Send `letters` (chosen by the caller) through `assembled`'s chain into
-/// `sink` (under the pipeline's `redrive/` folder), skipping those already
-/// marked, and mark each.
+/// `places.redrive`, skipping those already marked or with a line in
+/// `places.live`, and mark each.
 pub async fn redrive(
     assembled: &Assembled,
     pipeline: &crate::config::Pipeline,
-    sink: Arc<Sink>,
+    places: &Places,
     markers: &Markers,
     letters: Vec<DeadLetter>,
     on_each: &dyn Fn(),
 ) -> Result<Redriven, RedriveError> {
+    let sink = &places.redrive;
     let done = markers.load().await?;
     let mut redriven = Redriven {
         chosen: letters.len(),
@@ -229,7 +260,19 @@ pub async fn redrive(
             .or_default()
             .push(letter);
     }
-    for ((topic, partition), letters) in by_partition {
+    for ((topic, partition), mut letters) in by_partition {
+        let answered = answered(&places.live, &topic, partition, &letters).await?;
+        letters.retain(|letter| {
+            let keep = !answered.contains(&letter.position.offset);
+            if !keep {
+                redriven.answered += 1;
+                on_each();
+            }
+            keep
+        });
+        if letters.is_empty() {
+            continue;
+        }
         let mut worker = PartitionWorker::new(
             assembled
                 .chain
@@ -288,4 +331,52 @@ pub async fn redrive(
         }
     }
     Ok(redriven)
+}
+
+/// The offsets of `letters` (all of `topic`/`partition`) that have a line
+/// in `live`'s results objects. Only the objects whose ranges hold one of
+/// them are read.
+async fn answered(
+    live: &Sink,
+    topic: &str,
+    partition: i32,
+    letters: &[DeadLetter],
+) -> Result<BTreeSet<i64>, RedriveError> {
+    /// What is needed of a results line.
+    #[derive(Deserialize)]
+    struct Line {
+        position: Position,
+    }
+    let failed = |source| RedriveError::Results {
+        topic: topic.to_owned(),
+        partition,
+        source,
+    };
+    let offsets: BTreeSet<i64> = letters.iter().map(|l| l.position.offset).collect();
+    let Some(&first) = offsets.first() else {
+        return Ok(BTreeSet::new());
+    };
+    let mut answered = BTreeSet::new();
+    for (key, (from, to)) in live
+        .written_after(topic, partition, Some(first - 1))
+        .await
+        .map_err(failed)?
+    {
+        if offsets.range(from..=to).next().is_none() {
+            continue;
+        }
+        let Some(lines) = live.read_results(&key).await.map_err(failed)? else {
+            continue;
+        };
+        for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            // A line that does not parse answers nothing: its letter is
+            // redriven, as it would have been before this check.
+            if let Ok(Line { position }) = serde_json::from_slice(line)
+                && offsets.contains(&position.offset)
+            {
+                answered.insert(position.offset);
+            }
+        }
+    }
+    Ok(answered)
 }

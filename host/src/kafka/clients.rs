@@ -26,6 +26,11 @@ use rdkafka::message::{BorrowedMessage, Message};
 use crate::config::{KafkaSettings, StartFrom};
 use crate::source::{Position, SourceMessage};
 
+/// How long the broker may take to answer each one-off request made before
+/// consuming (metadata, watermarks, committed offsets, offsets for times:
+/// planning a replay, pinning a group's start).
+pub(crate) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// librdkafka properties the delivery guarantees rest on; the pipeline file
 /// may not set them. Automatic commits or offset stores would commit offsets
 /// whose results are not written yet; the group is `source.kafka.group`;

@@ -13,16 +13,12 @@
 //! starts at the first offset again, and results already written are
 //! adopted.
 
-use std::time::Duration;
-
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::clients::REQUEST_TIMEOUT;
 use crate::config::KafkaSettings;
-
-/// How long the broker may take to answer each request.
-const TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Commit the high watermark of every partition of the topic the group has
 /// no committed offset for; returns how many were committed. Blocking.
@@ -32,7 +28,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 /// is refused once the group has members.
 pub(crate) fn pin_latest_start(settings: &KafkaSettings) -> KafkaResult<usize> {
     let consumer: BaseConsumer = super::clients::consumer_config(settings).create()?;
-    let metadata = consumer.fetch_metadata(Some(&settings.topic), TIMEOUT)?;
+    let metadata = consumer.fetch_metadata(Some(&settings.topic), REQUEST_TIMEOUT)?;
     let mut all = TopicPartitionList::new();
     for topic in metadata
         .topics()
@@ -46,13 +42,14 @@ pub(crate) fn pin_latest_start(settings: &KafkaSettings) -> KafkaResult<usize> {
     if all.count() == 0 {
         return Ok(0);
     }
-    let committed = consumer.committed_offsets(all, TIMEOUT)?;
+    let committed = consumer.committed_offsets(all, REQUEST_TIMEOUT)?;
     let mut pins = TopicPartitionList::new();
     for element in committed.elements() {
         if let Offset::Offset(_) = element.offset() {
             continue;
         }
-        let (_, high) = consumer.fetch_watermarks(&settings.topic, element.partition(), TIMEOUT)?;
+        let (_, high) =
+            consumer.fetch_watermarks(&settings.topic, element.partition(), REQUEST_TIMEOUT)?;
         pins.add_partition_offset(&settings.topic, element.partition(), Offset::Offset(high))?;
     }
     if pins.count() == 0 {
