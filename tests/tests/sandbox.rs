@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use weir::chain::{ChainResult, FailureKind};
-use weir::runtime::{DocRecord, Grants, Limits};
+use weir::runtime::{DocRecord, Grants, Limits, Trap};
 use weir_tests::{chain, load, runtime, text_record};
 
 fn tight_limits() -> Limits {
@@ -140,6 +140,101 @@ fn grants_lift_exactly_their_restriction() {
     assert!(now > 1_600_000_000, "a real clock: {now}");
     // The filesystem stays closed: no directory was granted.
     assert!(format!("{:?}", outcomes[2]).contains("denied"));
+}
+
+/// This thread and `spinners` busy threads, all on one CPU: the thread
+/// gets about 1 / (spinners + 1) of it, as on a crowded machine. Dropping
+/// it stops the spinners and gives the thread its CPUs back.
+struct Crowd {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    spinners: Vec<std::thread::JoinHandle<()>>,
+    allowed_before: libc::cpu_set_t,
+}
+
+impl Crowd {
+    fn on_one_cpu(spinners: usize) -> Crowd {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let size = size_of::<libc::cpu_set_t>();
+        // SAFETY: a zeroed cpu_set_t is an empty set; the calls get its
+        // size and write nothing else.
+        let (allowed_before, one) = unsafe {
+            let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
+            let cpu = (0..libc::CPU_SETSIZE as usize)
+                .find(|&cpu| libc::CPU_ISSET(cpu, &allowed))
+                .expect("an allowed CPU");
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut one);
+            (allowed, one)
+        };
+        let pin = move || {
+            // SAFETY: as above; 0 is the calling thread.
+            assert_eq!(unsafe { libc::sched_setaffinity(0, size, &one) }, 0);
+        };
+        pin();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let spinners = (0..spinners)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    pin();
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Crowd {
+            stop,
+            spinners,
+            allowed_before,
+        }
+    }
+}
+
+impl Drop for Crowd {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for spinner in self.spinners.drain(..) {
+            let _ = spinner.join();
+        }
+        let size = size_of::<libc::cpu_set_t>();
+        // SAFETY: restores the mask read in `on_one_cpu`.
+        unsafe { libc::sched_setaffinity(0, size, &self.allowed_before) };
+    }
+}
+
+/// On a crowded machine a call reaches its deadline in wall time having
+/// run for a fraction of it; the time its thread waited for a CPU does not
+/// count, so a record that needs less than its deadline is not trapped
+/// (it used to be dead-lettered, a fault of the host blamed on the record),
+/// while a loop still is.
+#[test]
+fn waiting_for_a_cpu_does_not_count_against_the_deadline() {
+    let runtime = runtime();
+    let limits = Limits {
+        deadline: Duration::from_millis(400),
+        ..tight_limits()
+    };
+    // About 150 ms of CPU per record.
+    let mut costly = load(&runtime, "echo")
+        .instantiate(&limits, &Grants::default(), r#"{"work": 150}"#)
+        .unwrap();
+    let mut hostile = load(&runtime, "hostile")
+        .instantiate(&limits, &Grants::default(), "{}")
+        .unwrap();
+    let crowd = Crowd::on_one_cpu(3);
+    let started = Instant::now();
+    let done = costly.process(&[text_record("costly", "fine")]);
+    let took = started.elapsed();
+    let looped = hostile.process(&[text_record("loop", "loop")]);
+    drop(crowd);
+    assert!(done.is_ok(), "after {took:?}: {done:?}");
+    assert!(
+        took > limits.deadline,
+        "the call was not slowed down ({took:?}): the test shows nothing"
+    );
+    assert_eq!(looped, Err(Trap::Deadline(limits.deadline)));
 }
 
 #[test]

@@ -9,6 +9,7 @@
 
 mod artifacts;
 mod bindings;
+mod deadline;
 mod log_budget;
 mod plugin;
 mod sandbox;

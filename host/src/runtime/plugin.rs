@@ -7,8 +7,9 @@
 //!   an instance from it does no compilation or linking.
 //! - A `PluginInstance` is used for many batches. After a [`Trap`] it must be
 //!   discarded: the component model forbids re-entering a trapped instance.
-//! - Every `process` call runs under the instance's deadline (epochs), memory
-//!   limit (resource limiter) and optional fuel budget.
+//! - Every `process` call runs under the instance's deadline (epochs; see
+//!   [`super::deadline`] for what counts), memory limit (resource limiter)
+//!   and optional fuel budget.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use wasmtime::{Engine, Store};
 use super::RuntimeError;
 use super::artifacts::CompiledFrom;
 use super::bindings::{DocRecord, PluginError, PluginInfo, TransformPlugin, TransformPluginPre};
+use super::deadline::{CallClock, Deadline};
 use super::log_budget::LogBudget;
 use super::sandbox::{Grants, Limits, StoreState};
 use crate::counters::Counters;
@@ -161,9 +163,12 @@ impl LoadedPlugin {
             .map_err(|e| failed(e.to_string()))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        let deadline = Deadline::new(limits.deadline, self.epoch_tick);
+        store
+            .epoch_deadline_callback(move |store| Ok(deadline.on_expiry(&store.data().call_clock)));
         let budget = Budget {
             limits: limits.clone(),
-            epoch_tick: self.epoch_tick,
+            deadline,
             fuel_enabled: self.fuel_enabled,
         };
         // Start-up code of the component runs under the same limits.
@@ -192,7 +197,8 @@ pub fn plugin_error_message(error: &PluginError) -> String {
 /// Why a `process` call did not return: the instance trapped.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Trap {
-    /// The batch ran past the wall-clock deadline.
+    /// The batch ran past its deadline (wall time, less the time its thread
+    /// waited for a CPU).
     #[error("deadline exceeded: the call ran longer than {0:?}")]
     Deadline(Duration),
     /// The plugin tried to grow its memory past the limit.
@@ -246,16 +252,15 @@ pub struct Usage {
 /// The per-call budget of an instance: deadline (in epoch ticks), fuel.
 struct Budget {
     limits: Limits,
-    epoch_tick: Duration,
+    deadline: Deadline,
     fuel_enabled: bool,
 }
 
 impl Budget {
     /// Reset the deadline and fuel before a call into the instance.
     fn arm(&self, store: &mut Store<StoreState>) {
-        let tick = self.epoch_tick.as_nanos().max(1);
-        let ticks = self.limits.deadline.as_nanos().div_ceil(tick).max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.data_mut().call_clock = CallClock::start();
+        store.set_epoch_deadline(self.deadline.ticks());
         if self.fuel_enabled {
             // Without a fuel limit the stage still needs fuel: give it all.
             let fuel = self.limits.fuel.unwrap_or(u64::MAX);

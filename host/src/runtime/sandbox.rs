@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 
+use super::deadline::CallClock;
 use super::log_budget::{CallLog, DROPPED_COUNTER, LINES_PER_CALL, LINES_PER_SECOND, LogBudget};
 use crate::counters::Counters;
 use wasmtime::component::ResourceTable;
@@ -115,6 +116,8 @@ pub struct StoreState {
     pub(super) log_budget: Arc<LogBudget>,
     /// This instance's log lines in the call under way.
     pub(super) call_log: CallLog,
+    /// When the call under way started, for its deadline.
+    pub(super) call_clock: CallClock,
 }
 
 impl StoreState {
@@ -135,6 +138,7 @@ impl StoreState {
             last_panic: None,
             log_budget,
             call_log: CallLog::default(),
+            call_clock: CallClock::start(),
         })
     }
 
