@@ -36,7 +36,8 @@
 //! - [`shadow`]: a candidate version beside the active one on live traffic,
 //!   and the record-by-record comparison with live results.
 //! - [`runtime`]: the only module that uses wasmtime: engine, sandbox,
-//!   limits, plugin log budget.
+//!   limits, deadlines (less time spent waiting for a CPU), plugin log
+//!   budget.
 //! - [`fence`]: per-partition leases that stop zombie writers.
 //! - [`sink`]: results and dead-letter objects of a partition and their
 //!   keys; what is already written; the lines of a results object.
