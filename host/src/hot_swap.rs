@@ -17,8 +17,12 @@
 //! produced it.
 //!
 //! Invariant: a version that fails any step leaves the running chain in
-//! place. The failure is logged and reported (`weir plugin status`), and
-//! the watcher tries again only when the active versions change again.
+//! place. The failure is logged and reported (`weir plugin status`). The
+//! watcher tries again when the active versions change, and on its own
+//! after a pause that doubles from one watch interval up to
+//! [`REFUSED_RETRY_MAX`]: the cause may be on the host's side (a granted
+//! file missing, the instance pool full) and be fixed without another
+//! activation, which would change nothing in the active versions.
 //!
 //! The host reports what it runs to the registry
 //! ([`crate::registry::HostStatus`]) when it starts, after each swap
@@ -41,10 +45,12 @@ const STOP_CHECK: Duration = Duration::from_millis(200);
 /// How often a host rewrites its report when nothing changed (so a report
 /// older than this says the host is gone).
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(60);
+/// The longest pause before refused versions are tried again.
+const REFUSED_RETRY_MAX: Duration = Duration::from_secs(30 * 60);
 
 /// The names of the plugins the stages run at the pipeline's active
 /// version.
-fn followed(pipeline: &Pipeline) -> Vec<&str> {
+pub(crate) fn followed(pipeline: &Pipeline) -> Vec<&str> {
     pipeline
         .stages
         .iter()
@@ -59,7 +65,7 @@ fn followed(pipeline: &Pipeline) -> Vec<&str> {
 }
 
 /// The version each followed plugin runs at in `chain`.
-fn running(chain: &Chain, followed: &[&str]) -> BTreeMap<String, String> {
+pub(crate) fn running(chain: &Chain, followed: &[&str]) -> BTreeMap<String, String> {
     chain
         .stages()
         .iter()
@@ -103,6 +109,10 @@ pub(crate) async fn follow(
     // The version of the active-versions object last read (`Some(None)`:
     // there was none).
     let mut seen: Option<Option<ETag>> = None;
+    // After a refusal: the time left before the refused versions are tried
+    // again, and the pause after that try if it is refused too.
+    let mut retry: Option<Duration> = None;
+    let mut pause = settings.watch_interval;
     loop {
         let mut waited = Duration::ZERO;
         while waited < settings.watch_interval {
@@ -116,6 +126,14 @@ pub(crate) async fn follow(
             waited += STOP_CHECK;
         }
         since_report += waited;
+        if let Some(left) = retry.map(|left| left.saturating_sub(waited)) {
+            retry = Some(left);
+            if left.is_zero() {
+                tracing::info!("hot swap: trying the refused versions again");
+                retry = None;
+                seen = None;
+            }
+        }
         if since_report >= HEARTBEAT {
             report(registry, follows, &mut status).await;
             since_report = Duration::ZERO;
@@ -147,8 +165,15 @@ pub(crate) async fn follow(
                     .inc();
                 chains.send_replace(chain);
                 report(registry, follows, &mut status).await;
+                (retry, pause) = (None, settings.watch_interval);
             }
-            Ok(None) => {}
+            Ok(None) => {
+                if status.refused.take().is_some() {
+                    // The active versions went back to the running ones.
+                    report(registry, follows, &mut status).await;
+                }
+                (retry, pause) = (None, settings.watch_interval);
+            }
             Err(e) => {
                 tracing::error!(
                     "hot swap: the new active versions are not loaded, the running ones stay: {e}"
@@ -169,6 +194,8 @@ pub(crate) async fn follow(
                     at: jiff::Timestamp::now().to_string(),
                 });
                 report(registry, follows, &mut status).await;
+                retry = Some(pause);
+                pause = (pause * 2).min(REFUSED_RETRY_MAX);
             }
         }
         seen = Some(version);

@@ -139,6 +139,14 @@ pub struct Plan {
     pub planned_at: String,
     /// Partition -> `[start, end)`.
     pub partitions: BTreeMap<i32, (i64, i64)>,
+    /// The version of each plugin the stages run at the pipeline's active
+    /// version (`name@active`), as it was when the replay was planned.
+    /// Every start of the run loads these, so that its output is one
+    /// chain's however the active versions move meanwhile. Plans stored by
+    /// earlier weir versions have none: their runs take the active
+    /// versions at each start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugins: BTreeMap<String, String>,
 }
 
 /// What stops a replay.
@@ -238,9 +246,33 @@ pub async fn replay(
     let Source::Kafka(kafka) = &pipeline.source else {
         return Err(ReplayError::NotKafka);
     };
-    let assembled = pipeline::assemble(pipeline).await?;
+    let mut assembled = pipeline::assemble(pipeline).await?;
     let conditional_writes = pipeline.output.conditional_writes();
-    let plan = load_or_make_plan(kafka, options, &assembled, conditional_writes).await?;
+    let active = crate::hot_swap::running(&assembled.chain, &crate::hot_swap::followed(pipeline));
+    let plan = load_or_make_plan(
+        kafka,
+        options,
+        &assembled,
+        active.clone(),
+        conditional_writes,
+    )
+    .await?;
+    if !plan.plugins.is_empty() && plan.plugins != active {
+        tracing::info!(
+            planned = ?plan.plugins,
+            active = ?active,
+            "the active versions moved since the replay was planned: running the planned ones"
+        );
+        assembled.chain = Arc::new(
+            pipeline::load_chain(
+                pipeline,
+                &assembled.runtime,
+                assembled.registry.as_ref(),
+                &plan.plugins,
+            )
+            .await?,
+        );
+    }
     let bounds = Arc::new(Bounds::new(&plan.topic, plan.partitions.clone()));
     on_start(&plan, bounds.clone(), &assembled);
     // A replay runs the chain it started with from its first record to its
@@ -274,12 +306,13 @@ pub async fn replay(
     })
 }
 
-/// The stored plan of this run, or a new one (stored before anything is
-/// consumed, with the group's start offsets committed).
+/// The stored plan of this run, or a new one with `plugins` (stored before
+/// anything is consumed, with the group's start offsets committed).
 async fn load_or_make_plan(
     kafka: &KafkaSettings,
     options: &ReplayOptions,
     assembled: &Assembled,
+    plugins: BTreeMap<String, String>,
     conditional_writes: bool,
 ) -> Result<Plan, ReplayError> {
     let (store, key) = assembled.sink.own_object("replay.json");
@@ -294,9 +327,10 @@ async fn load_or_make_plan(
     }
     let settings = kafka.clone();
     let (from, to) = (options.from, options.to);
-    let plan = tokio::task::spawn_blocking(move || make_plan(&settings, from, to))
+    let mut plan = tokio::task::spawn_blocking(move || make_plan(&settings, from, to))
         .await
         .expect("planning does not panic")?;
+    plan.plugins = plugins;
     store_plan(store, &key, plan, conditional_writes).await
 }
 
@@ -420,6 +454,7 @@ fn make_plan(
         to: to.to_string(),
         planned_at: jiff::Timestamp::now().to_string(),
         partitions: windows,
+        plugins: BTreeMap::new(),
     })
 }
 
@@ -488,6 +523,7 @@ mod tests {
             to: "now".into(),
             planned_at: "2026-12-03T00:00:00Z".into(),
             partitions: BTreeMap::from([(0, (0, end))]),
+            plugins: BTreeMap::new(),
         }
     }
 

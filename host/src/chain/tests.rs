@@ -89,6 +89,39 @@ fn cached_stages_answer_repeated_inputs_without_the_plugin() {
     assert_eq!(work(&mut worker), [one_new, one_new]);
 }
 
+/// The outputs of one input fanned out keep their order when the next
+/// stage answers some of them from the cache and computes the others: a
+/// warm or resumed run writes what a cold run writes. (The cached ones
+/// used to come first.)
+#[test]
+fn fanned_out_siblings_keep_their_order_when_only_some_are_cached() {
+    let (_runtime, chain) = chain_of(&["echo", "echo"]);
+    let chain = Arc::new(chain.unwrap());
+    let cache = Arc::new(StageCache::new(
+        crate::storage::ObjectStore::memory(),
+        1 << 20,
+    ));
+    let mut worker = chain.start_worker().unwrap().with_cache(cache.clone());
+    let mut input = record("x", "text/plain", "body");
+    input.metadata.push(("fanout".into(), "2".into()));
+    let cold = worker.process(vec![input.clone()]).unwrap();
+    let ChainResult::Done { outputs, .. } = &cold[0] else {
+        panic!("{cold:?}");
+    };
+    assert_eq!(outputs.len(), 4, "two copies, each fanned out again");
+    // The first stage's entry, and the second stage's entry of the second
+    // copy only (a memory tier that evicted the other, say).
+    for (index, entries) in worker.take_fills() {
+        assert_eq!(entries.len(), index + 1);
+        cache.remember(&entries[index..]);
+    }
+    worker.take_work();
+    let warm = worker.process(vec![input]).unwrap();
+    let second = worker.take_work()[1].1;
+    assert_eq!((second.cache_hits, second.cache_misses), (1, 1));
+    assert_eq!(warm, cold);
+}
+
 #[test]
 fn stages_that_do_not_fit_together_are_refused_at_load() {
     let (_runtime, chain) = chain_of(&["lang", "parse"]);

@@ -77,7 +77,13 @@ pub struct ChainWorker {
 
 /// The records of one stage's input, each tagged with the input index it
 /// descends from, and with what is known of it.
-type Tagged = Vec<(usize, DocRecord, Known)>;
+type Tagged = Vec<TaggedOutput>;
+/// A record and the index of the chain input it comes from.
+type TaggedOutput = (usize, DocRecord, Known);
+/// A stage input to compute: its origin, the record, and its cache miss.
+type ToCompute = (usize, DocRecord, Option<Miss>);
+/// Items tagged with the place of their stage input.
+type Placed<T> = Vec<(usize, T)>;
 
 /// What is known of a record between stages, besides the record.
 #[derive(Default)]
@@ -264,11 +270,15 @@ impl ChainWorker {
                 )));
             }
         }
+        // Each output is tagged with the place of its input among this
+        // stage's inputs, to put cached and computed outputs back in order.
         let (mut next, to_compute) = self.look_up(index, stage, accepted);
+        let mut places = Vec::with_capacity(to_compute.len());
         let mut origins = Vec::with_capacity(to_compute.len());
         let mut records = Vec::with_capacity(to_compute.len());
         let mut misses = Vec::with_capacity(to_compute.len());
-        for (origin, record, miss) in to_compute {
+        for (place, (origin, record, miss)) in to_compute {
+            places.push(place);
             origins.push(origin);
             records.push(record);
             misses.push(miss);
@@ -279,18 +289,20 @@ impl ChainWorker {
         // never be used. Result lines read whether they are JSON: that is
         // kept instead.
         let last = index + 1 == self.chain.stages.len();
-        for ((chunk_origins, chunk), chunk_misses) in origins
+        for (((chunk_origins, chunk), chunk_misses), chunk_places) in origins
             .chunks(size)
             .zip(records.chunks(size))
             .zip(misses.chunks(size))
+            .zip(places.chunks(size))
         {
             let outcomes = self.run_batch(index, stage, chunk)?;
             self.work[index].plugin_records += chunk.len() as u64;
-            for (((&origin, outcome), miss), input) in chunk_origins
+            for ((((&origin, outcome), miss), input), &place) in chunk_origins
                 .iter()
                 .zip(outcomes)
                 .zip(chunk_misses)
                 .zip(chunk)
+                .zip(chunk_places)
             {
                 if results[origin].is_some() {
                     continue;
@@ -305,13 +317,15 @@ impl ChainWorker {
                                 let (kept, digest) =
                                     StoredOutput::new(input, &output, next_stage, json);
                                 stored.push(kept);
-                                next.push((origin, output, Known { digest, json }));
+                                next.push((place, (origin, output, Known { digest, json })));
                             }
                             fills.push((miss.key, stored));
                         }
-                        None => {
-                            next.extend(outputs.into_iter().map(|r| (origin, r, Known::default())))
-                        }
+                        None => next.extend(
+                            outputs
+                                .into_iter()
+                                .map(|r| (place, (origin, r, Known::default()))),
+                        ),
                     },
                     Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
                 }
@@ -320,36 +334,40 @@ impl ChainWorker {
         if !fills.is_empty() {
             self.fills.push((index, fills));
         }
-        next.retain(|(origin, _, _)| results[*origin].is_none());
-        // Cached outputs came first: back to input order (the sort is
-        // stable, so one input's outputs keep theirs), as without a cache.
-        next.sort_by_key(|(origin, _, _)| *origin);
-        Ok(next)
+        next.retain(|(_, (origin, _, _))| results[*origin].is_none());
+        // Cached outputs came first: back to the order of the inputs (the
+        // sort is stable, so one input's outputs keep theirs), as without a
+        // cache. By input, not by origin: two inputs of one origin (a
+        // fanned-out record) must not swap when one was cached.
+        next.sort_by_key(|(place, _)| *place);
+        Ok(next.into_iter().map(|(_, output)| output).collect())
     }
 
     /// Split a stage's inputs into those whose outputs are cached (returned
     /// as outputs) and those to compute, each with its [`Miss`] (`None` for
-    /// a stage that is not cached).
+    /// a stage that is not cached); both tagged with the input's place in
+    /// `accepted`.
     fn look_up(
         &mut self,
         index: usize,
         stage: &Stage,
         accepted: Tagged,
-    ) -> (Tagged, Vec<(usize, DocRecord, Option<Miss>)>) {
+    ) -> (Placed<TaggedOutput>, Placed<ToCompute>) {
         let cache = match &self.cache {
             Some(cache) if stage.cache => cache.clone(),
             _ => {
                 let to_compute = accepted
                     .into_iter()
-                    .map(|(origin, record, _)| (origin, record, None))
+                    .enumerate()
+                    .map(|(place, (origin, record, _))| (place, (origin, record, None)))
                     .collect();
-                return (Tagged::new(), to_compute);
+                return (Vec::new(), to_compute);
             }
         };
         let identity = self.chain.stage_id(index);
-        let mut cached = Tagged::new();
+        let mut cached = Vec::new();
         let mut to_compute = Vec::with_capacity(accepted.len());
-        for (origin, record, known) in accepted {
+        for (place, (origin, record, known)) in accepted.into_iter().enumerate() {
             let digest = known.digest.unwrap_or_else(|| BodyDigest::of(&record.body));
             let key = entry_key(&identity, &record, &digest.digest());
             let rebuilt = cache.get(&key).and_then(|outputs| {
@@ -368,12 +386,16 @@ impl ChainWorker {
             match rebuilt {
                 Some(outputs) => {
                     self.work[index].cache_hits += 1;
-                    cached.extend(outputs.into_iter().map(|(r, known)| (origin, r, known)));
+                    cached.extend(
+                        outputs
+                            .into_iter()
+                            .map(|(r, known)| (place, (origin, r, known))),
+                    );
                 }
                 None => {
                     self.work[index].cache_misses += 1;
                     let miss = Miss { key, input: digest };
-                    to_compute.push((origin, record, Some(miss)));
+                    to_compute.push((place, (origin, record, Some(miss))));
                 }
             }
         }

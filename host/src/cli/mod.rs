@@ -59,7 +59,8 @@ pub enum Command {
     /// Replay a Kafka topic from a start point up to the end it has when the
     /// replay starts, in a consumer group and an output folder of its own
     /// (`{pipeline}/runs/{run}/`), then exit: 0 when every partition is
-    /// done, 4 when stopped before (run the same command to continue).
+    /// done, 4 when stopped before (run it again with the same `--run` to
+    /// continue).
     ///
     /// Every event is processed (no event-mode skips); with `[cache]`
     /// enabled, stages whose outputs are cached are not computed again.
@@ -216,9 +217,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// With a Kafka source: that `runtime.max_instances` is enough for a host
 /// that is assigned every partition of the topic (one instance per stage
-/// per partition), which would otherwise stop the host at assignment. The
-/// outer error is the problem; the inner one says the broker could not be
-/// asked (the check was not made).
+/// per partition), which would otherwise stop the host at assignment, plus
+/// one chain's worth when stages follow the active versions: a hot swap
+/// instantiates the new chain once as a trial while every partition still
+/// runs the old one (without the room, every swap is refused). The outer
+/// error is the problem; the inner one says the broker could not be asked
+/// (the check was not made).
 async fn check_instances(
     path: &std::path::Path,
     pipeline: &config::Pipeline,
@@ -235,16 +239,22 @@ async fn check_instances(
         Ok(partitions) => partitions,
         Err(e) => return Ok(Err(e)),
     };
-    let needed = partitions * pipeline.stages.len();
+    let swaps = !crate::hot_swap::followed(pipeline).is_empty();
+    let needed = (partitions + usize::from(swaps)) * pipeline.stages.len();
     let max = pipeline.runtime.max_instances as usize;
     if needed > max {
+        let trial = if swaps {
+            ", and one chain more for the trial of a newly activated version before a hot swap"
+        } else {
+            ""
+        };
         return Err(config::problem_at(
             path,
             "runtime.max_instances",
             format!(
                 "is {max}, but topic `{}` has {partitions} partitions and the chain {} stages: \
-                 a host assigned every partition needs {needed} instances; set it to at least \
-                 {needed}",
+                 a host assigned every partition needs {needed} instances (one per stage per \
+                 partition{trial}); set it to at least {needed}",
                 kafka.topic,
                 pipeline.stages.len()
             ),
@@ -372,8 +382,9 @@ async fn run_replay(
     }
     if !summary.complete {
         eprintln!(
-            "weir replay {}: stopped before its end; run the same command to continue",
-            options.run
+            "weir replay {run}: stopped before its end; to continue, run it again with \
+             `--run {run}`",
+            run = options.run
         );
         std::process::exit(REPLAY_INCOMPLETE);
     }

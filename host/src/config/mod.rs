@@ -224,7 +224,7 @@ dir = "out"
         let dir = fixture_dir();
         let text = with_kafka_properties(
             "\"enable.auto.commit\" = \"true\"\n\"fetch.max.bytes\" = \"1000000\"\n\
-             acks = \"1\"\n\"enable.idempotence\" = \"false\"",
+             acks = \"1\"\n\"enable.idempotence\" = \"false\"\n\"auto.offset.reset\" = \"latest\"",
         );
         let problems = parse(&text, dir.path()).unwrap_err();
         let mut keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
@@ -233,6 +233,7 @@ dir = "out"
             keys,
             [
                 "source.kafka.properties.acks",
+                "source.kafka.properties.auto.offset.reset",
                 "source.kafka.properties.enable.auto.commit",
                 "source.kafka.properties.enable.idempotence",
             ]

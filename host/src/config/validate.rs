@@ -347,7 +347,9 @@ fn validate_source(source: SourceConfig, base: &Path, c: &mut Checker<'_>) -> So
                     format!("source.kafka.properties.{key}"),
                     "is set by the host (offsets are committed only after results are \
                      durable; the group is `source.kafka.group`; dead letters are produced \
-                     with acks=all and idempotence) and cannot be overridden",
+                     with acks=all and idempotence; a partition without a usable offset is \
+                     read from its earliest record: choose where a new group starts with \
+                     `source.kafka.start`) and cannot be overridden",
                 );
             }
             let properties = kafka

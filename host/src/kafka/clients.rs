@@ -23,7 +23,7 @@
 use rdkafka::ClientConfig;
 use rdkafka::message::{BorrowedMessage, Message};
 
-use crate::config::{KafkaSettings, StartFrom};
+use crate::config::KafkaSettings;
 use crate::source::{Position, SourceMessage};
 
 /// How long the broker may take to answer each one-off request made before
@@ -35,7 +35,8 @@ pub(crate) const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::fro
 /// may not set them. Automatic commits or offset stores would commit offsets
 /// whose results are not written yet; the group is `source.kafka.group`;
 /// weaker acknowledgements or a non-idempotent producer could lose or
-/// duplicate dead letters.
+/// duplicate dead letters; a reset to the end would skip records (see
+/// [`consumer_config`]).
 pub const HOST_OWNED_PROPERTIES: &[&str] = &[
     "enable.auto.commit",
     "auto.commit.enable",
@@ -44,6 +45,7 @@ pub const HOST_OWNED_PROPERTIES: &[&str] = &[
     "acks",
     "request.required.acks",
     "enable.idempotence",
+    "auto.offset.reset",
 ];
 
 /// Properties only consumers use (scope `C` in librdkafka's
@@ -150,14 +152,17 @@ fn config(settings: &KafkaSettings, client: Client, defaults: &[(&str, &str)]) -
 }
 
 /// Configuration of the pipeline's consumer.
+///
+/// A partition without a usable committed offset is read from its earliest
+/// retained record, whatever `source.kafka.start` says. `start = "latest"`
+/// is made by committing the ends before the group first consumes
+/// ([`super::start`]); after that, librdkafka resets only a partition
+/// added to the topic later (all of its records came after the start) or
+/// one whose committed offset retention has deleted (the records still
+/// retained are owed a place). A reset to the end would skip them.
 pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
-    let reset = match settings.start {
-        StartFrom::Earliest => "earliest",
-        StartFrom::Latest => "latest",
-    };
     let defaults = [
         ("enable.partition.eof", "false"),
-        ("auto.offset.reset", reset),
         // librdkafka prefetches at most ~16 MiB per assigned partition (each
         // has a queue of its own, see `partitions`); each partition's lane
         // holds up to 4 x `max_batch` more messages.
@@ -174,7 +179,8 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     config
         .set("group.id", &settings.group)
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest");
     config
 }
 
@@ -204,6 +210,7 @@ pub fn to_source_message(message: &BorrowedMessage<'_>) -> SourceMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::StartFrom;
 
     fn settings(properties: &[(&str, &str)]) -> KafkaSettings {
         KafkaSettings {
@@ -246,6 +253,7 @@ mod tests {
             ("enable.idempotence", "false"),
             ("enable.auto.commit", "true"),
             ("enable.auto.offset.store", "true"),
+            ("auto.offset.reset", "latest"),
         ]);
         let producer = producer_config(&s);
         assert_eq!(producer.get("acks"), Some("all"));
@@ -254,6 +262,27 @@ mod tests {
         assert_eq!(consumer.get("enable.auto.commit"), Some("false"));
         assert_eq!(consumer.get("enable.auto.offset.store"), Some("false"));
         assert_eq!(consumer.get("group.id"), Some("g"));
+        assert_eq!(consumer.get("auto.offset.reset"), Some("earliest"));
+    }
+
+    /// A partition without a usable offset is read from its earliest
+    /// retained record, whatever the start: a reset to the end would skip
+    /// the records retention kept after a committed offset it deleted (and
+    /// a replay, whose group has no offsets before its windows' starts,
+    /// would read nothing: a user's `auto.offset.reset = "latest"` used to
+    /// do that).
+    #[test]
+    fn a_partition_without_a_usable_offset_is_read_from_its_start() {
+        for start in [StartFrom::Earliest, StartFrom::Latest] {
+            let s = KafkaSettings {
+                start,
+                ..settings(&[])
+            };
+            assert_eq!(
+                consumer_config(&s).get("auto.offset.reset"),
+                Some("earliest")
+            );
+        }
     }
 
     #[test]

@@ -72,6 +72,8 @@ impl Grants {
     /// and every file's path and contents, in name order). `None` when they
     /// grant nothing to read. A new model file in a granted directory is a
     /// new identity, so cached outputs of the old model are not reused.
+    /// Symbolic links are followed, as the plugin's reads follow them: a
+    /// `current -> v3` link pointed back at `v2` is a new identity.
     pub fn identity(&self) -> std::io::Result<Option<crate::digest::Digest>> {
         if self.env.is_empty() && self.read_only_dirs.is_empty() {
             return Ok(None);
@@ -86,7 +88,10 @@ impl Grants {
         }
         for (host, guest) in &self.read_only_dirs {
             parts.extend([b"dir".to_vec(), guest.clone().into_bytes()]);
-            for entry in walkdir::WalkDir::new(host).sort_by_file_name() {
+            for entry in walkdir::WalkDir::new(host)
+                .follow_links(true)
+                .sort_by_file_name()
+            {
                 let entry = entry.map_err(std::io::Error::other)?;
                 if entry.file_type().is_file() {
                     let relative = entry.path().strip_prefix(host).unwrap_or(entry.path());
@@ -303,6 +308,19 @@ mod tests {
         assert_ne!(new_model, Some(base));
         std::fs::write(models.path().join("extra.txt"), b"").unwrap();
         assert_ne!(grants("topic").identity().unwrap(), new_model);
+        // A link to a model version is followed: pointing it at another
+        // version is a new identity (links used to be left out).
+        for version in ["v2", "v3"] {
+            let dir = models.path().join(version);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("model.bin"), version).unwrap();
+        }
+        let current = models.path().join("current");
+        std::os::unix::fs::symlink("v3", &current).unwrap();
+        let on_v3 = grants("topic").identity().unwrap();
+        std::fs::remove_file(&current).unwrap();
+        std::os::unix::fs::symlink("v2", &current).unwrap();
+        assert_ne!(grants("topic").identity().unwrap(), on_v3);
         // Clocks or randomness make a stage impossible to cache.
         assert!(grants("topic").deterministic());
         let clocks = Grants {

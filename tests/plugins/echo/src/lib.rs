@@ -1,6 +1,7 @@
 //! Contract test plugin. Echoes every record unchanged, except when its
 //! metadata asks for something else:
-//! - `fanout = N`: emit N copies (N = 0 filters the record out);
+//! - `fanout = N`: emit N copies (N = 0 filters the record out), copy `i`
+//!   with metadata `copy = i` added, so that tests can tell them apart;
 //! - `fail = bad-input | failure`: return that error; `fail = panic`: panic
 //!   (the instance traps);
 //! - `fail-once = failure`: fail the first time a record id is seen, succeed
@@ -60,12 +61,21 @@ impl Transform for Echo {
             return Err(Error::failure("failing the first attempt"));
         }
         busy(self.work);
-        let copies = record.meta("fanout").map_or(Ok(1), str::parse::<usize>);
-        let copies = copies.map_err(|e| Error::bad_input(format!("fanout: {e}")))?;
+        let fanout = record.meta("fanout").map(str::parse::<usize>).transpose();
+        let fanout = fanout.map_err(|e| Error::bad_input(format!("fanout: {e}")))?;
         if let Some(tag) = &self.tag {
             record.metadata.push(("tag".into(), tag.clone()));
         }
-        Ok(vec![record; copies])
+        let Some(copies) = fanout else {
+            return Ok(vec![record]);
+        };
+        Ok((0..copies)
+            .map(|i| {
+                let mut copy = record.clone();
+                copy.metadata.push(("copy".into(), i.to_string()));
+                copy
+            })
+            .collect())
     }
 }
 
