@@ -564,18 +564,22 @@ impl PartitionWorker {
                 }
             };
             if event.op == Operation::Delete {
-                let stored = self.stored_unless_in_flight(&event.id)?;
-                match state::delete_verdict(stored.as_ref(), event.revision) {
-                    Some(skip) => prepared.push(Prepared::Skipped(message, event, None, skip)),
-                    None => {
-                        // Until it is recorded, later events of the document
-                        // in this call must not be compared with its old state.
-                        if let Some(state) = &mut self.state {
-                            state.expect_outcome(&event.id);
-                        }
-                        prepared.push(Prepared::Tombstone(message, event));
-                    }
+                let stored = self.current_state(&event.id)?;
+                let verdict = state::delete_verdict(stored.as_ref(), event.revision);
+                if let (Some(state), None | Some(Skip::Unchanged)) = (&mut self.state, verdict) {
+                    // A tombstone, or a delete of a deleted document: later
+                    // events of the document in this call are compared
+                    // with the deletion, as they would be in the next call.
+                    let deleted = DocState::Deleted {
+                        revision: event.revision,
+                        offset: message.position.offset,
+                    };
+                    state.known(&event.id, deleted);
                 }
+                prepared.push(match verdict {
+                    Some(skip) => Prepared::Skipped(message, event, None, skip),
+                    None => Prepared::Tombstone(message, event),
+                });
                 continue;
             }
             let (body, content_hash) = match (event.body.take(), fetched) {
@@ -604,16 +608,25 @@ impl PartitionWorker {
                 ),
             };
             if self.state.is_some() {
-                let stored = self.stored_unless_in_flight(&event.id)?;
+                let stored = self.current_state(&event.id)?;
                 let verdict =
                     state::upsert_verdict(stored.as_ref(), content_hash, chain, event.revision);
                 if let Some(skip) = verdict {
+                    if let (Some(state), Skip::Unchanged) = (&mut self.state, skip) {
+                        let unchanged = DocState::Present {
+                            content_hash,
+                            chain,
+                            revision: event.revision,
+                            offset: message.position.offset,
+                        };
+                        state.known(&event.id, unchanged);
+                    }
                     prepared.push(Prepared::Skipped(message, event, Some(content_hash), skip));
                     continue;
                 }
             }
             if let Some(state) = &mut self.state {
-                state.expect_outcome(&event.id);
+                state.computing(&event.id);
             }
             let metadata = event.metadata();
             let content_type = event
@@ -632,13 +645,12 @@ impl PartitionWorker {
         Ok((prepared, records))
     }
 
-    /// The stored state of `id` for the skip rule: `None` (process) in local
-    /// runs without event mode, and while an earlier event of `id` in the
-    /// same call is still on its way through the chain.
-    fn stored_unless_in_flight(&mut self, id: &str) -> Result<Option<DocState>, WorkerError> {
+    /// The state of `id` for the skip rule ([`PartitionState::current`]):
+    /// `None` (process) without event mode.
+    fn current_state(&mut self, id: &str) -> Result<Option<DocState>, WorkerError> {
         match &mut self.state {
-            Some(state) if !state.is_in_flight(id) => Ok(state.lookup(id)?),
-            _ => Ok(None),
+            Some(state) => Ok(state.current(id)?),
+            None => Ok(None),
         }
     }
 

@@ -298,6 +298,44 @@ async fn event_mode_skips_unchanged_and_stale_events_and_records_every_one() {
     assert_eq!(event_counts(&third), (0, 0, 3, 1));
 }
 
+/// Events of one document in one call are judged as they would be in
+/// separate calls: after a tombstone or a skip as unchanged, a later event
+/// of the document in the same call is compared with that outcome. (A late
+/// older revision after a delete or an unchanged revision used to be
+/// computed, and became the document's latest line; a second delete wrote
+/// a second tombstone.)
+#[tokio::test]
+async fn events_of_a_document_in_one_call_are_judged_as_in_separate_calls() {
+    let (_runtime, chain) = chain_of(&["echo"]);
+    let chain = Arc::new(chain.unwrap());
+    for (case, (second_call, expected)) in [
+        (
+            vec![delete(1, "a", 12), revision(2, "a", 11, "y")],
+            (0, 1, 0, 1),
+        ),
+        (
+            vec![revision(1, "a", 12, "x"), revision(2, "a", 11, "y")],
+            (0, 0, 1, 1),
+        ),
+        (vec![delete(1, "a", 12), delete(2, "a", 13)], (0, 1, 1, 0)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let store = ObjectStore::memory();
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = event_worker(&store, &chain, dir.path()).await;
+        first
+            .process(vec![revision(0, "a", 10, "x")])
+            .await
+            .unwrap();
+        first.finish().await.unwrap();
+        let mut second = event_worker(&store, &chain, dir.path()).await;
+        second.process(second_call).await.unwrap();
+        assert_eq!(event_counts(&second), expected, "case {case}");
+    }
+}
+
 /// A resumed worker in event mode: a local run's (state kept in `dir`)
 /// or a Kafka host's (state restored into a fresh store).
 async fn started(

@@ -33,7 +33,7 @@ pub(crate) mod checkpoint;
 pub(crate) mod restore;
 pub(crate) mod store;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -247,6 +247,19 @@ pub struct SealedChanges {
     through: i64,
 }
 
+/// A document's last event in the current call, before the call's
+/// outcomes are recorded.
+#[derive(Debug, Clone, Copy)]
+enum InCall {
+    /// It went to the chain: its outcome is not known yet, so a later event
+    /// of the document is processed, never compared with its old state.
+    Computing,
+    /// Its outcome was known without the chain (a tombstone, a skip as
+    /// unchanged): a later event is compared with it, as it would be in the
+    /// next call.
+    Known(DocState),
+}
+
 /// One partition's state while a worker drives it: the store, and the
 /// changes that are not durable yet (of the open batch, and of the batch
 /// being written).
@@ -265,11 +278,9 @@ pub struct PartitionState {
     /// batch is written (its [`SealedChanges`] handed back), and lookups see
     /// them meanwhile.
     sealed: Option<HashMap<String, DocState>>,
-    /// Documents with an event in the current call whose outcome is not
-    /// recorded yet (an upsert sent to the chain, a delete): a later event of
-    /// the same document in the same call is processed, never compared with
-    /// their old state.
-    in_flight: HashSet<String>,
+    /// Documents with an event earlier in the current call, and what a
+    /// later event of the same document in the call is compared with.
+    this_call: HashMap<String, InCall>,
     /// Kafka hosts checkpoint; local runs keep their store on disk instead.
     checkpoints: Option<(CheckpointPolicy, Instant)>,
     /// Keeps a temporary store's directory alive (Kafka hosts restore into
@@ -342,7 +353,7 @@ impl PartitionState {
             scope: format!("{topic}/{partition}"),
             pending: HashMap::new(),
             sealed: None,
-            in_flight: HashSet::new(),
+            this_call: HashMap::new(),
             checkpoints,
             _dir: dir,
         }
@@ -395,17 +406,29 @@ impl PartitionState {
         reader.get(id)
     }
 
-    /// Whether an earlier event of `id` in the current call went to the
-    /// chain (its outcome is not known yet).
-    pub fn is_in_flight(&self, id: &str) -> bool {
-        self.in_flight.contains(id)
+    /// What an event of `id` in the current call is compared with: the
+    /// outcome of an earlier event of `id` in this call if it is known
+    /// (`None`, process it, while that one is on its way through the
+    /// chain), else the state as [`PartitionState::lookup`] has it.
+    pub fn current(&mut self, id: &str) -> Result<Option<DocState>, StateError> {
+        match self.this_call.get(id) {
+            Some(InCall::Computing) => Ok(None),
+            Some(InCall::Known(state)) => Ok(Some(*state)),
+            None => self.lookup(id),
+        }
     }
 
-    /// Note that an event of `id` in the current call will change its state
-    /// once its outcome is recorded (an upsert went to the chain, or a
-    /// delete).
-    pub fn expect_outcome(&mut self, id: &str) {
-        self.in_flight.insert(id.to_owned());
+    /// An event of `id` in the current call went to the chain: until its
+    /// outcome is recorded, later events of `id` in the call are processed.
+    pub fn computing(&mut self, id: &str) {
+        self.this_call.insert(id.to_owned(), InCall::Computing);
+    }
+
+    /// An event of `id` in the current call has an outcome known without
+    /// the chain (a tombstone, a skip as unchanged), recorded with the
+    /// call's: later events of `id` in the call are compared with `state`.
+    pub fn known(&mut self, id: &str, state: DocState) {
+        self.this_call.insert(id.to_owned(), InCall::Known(state));
     }
 
     /// Record the outcome of an event (in offset order); it becomes durable
@@ -416,7 +439,7 @@ impl PartitionState {
 
     /// The current call's events all have their outcome.
     pub fn end_call(&mut self) {
-        self.in_flight.clear();
+        self.this_call.clear();
     }
 
     /// The open batch, through `through`, goes to be written: its changes
