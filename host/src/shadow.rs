@@ -155,7 +155,7 @@ impl ShadowReport {
     pub fn lines(&self) -> Vec<String> {
         let count = |v| self.counts.get(&v).copied().unwrap_or(0);
         let mut lines = vec![format!(
-            "{} identical, {} changed, {} failed, {} not compared (no live result yet, or skipped live)",
+            "{} identical, {} changed, {} failed, {} not compared (no live result yet, skipped or dead-lettered live)",
             count(Verdict::Identical),
             count(Verdict::Changed),
             count(Verdict::Failed),
@@ -286,16 +286,28 @@ pub async fn report(
         id: line["id"].as_str().unwrap_or_default().to_owned(),
         detail,
     };
+    // Live computed the record (a result line that is not a skip).
+    let computed_live = |at: &At| {
+        live.get(at)
+            .filter(|live| live.get("skipped").is_none() && live["op"] == "upsert")
+    };
     for (at, line) in &failed {
         let reason = line["reason"].as_str().unwrap_or_default().to_owned();
-        report.add(Verdict::Failed, || example(at, line, reason));
+        // A record live could not compute either (an event that does not
+        // decode, a body that is gone) is no failure of the candidate's.
+        match computed_live(at) {
+            Some(_) => report.add(Verdict::Failed, || example(at, line, reason)),
+            None => report.add(Verdict::NotCompared, || {
+                example(at, line, format!("no live result; dead-lettered: {reason}"))
+            }),
+        }
     }
     for (at, line) in &shadow {
         if line["op"] != "upsert" {
             continue;
         }
-        let verdict = match live.get(at) {
-            Some(live) if live.get("skipped").is_none() && live["op"] == "upsert" => {
+        let verdict = match computed_live(at) {
+            Some(live) => {
                 if live["outputs"] == line["outputs"] {
                     Verdict::Identical
                 } else {
@@ -418,12 +430,23 @@ plugin = "other@active""#,
             &shadow,
         )
         .await;
-        let mut dead = line(4, "");
-        dead["reason"] = "plugin failed: boom".into();
+        // Live computed 4, which the candidate dead-lettered: a failure. It
+        // did not compute 5 either (an event that does not decode, say):
+        // not the candidate's failure, so not compared.
         put_lines(
             &store,
-            "p/shadow/x@2/dead-letters/t/0/00000000000000000004-00000000000000000004.jsonl",
-            &[dead],
+            "p/results/t/0/00000000000000000004-00000000000000000004.jsonl.zst",
+            &[line(4, "e")],
+        )
+        .await;
+        let mut dead = line(4, "");
+        dead["reason"] = "plugin failed: boom".into();
+        let mut undecodable = line(5, "");
+        undecodable["reason"] = "not a change event".into();
+        put_lines(
+            &store,
+            "p/shadow/x@2/dead-letters/t/0/00000000000000000004-00000000000000000005.jsonl",
+            &[dead, undecodable],
         )
         .await;
 
@@ -435,7 +458,7 @@ plugin = "other@active""#,
                 (Verdict::Identical, 1),
                 (Verdict::Changed, 1),
                 (Verdict::Failed, 1),
-                (Verdict::NotCompared, 1)
+                (Verdict::NotCompared, 2)
             ]
         );
         assert_eq!(
@@ -450,6 +473,6 @@ plugin = "other@active""#,
             report.examples[&Verdict::Failed][0].detail,
             "plugin failed: boom"
         );
-        assert!(report.lines()[0].starts_with("1 identical, 1 changed, 1 failed, 1 not compared"));
+        assert!(report.lines()[0].starts_with("1 identical, 1 changed, 1 failed, 2 not compared"));
     }
 }
