@@ -382,6 +382,52 @@ async fn state_never_runs_ahead_of_the_written_results() {
     }
 }
 
+/// A local run killed after writing results (its state commits not yet
+/// synced: lost), then a run of another file: the shared state catches up
+/// with every file's results, so a document the killed run changed is not
+/// compared with what it was before. (It used to catch up with the new
+/// file's results only, and skip a revert as unchanged.)
+#[tokio::test]
+async fn a_local_run_catches_up_with_a_killed_run_of_another_file() {
+    let (_runtime, chain) = chain_of(&["echo"]);
+    let chain = Arc::new(chain.unwrap());
+    let store = ObjectStore::memory();
+    let dir = tempfile::tempdir().unwrap();
+    let local_run = |file: &'static str| {
+        let (store, chain, dir) = (store.clone(), chain.clone(), dir.path().to_owned());
+        async move {
+            let sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store));
+            let state = PartitionState::local(&dir, 1 << 20, file, 0).unwrap();
+            let mut worker = PartitionWorker::new(
+                chain.start_worker().unwrap(),
+                Arc::new(sink),
+                DecodeConfig::default(),
+                BatchingConfig::default(),
+                file,
+                0,
+            )
+            .with_state(state);
+            worker.resume(0).await.unwrap();
+            worker
+        }
+    };
+    let mut a = local_run("a.jsonl").await;
+    a.process(vec![revision(0, "x", 1, "h1")]).await.unwrap();
+    a.finish().await.unwrap();
+    drop(a);
+    let mut b = local_run("b.jsonl").await;
+    // What a kill leaves: the store as of its last sync (b's start), with
+    // b's results written.
+    let synced = std::fs::read(dir.path().join("state.redb")).unwrap();
+    b.process(vec![revision(0, "x", 2, "h2")]).await.unwrap();
+    b.flush().await.unwrap();
+    drop(b);
+    std::fs::write(dir.path().join("state.redb"), synced).unwrap();
+    let mut c = local_run("c.jsonl").await;
+    c.process(vec![revision(0, "x", 3, "h1")]).await.unwrap();
+    assert_eq!(event_counts(&c), (1, 0, 0, 0), "x differs from b's h2");
+}
+
 /// Bodies stored by reference are fetched together, not one round trip
 /// after another: the fake S3 server below answers none of the GETs until
 /// all of them have arrived, so fetching one at a time never finishes.

@@ -302,7 +302,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
 impl PartitionState {
     /// A local run's state: the store at `dir/state.redb`, kept between
-    /// runs, shared by every input file of the pipeline.
+    /// runs, shared by every input file of the pipeline. The file's scope
+    /// is entered in it durably first: a run killed before it synced is
+    /// caught up with by the next run, whichever file that one reads.
     pub fn local(
         dir: &Path,
         cache_bytes: usize,
@@ -311,7 +313,9 @@ impl PartitionState {
     ) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(StateError::dir(dir))?;
         let store = StateStore::open(&dir.join("state.redb"), cache_bytes)?;
-        Ok(Self::with_store(store, topic, partition, None, None))
+        let state = Self::with_store(store, topic, partition, None, None);
+        state.store.claim(&state.scope)?;
+        Ok(state)
     }
 
     /// A Kafka partition's state: a fresh store in a temporary directory
@@ -362,7 +366,9 @@ impl PartitionState {
     /// Bring the store up to everything durable in `sink` for this
     /// partition: the latest checkpoint first (Kafka hosts, whose store
     /// starts empty), then every results object written after what the
-    /// store holds.
+    /// store holds; in a local run's store, those of every other file the
+    /// store has seen as well (a run killed before it synced left its
+    /// file's results ahead of the store).
     pub async fn restore(
         &mut self,
         sink: &Sink,
@@ -374,6 +380,15 @@ impl PartitionState {
         if self.checkpoints.is_some() && self.store.applied(&self.scope)?.is_none() {
             from_checkpoint =
                 checkpoint::load_latest(&self.store, &self.scope, sink, topic, partition).await?;
+        }
+        for (scope, _) in self.store.scopes()? {
+            let other = scope
+                .rsplit_once('/')
+                .filter(|_| scope != self.scope)
+                .and_then(|(topic, partition)| Some((topic, partition.parse::<i32>().ok()?)));
+            if let Some((topic, partition)) = other {
+                restore::catch_up(&self.store, &scope, sink, topic, partition).await?;
+            }
         }
         let applied = restore::catch_up(&self.store, &self.scope, sink, topic, partition).await?;
         tracing::info!(
@@ -630,7 +645,8 @@ mod tests {
             let _sealed = state.seal(0);
             state.record("b", present("y", "c", 1));
             assert_eq!(state.lookup("a").unwrap(), Some(written), "sealed");
-            assert_eq!(state.store.applied(&state.scope).unwrap(), None);
+            // Entered (through -1), nothing applied.
+            assert_eq!(state.store.applied(&state.scope).unwrap(), Some(-1));
             // Dropped here: a crash while the batch is being written.
         }
         let mut state = PartitionState::local(dir.path(), 1 << 20, "t", 0).unwrap();

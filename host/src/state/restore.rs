@@ -9,7 +9,12 @@
 //!
 //! Lines without a chain identity (written before event mode existed) are
 //! not applied: their documents are recomputed on their next event, never
-//! skipped wrongly.
+//! skipped wrongly. Nor is a line older (by revision) than what the store
+//! holds for its document: a local store is shared by several files, and
+//! catching up with one file's results must not take a document back
+//! behind another file's newer revision.
+
+use std::collections::HashMap;
 
 use serde::Deserialize;
 
@@ -82,18 +87,28 @@ pub(crate) async fn catch_up(
         let Some(lines) = sink.read_results(&key).await? else {
             continue;
         };
-        let mut changes: Vec<(String, DocState)> = Vec::new();
+        let stored = store.reader()?;
+        let mut changes: HashMap<String, DocState> = HashMap::new();
         for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let line: WrittenLine = serde_json::from_slice(line)
                 .map_err(|e| StateError::Corrupt(format!("a line of {key}: {e}")))?;
             if applied.is_some_and(|applied| line.position.offset <= applied) {
                 continue;
             }
-            if let Some(state) = line.state() {
-                changes.push((line.id, state));
-                caught_up.lines += 1;
+            let Some(state) = line.state() else {
+                continue;
+            };
+            let newest = match changes.get(&line.id) {
+                Some(change) => Some(*change),
+                None => stored.get(&line.id)?,
+            };
+            if newest.is_some_and(|newest| newest.revision() > state.revision()) {
+                continue;
             }
+            changes.insert(line.id, state);
+            caught_up.lines += 1;
         }
+        drop(stored);
         store.commit(changes.iter().map(|(id, s)| (id.as_str(), s)), scope, last)?;
         applied = Some(last);
         caught_up.objects += 1;
@@ -137,5 +152,46 @@ mod tests {
                 offset: 5
             })
         );
+    }
+
+    /// Catching up with one file's results does not take a document back
+    /// behind a newer revision another file's run stored (a local store is
+    /// shared by the pipeline's files).
+    #[tokio::test]
+    async fn an_older_revision_does_not_replace_a_newer_one() {
+        let objects = crate::storage::ObjectStore::memory();
+        let sink = Sink::new(
+            "p",
+            objects.clone(),
+            crate::dlq::DeadLetterSink::Store(objects.clone()),
+        );
+        let (hash, chain) = (Digest::of(b"body"), Digest::of(b"chain"));
+        let line = |offset: i64, id: &str, revision: u64| {
+            format!(
+                r#"{{"position":{{"topic":"b","partition":0,"offset":{offset}}},"id":"{id}","revision":{revision},"op":"upsert","content_hash":"{hash}","chain":"{chain}","metadata":{{}},"lineage":[],"outputs":[]}}"#
+            )
+        };
+        let lines = format!("{}\n{}\n", line(0, "x", 2), line(1, "y", 2));
+        objects
+            .put(
+                &sink.results_key("b", 0, 0, 1),
+                zstd::encode_all(lines.as_bytes(), 1).unwrap(),
+            )
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = StateStore::open(&dir.path().join("state.redb"), 1 << 20).unwrap();
+        let newer = DocState::Present {
+            content_hash: hash,
+            chain,
+            revision: 5,
+            offset: 9,
+        };
+        store.commit([("x", &newer)], "a/0", 9).unwrap();
+        let caught_up = catch_up(&store, "b/0", &sink, "b", 0).await.unwrap();
+        assert_eq!(caught_up.lines, 1, "y only");
+        assert_eq!(store.get("x").unwrap(), Some(newer));
+        assert_eq!(store.get("y").unwrap().map(|s| s.revision()), Some(2));
+        assert_eq!(store.applied("b/0").unwrap(), Some(1));
     }
 }

@@ -10,7 +10,10 @@
 //! database opens at its last synced commit, with the matching `applied`
 //! offsets, and the results objects written since are applied again (see
 //! [`super::restore`]). [`StateStore::sync`] syncs (at the end of a run and
-//! before a checkpoint).
+//! before a checkpoint). A scope is entered in `applied` durably before
+//! anything of it is processed ([`StateStore::claim`], applied through -1:
+//! nothing yet), so a crash can never leave results of a scope the store
+//! does not know it has to catch up with.
 
 use std::path::Path;
 
@@ -82,6 +85,35 @@ impl StateStore {
             .get(scope)
             .map_err(redb::Error::from)?
             .map(|v| v.value()))
+    }
+
+    /// Every scope entered here, with the last offset applied.
+    pub(crate) fn scopes(&self) -> Result<Vec<(String, i64)>, StateError> {
+        let txn = self.db.begin_read().map_err(redb::Error::from)?;
+        let applied = txn.open_table(APPLIED).map_err(redb::Error::from)?;
+        let mut scopes = Vec::new();
+        for entry in applied.iter().map_err(redb::Error::from)? {
+            let (scope, through) = entry.map_err(redb::Error::from)?;
+            scopes.push((scope.value().to_owned(), through.value()));
+        }
+        Ok(scopes)
+    }
+
+    /// Enter `scope` (applied through -1, nothing yet) unless it is here,
+    /// durably: from now on a restore catches up with its results.
+    pub(crate) fn claim(&self, scope: &str) -> Result<(), StateError> {
+        if self.applied(scope)?.is_some() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write().map_err(redb::Error::from)?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(redb::Error::from)?;
+        {
+            let mut applied = txn.open_table(APPLIED).map_err(redb::Error::from)?;
+            applied.insert(scope, -1).map_err(redb::Error::from)?;
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(())
     }
 
     /// Store `changes` and mark `scope` applied through `through`, in one
