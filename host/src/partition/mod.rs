@@ -81,12 +81,21 @@ enum Prepared {
     Skipped(SourceMessage, ChangeEvent, Option<Digest>, Skip),
 }
 
+/// The chains published for hot swap, as one worker follows them.
+struct LiveChain {
+    published: tokio::sync::watch::Receiver<Arc<Chain>>,
+    /// The newest chain could not be started (an instance pool full for a
+    /// moment, a granted directory not there yet): the worker runs the old
+    /// one and tries the newest again before each batch.
+    behind: bool,
+}
+
 /// Drives one partition.
 pub struct PartitionWorker {
     chain: Option<ChainWorker>,
     /// Where newer chains are published (hot swap): the worker moves to the
     /// newest between two batches.
-    live: Option<tokio::sync::watch::Receiver<Arc<Chain>>>,
+    live: Option<LiveChain>,
     /// The stage cache, for the chain workers of later chains.
     cache: Option<Arc<StageCache>>,
     sink: Arc<Sink>,
@@ -172,7 +181,10 @@ impl PartitionWorker {
     /// Follow the chains published on `live` (hot swap): before each batch
     /// the worker moves to the newest one.
     pub fn with_live_chain(mut self, live: tokio::sync::watch::Receiver<Arc<Chain>>) -> Self {
-        self.live = Some(live);
+        self.live = Some(LiveChain {
+            published: live,
+            behind: false,
+        });
         self
     }
 
@@ -180,18 +192,19 @@ impl PartitionWorker {
     /// not run yet. Its instances are created here, between two batches;
     /// the old ones are dropped first (their pool slots are then free). If
     /// the new chain cannot be instantiated, the worker goes on with the
-    /// old one (and tries again at the next chain published).
+    /// old one, and tries the new one again before its next batch.
     fn follow_live_chain(&mut self) -> Result<(), WorkerError> {
         let Some(live) = &mut self.live else {
             return Ok(());
         };
         // An error means the publisher is gone: no newer chain will come.
-        if !live.has_changed().unwrap_or(false) {
+        if !live.published.has_changed().unwrap_or(false) && !live.behind {
             return Ok(());
         }
-        let newest = live.borrow_and_update().clone();
+        let newest = live.published.borrow_and_update().clone();
         let current = self.chain.take().expect("the chain is not running");
         if Arc::ptr_eq(current.chain(), &newest) {
+            live.behind = false;
             self.chain = Some(current);
             return Ok(());
         }
@@ -200,14 +213,19 @@ impl PartitionWorker {
         let (worker, swapped) = match newest.start_worker() {
             Ok(worker) => (worker, true),
             Err(e) => {
-                tracing::error!(
-                    topic = self.batch.topic(),
-                    partition = self.batch.partition(),
-                    "cannot start the new chain, going on with the old one: {e}"
-                );
+                // Said once; the tries before the next batches are quiet.
+                if !live.behind {
+                    tracing::error!(
+                        topic = self.batch.topic(),
+                        partition = self.batch.partition(),
+                        "cannot start the new chain, going on with the old one and trying \
+                         again before each batch: {e}"
+                    );
+                }
                 (old.start_worker()?, false)
             }
         };
+        live.behind = !swapped;
         if swapped {
             tracing::info!(
                 topic = self.batch.topic(),

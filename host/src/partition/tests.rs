@@ -428,6 +428,54 @@ async fn a_local_run_catches_up_with_a_killed_run_of_another_file() {
     assert_eq!(event_counts(&c), (1, 0, 0, 0), "x differs from b's h2");
 }
 
+/// A worker that cannot start a newly published chain yet (here: a
+/// granted directory not there yet) goes on with the old one and tries the
+/// new one again before its next batch. (It used to stay on the old chain
+/// until another one was published, while its host reported the new one.)
+#[tokio::test]
+async fn a_published_chain_that_cannot_start_yet_is_tried_again() {
+    let (runtime, old) = chain_of(&["echo"]);
+    let old = Arc::new(old.unwrap());
+    let later = tempfile::tempdir().unwrap();
+    let models = later.path().join("models");
+    let echo = &old.stages()[0];
+    let stage = crate::chain::Stage {
+        name: echo.name.clone(),
+        plugin: echo.plugin.clone(),
+        config_json: r#"{"tag":"new"}"#.into(),
+        limits: echo.limits.clone(),
+        grants: crate::runtime::Grants {
+            read_only_dirs: vec![(models.clone(), "/models".into())],
+            ..crate::runtime::Grants::default()
+        },
+        retries: echo.retries,
+        batch_size: echo.batch_size,
+        grants_identity: None,
+        cache: false,
+    };
+    let new = Arc::new(Chain::new(vec![stage]).unwrap());
+    let (publish, published) = tokio::sync::watch::channel(old.clone());
+    let store = ObjectStore::memory();
+    let mut worker = worker(&store, None, &old).with_live_chain(published);
+    worker.process(vec![upsert(0, "a", "x")]).await.unwrap();
+    publish.send_replace(new.clone());
+    worker.process(vec![upsert(1, "b", "y")]).await.unwrap();
+    std::fs::create_dir(&models).unwrap();
+    worker.process(vec![upsert(2, "c", "z")]).await.unwrap();
+    worker.finish().await.unwrap();
+    drop(runtime);
+    let mut chains = Vec::new();
+    for key in store.list("p/results/").await.unwrap() {
+        let raw = zstd::decode_all(store.get(&key).await.unwrap().unwrap().as_slice()).unwrap();
+        for line in raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let line: serde_json::Value = serde_json::from_slice(line).unwrap();
+            chains.push(line["chain"].as_str().unwrap().to_owned());
+        }
+    }
+    let (old, new) = (old.identity().to_string(), new.identity().to_string());
+    assert_eq!(chains, [old.clone(), old, new]);
+}
+
 /// Bodies stored by reference are fetched together, not one round trip
 /// after another: the fake S3 server below answers none of the GETs until
 /// all of them have arrived, so fetching one at a time never finishes.
