@@ -7,6 +7,12 @@
 //! committed by this group); the replay is complete only when the group's
 //! committed offset of every partition has reached its end, whichever
 //! replica processed it.
+//!
+//! A range's last offsets may hold no message to deliver (compacted away,
+//! an aborted transaction's records, a transaction marker): the first
+//! message past the end then says that nothing before it is still to come
+//! ([`Admission::PastEnd`]), and the partition's task counts the range
+//! durable through its end once what it was handed is.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +30,13 @@ pub(crate) enum Admission {
     Inside,
     /// The range's last message: its batch can be written at once.
     Last,
+    /// At or past the end of its partition's (non-empty) range: every
+    /// message of the range has been delivered, up to `last` (the end - 1),
+    /// whether or not a message was there to deliver at `last`.
+    PastEnd {
+        /// The range's last offset.
+        last: i64,
+    },
 }
 
 /// Where each partition's replay starts and ends, and how far it got.
@@ -83,15 +96,18 @@ impl Bounds {
     /// Whether a message of `partition` at `offset` is in the replay (and
     /// then counts it as handed over).
     pub(crate) fn admit(&self, partition: i32, offset: i64, bytes: usize) -> Admission {
-        let Some((start, end)) = self.ranges.get(&partition) else {
+        let Some(&(start, end)) = self.ranges.get(&partition) else {
             return Admission::Outside;
         };
-        if !(*start..*end).contains(&offset) {
+        if offset >= end && end > start {
+            return Admission::PastEnd { last: end - 1 };
+        }
+        if !(start..end).contains(&offset) {
             return Admission::Outside;
         }
         self.records.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
-        if offset + 1 == *end {
+        if offset + 1 == end {
             Admission::Last
         } else {
             Admission::Inside
@@ -165,8 +181,11 @@ mod tests {
             .iter()
             .map(|o| bounds.admit(0, *o, 10))
             .collect();
-        use Admission::{Inside, Last, Outside};
-        assert_eq!(admitted, [Outside, Inside, Inside, Last, Outside]);
+        use Admission::{Inside, Last, Outside, PastEnd};
+        assert_eq!(
+            admitted,
+            [Outside, Inside, Inside, Last, PastEnd { last: 7 }]
+        );
         assert_eq!(bounds.admit(1, 0, 10), Outside, "an empty range");
         assert_eq!(
             bounds.admit(2, 0, 10),

@@ -59,7 +59,11 @@ struct Lane {
     /// Messages of the partition that came through the shared queue (only
     /// ones fetched before its queue was split: none in practice). They go
     /// first, so offsets stay in order.
-    overflow: VecDeque<Delivery>,
+    overflow: VecDeque<Command>,
+    /// Whether the task was told that its replay range was delivered whole
+    /// ([`Command::RangeDelivered`]): once is enough, however many messages
+    /// past the end are fetched.
+    range_delivered: bool,
     /// Which task this is (see [`Event::Durable`]).
     generation: u64,
     /// The task, aborted if it does not stop in time.
@@ -300,6 +304,7 @@ impl Partitions {
             queue,
             sender,
             overflow: VecDeque::new(),
+            range_delivered: false,
             generation,
             task,
         })
@@ -350,8 +355,8 @@ impl Partitions {
             );
             return;
         };
-        if let Some(delivery) = admit(message, bounds) {
-            lane.overflow.push_back(delivery);
+        if let Some(command) = lane.admit(message, bounds) {
+            lane.overflow.push_back(command);
             self.feed(lane, bounds);
         }
     }
@@ -376,11 +381,11 @@ impl Partitions {
             }
             // The poll thread is the channel's only sender, so there is room
             // for one message now.
-            let delivery = match lane.overflow.pop_front() {
-                Some(delivery) => delivery,
+            let command = match lane.overflow.pop_front() {
+                Some(command) => command,
                 None => match lane.queue.poll(Duration::ZERO) {
-                    Some(Ok(message)) => match admit(to_source_message(&message), bounds) {
-                        Some(delivery) => delivery,
+                    Some(Ok(message)) => match lane.admit(to_source_message(&message), bounds) {
+                        Some(command) => command,
                         None => continue,
                     },
                     Some(Err(e)) => {
@@ -390,7 +395,7 @@ impl Partitions {
                     None => return false,
                 },
             };
-            match lane.sender.try_send(Command::Message(delivery)) {
+            match lane.sender.try_send(command) {
                 Ok(()) => {
                     self.dispatched.fetch_add(1, Ordering::Relaxed);
                 }
@@ -636,18 +641,30 @@ fn with_retries<T, E: std::fmt::Display>(
     }
 }
 
-/// `message` as a delivery for its partition's task, unless a replay leaves
-/// it out (outside its partition's range). The last message of a replay's
-/// range has its batch written at once.
-fn admit(message: SourceMessage, bounds: Option<&Bounds>) -> Option<Delivery> {
-    let admission = bounds.map_or(Admission::Inside, |b| {
-        let position = &message.position;
-        b.admit(position.partition, position.offset, message.payload.len())
-    });
-    (admission != Admission::Outside).then_some(Delivery {
-        message,
-        flush_after: admission == Admission::Last,
-    })
+impl Lane {
+    /// What `message` means for the partition's task: a delivery, unless a
+    /// replay leaves it out (outside its partition's range). The last
+    /// message of a replay's range has its batch written at once; the first
+    /// message past the range's end says the range was delivered whole.
+    fn admit(&mut self, message: SourceMessage, bounds: Option<&Bounds>) -> Option<Command> {
+        let admission = bounds.map_or(Admission::Inside, |b| {
+            let position = &message.position;
+            b.admit(position.partition, position.offset, message.payload.len())
+        });
+        let flush_after = match admission {
+            Admission::Outside => return None,
+            Admission::PastEnd { last } => {
+                return (!std::mem::replace(&mut self.range_delivered, true))
+                    .then_some(Command::RangeDelivered { last });
+            }
+            Admission::Inside => false,
+            Admission::Last => true,
+        };
+        Some(Command::Message(Delivery {
+            message,
+            flush_after,
+        }))
+    }
 }
 
 /// Give up on a task that does not stop: abort it, which ends it at its

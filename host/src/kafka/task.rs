@@ -21,6 +21,14 @@ pub(crate) enum Command {
     Message(Delivery),
     /// Finish, write the open batch and report.
     Stop(std::sync::mpsc::SyncSender<StopReport>),
+    /// Every message of the partition's replay range has been delivered, up
+    /// to `last` (a message past it was fetched): write the open batch and
+    /// count the range durable through `last`, offsets without a message
+    /// to deliver included (compacted away, transaction markers).
+    RangeDelivered {
+        /// The range's last offset.
+        last: i64,
+    },
 }
 
 /// A message for a partition's task.
@@ -83,6 +91,8 @@ pub(crate) async fn partition_task(
         return;
     }
     let mut flush_after = false;
+    // Set by [`Command::RangeDelivered`].
+    let mut range_delivered: Option<i64> = None;
     loop {
         let wait = worker
             .due_in()
@@ -100,6 +110,10 @@ pub(crate) async fn partition_task(
             }
             Ok(Err(_disconnected)) => return,
             Ok(Ok(Command::Stop(reply))) => (Vec::new(), Some(reply)),
+            Ok(Ok(Command::RangeDelivered { last })) => {
+                range_delivered = Some(last);
+                (Vec::new(), None)
+            }
             Ok(Ok(Command::Message(first))) => {
                 flush_after = first.flush_after;
                 let mut batch = vec![first.message];
@@ -112,6 +126,10 @@ pub(crate) async fn partition_task(
                         }
                         Ok(Command::Stop(reply)) => {
                             stop = Some(reply);
+                            break;
+                        }
+                        Ok(Command::RangeDelivered { last }) => {
+                            range_delivered = Some(last);
                             break;
                         }
                         Err(_) => break,
@@ -131,12 +149,17 @@ pub(crate) async fn partition_task(
                 Err(e) => return drop(events.send(failed(e))),
             }
         }
-        if std::mem::take(&mut flush_after) {
+        if std::mem::take(&mut flush_after) || range_delivered.is_some() {
             match worker.flush().await {
                 Ok(Some(through)) => drop(events.send(durable(through))),
                 Ok(None) => {}
                 Err(e) => return drop(events.send(failed(e))),
             }
+        }
+        if let Some(last) = range_delivered.take()
+            && worker.nothing_more_through(last)
+        {
+            let _ = events.send(durable(last));
         }
         if let Some(reply) = stop {
             if let Err(e) = worker.finish().await {
@@ -148,5 +171,64 @@ pub(crate) async fn partition_task(
             });
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{BatchingConfig, DecodeConfig};
+    use crate::dlq::DeadLetterSink;
+    use crate::sink::Sink;
+    use crate::storage::ObjectStore;
+    use crate::test_support::{chain_of, upsert};
+
+    /// A replay range whose last offsets hold no message (compacted away,
+    /// transaction markers) is durable through its end once the first
+    /// message past it was fetched: the range's last message never comes
+    /// to say so. (Such a replay used to never end.)
+    #[tokio::test]
+    async fn a_range_delivered_whole_is_durable_through_its_end() {
+        let (_runtime, chain) = chain_of(&["echo"]);
+        let store = ObjectStore::memory();
+        let sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store));
+        let worker = PartitionWorker::new(
+            Arc::new(chain.unwrap()).start_worker().unwrap(),
+            Arc::new(sink),
+            DecodeConfig::default(),
+            BatchingConfig::default(),
+            "t",
+            0,
+        );
+        let (commands, received) = flume::unbounded();
+        let (events, reports) = flume::unbounded();
+        let task = tokio::spawn(partition_task(worker, events, 1, 0, received, 64));
+        for offset in [0, 1] {
+            let message = upsert(offset, &format!("d{offset}"), "text");
+            commands
+                .send(Command::Message(Delivery {
+                    message,
+                    flush_after: false,
+                }))
+                .unwrap();
+        }
+        // The range is 0..5; offsets 2 to 4 hold nothing to deliver.
+        commands.send(Command::RangeDelivered { last: 4 }).unwrap();
+        let mut durable = Vec::new();
+        while durable.last() != Some(&4) {
+            let report = tokio::time::timeout(Duration::from_secs(10), reports.recv_async())
+                .await
+                .expect("the range is reported durable through its end")
+                .unwrap();
+            match report {
+                Event::Durable { last, .. } => durable.push(last),
+                Event::Failed { error, .. } => panic!("{error}"),
+            }
+        }
+        assert_eq!(durable, [1, 4]);
+        drop(commands);
+        task.await.unwrap();
     }
 }

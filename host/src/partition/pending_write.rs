@@ -118,6 +118,20 @@ impl PartitionWorker {
         Ok(self.durable_since(before))
     }
 
+    /// Every offset through `last` that was not handed to this worker holds
+    /// no record: a replay range was delivered whole, and its last offsets
+    /// were compacted away or are transaction markers. Call right after
+    /// [`PartitionWorker::flush`]: with nothing open or being written, they
+    /// count as durable. Returns whether that moved the durable end.
+    pub fn nothing_more_through(&mut self, last: i64) -> bool {
+        debug_assert!(self.writing.is_none(), "called after a flush");
+        if self.last_durable.is_some_and(|durable| durable >= last) {
+            return false;
+        }
+        self.last_durable = Some(last);
+        true
+    }
+
     /// Hand the open batch over to be written in the background, once the
     /// batch before it is written: the worker goes on with the next inputs
     /// meanwhile.
