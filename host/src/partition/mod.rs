@@ -28,14 +28,14 @@
 //!   batch's write has returned.
 //!
 //! Parts: the worker (here), [`Stats`] (`stats`: what a worker counted),
-//! the background write of a batch (`pending_write`), and the unit tests
-//! (`tests`).
+//! the background write of a batch (`pending_write`), following the chains
+//! published for hot swap (`live_chain`), and the unit tests (`tests`).
 
 use std::sync::Arc;
 
 use crate::bodies::{BodyError, BodyStore};
 use crate::cache::StageCache;
-use crate::chain::{Chain, ChainResult, ChainWorker};
+use crate::chain::{ChainResult, ChainWorker};
 use crate::config::{BatchingConfig, DecodeConfig};
 use crate::digest::Digest;
 use crate::dlq::{DeadLetter, DeadLetterKind};
@@ -46,6 +46,7 @@ use crate::sink::{PartitionBatch, ResultLine, Sink, SinkError, SkipLine};
 use crate::source::SourceMessage;
 use crate::state::{self, DocState, PartitionState, Skip, StateError};
 
+mod live_chain;
 mod pending_write;
 mod stats;
 
@@ -81,21 +82,12 @@ enum Prepared {
     Skipped(SourceMessage, ChangeEvent, Option<Digest>, Skip),
 }
 
-/// The chains published for hot swap, as one worker follows them.
-struct LiveChain {
-    published: tokio::sync::watch::Receiver<Arc<Chain>>,
-    /// The newest chain could not be started (an instance pool full for a
-    /// moment, a granted directory not there yet): the worker runs the old
-    /// one and tries the newest again before each batch.
-    behind: bool,
-}
-
 /// Drives one partition.
 pub struct PartitionWorker {
     chain: Option<ChainWorker>,
     /// Where newer chains are published (hot swap): the worker moves to the
     /// newest between two batches.
-    live: Option<LiveChain>,
+    live: Option<live_chain::LiveChain>,
     /// The stage cache, for the chain workers of later chains.
     cache: Option<Arc<StageCache>>,
     sink: Arc<Sink>,
@@ -176,69 +168,6 @@ impl PartitionWorker {
             .map(|chain| chain.with_cache(cache.clone()));
         self.cache = Some(cache);
         self
-    }
-
-    /// Follow the chains published on `live` (hot swap): before each batch
-    /// the worker moves to the newest one.
-    pub fn with_live_chain(mut self, live: tokio::sync::watch::Receiver<Arc<Chain>>) -> Self {
-        self.live = Some(LiveChain {
-            published: live,
-            behind: false,
-        });
-        self
-    }
-
-    /// Move to the newest published chain, if there is one this worker does
-    /// not run yet. Its instances are created here, between two batches;
-    /// the old ones are dropped first (their pool slots are then free). If
-    /// the new chain cannot be instantiated, the worker goes on with the
-    /// old one, and tries the new one again before its next batch.
-    fn follow_live_chain(&mut self) -> Result<(), WorkerError> {
-        let Some(live) = &mut self.live else {
-            return Ok(());
-        };
-        // An error means the publisher is gone: no newer chain will come.
-        if !live.published.has_changed().unwrap_or(false) && !live.behind {
-            return Ok(());
-        }
-        let newest = live.published.borrow_and_update().clone();
-        let current = self.chain.take().expect("the chain is not running");
-        if Arc::ptr_eq(current.chain(), &newest) {
-            live.behind = false;
-            self.chain = Some(current);
-            return Ok(());
-        }
-        let old = current.chain().clone();
-        drop(current);
-        let (worker, swapped) = match newest.start_worker() {
-            Ok(worker) => (worker, true),
-            Err(e) => {
-                // Said once; the tries before the next batches are quiet.
-                if !live.behind {
-                    tracing::error!(
-                        topic = self.batch.topic(),
-                        partition = self.batch.partition(),
-                        "cannot start the new chain, going on with the old one and trying \
-                         again before each batch: {e}"
-                    );
-                }
-                (old.start_worker()?, false)
-            }
-        };
-        live.behind = !swapped;
-        if swapped {
-            tracing::info!(
-                topic = self.batch.topic(),
-                partition = self.batch.partition(),
-                chain = %worker.chain().identity(),
-                "swapped to the new chain between batches"
-            );
-        }
-        self.chain = Some(match &self.cache {
-            Some(cache) => worker.with_cache(cache.clone()),
-            None => worker,
-        });
-        Ok(())
     }
 
     /// Prepare to consume a partition whose committed offset is `committed`:
