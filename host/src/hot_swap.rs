@@ -103,6 +103,7 @@ pub(crate) async fn follow(
         updated_at: String::new(),
         running: running(&chains.borrow(), &followed),
         refused: None,
+        partitions_behind: 0,
     };
     report(registry, follows, &mut status).await;
     let mut since_report = Duration::ZERO;
@@ -134,7 +135,9 @@ pub(crate) async fn follow(
                 seen = None;
             }
         }
-        if since_report >= HEARTBEAT {
+        // A partition that fell behind (or caught up) is reported within
+        // one watch interval, not at the next heartbeat.
+        if since_report >= HEARTBEAT || partitions_behind() != status.partitions_behind {
             report(registry, follows, &mut status).await;
             since_report = Duration::ZERO;
         }
@@ -206,9 +209,18 @@ pub(crate) async fn follow(
 /// and the next one may succeed).
 async fn report(registry: &Registry, pipeline: &str, status: &mut HostStatus) {
     status.updated_at = jiff::Timestamp::now().to_string();
+    status.partitions_behind = partitions_behind();
     if let Err(e) = registry.report(pipeline, status).await {
         tracing::warn!("hot swap: writing this host's status report: {e}");
     }
+}
+
+/// This host's partitions still on an older chain than the published one.
+fn partitions_behind() -> u64 {
+    let behind = crate::telemetry::metrics::metrics()
+        .partitions_behind_chain
+        .get();
+    u64::try_from(behind).unwrap_or(0)
 }
 
 /// The chain `active` asks for, checked and tried; `None` when it is the

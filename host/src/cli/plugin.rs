@@ -9,7 +9,7 @@ use clap::Subcommand;
 
 use crate::config;
 use crate::pipeline;
-use crate::registry::{Published, Registry, Trust, VersionRef};
+use crate::registry::{HostStatus, Published, Registry, Trust, VersionRef};
 
 /// The plugin commands. Each reads the registry from the pipeline file's
 /// `[registry]` (and `[s3]` for an S3 registry).
@@ -103,6 +103,61 @@ pub enum PluginCommand {
 }
 
 /// The pipeline of `config` and its registry.
+/// The versions in `map`, as `name version, ...`.
+fn versions(map: &BTreeMap<String, String>) -> String {
+    map.iter()
+        .map(|(name, version)| format!("{name} {version}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One host's line in `weir plugin status`: what it runs, and what needs
+/// a look (behind the active versions, partitions still on an older
+/// chain, a refusal, a report too old).
+fn host_line(
+    status: &HostStatus,
+    active: &BTreeMap<String, String>,
+    now: jiff::Timestamp,
+) -> String {
+    let age = status
+        .updated_at
+        .parse::<jiff::Timestamp>()
+        .map(|at| now.duration_since(at).as_secs())
+        .unwrap_or(i64::MAX);
+    let mut notes = Vec::new();
+    if status
+        .running
+        .iter()
+        .any(|(name, version)| active.get(name) != Some(version))
+    {
+        notes.push("behind the active versions".to_owned());
+    }
+    if status.partitions_behind > 0 {
+        notes.push(format!(
+            "{} partition(s) still on the previous chain: the new one cannot start there \
+             yet, see the host's log",
+            status.partitions_behind
+        ));
+    }
+    if let Some(refused) = &status.refused {
+        notes.push(format!(
+            "refused {} at {}: {}",
+            versions(&refused.versions),
+            refused.at,
+            refused.reason
+        ));
+    }
+    if age > 2 * crate::hot_swap::HEARTBEAT.as_secs() as i64 {
+        notes.push(format!("no report for {age} s: gone?"));
+    }
+    let notes = if notes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", notes.join("; "))
+    };
+    format!("{}: runs {}{notes}", status.host, versions(&status.running))
+}
+
 async fn open(config: &Path) -> anyhow::Result<(config::Pipeline, Registry, Trust)> {
     let pipeline = config::load(config)?;
     let settings = pipeline
@@ -234,12 +289,6 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Status { config } => {
             let (pipeline, registry, _) = open(&config).await?;
             let active = registry.active(&pipeline.name).await?;
-            let versions = |map: &BTreeMap<String, String>| {
-                map.iter()
-                    .map(|(name, version)| format!("{name} {version}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             let active_map: BTreeMap<String, String> = active
                 .plugins
                 .iter()
@@ -252,40 +301,7 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             );
             let now = jiff::Timestamp::now();
             for status in registry.statuses(&pipeline.name).await? {
-                let age = status
-                    .updated_at
-                    .parse::<jiff::Timestamp>()
-                    .map(|at| now.duration_since(at).as_secs())
-                    .unwrap_or(i64::MAX);
-                let behind = status
-                    .running
-                    .iter()
-                    .any(|(name, version)| active_map.get(name) != Some(version));
-                let mut notes = Vec::new();
-                if behind {
-                    notes.push("behind the active versions".to_owned());
-                }
-                if let Some(refused) = &status.refused {
-                    notes.push(format!(
-                        "refused {} at {}: {}",
-                        versions(&refused.versions),
-                        refused.at,
-                        refused.reason
-                    ));
-                }
-                if age > 2 * crate::hot_swap::HEARTBEAT.as_secs() as i64 {
-                    notes.push(format!("no report for {age} s: gone?"));
-                }
-                println!(
-                    "  {}: runs {}{}",
-                    status.host,
-                    versions(&status.running),
-                    if notes.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", notes.join("; "))
-                    }
-                );
+                println!("  {}", host_line(&status, &active_map, now));
             }
         }
         PluginCommand::Shadow {
@@ -309,7 +325,8 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
             let live = pipeline.name.clone();
             let shadow = crate::shadow::shadow_pipeline(pipeline, name, &version)?;
             eprintln!(
-                "weir plugin shadow: {label} beside pipeline `{live}`'s active versions, until stopped;                  `weir plugin shadow {label} -c {} --report` compares",
+                "weir plugin shadow: {label} beside pipeline `{live}`'s active versions, until stopped; \
+                 `weir plugin shadow {label} -c {} --report` compares",
                 config.display()
             );
             Box::pin(super::run_loaded(&shadow, &config)).await?;
@@ -321,4 +338,37 @@ pub async fn run(command: PluginCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_line_says_what_needs_a_look() {
+        let now: jiff::Timestamp = "2026-12-03T12:00:00Z".parse().unwrap();
+        let active = BTreeMap::from([("score".to_owned(), "0.2.0".to_owned())]);
+        let mut status = HostStatus {
+            host: "h1".into(),
+            updated_at: "2026-12-03T11:59:30Z".into(),
+            running: active.clone(),
+            refused: None,
+            partitions_behind: 0,
+        };
+        assert_eq!(host_line(&status, &active, now), "h1: runs score 0.2.0");
+        status.partitions_behind = 2;
+        status.updated_at = "2026-12-03T11:50:00Z".into();
+        assert_eq!(
+            host_line(&status, &active, now),
+            "h1: runs score 0.2.0 (2 partition(s) still on the previous chain: the new one \
+             cannot start there yet, see the host's log; no report for 600 s: gone?)"
+        );
+        status.partitions_behind = 0;
+        status.updated_at = "2026-12-03T11:59:30Z".into();
+        status.running = BTreeMap::from([("score".to_owned(), "0.1.0".to_owned())]);
+        assert_eq!(
+            host_line(&status, &active, now),
+            "h1: runs score 0.1.0 (behind the active versions)"
+        );
+    }
 }

@@ -5,7 +5,10 @@
 //! Invariants: the old chain's instances are dropped before the new
 //! chain's are created (no spare pool slots needed); a chain that cannot
 //! start leaves the worker on the old one, and is tried again before each
-//! batch until it starts or a newer one is published.
+//! batch until it starts or a newer one is published. While it is behind,
+//! it counts in `weir_partitions_behind_chain` (and its host's report), so
+//! that the versions a host reports are not taken for the ones all its
+//! partitions run.
 
 use std::sync::Arc;
 
@@ -19,6 +22,30 @@ pub(super) struct LiveChain {
     /// moment, a granted directory not there yet): the worker runs the old
     /// one and tries the newest again before each batch.
     behind: bool,
+}
+
+impl LiveChain {
+    /// Record whether the worker runs an older chain than the newest
+    /// published one, in its own flag and the host's gauge.
+    fn set_behind(&mut self, behind: bool) {
+        if behind != self.behind {
+            let gauge = &crate::telemetry::metrics::metrics().partitions_behind_chain;
+            if behind {
+                gauge.inc()
+            } else {
+                gauge.dec()
+            }
+            self.behind = behind;
+        }
+    }
+}
+
+impl Drop for LiveChain {
+    /// A worker that stops (revoked partition, end of run) is behind no
+    /// more.
+    fn drop(&mut self) {
+        self.set_behind(false);
+    }
 }
 
 impl PartitionWorker {
@@ -48,7 +75,7 @@ impl PartitionWorker {
         let newest = live.published.borrow_and_update().clone();
         let current = self.chain.take().expect("the chain is not running");
         if Arc::ptr_eq(current.chain(), &newest) {
-            live.behind = false;
+            live.set_behind(false);
             self.chain = Some(current);
             return Ok(());
         }
@@ -69,7 +96,7 @@ impl PartitionWorker {
                 (old.start_worker()?, false)
             }
         };
-        live.behind = !swapped;
+        live.set_behind(!swapped);
         if swapped {
             tracing::info!(
                 topic = self.batch.topic(),

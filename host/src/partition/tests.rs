@@ -458,10 +458,17 @@ async fn a_published_chain_that_cannot_start_yet_is_tried_again() {
     let store = ObjectStore::memory();
     let mut worker = worker(&store, None, &old).with_live_chain(published);
     worker.process(vec![upsert(0, "a", "x")]).await.unwrap();
+    let behind = || {
+        crate::telemetry::metrics::metrics()
+            .partitions_behind_chain
+            .get()
+    };
     publish.send_replace(new.clone());
     worker.process(vec![upsert(1, "b", "y")]).await.unwrap();
+    assert_eq!(behind(), 1, "the partition on the old chain is not counted");
     std::fs::create_dir(&models).unwrap();
     worker.process(vec![upsert(2, "c", "z")]).await.unwrap();
+    assert_eq!(behind(), 0);
     worker.finish().await.unwrap();
     drop(runtime);
     let mut chains = Vec::new();

@@ -21,6 +21,15 @@ pub struct HostStatus {
     /// next successful swap).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<Refusal>,
+    /// Its partitions still on an older chain than the one it runs: the
+    /// new chain could not start there yet (they try again before each
+    /// batch).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub partitions_behind: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Active versions a host refused.

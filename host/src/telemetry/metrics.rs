@@ -51,6 +51,7 @@ pub(crate) struct Metrics {
     pub(crate) cache_misses: IntCounterVec,
     pub(crate) plugin_info: IntGaugeVec,
     pub(crate) plugin_swaps: IntCounterVec,
+    pub(crate) partitions_behind_chain: IntGauge,
     pub(crate) ready: IntGauge,
     /// Plugin counter names seen so far, per stage (bounded).
     counter_names: Mutex<HashMap<String, HashSet<String>>>,
@@ -191,6 +192,12 @@ impl Metrics {
                 "Hot swaps: outcome=applied or refused (the old chain kept running).",
                 &["outcome"],
             ),
+            partitions_behind_chain: IntGauge::new(
+                "weir_partitions_behind_chain",
+                "Partitions still on an older chain than the one hot swap published \
+                 (the new one cannot start there yet).",
+            )
+            .expect("a valid gauge"),
             ready: IntGauge::new("weir_ready", "1 when /readyz answers ready, else 0.")
                 .expect("a valid gauge"),
             counter_names: Mutex::new(HashMap::new()),
@@ -221,6 +228,7 @@ impl Metrics {
             Box::new(self.cache_misses.clone()),
             Box::new(self.plugin_info.clone()),
             Box::new(self.plugin_swaps.clone()),
+            Box::new(self.partitions_behind_chain.clone()),
             Box::new(self.ready.clone()),
         ]
     }
