@@ -1,12 +1,12 @@
-//! The file source for local runs: a JSONL file of change events.
+//! The file source for local runs: a JSONL file of change events, plain
+//! or `.bz2`.
 //!
 //! Lines are read as bytes (not `String`) so that invalid UTF-8 reaches the
 //! decoder and is dead-lettered with its position instead of stopping the
 //! read. Blank lines are skipped; offsets still count them, so an offset is
 //! always the 0-based line number.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use super::{Payload, Position, SourceMessage};
 
 /// Reads change events from a JSONL file, in batches.
 pub struct JsonlSource {
-    reader: BufReader<File>,
+    reader: BufReader<Box<dyn Read + Send>>,
     /// The file, for errors.
     path: PathBuf,
     topic: Arc<str>,
@@ -22,10 +22,12 @@ pub struct JsonlSource {
 }
 
 impl JsonlSource {
-    /// Open `path`. The topic in positions is the file name.
+    /// Open `path`, decompressing a `.bz2` file on the fly. The topic in
+    /// positions is the file name.
     pub fn open(path: &Path) -> std::io::Result<Self> {
+        let input = super::open_decompressed(path)?;
         Ok(JsonlSource {
-            reader: BufReader::with_capacity(1 << 20, File::open(path)?),
+            reader: BufReader::with_capacity(1 << 20, input),
             path: path.to_owned(),
             topic: topic_for(path).into(),
             next_line: 0,
@@ -120,5 +122,37 @@ mod tests {
         let mut source = JsonlSource::open(&path).unwrap();
         assert_eq!(source.next_batch(2).unwrap().len(), 2);
         assert_eq!(source.next_batch(2).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn compressed_jsonl_is_read_as_jsonl() {
+        use crate::source::FileFormat;
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.jsonl.bz2");
+        let mut encoder = bzip2::write::BzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            bzip2::Compression::fast(),
+        );
+        encoder.write_all(b"{\"a\":1}\n{\"b\":2}\n").unwrap();
+        encoder.finish().unwrap();
+        assert_eq!(FileFormat::from_path(&path), FileFormat::Jsonl);
+        let offsets: Vec<i64> = JsonlSource::open(&path)
+            .unwrap()
+            .next_batch(10)
+            .unwrap()
+            .iter()
+            .map(|m| m.position.offset)
+            .collect();
+        assert_eq!(offsets, [0, 1]);
+        for dump in ["enwiki-pages-articles.xml.bz2", "dump.bz2", "d.XML"] {
+            assert_eq!(
+                FileFormat::from_path(Path::new(dump)),
+                FileFormat::MediawikiXml
+            );
+        }
+        for jsonl in ["e.ndjson.bz2", "e.json.bz2", "e.jsonl", "e.txt"] {
+            assert_eq!(FileFormat::from_path(Path::new(jsonl)), FileFormat::Jsonl);
+        }
     }
 }

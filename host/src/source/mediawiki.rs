@@ -23,7 +23,6 @@
 //! Finnish wiki without being configured for it.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::Path;
 use std::sync::Arc;
@@ -127,10 +126,24 @@ impl XmlReader {
         }
     }
 
-    fn error_position(&self) -> u64 {
+    /// Where `error` happened: the start of the faulty markup, or for an
+    /// I/O error (a corrupt `.bz2`) how far the XML had been read.
+    fn error_position(&self, error: &quick_xml::Error) -> u64 {
+        let (at_error, read) = match self {
+            XmlReader::Utf8(reader) => (reader.error_position(), reader.buffer_position()),
+            XmlReader::Transcoded(reader) => (reader.error_position(), reader.buffer_position()),
+        };
+        match error {
+            quick_xml::Error::Io(_) => read,
+            _ => at_error,
+        }
+    }
+
+    /// How far the XML has been read.
+    fn position(&self) -> u64 {
         match self {
-            XmlReader::Utf8(reader) => reader.error_position(),
-            XmlReader::Transcoded(reader) => reader.error_position(),
+            XmlReader::Utf8(reader) => reader.buffer_position(),
+            XmlReader::Transcoded(reader) => reader.buffer_position(),
         }
     }
 
@@ -160,6 +173,13 @@ fn is_utf8(head: &[u8]) -> bool {
     }
 }
 
+/// What is wrong with a document whose root element is `name`, if it is
+/// not a dump's `<mediawiki>`.
+fn not_a_dump(name: &str) -> Option<String> {
+    (name != "mediawiki")
+        .then(|| format!("not a MediaWiki XML dump: its root element is <{name}>, not <mediawiki>"))
+}
+
 /// Reads change events out of a MediaWiki XML dump.
 pub struct DumpSource {
     reader: XmlReader,
@@ -176,24 +196,15 @@ pub struct DumpSource {
     page: PageState,
     revision: RevisionState,
     next_offset: i64,
+    /// The `<mediawiki>` root was read.
+    root_seen: bool,
     finished: bool,
 }
 
 impl DumpSource {
     /// Open a dump; `.bz2` files are decompressed on the fly.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = File::open(path)?;
-        let is_bz2 = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("bz2"));
-        let input: Box<dyn Read + Send> = if is_bz2 {
-            Box::new(bzip2::read::MultiBzDecoder::new(BufReader::with_capacity(
-                1 << 20,
-                file,
-            )))
-        } else {
-            Box::new(file)
-        };
+        let input = super::open_decompressed(path)?;
         Self::from_reader(Box::new(BufReader::with_capacity(1 << 20, input)), path)
     }
 
@@ -214,6 +225,7 @@ impl DumpSource {
             page: PageState::default(),
             revision: RevisionState::default(),
             next_offset: 0,
+            root_seen: false,
             finished: false,
         })
     }
@@ -238,8 +250,8 @@ impl DumpSource {
                 Err(e) => {
                     return Err(DumpError {
                         path: self.path.clone(),
+                        position: self.reader.error_position(&e),
                         message: e.to_string(),
-                        position: self.reader.error_position(),
                     });
                 }
             };
@@ -247,6 +259,12 @@ impl DumpSource {
                 Event::Decl(declaration) => self.reader.declared(&declaration),
                 Event::Start(start) => {
                     let name = start.local_name().as_ref().to_owned();
+                    if self.stack.is_empty() {
+                        self.root_seen = true;
+                        if let Some(message) = not_a_dump(&name) {
+                            return Err(self.error(message));
+                        }
+                    }
                     self.stack.push(name);
                     self.field = Self::field_here(&self.stack, &start);
                     self.text.clear();
@@ -265,6 +283,12 @@ impl DumpSource {
                 Event::GeneralRef(reference) if self.field.is_some() => {
                     push_reference(&mut self.text, &reference);
                 }
+                Event::Empty(empty) if self.stack.is_empty() => {
+                    self.root_seen = true;
+                    if let Some(message) = not_a_dump(empty.local_name().as_ref()) {
+                        return Err(self.error(message));
+                    }
+                }
                 Event::End(_) => {
                     if let Some(field) = self.field.take() {
                         self.store(field);
@@ -275,11 +299,33 @@ impl DumpSource {
                     }
                 }
                 Event::Eof => {
+                    // A dump cut off (a download that stopped, a copy
+                    // still being written) must not pass for a whole one.
+                    if let Some(open) = self.stack.last() {
+                        return Err(self.error(format!(
+                            "the dump ends inside <{open}>: it is cut off (a download or \
+                             copy that did not finish?)"
+                        )));
+                    }
+                    if !self.root_seen {
+                        return Err(self.error(
+                            "not a MediaWiki XML dump: it has no <mediawiki> element".to_owned(),
+                        ));
+                    }
                     self.finished = true;
                     return Ok(None);
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// An error at the reader's position.
+    fn error(&self, message: String) -> DumpError {
+        DumpError {
+            path: self.path.clone(),
+            message,
+            position: self.reader.position(),
         }
     }
 
@@ -456,6 +502,43 @@ mod tests {
   <page><title>No revision id</title><ns>0</ns><id>8</id>
     <revision><timestamp>2020-01-01T00:00:00Z</timestamp><text>x</text></revision></page>
 </mediawiki>"#;
+
+    /// The error reading `xml` to its end ends with, if any.
+    fn read_error(xml: &str) -> Option<DumpError> {
+        let reader: Box<dyn BufRead + Send> = Box::new(Cursor::new(xml.as_bytes().to_vec()));
+        let mut source = DumpSource::from_reader(reader, Path::new("dump.xml")).unwrap();
+        loop {
+            match source.next_batch(2) {
+                Ok(batch) if batch.is_empty() => return None,
+                Ok(_) => {}
+                Err(e) => return Some(e),
+            }
+        }
+    }
+
+    #[test]
+    fn a_cut_off_dump_or_another_document_is_an_error() {
+        assert!(read_error(DUMP).is_none());
+        assert!(read_error("<mediawiki/>").is_none(), "a dump without pages");
+        let cut = DUMP.find("<ns>0</ns><revision><id>1<").unwrap();
+        let error = read_error(&DUMP[..cut]).expect("a cut-off dump passed for a whole one");
+        assert!(error.message.contains("ends inside <page>"), "{error}");
+        assert_eq!(error.position, cut as u64);
+        // Cut inside a tag, quick-xml's own error says so.
+        assert!(read_error(&DUMP[..cut - 3]).is_some());
+        for (other, says) in [
+            (
+                "<html><body>404</body></html>",
+                "its root element is <html>",
+            ),
+            ("<html/>", "its root element is <html>"),
+            ("", "it has no <mediawiki> element"),
+            ("not XML at all\n", "it has no <mediawiki> element"),
+        ] {
+            let error = read_error(other).expect(other);
+            assert!(error.message.contains(says), "{other}: {error}");
+        }
+    }
 
     #[test]
     fn revisions_become_change_events() {

@@ -124,18 +124,44 @@ pub enum FileFormat {
 
 impl FileFormat {
     /// The format a file name suggests: `.xml`, `.xml.bz2` and `.bz2` are
-    /// dumps, anything else JSONL.
+    /// dumps (Wikimedia names some `*.bz2` alone), `.jsonl.bz2`,
+    /// `.ndjson.bz2` and `.json.bz2` are compressed JSONL, anything else
+    /// JSONL.
     pub fn from_path(path: &std::path::Path) -> Self {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().to_ascii_lowercase())
             .unwrap_or_default();
-        if name.ends_with(".xml") || name.ends_with(".bz2") {
+        let uncompressed = name.strip_suffix(".bz2");
+        let jsonl = |name: &str| {
+            [".jsonl", ".ndjson", ".json"]
+                .iter()
+                .any(|e| name.ends_with(e))
+        };
+        if name.ends_with(".xml") || uncompressed.is_some_and(|stem| !jsonl(stem)) {
             FileFormat::MediawikiXml
         } else {
             FileFormat::Jsonl
         }
     }
+}
+
+/// The bytes of the file at `path`: a `.bz2` file (single or multi-stream,
+/// as Wikimedia publishes) decompressed on the fly.
+pub(crate) fn open_decompressed(
+    path: &std::path::Path,
+) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+    let file = std::fs::File::open(path)?;
+    let is_bz2 = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bz2"));
+    Ok(if is_bz2 {
+        Box::new(bzip2::read::MultiBzDecoder::new(
+            std::io::BufReader::with_capacity(1 << 20, file),
+        ))
+    } else {
+        Box::new(file)
+    })
 }
 
 /// Errors reading a local input file.
