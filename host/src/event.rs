@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 /// The schema identifier this host reads. Events may omit it.
 pub const SCHEMA: &str = "weir.change/1";
 
-/// Payloads may exceed `max_body_bytes` by this much for the JSON envelope
-/// (escaping, metadata) before they are rejected without being parsed.
+/// Room for the rest of the event (id, metadata) beside its escaped body
+/// before a payload is rejected without being parsed.
 const ENVELOPE_ALLOWANCE: usize = 64 << 10;
 
 /// A decoded change event.
@@ -116,8 +116,10 @@ pub enum DecodeError {
     /// The whole event is larger than any event with an acceptable body
     /// can be (checked before parsing it).
     #[error(
-        "the event is {size} bytes, over the configured max_body_bytes of {max} plus {} bytes \
-         for the rest of the event",
+        "the event is {size} bytes, more than any event with a body under the configured \
+         max_body_bytes of {max} can be ({} bytes: the body escaped, plus {} bytes for the \
+         rest of the event)",
+        max_event_bytes(*max),
         ENVELOPE_ALLOWANCE
     )]
     OversizedEvent {
@@ -136,11 +138,22 @@ pub enum DecodeError {
     },
 }
 
+/// The largest payload an event whose body is within `max_body_bytes` can
+/// be: escaping can make a body's JSON string up to six times its size
+/// (`\u0001` for a control byte; `\u00e9` for a 2-byte character when
+/// the producer escapes non-ASCII, as Python's `json.dumps` does), plus
+/// the envelope. The body's own limit is checked once it is decoded.
+pub(crate) fn max_event_bytes(max_body_bytes: usize) -> usize {
+    max_body_bytes
+        .saturating_mul(6)
+        .saturating_add(ENVELOPE_ALLOWANCE)
+}
+
 /// Decode and check one payload. `max_body_bytes` bounds the inline body
 /// (and, with some allowance for the envelope, the payload itself, so a huge
 /// payload is rejected before it is parsed).
 pub fn decode(payload: &[u8], max_body_bytes: usize) -> Result<ChangeEvent, DecodeError> {
-    if payload.len() > max_body_bytes.saturating_add(ENVELOPE_ALLOWANCE) {
+    if payload.len() > max_event_bytes(max_body_bytes) {
         return Err(DecodeError::OversizedEvent {
             size: payload.len(),
             max: max_body_bytes,
@@ -190,10 +203,19 @@ pub(crate) fn check(event: &ChangeEvent, max_body_bytes: usize) -> Result<(), De
 }
 
 fn check_body_ref(body_ref: &BodyRef, max_body_bytes: usize) -> Result<(), DecodeError> {
-    if !body_ref.uri.starts_with("s3://") {
+    let Some((bucket, _)) = crate::storage::parse_s3_uri(&body_ref.uri) else {
         return Err(DecodeError::InvalidField {
             field: "body_ref.uri",
-            problem: format!("is `{}`, not an s3:// URI", body_ref.uri),
+            problem: format!("is `{}`, not an s3://bucket/key URI", body_ref.uri),
+        });
+    };
+    // A name S3's endpoint rules reject fails before any request is sent,
+    // in a way the client cannot tell from a fault of its own
+    // configuration: it is the record's fault, so it is caught here.
+    if let Some(problem) = bucket_name_problem(bucket) {
+        return Err(DecodeError::InvalidField {
+            field: "body_ref.uri",
+            problem: format!("names the bucket `{bucket}`, which {problem}"),
         });
     }
     if crate::digest::Digest::parse(&body_ref.sha256).is_none() {
@@ -208,6 +230,34 @@ fn check_body_ref(body_ref: &BodyRef, max_body_bytes: usize) -> Result<(), Decod
             max: max_body_bytes,
         }),
         _ => Ok(()),
+    }
+}
+
+/// What makes `name` unusable as the bucket of a body by reference: S3's
+/// rules for general-purpose bucket names (3 to 63 lower-case letters,
+/// digits, dots and hyphens, starting and ending with a letter or digit, no
+/// `..`, not an IP address). Access-point ARNs and directory buckets
+/// (`--x-s3`) are not supported for bodies.
+fn bucket_name_problem(name: &str) -> Option<&'static str> {
+    let bytes = name.as_bytes();
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !(3..=63).contains(&name.len()) {
+        Some("is not 3 to 63 characters long")
+    } else if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'.' || *b == b'-')
+    {
+        Some("has characters other than lower-case letters, digits, dots and hyphens (an ARN?)")
+    } else if !edge(bytes.first()) || !edge(bytes.last()) {
+        Some("does not start and end with a letter or digit")
+    } else if name.contains("..") {
+        Some("has two dots in a row")
+    } else if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        Some("is an IP address")
+    } else if name.ends_with("--x-s3") {
+        Some("is a directory bucket (not supported for bodies)")
+    } else {
+        None
     }
 }
 
@@ -297,7 +347,7 @@ mod tests {
             ),
             (
                 br#"{"id":"x","op":"upsert","revision":1,"timestamp":"2024-01-02T03:04:05Z","body_ref":{"uri":"http://a/b","sha256":"00"}}"#,
-                "field `body_ref.uri` is `http://a/b`, not an s3:// URI",
+                "field `body_ref.uri` is `http://a/b`, not an s3://bucket/key URI",
             ),
         ];
         for (payload, expected) in cases {
@@ -336,5 +386,59 @@ mod tests {
             err.to_string().starts_with("the event is 204800 bytes"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_body_within_the_limit_is_accepted_however_it_is_escaped() {
+        // Python's `json.dumps` escapes every non-ASCII character: 6 bytes
+        // of payload for each 2-byte "é".
+        let body = "é".repeat(50);
+        let escaped = "\\u00e9".repeat(50);
+        let json = format!(
+            r#"{{"id":"x","op":"upsert","revision":1,"timestamp":"2024-01-02T03:04:05Z","body":"{escaped}"}}"#
+        );
+        let event = decode(json.as_bytes(), 100).unwrap();
+        assert_eq!(event.body.as_deref(), Some(body.as_str()));
+        let err = decode(json.as_bytes(), 99).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::Oversized { size: 100, max: 99 }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_body_ref_must_name_a_bucket_s3_can_address() {
+        let event = |uri: &str| {
+            format!(
+                r#"{{"id":"x","op":"upsert","revision":1,"timestamp":"2024-01-02T03:04:05Z","body_ref":{{"uri":"{uri}","sha256":"{}"}}}}"#,
+                "a".repeat(64)
+            )
+        };
+        for good in [
+            "s3://my-bodies/k",
+            "s3://bodies.example.org/a/b",
+            "s3://ap-s3alias/k",
+        ] {
+            decode(event(good).as_bytes(), 100).unwrap();
+        }
+        for (bad, says) in [
+            (
+                "s3://arn:aws:s3:us-east-1:123456789012:accesspoint/ap/k",
+                "an ARN",
+            ),
+            ("s3://mybucket--usaz1--x-s3/k", "directory bucket"),
+            ("s3://My-Bucket/k", "lower-case"),
+            ("s3://ab/k", "3 to 63"),
+            ("s3://a..b/k", "two dots"),
+            ("s3://-ab/k", "start and end"),
+            ("s3://192.168.1.1/k", "IP address"),
+            ("s3://bucket", "not an s3://bucket/key URI"),
+        ] {
+            let err = decode(event(bad).as_bytes(), 100).unwrap_err().to_string();
+            assert!(
+                err.contains("body_ref.uri") && err.contains(says),
+                "{bad}: {err}"
+            );
+        }
     }
 }

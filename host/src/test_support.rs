@@ -100,6 +100,7 @@ pub(crate) async fn s3_client_at(address: std::net::SocketAddr) -> aws_sdk_s3::C
         region: Some("us-east-1".into()),
         path_style: true,
         sign_payloads: None,
+        ..crate::config::S3Settings::default()
     })
     .await
 }

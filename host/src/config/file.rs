@@ -363,6 +363,10 @@ pub struct S3Config {
     /// requests to plain `http://` endpoints. Over HTTPS, TLS guards the
     /// body; `true` for stores that refuse `UNSIGNED-PAYLOAD`.
     pub sign_payloads: Option<bool>,
+    /// Longest wait for an answer to one S3 request attempt, in seconds
+    /// (default 120): a connection that stopped answering is then retried
+    /// instead of holding its partition.
+    pub request_timeout_s: Option<u64>,
 }
 
 /// `[ingest]`

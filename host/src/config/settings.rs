@@ -105,7 +105,7 @@ pub struct EventModeSettings {
 }
 
 /// Validated `[s3]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct S3Settings {
     /// Endpoint override (S3-compatible stores).
     pub endpoint: Option<String>,
@@ -116,6 +116,26 @@ pub struct S3Settings {
     /// Sign upload bodies (SigV4): always, never (`UNSIGNED-PAYLOAD`), or
     /// (`None`) only over plain HTTP, judged per request.
     pub sign_payloads: Option<bool>,
+    /// Longest wait for one request attempt's answer (upload included).
+    pub request_timeout: std::time::Duration,
+}
+
+/// `[s3]`'s defaults (no endpoint, region or addressing override).
+impl Default for S3Settings {
+    fn default() -> Self {
+        S3Settings {
+            endpoint: None,
+            region: None,
+            path_style: false,
+            sign_payloads: None,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+impl S3Settings {
+    /// `[s3] request_timeout_s` when absent.
+    pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 }
 
 /// Validated `[ingest]`.

@@ -128,9 +128,18 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
     let s3 = S3Settings {
         path_style: file.s3.path_style.unwrap_or(endpoint.is_some()),
         sign_payloads: file.s3.sign_payloads,
+        request_timeout: file.s3.request_timeout_s.map_or(
+            S3Settings::DEFAULT_REQUEST_TIMEOUT,
+            std::time::Duration::from_secs,
+        ),
         endpoint,
         region: file.s3.region,
     };
+    c.check(
+        file.s3.request_timeout_s != Some(0),
+        "s3.request_timeout_s",
+        "must be at least 1",
+    );
     c.check(
         file.ingest.max_inline_body_bytes > 0,
         "ingest.max_inline_body_bytes",

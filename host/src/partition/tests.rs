@@ -516,7 +516,7 @@ async fn bodies_by_reference_are_fetched_together() {
         message(
             n as i64,
             &format!(
-                r#"{{"id":"d{n}","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","body_ref":{{"uri":"s3://b/k{n}","sha256":"{sha256}"}}}}"#
+                r#"{{"id":"d{n}","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","body_ref":{{"uri":"s3://bodies/k{n}","sha256":"{sha256}"}}}}"#
             ),
         )
     };
@@ -554,7 +554,7 @@ async fn bodies_by_reference_are_fetched_together() {
         .collect();
     let expected: Vec<Option<String>> = [Some(0), None, Some(2), None, Some(4), Some(5)]
         .into_iter()
-        .map(|n| n.map(|n| format!("s3://b/k{n}")))
+        .map(|n| n.map(|n| format!("s3://bodies/k{n}")))
         .collect();
     assert_eq!(missing, expected);
 }

@@ -22,6 +22,8 @@ const MULTIPART_THRESHOLD: usize = 16 << 20;
 /// Size of each part of a multipart upload (S3's minimum is 5 MiB).
 const PART_SIZE: usize = 8 << 20;
 /// First and largest wait between retries of a transient failure.
+/// The longest wait to connect to S3 (the SDK's default).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -90,6 +92,15 @@ pub(crate) async fn s3_config(
     if let Some(endpoint) = &settings.endpoint {
         builder = builder.endpoint_url(endpoint);
     }
+    // The SDK's defaults bound connecting only: a connection that stops
+    // answering (a load balancer dropping it silently) would hold its
+    // request, and the partition behind it, until the kernel gives up.
+    builder = builder.timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_attempt_timeout(settings.request_timeout)
+            .build(),
+    );
     if settings.sign_payloads != Some(true) {
         let over_http = settings.sign_payloads == Some(false);
         builder = builder.interceptor(signing::UnsignedPayloads { over_http });
@@ -144,6 +155,12 @@ const HOST_FAULT_CODES: &[&str] = &[
     "TokenRefreshRequired",
 ];
 
+/// Error codes S3 answers, with a 403 or otherwise, when the object asked
+/// for is the problem, not this host: an object archived by a lifecycle
+/// rule (Glacier, Deep Archive) cannot be read until it is restored, and
+/// no retry restores it. A body by reference there is its record's fault.
+const OBJECT_FAULT_CODES: &[&str] = &["InvalidObjectState"];
+
 /// Why a failed S3 request is worth retrying, if it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Retry {
@@ -157,7 +174,10 @@ enum Retry {
     HostFault,
 }
 
-/// Whether, and why, an SDK error is worth retrying.
+/// Whether, and why, an SDK error is worth retrying. A 501 (`Not
+/// Implemented`: a store without conditional writes, or without the
+/// checksums the SDK sends) is final: no retry makes the store implement
+/// it, and the host's own writes stop with the reason.
 fn retry_reason<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> Option<Retry> {
     match error {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -166,10 +186,12 @@ fn retry_reason<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> O
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
             let code = service.err().code().unwrap_or_default();
-            if status == 401 || status == 403 || HOST_FAULT_CODES.contains(&code) {
+            if OBJECT_FAULT_CODES.contains(&code) {
+                None
+            } else if status == 401 || status == 403 || HOST_FAULT_CODES.contains(&code) {
                 Some(Retry::HostFault)
             } else if status == 429
-                || status >= 500
+                || (status >= 500 && status != 501)
                 || matches!(code, "SlowDown" | "Throttling" | "RequestTimeout")
             {
                 Some(Retry::Transient)

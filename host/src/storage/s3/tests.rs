@@ -189,6 +189,59 @@ async fn a_missing_bucket_is_reported_at_once() {
     server.await.unwrap();
 }
 
+/// Answers no retry can change end at once: an object archived by a
+/// lifecycle rule (403 `InvalidObjectState`, not a fault of this host's
+/// credentials), and a store that does not implement what was asked (501).
+#[tokio::test]
+async fn final_answers_are_not_retried() {
+    for (status, reason, code) in [
+        (403, "Forbidden", "InvalidObjectState"),
+        (501, "Not Implemented", "NotImplemented"),
+    ] {
+        let (store, server) =
+            fake_s3(move |_| error_response(status, reason, code), 1, false).await;
+        let got = tokio::time::timeout(Duration::from_secs(20), store.get_at_most("k", 100))
+            .await
+            .unwrap_or_else(|_| panic!("{code} was retried"));
+        assert!(matches!(got, Err(StorageError::S3 { .. })), "{got:?}");
+        server.await.unwrap();
+    }
+}
+
+/// A connection that stops answering is given up after `[s3]
+/// request_timeout_s` and the request retried, instead of holding its
+/// partition: the first GET below is never answered.
+#[tokio::test]
+async fn a_request_without_an_answer_is_retried() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let settings = S3Settings {
+        endpoint: Some(format!("http://{}", listener.local_addr().unwrap())),
+        region: Some("us-east-1".into()),
+        path_style: true,
+        request_timeout: Duration::from_secs(1),
+        ..S3Settings::default()
+    };
+    let server = tokio::spawn(async move {
+        let (mut silent, _) = listener.accept().await.unwrap();
+        crate::test_support::read_request(&mut silent).await;
+        let (mut socket, _) = listener.accept().await.unwrap();
+        crate::test_support::read_request(&mut socket).await;
+        socket.write_all(&ok(4, b"body")).await.unwrap();
+        silent
+    });
+    let client = crate::test_support::s3_client_with(&settings).await;
+    let store = ObjectStore::s3(client, "bucket", "");
+    let got = tokio::time::timeout(Duration::from_secs(30), store.get_at_most("k", 100))
+        .await
+        .expect("the unanswered request held the read");
+    assert!(
+        matches!(got, Ok(Some(Bounded::Read(ref body))) if body == b"body"),
+        "{got:?}"
+    );
+    drop(server.await.unwrap());
+}
+
 /// The payload hash a PUT of `settings`' client sends
 /// (`x-amz-content-sha256`).
 async fn payload_hash_of_a_put(settings: &S3Settings) -> String {
