@@ -392,7 +392,8 @@ pub async fn run_file(
     let topic = crate::source::file::topic_for(path);
     // Before anything is adopted or written: the output's earlier results
     // must be of this file (or of the start of it).
-    crate::source::fingerprint::claim(&assembled.sink, path, &topic).await?;
+    let lines = source.reads_plain_lines();
+    crate::source::fingerprint::claim(&assembled.sink, path, &topic, lines).await?;
     let mut worker = PartitionWorker::new(
         assembled.chain.start_worker()?,
         assembled.sink.clone(),

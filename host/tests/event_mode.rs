@@ -577,4 +577,31 @@ fn another_file_with_the_same_name_is_not_taken_for_the_one_processed() {
     // The same file again: everything adopted, nothing computed.
     let again = ok(&first);
     assert!(again.contains("0 results (0 outputs)"), "{again}");
+
+    // A last line without its line break, then the break and more lines:
+    // an extension.
+    let unterminated = a.join("unterminated.jsonl");
+    let whole = lines[..6].concat();
+    std::fs::write(&unterminated, whole.trim_end()).unwrap();
+    assert!(ok(&unterminated).contains("6 results (6 outputs)"));
+    std::fs::write(&unterminated, lines[..7].concat()).unwrap();
+    let longer = ok(&unterminated);
+    assert!(longer.contains("1 results (1 outputs)"), "{longer}");
+
+    // A last line read while a writer was still appending it, completed
+    // since: refused, or the completed line would be taken for done.
+    let cut = a.join("cut.jsonl");
+    std::fs::write(&cut, &whole[..whole.len() - lines[5].len() / 2]).unwrap();
+    let read_cut = ok(&cut);
+    assert!(
+        read_cut.contains("5 results (5 outputs)") && read_cut.contains("1 dead-lettered"),
+        "{read_cut}"
+    );
+    std::fs::write(&cut, lines[..7].concat()).unwrap();
+    let refused = run(&cut);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("before that line was complete"),
+        "{stderr}"
+    );
 }

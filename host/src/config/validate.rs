@@ -128,10 +128,10 @@ pub(super) fn validate(file: PipelineFile, base: &Path, problems: &mut Vec<Probl
     let s3 = S3Settings {
         path_style: file.s3.path_style.unwrap_or(endpoint.is_some()),
         sign_payloads: file.s3.sign_payloads,
-        request_timeout: file.s3.request_timeout_s.map_or(
-            S3Settings::DEFAULT_REQUEST_TIMEOUT,
-            std::time::Duration::from_secs,
-        ),
+        request_timeout: file
+            .s3
+            .request_timeout_s
+            .map_or(S3Settings::DEFAULT_REQUEST_TIMEOUT, Duration::from_secs),
         endpoint,
         region: file.s3.region,
     };

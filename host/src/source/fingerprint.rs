@@ -12,6 +12,12 @@
 //! fingerprint next to the results (`{pipeline}/sources/{file}.json`), and a
 //! rerun first checks that its file is the same one, or an extension of it.
 //!
+//! A file of lines that ended inside a line when it was read, and was
+//! extended since by more of that line, is not an extension: the earlier
+//! run read that last line cut off (a writer was still appending), and its
+//! outcome (a dead letter, most likely) stands for the completed line,
+//! which would be taken for done.
+//!
 //! Invariant: a fingerprint costs the same whatever the file's size: its
 //! size, the first MiB and the 64 KiB before its end are read, not the
 //! whole file. A file whose first MiB and the 64 KiB before the earlier end
@@ -63,6 +69,18 @@ impl Fingerprint {
     }
 }
 
+/// Whether the bytes at `at - 1` and `at` of `file` are inside one line:
+/// the earlier end, `at`, cut a line.
+fn continues_a_line(file: &mut File, at: u64) -> io::Result<bool> {
+    if at == 0 {
+        return Ok(false);
+    }
+    let mut around = [0; 2];
+    file.seek(SeekFrom::Start(at - 1))?;
+    file.read_exact(&mut around)?;
+    Ok(around[0] != b'\n' && !matches!(around[1], b'\n' | b'\r'))
+}
+
 /// Errors of [`claim`].
 #[derive(Debug, thiserror::Error)]
 pub enum FingerprintError {
@@ -107,10 +125,17 @@ pub enum FingerprintError {
 
 /// Check that `path`, whose records are filed under `name`, is the input
 /// the output's earlier results came from (or an extension of it), then
-/// record its fingerprint for the next run. Outputs written before
-/// fingerprints existed have none, and are taken as this file's; inputs
-/// that are not regular files (pipes) are not fingerprinted.
-pub(crate) async fn claim(sink: &Sink, path: &Path, name: &str) -> Result<(), FingerprintError> {
+/// record its fingerprint for the next run. `lines`: the file is read line
+/// by line as it is stored (plain JSONL), so an extension must not
+/// continue the earlier last line. Outputs written before fingerprints
+/// existed have none, and are taken as this file's; inputs that are not
+/// regular files (pipes) are not fingerprinted.
+pub(crate) async fn claim(
+    sink: &Sink,
+    path: &Path,
+    name: &str,
+    lines: bool,
+) -> Result<(), FingerprintError> {
     let (store, key) = sink.own_object(&format!("sources/{name}.json"));
     let storage = |source| FingerprintError::Storage {
         key: store.describe(&key),
@@ -139,6 +164,14 @@ pub(crate) async fn claim(sink: &Sink, path: &Path, name: &str) -> Result<(), Fi
             Some("it is shorter")
         } else if Fingerprint::of_prefix(&mut file, earlier.size).map_err(io)? != earlier {
             Some("its bytes differ")
+        } else if lines
+            && size > earlier.size
+            && continues_a_line(&mut file, earlier.size).map_err(io)?
+        {
+            Some(
+                "the earlier run read its last line before that line was complete (the file \
+                 did not end with a line break then, and the line goes on now)",
+            )
         } else {
             None
         };

@@ -152,16 +152,19 @@ pub(crate) fn open_decompressed(
     path: &std::path::Path,
 ) -> std::io::Result<Box<dyn std::io::Read + Send>> {
     let file = std::fs::File::open(path)?;
-    let is_bz2 = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("bz2"));
-    Ok(if is_bz2 {
+    Ok(if is_bz2(path) {
         Box::new(bzip2::read::MultiBzDecoder::new(
             std::io::BufReader::with_capacity(1 << 20, file),
         ))
     } else {
         Box::new(file)
     })
+}
+
+/// Whether the file at `path` is bzip2-compressed (by its name).
+fn is_bz2(path: &std::path::Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("bz2"))
 }
 
 /// Errors reading a local input file.
@@ -201,6 +204,12 @@ impl FileSource {
                 FileSource::Dump(Box::new(mediawiki::DumpSource::open(path).map_err(io)?))
             }
         })
+    }
+
+    /// Whether records are the file's lines as stored (plain JSONL), so
+    /// that a record's end is a line break in the file itself.
+    pub fn reads_plain_lines(&self) -> bool {
+        matches!(self, FileSource::Jsonl(jsonl) if !is_bz2(jsonl.path()))
     }
 
     /// Up to `max` messages; empty at the end of the input.
