@@ -379,6 +379,18 @@ impl RunSummary {
     }
 }
 
+/// Start each stage of the chain once, before any record: a `[stage.config]`
+/// its plugin's `init` refuses is reported at that table of the pipeline
+/// file `config` (`weir validate` passes only a pipeline that starts).
+pub fn try_stages(
+    config: &std::path::Path,
+    assembled: &Assembled,
+) -> Result<(), crate::config::ConfigError> {
+    assembled.chain.try_stages().map_err(|e| {
+        crate::config::problem_at(config, &format!("stage[{}].config", e.index), e.to_string())
+    })
+}
+
 /// Run a file-sourced pipeline to the end of its input.
 pub async fn run_file(
     pipeline: &Pipeline,

@@ -410,6 +410,35 @@ fn validate_reports_every_problem_with_its_line() {
     );
 }
 
+/// A `[stage.config]` the plugin's `init` refuses fails before any record
+/// is read (`weir validate` and `weir run` both start every stage once),
+/// with the stage, the plugin's reason and the table's line.
+#[test]
+fn a_stage_config_the_plugin_refuses_is_reported_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    std::fs::write(&input, "").unwrap();
+    let path = pipeline_file(dir.path(), &input, &dir.path().join("out"), "");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "plugin = \"parse\"\n",
+        "plugin = \"parse\"\n[stage.config]\nno_such_setting = true\n",
+    );
+    std::fs::write(&path, &text).unwrap();
+    let pipeline = weir::config::load(&path).unwrap();
+    let err = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let assembled = weir::pipeline::assemble(&pipeline).await.unwrap();
+        weir::pipeline::try_stages(&path, &assembled).unwrap_err()
+    });
+    let line = text.lines().position(|l| l == "[stage.config]").unwrap() + 1;
+    let shown = err.to_string();
+    assert!(
+        shown.contains(&format!(
+            "line {line}, column 8: `stage[0].config`: stage `parse` does not start"
+        )) && shown.contains("no_such_setting"),
+        "{shown}"
+    );
+}
+
 #[test]
 fn a_mediawiki_dump_is_a_source() {
     let dir = tempfile::tempdir().unwrap();

@@ -90,6 +90,19 @@ pub struct Chain {
 }
 
 /// Problems that make a chain unusable.
+/// A stage that does not start (its instance, or its plugin's `init` with
+/// the stage's configuration, failed).
+#[derive(Debug, thiserror::Error)]
+#[error("stage `{name}` does not start: {source}")]
+pub struct StageStartError {
+    /// The stage's place in the chain (its `[[stage]]` table, from 0).
+    pub index: usize,
+    /// The stage's name.
+    pub name: String,
+    /// Why.
+    pub source: RuntimeError,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// A pipeline needs at least one stage.
@@ -184,6 +197,21 @@ impl Chain {
             .map(|stage| stage.instantiate().map(Some))
             .collect::<Result<_, _>>()?;
         Ok(ChainWorker::new(self.clone(), instances))
+    }
+
+    /// Instantiate and `init` each stage once and drop the instances: what
+    /// every worker of this chain does first, tried before any record is
+    /// read, so that a configuration a plugin refuses stops the command
+    /// at once, with the stage named.
+    pub fn try_stages(&self) -> Result<(), StageStartError> {
+        for (index, stage) in self.stages.iter().enumerate() {
+            stage.instantiate().map_err(|source| StageStartError {
+                index,
+                name: stage.name.clone(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
     /// The identity of stage `index` (see [`Stage::identity`]), computed

@@ -168,6 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate { config } => {
             let pipeline = config::load(&config)?;
             let assembled = pipeline::assemble(&pipeline).await?;
+            pipeline::try_stages(&config, &assembled)?;
             if let Err(e) = check_instances(&config, &pipeline).await? {
                 println!(
                     "note: runtime.max_instances was not checked against the topic's \
@@ -296,6 +297,7 @@ async fn run_pipeline(
 async fn run_loaded(pipeline: &config::Pipeline, config: &std::path::Path) -> anyhow::Result<()> {
     serve_telemetry(pipeline).await?;
     let assembled = pipeline::assemble(pipeline).await?;
+    pipeline::try_stages(config, &assembled)?;
     loaded(&assembled);
     let summary = match &pipeline.source {
         Source::File { .. } => pipeline::run_file(pipeline, &assembled).await,

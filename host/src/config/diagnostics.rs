@@ -75,33 +75,53 @@ pub(super) fn line_column(text: &str, at: usize) -> (usize, usize) {
 }
 
 /// Where the key path `key` (e.g. `stage[1].limits.memory_mb`) is written in
-/// the file: the deepest prefix of the path that exists.
+/// the file: the deepest prefix of the path that exists. A key with dots of
+/// its own (`source.kafka.properties."enable.auto.commit"`) is matched
+/// whole: at each level the longest run of segments that names a key is
+/// taken.
 pub(super) fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
     let document = toml::de::DeTable::parse(text).ok()?;
     let mut span = None;
     let mut table = document.get_ref();
-    let mut segments = key.split('.').peekable();
-    while let Some(segment) = segments.next() {
-        let (name, index) = match segment.split_once('[') {
-            Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (segment, None),
+    let segments: Vec<&str> = key.split('.').collect();
+    let mut next = 0;
+    while next < segments.len() {
+        let found = (next + 1..=segments.len()).rev().find_map(|end| {
+            let run = &segments[next..end];
+            // An index (`stage[1]`) belongs to a segment of its own.
+            if run.len() > 1 && run.iter().any(|s| s.contains('[')) {
+                return None;
+            }
+            let joined = run.join(".");
+            let (name, index) = match joined.split_once('[') {
+                Some((name, rest)) => (
+                    name.to_owned(),
+                    rest.trim_end_matches(']').parse::<usize>().ok(),
+                ),
+                None => (joined, None),
+            };
+            table
+                .iter()
+                .find(|(k, _)| k.get_ref() == name.as_str())
+                .map(|(k, v)| (end, k.span(), v, index))
+        });
+        let Some((end, key_span, mut value, index)) = found else {
+            break;
         };
-        let (key_span, value) = table
-            .iter()
-            .find(|(k, _)| k.get_ref() == name)
-            .map(|(k, v)| (k.span(), v))?;
+        next = end;
         span = Some(key_span);
-        let mut value = value;
         if let Some(index) = index {
             let toml::de::DeValue::Array(items) = value.get_ref() else {
                 break;
             };
-            let item = items.get(index)?;
+            let Some(item) = items.get(index) else {
+                break;
+            };
             span = Some(item.span());
             value = item;
         }
         match value.get_ref() {
-            toml::de::DeValue::Table(inner) if segments.peek().is_some() => table = inner,
+            toml::de::DeValue::Table(inner) if next < segments.len() => table = inner,
             _ => break,
         }
     }

@@ -238,6 +238,21 @@ dir = "out"
                 "source.kafka.properties.enable.idempotence",
             ]
         );
+        // Each is found in the file, dots in its name and all.
+        let lines: Vec<_> = problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.location.map(|(line, _)| line)))
+            .collect();
+        let line_of = |needle: &str| {
+            text.lines()
+                .position(|l| l.starts_with(needle))
+                .map(|i| i + 1)
+        };
+        for (key, line) in lines {
+            let name = key.trim_start_matches("source.kafka.properties.");
+            let written = line_of(&format!("\"{name}\"")).or_else(|| line_of(name));
+            assert_eq!(line, written, "{key}");
+        }
     }
 
     #[test]
