@@ -4,7 +4,8 @@
 //!
 //! Invariants: every report is signed with the task's generation, so the
 //! poll thread can ignore a task that no longer speaks for its partition;
-//! on a stop request the open batch is written before the final report.
+//! on a stop request the open batch is written before the final report; a
+//! task that panics reports it as its failure (it never goes quiet).
 
 use std::time::{Duration, Instant};
 
@@ -67,7 +68,44 @@ pub(crate) struct StopReport {
 /// One partition's worker loop. Its reports go to `events`, signed with
 /// `generation`. With `resume_from`, ranges already written from that offset
 /// on are adopted first.
+///
+/// A panic in it (a host bug) is reported as the worker's failure, as a
+/// panic of its chain thread is: the host stops and the partition's
+/// uncommitted records are delivered again. Unreported, the partition
+/// would stop while the host went on looking healthy.
 pub(crate) async fn partition_task(
+    worker: PartitionWorker,
+    events: flume::Sender<Event>,
+    generation: u64,
+    resume_from: i64,
+    commands: flume::Receiver<Command>,
+    max_batch: usize,
+) {
+    use futures_util::FutureExt as _;
+    let (topic, partition) = worker.partition();
+    let task = run(
+        worker,
+        events.clone(),
+        generation,
+        resume_from,
+        commands,
+        max_batch,
+    );
+    if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let _ = events.send(Event::Failed {
+            key: (topic, partition),
+            error: WorkerError::TaskPanicked(message),
+        });
+    }
+}
+
+/// [`partition_task`]'s loop.
+async fn run(
     mut worker: PartitionWorker,
     events: flume::Sender<Event>,
     generation: u64,
@@ -229,6 +267,53 @@ mod tests {
         }
         assert_eq!(durable, [1, 4]);
         drop(commands);
+        task.await.unwrap();
+    }
+
+    /// A task that panics (here on a debug assertion: an offset behind
+    /// the partition's last) says so, as the worker's failure, instead of
+    /// leaving its partition unprocessed without a word.
+    #[cfg(debug_assertions)]
+    #[tokio::test]
+    async fn a_task_that_panics_reports_its_failure() {
+        let (_runtime, chain) = chain_of(&["echo"]);
+        let store = ObjectStore::memory();
+        let sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store));
+        let worker = PartitionWorker::new(
+            Arc::new(chain.unwrap()).start_worker().unwrap(),
+            Arc::new(sink),
+            DecodeConfig::default(),
+            BatchingConfig::default(),
+            "t",
+            0,
+        );
+        let (commands, received) = flume::unbounded();
+        let (events, reports) = flume::unbounded();
+        let task = tokio::spawn(partition_task(worker, events, 1, 0, received, 1));
+        for offset in [5, 3] {
+            let message = upsert(offset, &format!("d{offset}"), "text");
+            commands
+                .send(Command::Message(Delivery {
+                    message,
+                    flush_after: false,
+                }))
+                .unwrap();
+        }
+        let report = tokio::time::timeout(Duration::from_secs(10), reports.recv_async())
+            .await
+            .expect("the task went quiet")
+            .expect("the task ended without a report");
+        match report {
+            Event::Failed {
+                error: WorkerError::TaskPanicked(message),
+                key,
+            } => {
+                assert_eq!(key, ("t".to_owned(), 0));
+                assert!(message.contains("offset order"), "{message}");
+            }
+            Event::Failed { error, .. } => panic!("another failure: {error}"),
+            Event::Durable { last, .. } => panic!("durable through {last}"),
+        }
         task.await.unwrap();
     }
 }

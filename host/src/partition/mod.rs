@@ -68,6 +68,10 @@ pub enum WorkerError {
     /// The chain thread or a batch's write task panicked (a host bug).
     #[error("a partition worker's thread panicked")]
     Panicked(#[source] tokio::task::JoinError),
+    /// The partition's own task panicked (a host bug), with the panic's
+    /// message.
+    #[error("a partition's task panicked: {0}")]
+    TaskPanicked(String),
 }
 
 /// One decoded message, waiting for the chain.
