@@ -250,6 +250,14 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
                 done.answered,
                 places.redrive.describe_results()
             );
+            if done.without_payload > 0 {
+                println!(
+                    "{} without their payload (their dead letters were too large for the \
+                     dead-letter topic), left alone: the records are at their positions in \
+                     the source topic",
+                    done.without_payload
+                );
+            }
         }
     }
     Ok(())

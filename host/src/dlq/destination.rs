@@ -4,11 +4,16 @@
 //! Invariants: a range's dead letters are written before its results
 //! object (see `sink`); to a topic they are at-least-once, one message per
 //! dead letter keyed by its position, produced with `acks = all` and
-//! idempotence (see `kafka::clients`).
+//! idempotence (see `kafka::clients`). A dead letter over the topic's
+//! message size limit goes without its payload (its size and digest
+//! instead): a record's size must not stop the host.
 
 use std::time::Duration;
 
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::{DeadLetter, Payload};
 
 use crate::storage::{ObjectStore, StorageError};
 
@@ -32,7 +37,7 @@ pub enum DeadLetterError {
         /// The dead-letter topic.
         topic: String,
         /// The producer's error.
-        source: rdkafka::error::KafkaError,
+        source: KafkaError,
     },
 }
 
@@ -71,27 +76,103 @@ impl DeadLetterSink {
                 Ok(store.describe(key))
             }
             DeadLetterSink::Kafka { producer, topic } => {
+                let failed = |source| DeadLetterError::Kafka {
+                    topic: topic.clone(),
+                    source,
+                };
                 let deliveries: Vec<_> = lines
                     .split(|b| *b == b'\n')
                     .filter(|line| !line.is_empty())
                     .zip(positions)
-                    .map(|(line, position)| {
-                        producer.send(
-                            FutureRecord::to(topic).key(position).payload(line),
-                            DEAD_LETTER_TIMEOUT,
-                        )
-                    })
+                    .map(|(line, position)| (line, position, send(producer, topic, line, position)))
                     .collect();
-                for delivery in deliveries {
-                    delivery
-                        .await
-                        .map_err(|(source, _)| DeadLetterError::Kafka {
-                            topic: topic.clone(),
-                            source,
-                        })?;
+                for (line, position, delivery) in deliveries {
+                    match delivery.await {
+                        Ok(_) => {}
+                        Err((error, _)) if too_large(&error) => {
+                            let smaller = without_payload(line).ok_or_else(|| failed(error))?;
+                            send(producer, topic, &smaller, position)
+                                .await
+                                .map_err(|(source, _)| failed(source))?;
+                        }
+                        Err((error, _)) => return Err(failed(error)),
+                    }
                 }
                 Ok(format!("kafka topic {topic}"))
             }
         }
+    }
+}
+
+/// Produce one dead letter (`line`, keyed by its `position`) to `topic`.
+async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    line: &[u8],
+    position: &str,
+) -> Result<(), (KafkaError, rdkafka::message::OwnedMessage)> {
+    producer
+        .send(
+            FutureRecord::to(topic).key(position).payload(line),
+            DEAD_LETTER_TIMEOUT,
+        )
+        .await
+        .map(drop)
+}
+
+/// Whether Kafka refused a message for its size (the producer's
+/// `message.max.bytes`, or the broker's or topic's limit).
+fn too_large(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+    )
+}
+
+/// The dead letter `line` without its payload (its size and digest
+/// instead), or `None` when it has none to leave out.
+fn without_payload(line: &[u8]) -> Option<Vec<u8>> {
+    let mut letter: DeadLetter = serde_json::from_slice(line).ok()?;
+    let bytes = letter.payload.to_bytes().ok()?;
+    letter.payload = Payload::omitted(&bytes);
+    Some(serde_json::to_vec(&letter).expect("dead letters serialise"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dlq::DeadLetterKind;
+    use crate::source::Position;
+
+    #[test]
+    fn a_letter_without_its_payload_keeps_the_rest_and_the_payloads_digest() {
+        let payload = "x".repeat(10_000);
+        let letter = DeadLetter::before_chain(
+            Position {
+                topic: "t".into(),
+                partition: 2,
+                offset: 7,
+            },
+            DeadLetterKind::Decode,
+            "payload is not a valid change event".into(),
+            None,
+            payload.as_bytes(),
+        );
+        let line = serde_json::to_vec(&letter).unwrap();
+        let smaller = without_payload(&line).unwrap();
+        assert!(smaller.len() < 400, "{}", smaller.len());
+        let back: DeadLetter = serde_json::from_slice(&smaller).unwrap();
+        assert_eq!(back.position, letter.position);
+        assert_eq!(back.reason, letter.reason);
+        assert_eq!(back.payload, Payload::omitted(payload.as_bytes()));
+        assert!(
+            without_payload(&smaller).is_none(),
+            "nothing left to leave out"
+        );
+        let err = back.payload.to_bytes().unwrap_err().to_string();
+        assert!(
+            err.contains("10000 bytes") && err.contains("left out"),
+            "{err}"
+        );
     }
 }

@@ -118,7 +118,8 @@ impl std::str::FromStr for DeadLetterKind {
     }
 }
 
-/// The original payload: as text when it is UTF-8, else base64.
+/// The original payload: as text when it is UTF-8, else base64; or, in a
+/// dead letter too large for its Kafka topic, only its size and digest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Payload {
@@ -126,14 +127,51 @@ pub enum Payload {
     Text(String),
     /// Binary payload, standard base64.
     Base64(String),
+    /// Left out: the dead letter with it was over the dead-letter topic's
+    /// message size limit. The record is still at its position in the
+    /// source topic (until retention removes it).
+    Omitted {
+        /// The payload's size in bytes.
+        bytes: u64,
+        /// Its SHA-256.
+        sha256: Digest,
+    },
+}
+
+/// Why a dead letter's payload cannot be sent through the chain again.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    /// Its base64 does not decode.
+    #[error("its payload is not valid base64")]
+    Base64(#[source] base64::DecodeError),
+    /// It was left out of the letter.
+    #[error(
+        "its payload ({bytes} bytes) was left out: the dead letter was too large for its \
+         Kafka topic; the record is at its position in the source topic"
+    )]
+    Omitted {
+        /// The payload's size.
+        bytes: u64,
+    },
 }
 
 impl Payload {
     /// The original bytes.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, base64::DecodeError> {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, PayloadError> {
         match self {
             Payload::Text(text) => Ok(text.as_bytes().to_vec()),
-            Payload::Base64(encoded) => base64::engine::general_purpose::STANDARD.decode(encoded),
+            Payload::Base64(encoded) => base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(PayloadError::Base64),
+            Payload::Omitted { bytes, .. } => Err(PayloadError::Omitted { bytes: *bytes }),
+        }
+    }
+
+    /// The payload `bytes` describes, left out.
+    pub(crate) fn omitted(bytes: &[u8]) -> Self {
+        Payload::Omitted {
+            bytes: bytes.len() as u64,
+            sha256: Digest::of(bytes),
         }
     }
 

@@ -87,6 +87,10 @@ pub struct Redriven {
     pub results: usize,
     /// Sent through the chain and dead-lettered again.
     pub dead_again: usize,
+    /// Of those, without their payload (left out of a letter too large for
+    /// its Kafka topic): left alone, and said, since only the source topic
+    /// still has the record.
+    pub without_payload: usize,
 }
 
 /// Why a redrive stopped.
@@ -102,13 +106,13 @@ pub enum RedriveError {
         source: StorageError,
     },
     /// A dead letter's payload is not valid base64.
-    #[error("dead letter {position}: its payload is not valid base64")]
+    #[error("dead letter {position}")]
     Payload {
         /// `topic/partition@offset`.
         position: String,
         /// Why.
         #[source]
-        source: base64::DecodeError,
+        source: super::PayloadError,
     },
     /// The chain or the sink failed (a host fault: nothing is marked).
     #[error("redriving {position}")]
@@ -251,6 +255,11 @@ pub async fn redrive(
     for letter in letters {
         if done.covers(&letter) {
             redriven.already += 1;
+            on_each();
+            continue;
+        }
+        if matches!(letter.payload, super::Payload::Omitted { .. }) {
+            redriven.without_payload += 1;
             on_each();
             continue;
         }
