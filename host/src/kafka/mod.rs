@@ -183,10 +183,10 @@ impl ConsumerContext for HostContext {
             Rebalance::Assign(list) => {
                 self.partitions.assign(consumer, list);
                 // An empty share counts: more replicas than partitions.
-                readiness.partitions_given(true);
+                readiness.partitions_given();
             }
-            Rebalance::Revoke(_) => readiness.partitions_given(false),
-            Rebalance::Error(_) => {}
+            // Still ready: see `telemetry::readiness`.
+            Rebalance::Revoke(_) | Rebalance::Error(_) => {}
         }
         crate::telemetry::metrics::metrics()
             .partitions_assigned

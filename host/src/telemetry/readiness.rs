@@ -3,7 +3,11 @@
 //! A host is ready when its plugins are loaded, its stores answer (the last
 //! S3 request did not fail for want of a server or of permissions) and, for
 //! a Kafka source, the broker answers and the group has given this host its
-//! partitions (an empty share counts: more replicas than partitions).
+//! partitions (an empty share counts: more replicas than partitions). Once
+//! given, a host stays ready through later rebalances: every change of the
+//! replica count revokes partitions everywhere for a moment, and a fleet
+//! that went unready together at each one would look down while it is
+//! only moving partitions.
 //! Each part is set by the code that knows it; `/readyz` only reads them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +19,7 @@ pub(crate) struct Readiness {
     /// Set when the host consumes from Kafka (file runs need no broker).
     needs_broker: AtomicBool,
     broker_answers: AtomicBool,
+    /// The group gave this host its first share (never unset).
     partitions_given: AtomicBool,
     store_failing: AtomicBool,
 }
@@ -43,8 +48,9 @@ impl Readiness {
         self.broker_answers.store(answers, Ordering::Relaxed);
     }
 
-    pub(crate) fn partitions_given(&self, given: bool) {
-        self.partitions_given.store(given, Ordering::Relaxed);
+    /// The group assigned this host its (first) share of the partitions.
+    pub(crate) fn partitions_given(&self) {
+        self.partitions_given.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn store_failing(&self, failing: bool) {
@@ -95,7 +101,7 @@ mod tests {
             ["broker not answering", "partitions not assigned yet"]
         );
         r.broker_answers(true);
-        r.partitions_given(true);
+        r.partitions_given();
         assert!(r.waiting_for().is_empty());
         r.store_failing(true);
         assert_eq!(r.waiting_for(), ["object store failing"]);
