@@ -521,8 +521,13 @@ impl S3Store {
                     return Ok(Versioned::Found(read, etag));
                 }
                 // The connection broke while the body was streaming (e.g. the
-                // server went away): as transient as a request that failed.
+                // server went away): as transient as a request that failed,
+                // and counted and reported as one.
                 Err(error) => {
+                    let metrics = crate::telemetry::metrics::metrics();
+                    metrics.s3_errors.with_label_values(&["get"]).inc();
+                    metrics.s3_retries.with_label_values(&["get"]).inc();
+                    crate::telemetry::readiness::readiness().store_failing(true);
                     tracing::warn!(
                         operation = "get", bucket = %self.bucket, key,
                         "S3 body read failed, retrying in {:?}: {error}",

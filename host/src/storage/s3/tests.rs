@@ -65,8 +65,16 @@ async fn a_body_cut_off_mid_stream_is_fetched_again() {
         false,
     )
     .await;
+    let retries = || {
+        crate::telemetry::metrics::metrics()
+            .s3_retries
+            .with_label_values(&["get"])
+            .get()
+    };
+    let before = retries();
     let got = store.get("key").await.unwrap();
     assert_eq!(got.as_deref(), Some(&body[..]));
+    assert!(retries() > before, "the broken read was not counted");
     server.await.unwrap();
 }
 
