@@ -23,7 +23,7 @@ use rdkafka::types::RDKafkaRespErr;
 use crate::bodies::BodyStore;
 use crate::config::{KafkaSettings, Pipeline, Source};
 use crate::event;
-use crate::source::{FileFormat, FileSource, SourceError};
+use crate::source::{FileFormat, FileSource, Payload, SourceError};
 use crate::storage::StorageError;
 
 /// Deliveries awaited at most, before waiting for the oldest.
@@ -52,6 +52,18 @@ pub enum IngestError {
         size: usize,
         /// The inline limit.
         max: usize,
+    },
+    /// A line of the input is longer than any event the pipeline accepts;
+    /// sending its head would make it look like another fault.
+    #[error(
+        "{position}: the line is {bytes} bytes, more than any event with a body under \
+         [decode] max_body_bytes can be; not sent"
+    )]
+    LineTooLong {
+        /// Its position.
+        position: String,
+        /// Its size.
+        bytes: u64,
     },
     /// Uploading a body failed permanently.
     #[error("uploading a body: {0}")]
@@ -127,7 +139,8 @@ pub async fn ingest(
     let mut source = FileSource::open(
         input,
         format.unwrap_or_else(|| FileFormat::from_path(input)),
-    )?;
+    )?
+    .limit_lines(event::max_event_bytes(pipeline.decode.max_body_bytes));
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")
@@ -141,6 +154,12 @@ pub async fn ingest(
             break;
         }
         for message in batch {
+            if let Payload::Cut { bytes, .. } = message.payload {
+                return Err(IngestError::LineTooLong {
+                    position: message.position.to_string(),
+                    bytes,
+                });
+            }
             summary.bytes += message.payload.len() as u64;
             let (key, payload) = prepare(
                 pipeline,

@@ -400,7 +400,9 @@ pub async fn run_file(
     let Source::File { path, format } = &pipeline.source else {
         unreachable!("run_file is called for file sources")
     };
-    let source = FileSource::open(path, *format)?;
+    let source = FileSource::open(path, *format)?.limit_lines(crate::event::max_event_bytes(
+        pipeline.decode.max_body_bytes,
+    ));
     let topic = crate::source::file::topic_for(path);
     // Before anything is adopted or written: the output's earlier results
     // must be of this file (or of the start of it).

@@ -4,13 +4,17 @@
 //! Lines are read as bytes (not `String`) so that invalid UTF-8 reaches the
 //! decoder and is dead-lettered with its position instead of stopping the
 //! read. Blank lines are skipped; offsets still count them, so an offset is
-//! always the 0-based line number.
+//! always the 0-based line number. A line longer than the limit is not
+//! held: its head and size go on as a [`Payload::Cut`].
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Payload, Position, SourceMessage};
+
+/// How much of a cut line its dead letter keeps.
+pub const CUT_LINE_HEAD: usize = 64 << 10;
 
 /// Reads change events from a JSONL file, in batches.
 pub struct JsonlSource {
@@ -19,6 +23,8 @@ pub struct JsonlSource {
     path: PathBuf,
     topic: Arc<str>,
     next_line: i64,
+    /// The longest line held whole.
+    max_line: usize,
 }
 
 impl JsonlSource {
@@ -31,7 +37,39 @@ impl JsonlSource {
             path: path.to_owned(),
             topic: topic_for(path).into(),
             next_line: 0,
+            max_line: crate::event::max_event_bytes(
+                crate::config::DecodeConfig::default().max_body_bytes,
+            ),
         })
+    }
+
+    /// Hold no line longer than `max` bytes (see [`Payload::Cut`]).
+    pub fn limit_lines(&mut self, max: usize) {
+        self.max_line = max;
+    }
+
+    /// Read the next line into `line` (at most `max_line` bytes of it, the
+    /// line break included); its whole size, 0 at the end of the file.
+    fn read_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<u64> {
+        let mut size = 0u64;
+        loop {
+            let available = self.reader.fill_buf()?;
+            if available.is_empty() {
+                return Ok(size);
+            }
+            let (chunk, ends) = match memchr::memchr(b'\n', available) {
+                Some(at) => (&available[..=at], true),
+                None => (available, false),
+            };
+            let room = (self.max_line + 1).saturating_sub(line.len());
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            let n = chunk.len();
+            size += n as u64;
+            self.reader.consume(n);
+            if ends {
+                return Ok(size);
+            }
+        }
     }
 
     /// The file being read.
@@ -44,24 +82,35 @@ impl JsonlSource {
         let mut batch = Vec::with_capacity(max);
         while batch.len() < max {
             let mut line = Vec::new();
-            if self.reader.read_until(b'\n', &mut line)? == 0 {
+            let size = self.read_line(&mut line)?;
+            if size == 0 {
                 break;
             }
             let offset = self.next_line;
             self.next_line += 1;
-            if line.iter().all(u8::is_ascii_whitespace) {
+            let cut = size > line.len() as u64;
+            if !cut && line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 line.pop();
             }
+            let payload = if cut || line.len() > self.max_line {
+                line.truncate(CUT_LINE_HEAD);
+                Payload::Cut {
+                    head: line,
+                    bytes: size,
+                }
+            } else {
+                Payload::Raw(line)
+            };
             batch.push(SourceMessage {
                 position: Position {
                     topic: self.topic.clone(),
                     partition: 0,
                     offset,
                 },
-                payload: Payload::Raw(line),
+                payload,
             });
         }
         Ok(batch)
@@ -154,5 +203,41 @@ mod tests {
         for jsonl in ["e.ndjson.bz2", "e.json.bz2", "e.jsonl", "e.txt"] {
             assert_eq!(FileFormat::from_path(Path::new(jsonl)), FileFormat::Jsonl);
         }
+    }
+
+    /// A line longer than the limit is not held whole: its head and size
+    /// go on (to be dead-lettered), and the lines after it keep their
+    /// offsets.
+    #[test]
+    fn a_line_over_the_limit_is_cut_not_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        let long = "x".repeat(CUT_LINE_HEAD * 3);
+        std::fs::write(&path, format!("{{\"a\":1}}\n{long}\n{{\"b\":2}}\n{long}")).unwrap();
+        let mut source = JsonlSource::open(&path).unwrap();
+        source.limit_lines(CUT_LINE_HEAD * 2);
+        let batch = source.next_batch(10).unwrap();
+        let got: Vec<(i64, Payload)> = batch
+            .into_iter()
+            .map(|m| (m.position.offset, m.payload))
+            .collect();
+        let cut = |bytes: usize| Payload::Cut {
+            head: long.as_bytes()[..CUT_LINE_HEAD].to_vec(),
+            bytes: bytes as u64,
+        };
+        assert_eq!(
+            got,
+            [
+                (0, Payload::Raw(b"{\"a\":1}".to_vec())),
+                (1, cut(long.len() + 1)),
+                (2, Payload::Raw(b"{\"b\":2}".to_vec())),
+                (3, cut(long.len())),
+            ]
+        );
+        let error = got[1].1.decode(10).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("the event is {} bytes", long.len() + 1)),
+            "{error}"
+        );
     }
 }

@@ -64,6 +64,15 @@ pub enum Payload {
     /// back: for a dump, escaping and unescaping every body was a sixth of
     /// the host's own work (docs/performance.md, "Host throughput").
     Event(Box<ChangeEvent>),
+    /// A JSONL line longer than any acceptable event, not held whole: its
+    /// first [`file::CUT_LINE_HEAD`] bytes (for its dead letter) and its
+    /// size. It decodes to [`DecodeError::OversizedEvent`].
+    Cut {
+        /// The line's first bytes.
+        head: Vec<u8>,
+        /// The line's size in bytes.
+        bytes: u64,
+    },
 }
 
 impl Payload {
@@ -73,6 +82,7 @@ impl Payload {
         match self {
             Payload::Raw(bytes) => bytes.len(),
             Payload::Event(event) => event.body.as_ref().map_or(0, String::len),
+            Payload::Cut { bytes, .. } => usize::try_from(*bytes).unwrap_or(usize::MAX),
         }
     }
 
@@ -82,10 +92,10 @@ impl Payload {
     }
 
     /// The event as JSON, as a producer would send it (for dead letters and
-    /// `weir ingest`).
+    /// `weir ingest`); of a cut line, its head.
     pub fn to_bytes(&self) -> Cow<'_, [u8]> {
         match self {
-            Payload::Raw(bytes) => Cow::Borrowed(bytes),
+            Payload::Raw(bytes) | Payload::Cut { head: bytes, .. } => Cow::Borrowed(bytes),
             Payload::Event(event) => {
                 Cow::Owned(serde_json::to_vec(event).expect("change events serialise"))
             }
@@ -95,7 +105,7 @@ impl Payload {
     /// [`Payload::to_bytes`], owned.
     pub fn into_bytes(self) -> Vec<u8> {
         match self {
-            Payload::Raw(bytes) => bytes,
+            Payload::Raw(bytes) | Payload::Cut { head: bytes, .. } => bytes,
             event @ Payload::Event(_) => event.to_bytes().into_owned(),
         }
     }
@@ -104,6 +114,10 @@ impl Payload {
     pub fn decode(&self, max_body_bytes: usize) -> Result<ChangeEvent, DecodeError> {
         match self {
             Payload::Raw(bytes) => crate::event::decode(bytes, max_body_bytes),
+            Payload::Cut { bytes, .. } => Err(DecodeError::OversizedEvent {
+                size: usize::try_from(*bytes).unwrap_or(usize::MAX),
+                max: max_body_bytes,
+            }),
             Payload::Event(event) => {
                 crate::event::check(event, max_body_bytes)?;
                 Ok(ChangeEvent::clone(event))
@@ -204,6 +218,16 @@ impl FileSource {
                 FileSource::Dump(Box::new(mediawiki::DumpSource::open(path).map_err(io)?))
             }
         })
+    }
+
+    /// Hold no line of more than `max` bytes (JSONL): a longer one becomes
+    /// a [`Payload::Cut`], dead-lettered with its size, instead of a
+    /// buffer as large as the line (a whole export written as one line).
+    pub fn limit_lines(mut self, max: usize) -> Self {
+        if let FileSource::Jsonl(jsonl) = &mut self {
+            jsonl.limit_lines(max);
+        }
+        self
     }
 
     /// Whether records are the file's lines as stored (plain JSONL), so
