@@ -187,7 +187,12 @@ impl PartitionWorker {
             .await?;
         let adopted = self
             .sink
-            .resume_point(self.batch.topic(), self.batch.partition(), committed)
+            .resume_point(
+                self.batch.topic(),
+                self.batch.partition(),
+                committed,
+                self.lease.as_mut(),
+            )
             .await?;
         if let (Some(first), Some(last)) = (adopted.first(), adopted.last()) {
             tracing::info!(

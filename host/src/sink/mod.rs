@@ -426,12 +426,16 @@ impl Sink {
     /// one that starts before it (after an offset reset, or when retention
     /// moved the first offset into a written range). Records inside them
     /// must not be processed again; records between them must. Deletes
-    /// orphaned dead-letter objects (see the module docs).
+    /// orphaned dead-letter objects (see the module docs), each after
+    /// checking `lease` (when fencing): a host that lost the partition
+    /// while it looked must not delete what the new owner wrote under the
+    /// same key since.
     pub async fn resume_point(
         &self,
         topic: &str,
         partition: i32,
         committed: i64,
+        mut lease: Option<&mut Lease>,
     ) -> Result<Vec<(i64, i64)>, SinkError> {
         let storage = |key: &str| {
             let key = key.to_owned();
@@ -468,6 +472,9 @@ impl Sink {
                 let orphan = key_range(&key)
                     .is_some_and(|range| reaches(&range) && adopted.binary_search(&range).is_err());
                 if orphan {
+                    if let Some(lease) = lease.as_mut() {
+                        lease.check().await?;
+                    }
                     tracing::info!(
                         key,
                         "deleting dead letters of a range whose results were never written"

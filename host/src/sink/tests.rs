@@ -96,13 +96,13 @@ async fn resume_adopts_written_ranges_and_deletes_orphaned_dead_letters() {
         .await
         .unwrap();
     assert_eq!(
-        sink.resume_point("t", 0, 10).await.unwrap(),
+        sink.resume_point("t", 0, 10, None).await.unwrap(),
         [(10, 19), (20, 29)]
     );
-    assert_eq!(sink.resume_point("t", 0, 30).await.unwrap(), []);
+    assert_eq!(sink.resume_point("t", 0, 30, None).await.unwrap(), []);
     let left = store.list("p/dead-letters/").await.unwrap();
     assert_eq!(left.len(), 3, "only the orphan is gone: {left:?}");
-    assert_eq!(sink.resume_point("t", 1, 0).await.unwrap(), []);
+    assert_eq!(sink.resume_point("t", 1, 0, None).await.unwrap(), []);
 }
 
 /// A range that starts before the committed offset and ends after it
@@ -124,19 +124,39 @@ async fn a_range_straddling_the_committed_offset_is_adopted() {
         .await
         .unwrap();
     assert_eq!(
-        sink.resume_point("t", 0, 15).await.unwrap(),
+        sink.resume_point("t", 0, 15, None).await.unwrap(),
         [(10, 19), (20, 99_999), (100_000, 100_009)]
     );
     assert_eq!(
-        sink.resume_point("t", 0, 50_000).await.unwrap(),
+        sink.resume_point("t", 0, 50_000, None).await.unwrap(),
         [(20, 99_999), (100_000, 100_009)]
     );
     assert_eq!(
-        sink.resume_point("t", 0, 100_010).await.unwrap(),
+        sink.resume_point("t", 0, 100_010, None).await.unwrap(),
         [],
         "ranges that end before the offset are history"
     );
     assert!(store.list("p/dead-letters/").await.unwrap().is_empty());
+}
+
+/// A host that lost its partition while it looked for orphaned dead
+/// letters deletes none: the new owner may have written them under the
+/// same key since.
+#[tokio::test]
+async fn a_host_that_lost_its_lease_deletes_no_orphaned_dead_letters() {
+    let store = ObjectStore::memory();
+    let sink = |owner: &str| {
+        Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone()))
+            .with_fencing(owner.into())
+    };
+    let zombie = sink("zombie");
+    let mut lease = zombie.take_lease("t", 0).await.unwrap().unwrap();
+    sink("successor").take_lease("t", 0).await.unwrap();
+    let orphan = zombie.dead_letters_key("t", 0, 0, 9);
+    store.put(&orphan, Vec::new()).await.unwrap();
+    let resumed = zombie.resume_point("t", 0, 0, Some(&mut lease)).await;
+    assert!(matches!(resumed, Err(SinkError::Fence(_))), "{resumed:?}");
+    assert_eq!(store.list("p/dead-letters/").await.unwrap(), [orphan]);
 }
 
 /// A writer whose partition is taken over while it writes its dead letters
