@@ -20,7 +20,7 @@ pub const SCHEMA: &str = "weir.change/1";
 
 /// Room for the rest of the event (id, metadata) beside its escaped body
 /// before a payload is rejected without being parsed.
-const ENVELOPE_ALLOWANCE: usize = 64 << 10;
+pub(crate) const ENVELOPE_ALLOWANCE: usize = 64 << 10;
 
 /// A decoded change event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

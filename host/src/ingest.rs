@@ -21,7 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::RDKafkaRespErr;
 
 use crate::bodies::BodyStore;
-use crate::config::{KafkaSettings, Pipeline, Source};
+use crate::config::{IngestSettings, KafkaSettings, Pipeline, Source};
 use crate::event;
 use crate::source::{FileFormat, FileSource, Payload, SourceError};
 use crate::storage::StorageError;
@@ -162,7 +162,7 @@ pub async fn ingest(
             }
             summary.bytes += message.payload.len() as u64;
             let (key, payload) = prepare(
-                pipeline,
+                &pipeline.ingest,
                 message.payload.into_bytes(),
                 bodies.as_ref(),
                 &mut summary,
@@ -195,9 +195,12 @@ pub async fn ingest(
     Ok(summary)
 }
 
-/// The message key and payload for one input record.
+/// The message key and payload for one input record. A body stays inline
+/// when it is within `max_inline_body_bytes` both decoded and as sent: a
+/// producer that escapes non-ASCII (`\u00e9`) sends up to six times its
+/// bytes, and the message must fit the topic's size limit.
 async fn prepare(
-    pipeline: &Pipeline,
+    settings: &IngestSettings,
     payload: Vec<u8>,
     bodies: Option<&BodyStore>,
     summary: &mut IngestSummary,
@@ -206,12 +209,15 @@ async fn prepare(
         summary.malformed += 1;
         return Ok((None, payload));
     };
-    let max = pipeline.ingest.max_inline_body_bytes;
-    let size = event.body.as_ref().map_or(0, String::len);
+    let max = settings.max_inline_body_bytes;
+    let decoded = event.body.as_ref().map_or(0, String::len);
+    // The body as sent: the event less the room the rest of it may take.
+    let sent = payload.len().saturating_sub(event::ENVELOPE_ALLOWANCE);
+    let size = decoded.max(if decoded > 0 { sent } else { 0 });
     if size <= max {
         return Ok((Some(event.id), payload));
     }
-    let (Some(store), Some((bucket, prefix))) = (bodies, &pipeline.ingest.bodies) else {
+    let (Some(store), Some((bucket, prefix))) = (bodies, &settings.bodies) else {
         return Err(IngestError::NoBodyStore {
             id: event.id,
             size,
@@ -256,5 +262,40 @@ async fn await_delivery(delivery: Delivery) -> Result<(), KafkaError> {
         Err(_) => Err(KafkaError::MessageProduction(RDKafkaErrorCode::from(
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__MSG_TIMED_OUT,
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body within the inline limit decoded, but not as its producer
+    /// escaped it, is not sent inline: the message would be up to six
+    /// times the limit.
+    #[tokio::test]
+    async fn a_body_is_inline_only_when_small_as_sent() {
+        let settings = IngestSettings {
+            max_inline_body_bytes: 100 << 10,
+            bodies: None,
+        };
+        let event = |body: &str| {
+            format!(
+                r#"{{"id":"d","op":"upsert","revision":1,"timestamp":"2024-01-01T00:00:00Z","body":"{body}"}}"#
+            )
+            .into_bytes()
+        };
+        let mut summary = IngestSummary::default();
+        let plain = event(&"é".repeat(40 << 10));
+        let (key, sent) = prepare(&settings, plain.clone(), None, &mut summary)
+            .await
+            .unwrap();
+        assert_eq!((key.as_deref(), sent), (Some("d"), plain));
+        // The same 80 KiB body escaped: 240 KiB as sent.
+        let escaped = event(&"\\u00e9".repeat(40 << 10));
+        let refused = prepare(&settings, escaped, None, &mut summary).await;
+        assert!(
+            matches!(refused, Err(IngestError::NoBodyStore { .. })),
+            "{refused:?}"
+        );
     }
 }
