@@ -290,9 +290,13 @@ dir = "out"
         let dir = fixture_dir();
         let text = VALID.replace(
             "plugin = \"a.wasm\"",
-            "plugin = \"a.wasm\"\n[stage.config]\nk = 1\nnested = { x = \"y\" }",
+            "plugin = \"a.wasm\"\n[stage.config]\nk = 1\nnested = { x = \"y\" }\n\
+             since = 2024-01-01T00:00:00Z\nday = 2024-05-06\nratio = 0.5\nodd = nan",
         );
         let p = parse(&text, dir.path()).unwrap();
-        assert_eq!(p.stages[0].config_json, r#"{"k":1,"nested":{"x":"y"}}"#);
+        assert_eq!(
+            p.stages[0].config_json,
+            r#"{"day":"2024-05-06","k":1,"nested":{"x":"y"},"odd":null,"ratio":0.5,"since":"2024-01-01T00:00:00Z"}"#
+        );
     }
 }

@@ -506,7 +506,7 @@ fn validate_stage(
     );
     let cache = stage.cache.unwrap_or(deterministic);
     let config_json = match &stage.config {
-        Some(table) => serde_json::to_string(table).expect("a TOML table is valid JSON"),
+        Some(table) => json_of(&toml::Value::Table(table.clone())).to_string(),
         None => "{}".to_owned(),
     };
     StageSettings {
@@ -549,4 +549,22 @@ fn validate_output(output: OutputConfig, base: &Path) -> DeadLetterOutput {
 
 fn default_compiled_cache_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("", "", "weir").map(|d| d.cache_dir().join("compiled"))
+}
+
+/// A `[stage.config]` value as the JSON its plugin receives. TOML's dates
+/// and times become their RFC 3339 text (serde would hand them over as a
+/// private map), and a float JSON cannot hold (`nan`, `inf`) `null`.
+fn json_of(value: &toml::Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        toml::Value::String(s) => Json::String(s.clone()),
+        toml::Value::Integer(i) => Json::from(*i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        toml::Value::Boolean(b) => Json::Bool(*b),
+        toml::Value::Datetime(d) => Json::String(d.to_string()),
+        toml::Value::Array(items) => items.iter().map(json_of).collect(),
+        toml::Value::Table(table) => {
+            Json::Object(table.iter().map(|(k, v)| (k.clone(), json_of(v))).collect())
+        }
+    }
 }

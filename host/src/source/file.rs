@@ -88,7 +88,15 @@ impl JsonlSource {
             }
             let offset = self.next_line;
             self.next_line += 1;
-            let cut = size > line.len() as u64;
+            // A byte-order mark (Windows editors write one) is not part of
+            // the first event.
+            let mark = if offset == 0 && line.starts_with(b"\xEF\xBB\xBF") {
+                line.drain(..3);
+                3
+            } else {
+                0
+            };
+            let cut = size > (line.len() + mark) as u64;
             if !cut && line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -238,6 +246,27 @@ mod tests {
         assert!(
             error.starts_with(&format!("the event is {} bytes", long.len() + 1)),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        std::fs::write(&path, b"\xEF\xBB\xBF{\"a\":1}\n{\"b\":2}\n").unwrap();
+        let payloads: Vec<Payload> = JsonlSource::open(&path)
+            .unwrap()
+            .next_batch(10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.payload)
+            .collect();
+        assert_eq!(
+            payloads,
+            [
+                Payload::Raw(b"{\"a\":1}".to_vec()),
+                Payload::Raw(b"{\"b\":2}".to_vec())
+            ]
         );
     }
 }
