@@ -89,7 +89,6 @@ pub struct Chain {
     identity: Digest,
 }
 
-/// Problems that make a chain unusable.
 /// A stage that does not start (its instance, or its plugin's `init` with
 /// the stage's configuration, failed).
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +102,7 @@ pub struct StageStartError {
     pub source: RuntimeError,
 }
 
+/// Problems that make a chain unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum ChainError {
     /// A pipeline needs at least one stage.

@@ -97,7 +97,8 @@ pub enum Command {
         /// The pipeline file (its [source.kafka], [s3] and [ingest]).
         #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
-        /// The input: JSONL of change events, or a MediaWiki dump (.xml, .bz2).
+        /// The input: JSONL of change events (.jsonl, or .jsonl.bz2), or a
+        /// MediaWiki dump (.xml, .xml.bz2, .bz2).
         #[arg(short, long)]
         input: PathBuf,
         /// Input format (default: from the file name).

@@ -102,7 +102,6 @@ pub enum PluginCommand {
     },
 }
 
-/// The pipeline of `config` and its registry.
 /// The versions in `map`, as `name version, ...`.
 fn versions(map: &BTreeMap<String, String>) -> String {
     map.iter()
@@ -158,6 +157,7 @@ fn host_line(
     format!("{}: runs {}{notes}", status.host, versions(&status.running))
 }
 
+/// The pipeline of `config` and its registry.
 async fn open(config: &Path) -> anyhow::Result<(config::Pipeline, Registry, Trust)> {
     let pipeline = config::load(config)?;
     let settings = pipeline

@@ -87,9 +87,9 @@ pub struct Redriven {
     pub results: usize,
     /// Sent through the chain and dead-lettered again.
     pub dead_again: usize,
-    /// Of those, without their payload (left out of a letter too large for
-    /// its Kafka topic): left alone, and said, since only the source topic
-    /// still has the record.
+    /// Chosen but without their payload (left out of a letter too large
+    /// for its Kafka topic, or a line too long to hold): left alone, and
+    /// said, since only the source still has the record.
     pub without_payload: usize,
 }
 

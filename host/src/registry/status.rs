@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One host's report.
+/// One host's report. Unknown fields are ignored, not refused: hosts of a
+/// newer version write reports an older `weir plugin status` still reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct HostStatus {
     /// The host (instance id, or host name and process id).
     pub host: String,

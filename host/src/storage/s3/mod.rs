@@ -21,9 +21,9 @@ use crate::config::S3Settings;
 const MULTIPART_THRESHOLD: usize = 16 << 20;
 /// Size of each part of a multipart upload (S3's minimum is 5 MiB).
 const PART_SIZE: usize = 8 << 20;
-/// First and largest wait between retries of a transient failure.
 /// The longest wait to connect to S3 (the SDK's default).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(3100);
+/// First and largest wait between retries of a transient failure.
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
@@ -508,34 +508,44 @@ impl S3Store {
             if let Some(size) = size.filter(|size| *size > limit) {
                 return Ok(Versioned::Found(Bounded::TooLarge(size), etag));
             }
-            match output.body.collect().await {
-                Ok(bytes) => {
-                    // Not `to_vec`: a unique buffer becomes the Vec without a copy.
-                    let bytes = Vec::from(bytes.into_bytes());
-                    // Without a length header the size is known only now.
-                    let read = if bytes.len() as u64 > limit {
-                        Bounded::TooLarge(bytes.len() as u64)
-                    } else {
-                        Bounded::Read(bytes)
-                    };
-                    return Ok(Versioned::Found(read, etag));
-                }
-                // The connection broke while the body was streaming (e.g. the
-                // server went away): as transient as a request that failed,
-                // and counted and reported as one.
-                Err(error) => {
-                    let metrics = crate::telemetry::metrics::metrics();
-                    metrics.s3_errors.with_label_values(&["get"]).inc();
-                    metrics.s3_retries.with_label_values(&["get"]).inc();
-                    crate::telemetry::readiness::readiness().store_failing(true);
-                    tracing::warn!(
-                        operation = "get", bucket = %self.bucket, key,
-                        "S3 body read failed, retrying in {:?}: {error}",
-                        backoff.wait
-                    );
-                    backoff.pause().await;
-                }
-            }
+            // The attempt's deadline ended with the response's head: the
+            // body gets one of its own, or a connection stalled mid-body
+            // would hold the partition.
+            let deadline = self
+                .client
+                .config()
+                .timeout_config()
+                .and_then(|t| t.operation_attempt_timeout())
+                .unwrap_or(S3Settings::DEFAULT_REQUEST_TIMEOUT);
+            let broken: Box<dyn std::fmt::Display + Send> =
+                match tokio::time::timeout(deadline, output.body.collect()).await {
+                    Ok(Ok(bytes)) => {
+                        // Not `to_vec`: a unique buffer becomes the Vec without a copy.
+                        let bytes = Vec::from(bytes.into_bytes());
+                        // Without a length header the size is known only now.
+                        let read = if bytes.len() as u64 > limit {
+                            Bounded::TooLarge(bytes.len() as u64)
+                        } else {
+                            Bounded::Read(bytes)
+                        };
+                        return Ok(Versioned::Found(read, etag));
+                    }
+                    Ok(Err(error)) => Box::new(error),
+                    Err(stalled) => Box::new(stalled),
+                };
+            // The connection broke or stalled while the body was streaming
+            // (e.g. the server went away): as transient as a request that
+            // failed, and counted and reported as one.
+            let metrics = crate::telemetry::metrics::metrics();
+            metrics.s3_errors.with_label_values(&["get"]).inc();
+            metrics.s3_retries.with_label_values(&["get"]).inc();
+            crate::telemetry::readiness::readiness().store_failing(true);
+            tracing::warn!(
+                operation = "get", bucket = %self.bucket, key,
+                "S3 body read failed, retrying in {:?}: {broken}",
+                backoff.wait
+            );
+            backoff.pause().await;
         }
     }
 

@@ -216,11 +216,10 @@ async fn final_answers_are_not_retried() {
     }
 }
 
-/// A connection that stops answering is given up after `[s3]
-/// request_timeout_s` and the request retried, instead of holding its
-/// partition: the first GET below is never answered.
-#[tokio::test]
-async fn a_request_without_an_answer_is_retried() {
+/// A GET through a client with a 1 s `[s3] request_timeout_s`, against a
+/// server whose first connection answers `first` and then stalls (held
+/// open), and whose second answers the object whole.
+async fn get_after_a_stall(first: Vec<u8>) -> Result<Option<Bounded>, StorageError> {
     use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let settings = S3Settings {
@@ -231,23 +230,35 @@ async fn a_request_without_an_answer_is_retried() {
         ..S3Settings::default()
     };
     let server = tokio::spawn(async move {
-        let (mut silent, _) = listener.accept().await.unwrap();
-        crate::test_support::read_request(&mut silent).await;
+        let (mut stalled, _) = listener.accept().await.unwrap();
+        crate::test_support::read_request(&mut stalled).await;
+        stalled.write_all(&first).await.unwrap();
         let (mut socket, _) = listener.accept().await.unwrap();
         crate::test_support::read_request(&mut socket).await;
         socket.write_all(&ok(4, b"body")).await.unwrap();
-        silent
+        stalled
     });
     let client = crate::test_support::s3_client_with(&settings).await;
     let store = ObjectStore::s3(client, "bucket", "");
     let got = tokio::time::timeout(Duration::from_secs(30), store.get_at_most("k", 100))
         .await
-        .expect("the unanswered request held the read");
-    assert!(
-        matches!(got, Ok(Some(Bounded::Read(ref body))) if body == b"body"),
-        "{got:?}"
-    );
+        .expect("the stalled connection held the read");
     drop(server.await.unwrap());
+    got
+}
+
+/// A connection that stops answering is given up after `[s3]
+/// request_timeout_s` and the request retried, instead of holding its
+/// partition: before the response's head, and in the middle of its body.
+#[tokio::test]
+async fn a_request_without_an_answer_is_retried() {
+    for first in [Vec::new(), ok(4, b"bo")] {
+        let got = get_after_a_stall(first).await;
+        assert!(
+            matches!(got, Ok(Some(Bounded::Read(ref body))) if body == b"body"),
+            "{got:?}"
+        );
+    }
 }
 
 /// The payload hash a PUT of `settings`' client sends
