@@ -53,18 +53,6 @@ pub enum IngestError {
         /// The inline limit.
         max: usize,
     },
-    /// A line of the input is longer than any event the pipeline accepts;
-    /// sending its head would make it look like another fault.
-    #[error(
-        "{position}: the line is {bytes} bytes, more than any event with a body under \
-         [decode] max_body_bytes can be; not sent"
-    )]
-    LineTooLong {
-        /// Its position.
-        position: String,
-        /// Its size.
-        bytes: u64,
-    },
     /// Uploading a body failed permanently.
     #[error("uploading a body: {0}")]
     Upload(#[from] StorageError),
@@ -80,6 +68,9 @@ pub struct IngestSummary {
     pub events: u64,
     /// Of which were not valid change events (produced as they were).
     pub malformed: u64,
+    /// Input lines too long for any event, not sent (each logged with its
+    /// position).
+    pub too_long: u64,
     /// Bodies uploaded and sent by reference.
     pub uploaded_bodies: u64,
     /// Payload bytes read from the input.
@@ -92,9 +83,17 @@ impl IngestSummary {
     /// The one-line summary `weir ingest` prints.
     pub fn line(&self, topic: &str) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
+        let too_long = if self.too_long > 0 {
+            format!(
+                "; {} lines too long for any event, not sent (their positions are logged)",
+                self.too_long
+            )
+        } else {
+            String::new()
+        };
         format!(
             "{} events to {topic} ({} not valid change events, passed through), {} bodies sent by \
-             reference, {:.1} MB in {:.2} s: {:.0} events/s, {:.1} MB/s",
+             reference, {:.1} MB in {:.2} s: {:.0} events/s, {:.1} MB/s{too_long}",
             self.events,
             self.malformed,
             self.uploaded_bodies,
@@ -154,11 +153,18 @@ pub async fn ingest(
             break;
         }
         for message in batch {
+            // Longer than any event the pipeline accepts: sending its head
+            // would make it look like another fault, and the whole line
+            // would not fit a message. Said, counted, not sent.
             if let Payload::Cut { bytes, .. } = message.payload {
-                return Err(IngestError::LineTooLong {
-                    position: message.position.to_string(),
+                tracing::warn!(
+                    position = %message.position,
                     bytes,
-                });
+                    "the line is more than any event with a body under [decode] max_body_bytes \
+                     can be; not sent"
+                );
+                summary.too_long += 1;
+                continue;
             }
             summary.bytes += message.payload.len() as u64;
             let (key, payload) = prepare(

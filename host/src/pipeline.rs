@@ -400,14 +400,17 @@ pub async fn run_file(
     let Source::File { path, format } = &pipeline.source else {
         unreachable!("run_file is called for file sources")
     };
-    let source = FileSource::open(path, *format)?.limit_lines(crate::event::max_event_bytes(
+    let mut source = FileSource::open(path, *format)?.limit_lines(crate::event::max_event_bytes(
         pipeline.decode.max_body_bytes,
     ));
     let topic = crate::source::file::topic_for(path);
     // Before anything is adopted or written: the output's earlier results
     // must be of this file (or of the start of it).
     let lines = source.reads_plain_lines();
-    crate::source::fingerprint::claim(&assembled.sink, path, &topic, lines).await?;
+    let claimed = crate::source::fingerprint::claim(&assembled.sink, path, &topic, lines).await?;
+    if let (true, Some(size)) = (lines, claimed) {
+        source = source.read_only(size);
+    }
     let mut worker = PartitionWorker::new(
         assembled.chain.start_worker()?,
         assembled.sink.clone(),

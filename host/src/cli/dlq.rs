@@ -252,9 +252,9 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
             );
             if done.without_payload > 0 {
                 println!(
-                    "{} without their payload (their dead letters were too large for the \
-                     dead-letter topic), left alone: the records are at their positions in \
-                     the source topic",
+                    "{} without their payload (too large for the dead-letter topic, or a line \
+                     too long to hold), left alone: the records are at their positions in \
+                     their source",
                     done.without_payload
                 );
             }

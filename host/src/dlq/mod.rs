@@ -136,6 +136,14 @@ pub enum Payload {
         /// Its SHA-256.
         sha256: Digest,
     },
+    /// Only the start of a line too long to hold (see
+    /// `source::Payload::Cut`), as text (lossy where it is not UTF-8).
+    Truncated {
+        /// The line's first bytes.
+        head: String,
+        /// The line's size in bytes.
+        bytes: u64,
+    },
 }
 
 /// Why a dead letter's payload cannot be sent through the chain again.
@@ -153,6 +161,12 @@ pub enum PayloadError {
         /// The payload's size.
         bytes: u64,
     },
+    /// Only its start was kept.
+    #[error("only the start of its {bytes}-byte line was kept: the line is in the input file")]
+    Truncated {
+        /// The line's size.
+        bytes: u64,
+    },
 }
 
 impl Payload {
@@ -164,7 +178,14 @@ impl Payload {
                 .decode(encoded)
                 .map_err(PayloadError::Base64),
             Payload::Omitted { bytes, .. } => Err(PayloadError::Omitted { bytes: *bytes }),
+            Payload::Truncated { bytes, .. } => Err(PayloadError::Truncated { bytes: *bytes }),
         }
+    }
+
+    /// Whether the record cannot be sent through the chain again from the
+    /// letter (redrive leaves it alone and says so).
+    pub fn is_partial(&self) -> bool {
+        matches!(self, Payload::Omitted { .. } | Payload::Truncated { .. })
     }
 
     /// The payload `bytes` describes, left out.

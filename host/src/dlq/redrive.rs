@@ -258,7 +258,7 @@ pub async fn redrive(
             on_each();
             continue;
         }
-        if matches!(letter.payload, super::Payload::Omitted { .. }) {
+        if letter.payload.is_partial() {
             redriven.without_payload += 1;
             on_each();
             continue;

@@ -77,6 +77,41 @@ async fn every_message_ends_in_exactly_one_place() {
     );
 }
 
+/// A line too long to hold is dead-lettered as oversized, its letter
+/// marked as holding only the line's start (a redrive would otherwise take
+/// the head for the record, and fail it as cut-off JSON).
+#[tokio::test]
+async fn a_cut_line_is_dead_lettered_as_such() {
+    let (_runtime, chain) = chain_of(&["echo"]);
+    let chain = Arc::new(chain.unwrap());
+    let store = ObjectStore::memory();
+    let mut worker = worker(&store, None, &chain);
+    worker.resume(0).await.unwrap();
+    let mut cut = message(0, "");
+    cut.payload = crate::source::Payload::Cut {
+        head: br#"{"id":"big","body":"xxx"#.to_vec(),
+        bytes: 90_000_000,
+    };
+    worker.process(vec![cut]).await.unwrap();
+    worker.flush().await.unwrap();
+    let key = store.list("p/dead-letters/").await.unwrap().remove(0);
+    let letter: crate::dlq::DeadLetter =
+        serde_json::from_slice(&store.get(&key).await.unwrap().unwrap()).unwrap();
+    assert!(
+        letter.reason.starts_with("the event is 90000000 bytes"),
+        "{}",
+        letter.reason
+    );
+    assert_eq!(
+        letter.payload,
+        crate::dlq::Payload::Truncated {
+            head: r#"{"id":"big","body":"xxx"#.into(),
+            bytes: 90_000_000
+        }
+    );
+    assert!(letter.payload.is_partial());
+}
+
 /// `result` is the refusal of a worker whose partition's lease was taken.
 fn assert_fenced<T: std::fmt::Debug>(result: &Result<T, WorkerError>) {
     assert!(

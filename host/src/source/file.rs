@@ -25,6 +25,8 @@ pub struct JsonlSource {
     next_line: i64,
     /// The longest line held whole.
     max_line: usize,
+    /// Bytes of the file still to read, when the run reads only its start.
+    left: Option<u64>,
 }
 
 impl JsonlSource {
@@ -40,6 +42,7 @@ impl JsonlSource {
             max_line: crate::event::max_event_bytes(
                 crate::config::DecodeConfig::default().max_body_bytes,
             ),
+            left: None,
         })
     }
 
@@ -48,26 +51,42 @@ impl JsonlSource {
         self.max_line = max;
     }
 
-    /// Read the next line into `line` (at most `max_line` bytes of it, the
-    /// line break included); its whole size, 0 at the end of the file.
-    fn read_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<u64> {
+    /// Read no more than `bytes` bytes of the file (from where it is now).
+    pub fn read_only(&mut self, bytes: u64) {
+        self.left = Some(bytes);
+    }
+
+    /// Read the next line into `line`: at most `max_line` bytes of it, plus
+    /// room for a byte-order mark and a line break. Returns its whole size
+    /// (0 at the end of the file) and whether it ends with a line break.
+    fn read_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<(u64, bool)> {
+        // A mark (3 bytes) and "\r\n" (2) are not the event's.
+        const SLACK: usize = 5;
         let mut size = 0u64;
         loop {
-            let available = self.reader.fill_buf()?;
+            let mut available = self.reader.fill_buf()?;
+            if let Some(left) = self.left {
+                available = &available[..available
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX))];
+            }
             if available.is_empty() {
-                return Ok(size);
+                return Ok((size, false));
             }
             let (chunk, ends) = match memchr::memchr(b'\n', available) {
                 Some(at) => (&available[..=at], true),
                 None => (available, false),
             };
-            let room = (self.max_line + 1).saturating_sub(line.len());
+            let room = (self.max_line + SLACK).saturating_sub(line.len());
             line.extend_from_slice(&chunk[..chunk.len().min(room)]);
             let n = chunk.len();
             size += n as u64;
             self.reader.consume(n);
+            if let Some(left) = &mut self.left {
+                *left -= n as u64;
+            }
             if ends {
-                return Ok(size);
+                return Ok((size, true));
             }
         }
     }
@@ -82,7 +101,7 @@ impl JsonlSource {
         let mut batch = Vec::with_capacity(max);
         while batch.len() < max {
             let mut line = Vec::new();
-            let size = self.read_line(&mut line)?;
+            let (size, ended) = self.read_line(&mut line)?;
             if size == 0 {
                 break;
             }
@@ -96,18 +115,24 @@ impl JsonlSource {
             } else {
                 0
             };
-            let cut = size > (line.len() + mark) as u64;
-            if !cut && line.iter().all(u8::is_ascii_whitespace) {
+            let truncated = size > (line.len() + mark) as u64;
+            if !truncated && line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
                 line.pop();
             }
-            let payload = if cut || line.len() > self.max_line {
-                line.truncate(CUT_LINE_HEAD);
+            // The line's own bytes (no mark, no line break).
+            let content = if truncated {
+                size - mark as u64 - u64::from(ended)
+            } else {
+                line.len() as u64
+            };
+            let payload = if truncated || line.len() > self.max_line {
+                line.truncate(utf8_floor(&line, CUT_LINE_HEAD));
                 Payload::Cut {
                     head: line,
-                    bytes: size,
+                    bytes: content,
                 }
             } else {
                 Payload::Raw(line)
@@ -122,6 +147,16 @@ impl JsonlSource {
             });
         }
         Ok(batch)
+    }
+}
+
+/// `at`, or less so as not to split a UTF-8 character of `bytes` there
+/// (when `bytes` is UTF-8 up to it).
+fn utf8_floor(bytes: &[u8], at: usize) -> usize {
+    let head = &bytes[..at.min(bytes.len())];
+    match std::str::from_utf8(head) {
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        _ => head.len(),
     }
 }
 
@@ -237,16 +272,50 @@ mod tests {
             got,
             [
                 (0, Payload::Raw(b"{\"a\":1}".to_vec())),
-                (1, cut(long.len() + 1)),
+                (1, cut(long.len())),
                 (2, Payload::Raw(b"{\"b\":2}".to_vec())),
                 (3, cut(long.len())),
             ]
         );
         let error = got[1].1.decode(10).unwrap_err().to_string();
         assert!(
-            error.starts_with(&format!("the event is {} bytes", long.len() + 1)),
+            error.starts_with(&format!("the event is {} bytes", long.len())),
             "{error}"
         );
+    }
+
+    /// At the limit exactly, a line is whole whatever surrounds it (a
+    /// byte-order mark, "\r\n"); one byte more and it is cut, at a
+    /// character boundary.
+    #[test]
+    fn the_line_limit_counts_the_events_bytes_only() {
+        const MAX: usize = CUT_LINE_HEAD + 10;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        let at_limit = "x".repeat(MAX);
+        // "é" is 2 bytes: a cut at CUT_LINE_HEAD + 1 would split one.
+        let over = format!("x{}", "é".repeat(MAX / 2));
+        std::fs::write(
+            &path,
+            format!("\u{feff}{at_limit}\r\n{at_limit}\r\n{over}\r\n"),
+        )
+        .unwrap();
+        let mut source = JsonlSource::open(&path).unwrap();
+        source.limit_lines(MAX);
+        let got: Vec<Payload> = source
+            .next_batch(10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.payload)
+            .collect();
+        assert_eq!(got[0], Payload::Raw(at_limit.clone().into_bytes()));
+        assert_eq!(got[1], Payload::Raw(at_limit.into_bytes()));
+        let Payload::Cut { head, bytes } = &got[2] else {
+            panic!("not cut: {:?}", got[2].len());
+        };
+        assert_eq!(*bytes, over.len() as u64);
+        assert_eq!(head.len(), CUT_LINE_HEAD - 1);
+        assert!(std::str::from_utf8(head).is_ok());
     }
 
     #[test]
@@ -268,5 +337,25 @@ mod tests {
                 Payload::Raw(b"{\"b\":2}".to_vec())
             ]
         );
+    }
+
+    /// A run reads the bytes its file had when it started, not lines
+    /// appended meanwhile (the next run's, after the fingerprint check).
+    #[test]
+    fn a_run_reads_only_what_the_file_had_when_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.jsonl");
+        std::fs::write(&path, "1\n2\n3\n").unwrap();
+        let mut source = JsonlSource::open(&path).unwrap();
+        source.read_only(3);
+        let offsets: Vec<i64> = source
+            .next_batch(10)
+            .unwrap()
+            .iter()
+            .map(|m| m.position.offset)
+            .collect();
+        // "1\n2" : the second line's break was not there yet.
+        assert_eq!(offsets, [0, 1]);
+        assert!(source.next_batch(10).unwrap().is_empty());
     }
 }

@@ -129,13 +129,16 @@ pub enum FingerprintError {
 /// by line as it is stored (plain JSONL), so an extension must not
 /// continue the earlier last line. Outputs written before fingerprints
 /// existed have none, and are taken as this file's; inputs that are not
-/// regular files (pipes) are not fingerprinted.
+/// regular files (pipes) are not fingerprinted. Returns the size
+/// fingerprinted: a run of a file of lines reads that much and no more
+/// (lines appended meanwhile are the next run's), so that the next check
+/// looks at the end this run read to.
 pub(crate) async fn claim(
     sink: &Sink,
     path: &Path,
     name: &str,
     lines: bool,
-) -> Result<(), FingerprintError> {
+) -> Result<Option<u64>, FingerprintError> {
     let (store, key) = sink.own_object(&format!("sources/{name}.json"));
     let storage = |source| FingerprintError::Storage {
         key: store.describe(&key),
@@ -148,7 +151,7 @@ pub(crate) async fn claim(
     // A pipe or a device has no bytes to read twice: reading its start
     // here would take it from the source.
     if !std::fs::metadata(path).map_err(io)?.is_file() {
-        return Ok(());
+        return Ok(None);
     }
     let mut file = File::open(path).map_err(io)?;
     let size = file.metadata().map_err(io)?.len();
@@ -187,12 +190,13 @@ pub(crate) async fn claim(
         }
         // The same file again: its fingerprint is the one recorded.
         if size == earlier.size {
-            return Ok(());
+            return Ok(Some(size));
         }
     }
     let now = Fingerprint::of_prefix(&mut file, size).map_err(io)?;
     let bytes = serde_json::to_vec(&now).expect("a fingerprint serialises");
-    store.put(&key, bytes).await.map_err(storage)
+    store.put(&key, bytes).await.map_err(storage)?;
+    Ok(Some(size))
 }
 
 #[cfg(test)]

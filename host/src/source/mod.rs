@@ -230,6 +230,15 @@ impl FileSource {
         self
     }
 
+    /// Read no more than the first `bytes` of a plain JSONL file: what was
+    /// there when the run started (see `fingerprint::claim`).
+    pub fn read_only(mut self, bytes: u64) -> Self {
+        if let FileSource::Jsonl(jsonl) = &mut self {
+            jsonl.read_only(bytes);
+        }
+        self
+    }
+
     /// Whether records are the file's lines as stored (plain JSONL), so
     /// that a record's end is a line break in the file itself.
     pub fn reads_plain_lines(&self) -> bool {
