@@ -95,7 +95,7 @@ async fn a_cut_line_is_dead_lettered_as_such() {
     worker.process(vec![cut]).await.unwrap();
     worker.flush().await.unwrap();
     let key = store.list("p/dead-letters/").await.unwrap().remove(0);
-    let letter: crate::dlq::DeadLetter =
+    let letter: DeadLetter =
         serde_json::from_slice(&store.get(&key).await.unwrap().unwrap()).unwrap();
     assert!(
         letter.reason.starts_with("the event is 90000000 bytes"),
