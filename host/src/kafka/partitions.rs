@@ -33,7 +33,7 @@ use super::bounds::{Admission, Bounds};
 use super::clients::to_source_message;
 use super::offsets::Offsets;
 use super::task::Delivery;
-use super::task::{Command, Event, StopReport, partition_task};
+use super::task::{Command, Event, StopReport, partition_task, reporting_panics};
 use super::{HostContext, HostError, PartitionKey, WorkerParts};
 use crate::config::EventMode;
 use crate::partition::{PartitionWorker, Stats, WorkerError};
@@ -292,13 +292,17 @@ impl Partitions {
         }
         let (sender, receiver) = flume::bounded(p.max_batch * 4);
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        let task = self.runtime.spawn(partition_task(
-            worker,
+        let task = self.runtime.spawn(reporting_panics(
+            key.clone(),
             self.events.clone(),
-            generation,
-            resume_from,
-            receiver,
-            p.max_batch,
+            partition_task(
+                worker,
+                self.events.clone(),
+                generation,
+                resume_from,
+                receiver,
+                p.max_batch,
+            ),
         ));
         Ok(Lane {
             queue,

@@ -59,6 +59,30 @@ pub(crate) enum Event {
     },
 }
 
+/// Run `task`, the task of partition `key`; a panic in it (a host bug) is
+/// reported on `events` as the worker's failure, as a panic of its chain
+/// thread is: the host stops and the partition's uncommitted records are
+/// delivered again. Unreported, the partition would stop while the host
+/// went on looking healthy.
+pub(crate) async fn reporting_panics(
+    key: PartitionKey,
+    events: flume::Sender<Event>,
+    task: impl Future<Output = ()>,
+) {
+    use futures_util::FutureExt as _;
+    if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let _ = events.send(Event::Failed {
+            key,
+            error: WorkerError::TaskPanicked(message),
+        });
+    }
+}
+
 /// A stopped task's last word.
 pub(crate) struct StopReport {
     pub(crate) last_durable: Option<i64>,
@@ -67,45 +91,8 @@ pub(crate) struct StopReport {
 
 /// One partition's worker loop. Its reports go to `events`, signed with
 /// `generation`. With `resume_from`, ranges already written from that offset
-/// on are adopted first.
-///
-/// A panic in it (a host bug) is reported as the worker's failure, as a
-/// panic of its chain thread is: the host stops and the partition's
-/// uncommitted records are delivered again. Unreported, the partition
-/// would stop while the host went on looking healthy.
+/// on are adopted first. Spawned inside [`reporting_panics`].
 pub(crate) async fn partition_task(
-    worker: PartitionWorker,
-    events: flume::Sender<Event>,
-    generation: u64,
-    resume_from: i64,
-    commands: flume::Receiver<Command>,
-    max_batch: usize,
-) {
-    use futures_util::FutureExt as _;
-    let (topic, partition) = worker.partition();
-    let task = run(
-        worker,
-        events.clone(),
-        generation,
-        resume_from,
-        commands,
-        max_batch,
-    );
-    if let Err(panic) = std::panic::AssertUnwindSafe(task).catch_unwind().await {
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        let _ = events.send(Event::Failed {
-            key: (topic, partition),
-            error: WorkerError::TaskPanicked(message),
-        });
-    }
-}
-
-/// [`partition_task`]'s loop.
-async fn run(
     mut worker: PartitionWorker,
     events: flume::Sender<Event>,
     generation: u64,
@@ -223,13 +210,19 @@ mod tests {
     use crate::storage::ObjectStore;
     use crate::test_support::{chain_of, upsert};
 
-    /// A replay range whose last offsets hold no message (compacted away,
-    /// transaction markers) is durable through its end once the first
-    /// message past it was fetched: the range's last message never comes
-    /// to say so. (Such a replay used to never end.)
-    #[tokio::test]
-    async fn a_range_delivered_whole_is_durable_through_its_end() {
-        let (_runtime, chain) = chain_of(&["echo"]);
+    /// A running partition task and its channels.
+    struct Started {
+        /// Kept alive while the task runs.
+        _runtime: crate::runtime::Runtime,
+        task: tokio::task::JoinHandle<()>,
+        commands: flume::Sender<Command>,
+        reports: flume::Receiver<Event>,
+    }
+
+    /// A partition task of an `echo` chain (batches of `max_batch`),
+    /// handed upserts at `offsets`.
+    fn started_task(max_batch: usize, offsets: &[i64]) -> Started {
+        let (runtime, chain) = chain_of(&["echo"]);
         let store = ObjectStore::memory();
         let sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store));
         let worker = PartitionWorker::new(
@@ -242,8 +235,12 @@ mod tests {
         );
         let (commands, received) = flume::unbounded();
         let (events, reports) = flume::unbounded();
-        let task = tokio::spawn(partition_task(worker, events, 1, 0, received, 64));
-        for offset in [0, 1] {
+        let task = tokio::spawn(reporting_panics(
+            ("t".to_owned(), 0),
+            events.clone(),
+            partition_task(worker, events, 1, 0, received, max_batch),
+        ));
+        for &offset in offsets {
             let message = upsert(offset, &format!("d{offset}"), "text");
             commands
                 .send(Command::Message(Delivery {
@@ -252,6 +249,26 @@ mod tests {
                 }))
                 .unwrap();
         }
+        Started {
+            _runtime: runtime,
+            task,
+            commands,
+            reports,
+        }
+    }
+
+    /// A replay range whose last offsets hold no message (compacted away,
+    /// transaction markers) is durable through its end once the first
+    /// message past it was fetched: the range's last message never comes
+    /// to say so. (Such a replay used to never end.)
+    #[tokio::test]
+    async fn a_range_delivered_whole_is_durable_through_its_end() {
+        let Started {
+            _runtime,
+            task,
+            commands,
+            reports,
+        } = started_task(64, &[0, 1]);
         // The range is 0..5; offsets 2 to 4 hold nothing to deliver.
         commands.send(Command::RangeDelivered { last: 4 }).unwrap();
         let mut durable = Vec::new();
@@ -276,29 +293,12 @@ mod tests {
     #[cfg(debug_assertions)]
     #[tokio::test]
     async fn a_task_that_panics_reports_its_failure() {
-        let (_runtime, chain) = chain_of(&["echo"]);
-        let store = ObjectStore::memory();
-        let sink = Sink::new("p", store.clone(), DeadLetterSink::Store(store));
-        let worker = PartitionWorker::new(
-            Arc::new(chain.unwrap()).start_worker().unwrap(),
-            Arc::new(sink),
-            DecodeConfig::default(),
-            BatchingConfig::default(),
-            "t",
-            0,
-        );
-        let (commands, received) = flume::unbounded();
-        let (events, reports) = flume::unbounded();
-        let task = tokio::spawn(partition_task(worker, events, 1, 0, received, 1));
-        for offset in [5, 3] {
-            let message = upsert(offset, &format!("d{offset}"), "text");
-            commands
-                .send(Command::Message(Delivery {
-                    message,
-                    flush_after: false,
-                }))
-                .unwrap();
-        }
+        let Started {
+            _runtime,
+            task,
+            reports,
+            ..
+        } = started_task(1, &[5, 3]);
         let report = tokio::time::timeout(Duration::from_secs(10), reports.recv_async())
             .await
             .expect("the task went quiet")

@@ -182,6 +182,16 @@ pub fn topic_for(path: &Path) -> String {
 mod tests {
     use super::*;
 
+    /// The offsets of the next batch of up to 10 lines.
+    fn offsets(source: &mut JsonlSource) -> Vec<i64> {
+        source
+            .next_batch(10)
+            .unwrap()
+            .iter()
+            .map(|m| m.position.offset)
+            .collect()
+    }
+
     #[test]
     fn offsets_are_line_numbers_and_bytes_are_kept() {
         let dir = tempfile::tempdir().unwrap();
@@ -229,14 +239,7 @@ mod tests {
         encoder.write_all(b"{\"a\":1}\n{\"b\":2}\n").unwrap();
         encoder.finish().unwrap();
         assert_eq!(FileFormat::from_path(&path), FileFormat::Jsonl);
-        let offsets: Vec<i64> = JsonlSource::open(&path)
-            .unwrap()
-            .next_batch(10)
-            .unwrap()
-            .iter()
-            .map(|m| m.position.offset)
-            .collect();
-        assert_eq!(offsets, [0, 1]);
+        assert_eq!(offsets(&mut JsonlSource::open(&path).unwrap()), [0, 1]);
         for dump in ["enwiki-pages-articles.xml.bz2", "dump.bz2", "d.XML"] {
             assert_eq!(
                 FileFormat::from_path(Path::new(dump)),
@@ -348,14 +351,8 @@ mod tests {
         std::fs::write(&path, "1\n2\n3\n").unwrap();
         let mut source = JsonlSource::open(&path).unwrap();
         source.read_only(3);
-        let offsets: Vec<i64> = source
-            .next_batch(10)
-            .unwrap()
-            .iter()
-            .map(|m| m.position.offset)
-            .collect();
         // "1\n2" : the second line's break was not there yet.
-        assert_eq!(offsets, [0, 1]);
+        assert_eq!(offsets(&mut source), [0, 1]);
         assert!(source.next_batch(10).unwrap().is_empty());
     }
 }
