@@ -44,13 +44,20 @@ fn worker_cutting_at(
     )
 }
 
-#[tokio::test]
-async fn every_message_ends_in_exactly_one_place() {
-    let (_runtime, chain) = chain_of(&["echo"]);
+/// A worker of an `echo` chain on a memory store, resumed from offset 0;
+/// with the runtime to keep alive and the store.
+async fn resumed_echo_worker() -> (crate::runtime::Runtime, ObjectStore, PartitionWorker) {
+    let (runtime, chain) = chain_of(&["echo"]);
     let chain = Arc::new(chain.unwrap());
     let store = ObjectStore::memory();
     let mut worker = worker(&store, None, &chain);
     worker.resume(0).await.unwrap();
+    (runtime, store, worker)
+}
+
+#[tokio::test]
+async fn every_message_ends_in_exactly_one_place() {
+    let (_runtime, store, mut worker) = resumed_echo_worker().await;
     let delete = r#"{"id":"d","op":"delete","revision":2,"timestamp":"2024-01-01T00:00:00Z"}"#;
     let messages = vec![
         upsert(0, "a", "hello"),
@@ -82,11 +89,7 @@ async fn every_message_ends_in_exactly_one_place() {
 /// the head for the record, and fail it as cut-off JSON).
 #[tokio::test]
 async fn a_cut_line_is_dead_lettered_as_such() {
-    let (_runtime, chain) = chain_of(&["echo"]);
-    let chain = Arc::new(chain.unwrap());
-    let store = ObjectStore::memory();
-    let mut worker = worker(&store, None, &chain);
-    worker.resume(0).await.unwrap();
+    let (_runtime, store, mut worker) = resumed_echo_worker().await;
     let mut cut = message(0, "");
     cut.payload = crate::source::Payload::Cut {
         head: br#"{"id":"big","body":"xxx"#.to_vec(),
