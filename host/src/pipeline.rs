@@ -386,9 +386,23 @@ pub fn try_stages(
     config: &std::path::Path,
     assembled: &Assembled,
 ) -> Result<(), crate::config::ConfigError> {
-    assembled.chain.try_stages().map_err(|e| {
-        crate::config::problem_at(config, &format!("stage[{}].config", e.index), e.to_string())
-    })
+    assembled
+        .chain
+        .try_stages()
+        .map_err(|e| stage_refused(config, &e))
+}
+
+/// A stage that does not start, as a problem at its `[stage.config]` table
+/// of the pipeline file `config`.
+pub fn stage_refused(
+    config: &std::path::Path,
+    error: &crate::chain::StageStartError,
+) -> crate::config::ConfigError {
+    crate::config::problem_at(
+        config,
+        &format!("stage[{}].config", error.index),
+        error.to_string(),
+    )
 }
 
 /// Run a file-sourced pipeline to the end of its input.

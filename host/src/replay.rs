@@ -175,6 +175,10 @@ pub enum ReplayError {
         /// Why.
         source: serde_json::Error,
     },
+    /// A stage of the chain does not start (its plugin refuses its
+    /// `[stage.config]`): found before any record is read.
+    #[error(transparent)]
+    StageStart(#[from] crate::chain::StageStartError),
     /// Running the pipeline failed.
     #[error(transparent)]
     Pipeline(Box<PipelineError>),
@@ -247,6 +251,10 @@ pub async fn replay(
         return Err(ReplayError::NotKafka);
     };
     let mut assembled = pipeline::assemble(pipeline).await?;
+    // Every partition's worker starts each stage first: a configuration a
+    // plugin refuses stops the replay here, before the broker is asked or
+    // any record read (and again below for a planned chain of other versions).
+    assembled.chain.try_stages()?;
     let conditional_writes = pipeline.output.conditional_writes();
     let active = crate::hot_swap::running(&assembled.chain, &crate::hot_swap::followed(pipeline));
     let plan = load_or_make_plan(
@@ -272,6 +280,7 @@ pub async fn replay(
             )
             .await?,
         );
+        assembled.chain.try_stages()?;
     }
     let bounds = Arc::new(Bounds::new(&plan.topic, plan.partitions.clone()));
     on_start(&plan, bounds.clone(), &assembled);

@@ -389,3 +389,30 @@ async fn replicas_with_the_same_run_share_one_replay() {
     assert_eq!(lines.len() as u64, events);
     assert!(handled >= events, "{handled} records handled for {events}");
 }
+
+/// A `[stage.config]` the plugin refuses stops a replay before any record
+/// is read, reported at its table's line in the pipeline file (as `weir
+/// run` and `weir validate` do), not at the first partition's start.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stage_config_the_plugin_refuses_stops_a_replay_at_its_line() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "replay-refused", 1, "").await;
+    scenario.use_a_slow_stage(1);
+    let text = std::fs::read_to_string(&scenario.pipeline)
+        .unwrap()
+        .replace("work = 1\n", "work = 1\nno_such_setting = true\n");
+    std::fs::write(&scenario.pipeline, &text).unwrap();
+    let output = replay_command(&scenario.pipeline, services, "refused")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let line = text.lines().position(|l| l == "[stage.config]").unwrap() + 1;
+    assert!(
+        stderr.contains(&format!(
+            "line {line}, column 8: `stage[0].config`: stage `slow` does not start"
+        )) && stderr.contains("no_such_setting"),
+        "{stderr}"
+    );
+}

@@ -376,6 +376,12 @@ async fn run_replay(
         },
     )
     .await
+    .map_err(|e| match e {
+        crate::replay::ReplayError::StageStart(e) => {
+            anyhow::Error::from(pipeline::stage_refused(config, &e))
+        }
+        e => anyhow::Error::from(e),
+    })
     .with_context(|| format!("replay {} of pipeline {}", options.run, pipeline.name))?;
     if let Some(task) = progress.lock().expect("progress").take() {
         task.abort();
