@@ -139,7 +139,7 @@ pub async fn ingest(
         input,
         format.unwrap_or_else(|| FileFormat::from_path(input)),
     )?
-    .limit_lines(event::max_event_bytes(pipeline.decode.max_body_bytes));
+    .limit_lines(&pipeline.decode);
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {elapsed} {msg}")

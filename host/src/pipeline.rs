@@ -414,9 +414,7 @@ pub async fn run_file(
     let Source::File { path, format } = &pipeline.source else {
         unreachable!("run_file is called for file sources")
     };
-    let mut source = FileSource::open(path, *format)?.limit_lines(crate::event::max_event_bytes(
-        pipeline.decode.max_body_bytes,
-    ));
+    let mut source = FileSource::open(path, *format)?.limit_lines(&pipeline.decode);
     let topic = crate::source::file::topic_for(path);
     // Before anything is adopted or written: the output's earlier results
     // must be of this file (or of the start of it).

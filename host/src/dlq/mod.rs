@@ -205,6 +205,21 @@ impl Payload {
     }
 }
 
+impl From<&crate::source::Payload> for Payload {
+    /// A source's payload as its dead letter keeps it: the bytes as a
+    /// producer would send them, or a cut line's head marked as such, so
+    /// that the head is never taken for the record.
+    fn from(payload: &crate::source::Payload) -> Self {
+        match payload {
+            crate::source::Payload::Cut { head, bytes } => Payload::Truncated {
+                head: String::from_utf8_lossy(head).into_owned(),
+                bytes: *bytes,
+            },
+            payload => Payload::from_bytes(&payload.to_bytes()),
+        }
+    }
+}
+
 impl DeadLetter {
     /// A record that failed before reaching the chain.
     pub fn before_chain(
@@ -212,7 +227,7 @@ impl DeadLetter {
         kind: DeadLetterKind,
         reason: String,
         identity: Option<(String, u64)>,
-        payload: &[u8],
+        payload: Payload,
     ) -> Self {
         let (id, revision) = identity.unzip();
         DeadLetter {
@@ -226,7 +241,7 @@ impl DeadLetter {
             plugin_digest: None,
             attempts: 0,
             at: Some(jiff::Timestamp::now()),
-            payload: Payload::from_bytes(payload),
+            payload,
         }
     }
 

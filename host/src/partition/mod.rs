@@ -681,21 +681,13 @@ fn dead_before_chain(
     reason: String,
     identity: Option<(String, u64)>,
 ) -> Prepared {
-    let mut letter = DeadLetter::before_chain(
+    Prepared::Dead(DeadLetter::before_chain(
         message.position,
         kind,
         reason,
         identity,
-        &message.payload.to_bytes(),
-    );
-    if let crate::source::Payload::Cut { head, bytes } = message.payload {
-        // Marked, so that the head is not taken for the record.
-        letter.payload = crate::dlq::Payload::Truncated {
-            head: String::from_utf8_lossy(&head).into_owned(),
-            bytes,
-        };
-    }
-    Prepared::Dead(letter)
+        (&message.payload).into(),
+    ))
 }
 
 /// How many bodies stored by reference one partition fetches at once.

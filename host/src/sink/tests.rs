@@ -197,7 +197,7 @@ async fn a_writer_taken_over_during_its_dead_letters_writes_no_results() {
         crate::dlq::DeadLetterKind::Decode,
         "not JSON".into(),
         None,
-        b"x",
+        crate::dlq::Payload::from_bytes(b"x"),
     ));
     batch.push_skip(&stale(&position(1)));
     let sealed = batch.seal(Vec::new()).unwrap();

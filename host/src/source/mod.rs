@@ -220,12 +220,13 @@ impl FileSource {
         })
     }
 
-    /// Hold no line of more than `max` bytes (JSONL): a longer one becomes
-    /// a [`Payload::Cut`], dead-lettered with its size, instead of a
-    /// buffer as large as the line (a whole export written as one line).
-    pub fn limit_lines(mut self, max: usize) -> Self {
+    /// Hold no line longer than the largest event `decode` accepts
+    /// (JSONL): a longer one becomes a [`Payload::Cut`], dead-lettered with
+    /// its size, instead of a buffer as large as the line (a whole export
+    /// written as one line).
+    pub fn limit_lines(mut self, decode: &crate::config::DecodeConfig) -> Self {
         if let FileSource::Jsonl(jsonl) = &mut self {
-            jsonl.limit_lines(max);
+            jsonl.limit_lines(crate::event::max_event_bytes(decode.max_body_bytes));
         }
         self
     }
