@@ -2,7 +2,7 @@
 //! and S3 server: the bundled dump (206 pages) replayed cold, warm, and
 //! after changing only the last stage, with exact per-stage counts; and a
 //! replay killed midway and resumed, whose output equals an uninterrupted
-//! one.
+//! one; and `weir ingest`, which fills the topics they replay.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -415,4 +415,36 @@ async fn a_stage_config_the_plugin_refuses_stops_a_replay_at_its_line() {
         )) && stderr.contains("no_such_setting"),
         "{stderr}"
     );
+}
+
+/// `weir ingest` does not send a JSONL line longer than any event the
+/// pipeline accepts (here over 6 x 1 kB + 64 KiB): it says so in its
+/// summary and sends the lines around it, so the topic holds those only.
+#[tokio::test(flavor = "multi_thread")]
+async fn ingest_sends_no_line_too_long_for_any_event() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let small_bodies = "\n[decode]\nmax_body_bytes = 1000\n";
+    let scenario = Scenario::new(services, "ingest-long", 1, small_bodies).await;
+    let event = |id: u32, body: &str| {
+        serde_json::json!({
+            "id": format!("t:{id}"), "op": "upsert", "revision": 1,
+            "timestamp": "2024-01-01T00:00:00Z", "body": body,
+        })
+        .to_string()
+    };
+    let input = scenario.dir().join("long.jsonl");
+    let lines = [
+        event(1, "short"),
+        event(2, &"x".repeat(200_000)),
+        event(3, "short"),
+    ];
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let summary = scenario.ingest(&weir(), services, &input);
+    assert!(summary.contains("2 events to"), "{summary}");
+    assert!(
+        summary.contains("; 1 lines too long for any event, not sent"),
+        "{summary}"
+    );
+    assert_eq!(services.high_watermarks(&scenario.topic, 1), vec![2]);
 }
