@@ -47,8 +47,9 @@ pub enum Command {
         /// The pipeline file.
         #[arg(short, long, visible_alias = "pipeline", value_name = "PIPELINE.toml")]
         config: PathBuf,
-        /// Read this file instead of the one in `[source.file]` (e.g. a
-        /// later export of the same documents).
+        /// Read this file instead of `[source.file] path` (e.g. a later
+        /// export of the same documents); `[source.file] format`, if set,
+        /// still applies, else the file's name says its format.
         #[arg(short, long, value_name = "FILE")]
         input: Option<PathBuf>,
         /// Process every event, changed or not (as `[event_mode] enabled =
@@ -271,21 +272,16 @@ async fn run_pipeline(
     input: Option<PathBuf>,
     every_event: bool,
 ) -> anyhow::Result<()> {
-    let mut pipeline = config::load(config)?;
-    if every_event {
-        pipeline.event_mode = config::EventMode::Off;
-    }
-    if let Some(input) = input {
-        let Source::File { path, format } = &mut pipeline.source else {
-            anyhow::bail!("--input: {} has no [source.file]", config.display());
-        };
+    if let Some(input) = &input {
         anyhow::ensure!(
             input.is_file(),
             "--input: no such file: {}",
             input.display()
         );
-        *format = FileFormat::from_path(&input);
-        *path = input;
+    }
+    let mut pipeline = config::load_reading(config, input.as_deref())?;
+    if every_event {
+        pipeline.event_mode = config::EventMode::Off;
     }
     if let Err(e) = check_instances(config, &pipeline).await? {
         tracing::warn!("cannot reach the broker to check runtime.max_instances: {e}");

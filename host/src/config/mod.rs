@@ -29,6 +29,14 @@ use validate::validate;
 
 /// Read, parse and validate a pipeline file.
 pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
+    load_reading(path, None)
+}
+
+/// As [`load`], with `input` read instead of `[source.file] path` (`weir run
+/// --input`): the configured file need not exist, and `[source.file]
+/// format`, when set, still says what the input is (else its name does).
+/// A relative `input` is relative to the working directory, not the file.
+pub fn load_reading(path: &Path, input: Option<&Path>) -> Result<Pipeline, ConfigError> {
     let fail = |problems| ConfigError {
         path: path.to_owned(),
         problems,
@@ -41,15 +49,21 @@ pub fn load(path: &Path) -> Result<Pipeline, ConfigError> {
         }])
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
-    parse(&text, base).map_err(fail)
+    parse_reading(&text, base, input).map_err(fail)
 }
 
 /// Parse and validate pipeline text; relative paths resolve against `base`.
 pub fn parse(text: &str, base: &Path) -> Result<Pipeline, Vec<Problem>> {
+    parse_reading(text, base, None)
+}
+
+/// As [`parse`], with `input` in place of `[source.file] path` (see
+/// [`load_reading`]).
+fn parse_reading(text: &str, base: &Path, input: Option<&Path>) -> Result<Pipeline, Vec<Problem>> {
     // The path tracker names the key a type error or a missing field is
     // at (`stage[0]`, `stage[1].limits.deadline_ms`); toml's own error
     // only has a span.
-    let file: PipelineFile = toml::Deserializer::parse(text)
+    let mut file: PipelineFile = toml::Deserializer::parse(text)
         .map_err(|e| (String::new(), e))
         .and_then(|de| {
             serde_path_to_error::deserialize(de).map_err(|e| {
@@ -68,6 +82,18 @@ pub fn parse(text: &str, base: &Path) -> Result<Pipeline, Vec<Problem>> {
             }]
         })?;
     let mut problems = Vec::new();
+    if let Some(input) = input {
+        match &mut file.source {
+            file::SourceConfig::File(source) => {
+                source.path = std::path::absolute(input).unwrap_or_else(|_| input.to_owned());
+            }
+            file::SourceConfig::Kafka(_) => problems.push(Problem {
+                key: "source".into(),
+                location: None,
+                message: "`--input` names a file to read, but the source is [source.kafka]".into(),
+            }),
+        }
+    }
     let pipeline = validate(file, base, &mut problems);
     if problems.is_empty() {
         Ok(pipeline)
@@ -122,6 +148,45 @@ dir = "out"
         assert_eq!(p.stages[0].config_json, "{}");
         assert_eq!(p.stages[0].retries, 2);
         assert_eq!(p.stages[0].limits, Limits::default());
+    }
+
+    /// `weir run --input`: the configured file may be missing, and a
+    /// configured format holds for the input whatever its name.
+    #[test]
+    fn an_input_stands_in_for_the_configured_file() {
+        let dir = fixture_dir();
+        let input = dir.path().join("export.dat");
+        std::fs::write(&input, "").unwrap();
+        let text = VALID.replace(
+            "path = \"in.jsonl\"",
+            "path = \"gone.xml\"\nformat = \"jsonl\"",
+        );
+        assert!(parse(&text, dir.path()).is_err(), "gone.xml is missing");
+        let p = parse_reading(&text, dir.path(), Some(&input)).unwrap();
+        assert!(
+            matches!(&p.source, Source::File { path, format: FileFormat::Jsonl } if *path == input),
+            "{:?}",
+            p.source
+        );
+        // Without a configured format, the input's name says it.
+        let text = VALID.replace("in.jsonl", "gone.jsonl");
+        let dump = dir.path().join("pages.xml");
+        std::fs::write(&dump, "").unwrap();
+        let p = parse_reading(&text, dir.path(), Some(&dump)).unwrap();
+        assert!(
+            matches!(&p.source, Source::File { path, format: FileFormat::MediawikiXml } if *path == dump),
+            "{:?}",
+            p.source
+        );
+        let kafka = VALID.replace(
+            "[source.file]\npath = \"in.jsonl\"",
+            "[source.kafka]\nbrokers = \"b:9092\"\ntopic = \"t\"\ngroup = \"g\"",
+        );
+        let problems = parse_reading(&kafka, dir.path(), Some(&input)).unwrap_err();
+        assert!(
+            problems[0].message.contains("the source is [source.kafka]"),
+            "{problems:?}"
+        );
     }
 
     #[test]
