@@ -26,7 +26,8 @@
 //!
 //! The host reports what it runs to the registry
 //! ([`crate::registry::HostStatus`]) when it starts, after each swap
-//! attempt, every [`HEARTBEAT`], and removes its report when it stops.
+//! attempt, every [`HEARTBEAT`], at the next watch interval after a failed
+//! write, and removes its report when it stops.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,15 +99,14 @@ pub(crate) async fn follow(
     if follows != pipeline.name {
         host = format!("{host} [{}]", pipeline.name);
     }
-    let mut status = HostStatus {
+    let mut report = Report::new(HostStatus {
         host,
         updated_at: String::new(),
         running: running(&chains.borrow(), &followed),
         refused: None,
         partitions_behind: 0,
-    };
-    report(registry, follows, &mut status).await;
-    let mut since_report = Duration::ZERO;
+    });
+    report.write(registry, follows).await;
     // The version of the active-versions object last read (`Some(None)`:
     // there was none).
     let mut seen: Option<Option<ETag>> = None;
@@ -118,7 +118,7 @@ pub(crate) async fn follow(
         let mut waited = Duration::ZERO;
         while waited < settings.watch_interval {
             if stop() {
-                if let Err(e) = registry.forget(follows, &status.host).await {
+                if let Err(e) = registry.forget(follows, &report.status.host).await {
                     tracing::warn!("hot swap: removing this host's status report: {e}");
                 }
                 return;
@@ -126,7 +126,7 @@ pub(crate) async fn follow(
             tokio::time::sleep(STOP_CHECK).await;
             waited += STOP_CHECK;
         }
-        since_report += waited;
+        report.since += waited;
         if let Some(left) = retry.map(|left| left.saturating_sub(waited)) {
             retry = Some(left);
             if left.is_zero() {
@@ -135,11 +135,8 @@ pub(crate) async fn follow(
                 seen = None;
             }
         }
-        // A partition that fell behind (or caught up) is reported within
-        // one watch interval, not at the next heartbeat.
-        if since_report >= HEARTBEAT || partitions_behind() != status.partitions_behind {
-            report(registry, follows, &mut status).await;
-            since_report = Duration::ZERO;
+        if report.due(partitions_behind()) {
+            report.write(registry, follows).await;
         }
         let known = seen.clone().flatten();
         let (active, version) = match registry.active_if_changed(follows, known.as_ref()).await {
@@ -159,21 +156,21 @@ pub(crate) async fn follow(
                     chain = %chain.identity(),
                     "hot swap: new plugin versions loaded; partitions move to them between batches"
                 );
-                status.running = running(&chain, &followed);
-                status.refused = None;
+                report.status.running = running(&chain, &followed);
+                report.status.refused = None;
                 crate::telemetry::chain_running(&chain);
                 crate::telemetry::metrics::metrics()
                     .plugin_swaps
                     .with_label_values(&["applied"])
                     .inc();
                 chains.send_replace(chain);
-                report(registry, follows, &mut status).await;
+                report.write(registry, follows).await;
                 (retry, pause) = (None, settings.watch_interval);
             }
             Ok(None) => {
-                if status.refused.take().is_some() {
+                if report.status.refused.take().is_some() {
                     // The active versions went back to the running ones.
-                    report(registry, follows, &mut status).await;
+                    report.write(registry, follows).await;
                 }
                 (retry, pause) = (None, settings.watch_interval);
             }
@@ -185,7 +182,7 @@ pub(crate) async fn follow(
                     .plugin_swaps
                     .with_label_values(&["refused"])
                     .inc();
-                status.refused = Some(Refusal {
+                report.status.refused = Some(Refusal {
                     versions: followed
                         .iter()
                         .filter_map(|name| {
@@ -196,7 +193,7 @@ pub(crate) async fn follow(
                     reason: e.to_string(),
                     at: jiff::Timestamp::now().to_string(),
                 });
-                report(registry, follows, &mut status).await;
+                report.write(registry, follows).await;
                 retry = Some(pause);
                 pause = (pause * 2).min(REFUSED_RETRY_MAX);
             }
@@ -205,13 +202,46 @@ pub(crate) async fn follow(
     }
 }
 
-/// Write this host's report (a failure is logged: reports are for people,
-/// and the next one may succeed).
-async fn report(registry: &Registry, pipeline: &str, status: &mut HostStatus) {
-    status.updated_at = jiff::Timestamp::now().to_string();
-    status.partitions_behind = partitions_behind();
-    if let Err(e) = registry.report(pipeline, status).await {
-        tracing::warn!("hot swap: writing this host's status report: {e}");
+/// This host's report, and when it was last written.
+struct Report {
+    status: HostStatus,
+    /// Whether the last write succeeded.
+    written: bool,
+    /// Time since the last write.
+    since: Duration,
+}
+
+impl Report {
+    fn new(status: HostStatus) -> Self {
+        Report {
+            status,
+            written: false,
+            since: Duration::ZERO,
+        }
+    }
+
+    /// Write it (a failure is logged, not returned: reports are for people,
+    /// and the next write may succeed).
+    async fn write(&mut self, registry: &Registry, pipeline: &str) {
+        self.status.updated_at = jiff::Timestamp::now().to_string();
+        self.status.partitions_behind = partitions_behind();
+        self.written = match registry.report(pipeline, &self.status).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!("hot swap: writing this host's status report: {e}");
+                false
+            }
+        };
+        self.since = Duration::ZERO;
+    }
+
+    /// Whether to write it at this watch interval, with `behind` partitions
+    /// on an older chain now: at each [`HEARTBEAT`]; when the count moved
+    /// (reported within one watch interval, not at the next heartbeat); and
+    /// when the last write failed (a refusal or a swap it carried would
+    /// otherwise go unseen until the next heartbeat).
+    fn due(&self, behind: u64) -> bool {
+        !self.written || self.since >= HEARTBEAT || behind != self.status.partitions_behind
     }
 }
 
@@ -264,4 +294,28 @@ async fn next_chain(
     // The trial: every stage instantiated and `init`ed with its config.
     drop(chain.start_worker()?);
     Ok(Some(chain))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_due_after_a_failed_write_a_heartbeat_or_a_move() {
+        let mut report = Report::new(HostStatus {
+            host: "h".into(),
+            updated_at: String::new(),
+            running: BTreeMap::new(),
+            refused: None,
+            partitions_behind: 0,
+        });
+        report.written = true;
+        assert!(!report.due(0), "written, nothing moved");
+        assert!(report.due(2), "partitions fell behind");
+        report.since = HEARTBEAT;
+        assert!(report.due(0), "a heartbeat passed");
+        report.since = Duration::ZERO;
+        report.written = false;
+        assert!(report.due(0), "the last write failed");
+    }
 }

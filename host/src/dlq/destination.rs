@@ -156,7 +156,7 @@ mod tests {
             DeadLetterKind::Decode,
             "payload is not a valid change event".into(),
             None,
-            crate::dlq::Payload::from_bytes(payload.as_bytes()),
+            Payload::from_bytes(payload.as_bytes()),
         );
         let line = serde_json::to_vec(&letter).unwrap();
         let smaller = without_payload(&line).unwrap();
