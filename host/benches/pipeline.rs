@@ -20,7 +20,7 @@
 //!
 //! Run: `cargo bench -p weir --bench pipeline`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -35,16 +35,6 @@ const PRODUCTION_BATCHING: &str = "[batching]\nmax_records = 1000\nmax_age_ms = 
 
 fn weir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))
-}
-
-/// The dump's events as JSONL, `COPIES` times with distinct ids (event
-/// mode, on in both `weir run` cases, would otherwise skip every copy after
-/// the first as unchanged).
-fn events_file(dir: &Path) -> (PathBuf, u64) {
-    let out = weir_tests::distinct_dump_events(COPIES);
-    let path = dir.join("events.jsonl");
-    std::fs::write(&path, &out).unwrap();
-    (path, out.len() as u64)
 }
 
 fn report(
@@ -172,7 +162,7 @@ async fn main() {
     }
     let services = Services::start();
     let dir = tempfile::tempdir().unwrap();
-    let (events, bytes) = events_file(dir.path());
+    let (events, bytes) = weir_tests::distinct_dump_events_file(dir.path(), COPIES);
     let count = (206 * COPIES) as u64;
     let scenario = Scenario::new(&services, "bench", 4, "").await;
     scenario.ingest(&weir(), &services, &events);

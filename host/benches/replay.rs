@@ -48,14 +48,6 @@ fn weir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_weir"))
 }
 
-/// The dump's events as JSONL, `COPIES` times with distinct ids.
-fn events_file(dir: &Path) -> (PathBuf, u64) {
-    let out = weir_tests::distinct_dump_events(COPIES);
-    let path = dir.join("events.jsonl");
-    std::fs::write(&path, &out).unwrap();
-    (path, out.len() as u64)
-}
-
 fn replay(services: &Services, pipeline: &Path, run: &str) -> Measured {
     let mut command = std::process::Command::new(weir());
     command
@@ -113,7 +105,7 @@ async fn main() {
     }
     let services = Services::start();
     let dir = tempfile::tempdir().unwrap();
-    let (events, bytes) = events_file(dir.path());
+    let (events, bytes) = weir_tests::distinct_dump_events_file(dir.path(), COPIES);
     let records = (206 * COPIES) as u64;
     let scenario = Scenario::new(
         &services,

@@ -10,7 +10,7 @@ pub mod e2e;
 pub mod process;
 pub mod services;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use weir::runtime::{DocRecord, LoadedPlugin, Runtime, RuntimeOptions};
 
@@ -33,12 +33,7 @@ pub fn plugin_dir() -> PathBuf {
 /// Write `dir/name` (and return its path): a local pipeline `bench` that
 /// runs the document chain (parse -> lang -> score) over the JSONL file
 /// `events`, with results in `dir/out`; `extra` is appended.
-pub fn local_pipeline(
-    dir: &std::path::Path,
-    name: &str,
-    events: &std::path::Path,
-    extra: &str,
-) -> PathBuf {
+pub fn local_pipeline(dir: &Path, name: &str, events: &Path, extra: &str) -> PathBuf {
     let path = dir.join(name);
     let out = dir.join("out");
     std::fs::write(
@@ -123,7 +118,7 @@ pub fn chain(
 
 /// Read every line of every `.jsonl.zst` (or `.jsonl`) object under `dir`,
 /// in key order, as JSON values.
-pub fn read_jsonl_objects(dir: &std::path::Path) -> Vec<serde_json::Value> {
+pub fn read_jsonl_objects(dir: &Path) -> Vec<serde_json::Value> {
     let mut files = Vec::new();
     collect_files(dir, &mut files);
     files.sort();
@@ -145,7 +140,7 @@ pub fn read_jsonl_objects(dir: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn collect_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -166,7 +161,7 @@ pub fn sample_dump() -> PathBuf {
 
 /// Every page of a MediaWiki dump as the chain input record the host would
 /// build (through the dump reader and the change-event decoder).
-pub fn dump_records(path: &std::path::Path) -> Vec<DocRecord> {
+pub fn dump_records(path: &Path) -> Vec<DocRecord> {
     dump_events(path)
         .iter()
         .map(|payload| {
@@ -184,7 +179,7 @@ pub fn dump_records(path: &std::path::Path) -> Vec<DocRecord> {
 
 /// Every revision of a MediaWiki dump as the change event (JSON) the dump
 /// reader makes of it.
-pub fn dump_events(path: &std::path::Path) -> Vec<Vec<u8>> {
+pub fn dump_events(path: &Path) -> Vec<Vec<u8>> {
     let mut source = weir::source::mediawiki::DumpSource::open(path).expect("open the dump");
     let mut events = Vec::new();
     loop {
@@ -219,6 +214,15 @@ pub fn distinct_dump_events(copies: usize) -> Vec<u8> {
         }
     }
     out
+}
+
+/// [`distinct_dump_events`] written to `dir/events.jsonl`: the file and its
+/// size in bytes.
+pub fn distinct_dump_events_file(dir: &Path, copies: usize) -> (PathBuf, u64) {
+    let out = distinct_dump_events(copies);
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, &out).expect("write the events file");
+    (path, out.len() as u64)
 }
 
 /// The document chain (parse -> lang -> score) with default limits.
