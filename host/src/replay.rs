@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cache::CacheFigures;
 use crate::config::{DeadLetterOutput, EventMode, KafkaSettings, Pipeline, Source, StartFrom};
+use crate::digest::Digest;
 pub use crate::kafka::Bounds;
 use crate::kafka::clients::REQUEST_TIMEOUT;
 use crate::partition::Stats;
@@ -147,6 +148,45 @@ pub struct Plan {
     /// versions at each start.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub plugins: BTreeMap<String, String>,
+    /// The chain's identity when the replay was planned (every stage's
+    /// plugin, configuration and granted files): a run resumed with another
+    /// chain would mix two chains' outputs, so it is refused. Plans stored
+    /// by earlier weir versions have none, and are not checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<Digest>,
+}
+
+impl Plan {
+    /// That the run resumes on the topic and with the chain (`chain`, its
+    /// identity) it was planned with.
+    fn check_unchanged(
+        &self,
+        run: &str,
+        kafka: &KafkaSettings,
+        chain: Digest,
+    ) -> Result<(), ReplayError> {
+        let changed = |planned: String, now: String| ReplayError::Changed {
+            run: run.to_owned(),
+            planned,
+            now,
+        };
+        if self.topic != kafka.topic {
+            return Err(changed(
+                format!("topic `{}`", self.topic),
+                format!("topic `{}`", kafka.topic),
+            ));
+        }
+        match self.chain {
+            Some(planned) if planned != chain => Err(changed(
+                format!("chain {}", planned.short()),
+                format!(
+                    "chain {} (a stage's plugin, configuration or granted files changed)",
+                    chain.short()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// What stops a replay.
@@ -179,6 +219,21 @@ pub enum ReplayError {
     /// `[stage.config]`): found before any record is read.
     #[error(transparent)]
     StageStart(#[from] crate::chain::StageStartError),
+    /// The run is resumed with another topic or another chain than it
+    /// was planned with: its output would not be one replay's.
+    #[error(
+        "run `{run}` was planned with {planned}, but the pipeline now has {now}: its output \
+         would mix the two; finish it with the pipeline it started with, or start a new run \
+         (another --run)"
+    )]
+    Changed {
+        /// The run.
+        run: String,
+        /// What the plan says (the topic or the chain).
+        planned: String,
+        /// What the pipeline says now.
+        now: String,
+    },
     /// Running the pipeline failed.
     #[error(transparent)]
     Pipeline(Box<PipelineError>),
@@ -282,6 +337,7 @@ pub async fn replay(
         );
         assembled.chain.try_stages()?;
     }
+    plan.check_unchanged(&options.run, kafka, assembled.chain.identity())?;
     let bounds = Arc::new(Bounds::new(&plan.topic, plan.partitions.clone()));
     on_start(&plan, bounds.clone(), &assembled);
     // A replay runs the chain it started with from its first record to its
@@ -340,6 +396,7 @@ async fn load_or_make_plan(
         .await
         .expect("planning does not panic")?;
     plan.plugins = plugins;
+    plan.chain = Some(assembled.chain.identity());
     store_plan(store, &key, plan, conditional_writes).await
 }
 
@@ -464,6 +521,7 @@ fn make_plan(
         planned_at: jiff::Timestamp::now().to_string(),
         partitions: windows,
         plugins: BTreeMap::new(),
+        chain: None,
     })
 }
 
@@ -533,6 +591,7 @@ mod tests {
             planned_at: "2026-12-03T00:00:00Z".into(),
             partitions: BTreeMap::from([(0, (0, end))]),
             plugins: BTreeMap::new(),
+            chain: None,
         }
     }
 

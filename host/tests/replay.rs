@@ -448,3 +448,35 @@ async fn ingest_sends_no_line_too_long_for_any_event() {
     );
     assert_eq!(services.high_watermarks(&scenario.topic, 1), vec![2]);
 }
+
+/// A run resumed with another chain than it was planned with (here a
+/// stage's configuration changed) is refused: its output would mix the two
+/// chains' results. The same run with the chain it started with goes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_resumed_with_another_chain_is_refused() {
+    let _serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::new(services, "replay-changed", 1, "").await;
+    scenario.use_a_slow_stage(1);
+    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    scenario.ingest(&weir(), services, &events);
+    replay(&scenario.pipeline, services, "first");
+    let planned = std::fs::read_to_string(&scenario.pipeline).unwrap();
+    std::fs::write(
+        &scenario.pipeline,
+        planned.replace("work = 1\n", "work = 2\n"),
+    )
+    .unwrap();
+    let output = replay_command(&scenario.pipeline, services, "first")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("run `first` was planned with chain")
+            && stderr.contains("a stage's plugin, configuration or granted files changed"),
+        "{stderr}"
+    );
+    std::fs::write(&scenario.pipeline, planned).unwrap();
+    replay(&scenario.pipeline, services, "first");
+}

@@ -130,6 +130,11 @@ pub struct StageCache {
     memory: Cache<Digest, Outputs, ByBytes>,
     folders: Mutex<HashMap<String, Folder>>,
     writes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Bytes of entries held by pack writes under way, and the most they
+    /// may hold (the memory tier's budget again): with the store slow,
+    /// writes would otherwise pile up, each holding its entries.
+    pending_bytes: AtomicU64,
+    write_budget: u64,
     counters: CacheCounters,
     /// Hits and misses per stage name, for live progress.
     lookups: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
@@ -161,15 +166,45 @@ const READ_AHEAD_BATCHES: i64 = 4;
 /// the memory tier's bookkeeping: entries are weighed by bytes).
 const ENTRIES_PER_MIB: u64 = 64;
 
+/// The least budget one shard of the memory tier gets. quick_cache splits
+/// the budget into shards (four per CPU by default) and does not keep an
+/// entry heavier than about one shard: with 256 MiB on 64 CPUs, no record
+/// whose outputs passed 1 MiB (parse keeps the whole text) was ever kept,
+/// so the largest documents missed on every run. Shards are for
+/// concurrency, and lookups here are a few per record: a handful is enough.
+const MIN_SHARD_BYTES: u64 = 64 << 20;
+
+/// The memory tier: `memory_bytes` of entries, in shards of at least
+/// [`MIN_SHARD_BYTES`] (one shard when the budget is smaller).
+fn memory_tier(memory_bytes: u64) -> Cache<Digest, Outputs, ByBytes> {
+    let estimated_items = (memory_bytes >> 20).max(1) * ENTRIES_PER_MIB;
+    let shards = usize::try_from(memory_bytes / MIN_SHARD_BYTES)
+        .unwrap_or(usize::MAX)
+        .clamp(1, 64);
+    let options = quick_cache::OptionsBuilder::new()
+        .estimated_items_capacity(usize::try_from(estimated_items).unwrap_or(usize::MAX))
+        .weight_capacity(memory_bytes)
+        .shards(shards)
+        .build()
+        .expect("capacities and shards are set");
+    Cache::with_options(
+        options,
+        ByBytes,
+        quick_cache::DefaultHashBuilder::default(),
+        quick_cache::sync::DefaultLifecycle::default(),
+    )
+}
+
 impl StageCache {
     /// A cache over `store` with a memory tier of `memory_bytes`.
     pub fn new(store: ObjectStore, memory_bytes: u64) -> Self {
-        let estimated_items = (memory_bytes >> 20).max(1) * ENTRIES_PER_MIB;
         StageCache {
             store,
-            memory: Cache::with_weighter(estimated_items as usize, memory_bytes, ByBytes),
+            memory: memory_tier(memory_bytes),
             folders: Mutex::new(HashMap::new()),
             writes: Mutex::new(Vec::new()),
+            pending_bytes: AtomicU64::new(0),
+            write_budget: memory_bytes,
             counters: CacheCounters::default(),
             lookups: Mutex::new(std::collections::BTreeMap::new()),
         }
@@ -262,6 +297,23 @@ impl StageCache {
         for (key, outputs) in &entries {
             self.memory.insert(*key, outputs.clone());
         }
+        let size: u64 = entries
+            .iter()
+            .flat_map(|(_, outputs)| outputs.iter())
+            .map(|output| output.size() as u64)
+            .sum();
+        let pending = self.pending_bytes.fetch_add(size, Ordering::Relaxed);
+        // One write is always let through, however large its pack.
+        if pending > 0 && pending + size > self.write_budget {
+            self.pending_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                pending_mib = pending >> 20,
+                "cache: the store is behind, this pack is not written (its entries will be \
+                 computed again by a later run)"
+            );
+            return;
+        }
         let folder = pack::folder(stage, topic, partition);
         let keys: Vec<Digest> = entries.iter().map(|(key, _)| *key).collect();
         let key = pack::key(&folder, first, last, &keys);
@@ -276,32 +328,36 @@ impl StageCache {
         }
         let cache = self.clone();
         let write = tokio::spawn(async move {
-            // Compressing a pack takes milliseconds: not on an async worker.
-            let Ok(bytes) = tokio::task::spawn_blocking(move || pack::encode(&entries)).await
-            else {
-                cache.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(pack = %cache.store.describe(&key), "cache: pack not encoded");
-                return;
-            };
-            let size = bytes.len() as u64;
-            let written = tokio::time::timeout(WRITE_TIMEOUT, cache.store.put(&key, bytes)).await;
-            match written.unwrap_or_else(|_| Err(timed_out("write", WRITE_TIMEOUT))) {
-                Ok(()) => {
-                    cache.counters.pack_writes.fetch_add(1, Ordering::Relaxed);
-                    cache
-                        .counters
-                        .bytes_written
-                        .fetch_add(size, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    cache.counters.write_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(pack = %cache.store.describe(&key), "cache: pack not written: {e}");
-                }
-            }
+            cache.write_pack(key, entries).await;
+            cache.pending_bytes.fetch_sub(size, Ordering::Relaxed);
         });
         let mut writes = self.writes.lock().expect("cache writes");
         writes.retain(|w| !w.is_finished());
         writes.push(write);
+    }
+
+    /// Encode and write one pack (a failure is counted and logged).
+    async fn write_pack(&self, key: String, entries: Vec<(Digest, Outputs)>) {
+        // Compressing a pack takes milliseconds: not on an async worker.
+        let Ok(bytes) = tokio::task::spawn_blocking(move || pack::encode(&entries)).await else {
+            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(pack = %self.store.describe(&key), "cache: pack not encoded");
+            return;
+        };
+        let size = bytes.len() as u64;
+        let written = tokio::time::timeout(WRITE_TIMEOUT, self.store.put(&key, bytes)).await;
+        match written.unwrap_or_else(|_| Err(timed_out("write", WRITE_TIMEOUT))) {
+            Ok(()) => {
+                self.counters.pack_writes.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .bytes_written
+                    .fetch_add(size, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(pack = %self.store.describe(&key), "cache: pack not written: {e}");
+            }
+        }
     }
 
     /// Keep `entries` in the memory tier (only).
@@ -549,5 +605,51 @@ mod tests {
         let kept = keys.iter().filter(|k| cache.get(k).is_some()).count();
         assert!(kept <= 4, "{kept} entries of 16 KiB kept in 64 KiB");
         assert!(cache.memory.weight() <= 64 << 10);
+    }
+
+    /// Pack writes under way hold their entries: past the budget, a pack is
+    /// not written (counted as a failed write), and memory stays bounded
+    /// however far behind the store is. Spawned writes do not run until the
+    /// test yields, so all of these are pending at once.
+    #[tokio::test]
+    async fn pack_writes_under_way_are_bounded_by_bytes() {
+        let budget = 1 << 20;
+        let cache = Arc::new(StageCache::new(ObjectStore::memory(), budget));
+        let stage = Digest::of(b"stage");
+        let body = "x".repeat(200 << 10);
+        for first in (0..10).map(|p| p * 10) {
+            let input = record(&format!("in {first}"));
+            let key = entry_key(&stage, &input, &Digest::of(&input.body));
+            let (out, _) = StoredOutput::new(&input, &record(&body), None, None);
+            cache.store(&stage, "t", 0, (first, first + 9), vec![(key, vec![out])]);
+        }
+        cache.flush().await;
+        let figures = cache.figures();
+        assert_eq!(
+            (figures.pack_writes, figures.write_errors),
+            (5, 5),
+            "{figures:?}"
+        );
+        // Nothing is pending any more: the next pack is written.
+        let input = record("later");
+        let key = entry_key(&stage, &input, &Digest::of(&input.body));
+        let (out, _) = StoredOutput::new(&input, &record(&body), None, None);
+        cache.store(&stage, "t", 0, (100, 109), vec![(key, vec![out])]);
+        cache.flush().await;
+        assert_eq!(cache.figures().pack_writes, 6);
+    }
+
+    /// An entry of a third of the budget is kept, however many CPUs the
+    /// machine has (a shard per CPU would hold a fraction of the budget).
+    #[test]
+    fn a_large_entry_is_kept_whatever_the_number_of_cpus() {
+        for (budget, entry) in [(12 << 20, 4 << 20), (256 << 20, 48 << 20)] {
+            let cache = StageCache::new(ObjectStore::memory(), budget);
+            let (stored, _) =
+                StoredOutput::new(&record(""), &record(&"x".repeat(entry)), None, None);
+            let key = Digest::of(b"large");
+            cache.memory.insert(key, Arc::from(vec![stored]));
+            assert!(cache.get(&key).is_some(), "{entry} bytes in {budget}");
+        }
     }
 }
