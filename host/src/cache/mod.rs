@@ -35,7 +35,7 @@ pub mod entry;
 pub mod key;
 pub mod pack;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -114,11 +114,49 @@ impl CacheFigures {
 struct Folder {
     /// Whether the store was listed (once per run).
     listed: bool,
-    /// Pack keys and their offset ranges.
-    packs: Vec<(String, i64, i64)>,
+    /// Packs by (first offset, key), to their last offset. Packs that end
+    /// before the partition's current batch are dropped (see
+    /// [`Folder::pass`]): a partition moves forward, and a long-running host
+    /// would otherwise keep every pack it ever wrote or listed.
+    packs: BTreeMap<(i64, String), i64>,
+    /// The first offset of the latest batch (packs ending before it were
+    /// forgotten).
+    passed: i64,
     /// Packs this process read, is reading, or wrote: set once its entries
     /// are in memory (or its read failed).
     reads: HashMap<String, PackRead>,
+}
+
+impl Folder {
+    /// The partition's batch now starts at `first`: forget the packs that
+    /// end before it, from the front of the index (a pack that starts
+    /// earlier and ends later keeps those after it until it is passed too).
+    /// A batch before the last one passed (offsets delivered again after a
+    /// rebalance) has the folder listed again, as its packs may have been
+    /// forgotten.
+    fn pass(&mut self, first: i64) {
+        if first < self.passed {
+            self.listed = false;
+            self.passed = first;
+            return;
+        }
+        self.passed = first;
+        while let Some(entry) = self.packs.first_entry() {
+            if *entry.get() >= first {
+                break;
+            }
+            let ((_, key), _) = entry.remove_entry();
+            self.reads.remove(&key);
+        }
+    }
+
+    /// The packs covering any offset in `first..=last`.
+    fn covering(&self, first: i64, last: i64) -> impl Iterator<Item = &String> {
+        self.packs
+            .range(..(last.saturating_add(1), String::new()))
+            .filter(move |(_, to)| first <= **to)
+            .map(|((_, key), _)| key)
+    }
 }
 
 /// The read of one pack, shared by every batch that needs it.
@@ -137,7 +175,7 @@ pub struct StageCache {
     write_budget: u64,
     counters: CacheCounters,
     /// Hits and misses per stage name, for live progress.
-    lookups: Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+    lookups: Mutex<BTreeMap<String, (u64, u64)>>,
 }
 
 impl std::fmt::Debug for StageCache {
@@ -206,7 +244,7 @@ impl StageCache {
             pending_bytes: AtomicU64::new(0),
             write_budget: memory_bytes,
             counters: CacheCounters::default(),
-            lookups: Mutex::new(std::collections::BTreeMap::new()),
+            lookups: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -251,6 +289,7 @@ impl StageCache {
         let mut loads = Vec::new();
         for stage in stages {
             let folder = pack::folder(stage, topic, partition);
+            self.pass(&folder, first);
             if !self.is_listed(&folder) {
                 self.list(&folder).await;
             }
@@ -324,7 +363,7 @@ impl StageCache {
             known
                 .reads
                 .insert(key.clone(), Arc::new(OnceCell::new_with(Some(()))));
-            known.packs.push((key.clone(), first, last));
+            known.packs.insert((first, key.clone()), last);
         }
         let cache = self.clone();
         let write = tokio::spawn(async move {
@@ -414,11 +453,17 @@ impl StageCache {
         let known = folders.entry(folder.to_owned()).or_default();
         known.listed = true;
         for key in keys {
-            if let Some((first, last)) = pack::range(&key)
-                && !known.packs.iter().any(|(k, _, _)| *k == key)
-            {
-                known.packs.push((key, first, last));
+            if let Some((first, last)) = pack::range(&key) {
+                known.packs.insert((first, key), last);
             }
+        }
+    }
+
+    /// The partition of `folder` is at a batch starting at `first`.
+    fn pass(&self, folder: &str, first: i64) {
+        let mut folders = self.folders.lock().expect("cache folders");
+        if let Some(known) = folders.get_mut(folder) {
+            known.pass(first);
         }
     }
 
@@ -429,13 +474,12 @@ impl StageCache {
         let Some(known) = folders.get_mut(folder) else {
             return Vec::new();
         };
-        let Folder { packs, reads, .. } = known;
-        packs
-            .iter()
-            .filter(|(_, from, to)| *from <= last && first <= *to)
-            .filter_map(|(key, _, _)| {
-                let read = reads.entry(key.clone()).or_default();
-                (!read.initialized()).then(|| (key.clone(), read.clone()))
+        let covering: Vec<String> = known.covering(first, last).cloned().collect();
+        covering
+            .into_iter()
+            .filter_map(|key| {
+                let read = known.reads.entry(key.clone()).or_default();
+                (!read.initialized()).then(|| (key, read.clone()))
             })
             .collect()
     }
@@ -566,6 +610,42 @@ mod tests {
             reader.figures().pack_reads,
             packs as u64,
             "each pack read once"
+        );
+    }
+
+    /// A partition moving forward leaves behind the packs it passed: the
+    /// index of a long-running host does not grow with every pack written.
+    #[tokio::test]
+    async fn packs_behind_the_current_batch_are_forgotten() {
+        let cache = Arc::new(StageCache::new(ObjectStore::memory(), 1 << 20));
+        let stage = Digest::of(b"stage");
+        for first in (0..100).map(|p| p * 10) {
+            cache.prefetch(&[stage], "t", 0, first, first + 9).await;
+            let input = record(&format!("in {first}"));
+            let key = entry_key(&stage, &input, &Digest::of(&input.body));
+            let (out, _) = StoredOutput::new(&input, &record("out"), None, None);
+            cache.store(&stage, "t", 0, (first, first + 9), vec![(key, vec![out])]);
+        }
+        cache.flush().await;
+        {
+            let folders = cache.folders.lock().unwrap();
+            let known = &folders[&pack::folder(&stage, "t", 0)];
+            assert_eq!((known.packs.len(), known.reads.len()), (1, 1));
+            // What is ahead of the batch is kept and found.
+            assert_eq!(known.covering(990, 999).count(), 1);
+            assert_eq!(known.covering(0, 989).count(), 0);
+        }
+        // Offsets delivered again (after a rebalance) find their packs: the
+        // folder is listed again.
+        assert_eq!(cache.figures().lists, 1);
+        cache.memory.clear();
+        cache.prefetch(&[stage], "t", 0, 0, 9).await;
+        assert_eq!(cache.figures().lists, 2);
+        let input = record("in 0");
+        assert!(
+            cache
+                .get(&entry_key(&stage, &input, &Digest::of(&input.body)))
+                .is_some()
         );
     }
 
