@@ -2,14 +2,16 @@
 //! computed once is computed again (a replay after changing only stage k
 //! recomputes stages k.. and reuses the others).
 //!
-//! Parts: [`key`] (what identifies a stage's work on a record) and [`pack`]
-//! (the objects entries are stored in). Layout and cost model:
+//! Parts: [`key`] (what identifies a stage's work on a record), [`pack`]
+//! (the objects entries are stored in) and [`folder`] (the packs a process
+//! knows of, per stage and partition). Layout and cost model:
 //! `docs/cache.md`.
 //!
 //! How a batch uses it (the partition worker, around the chain):
 //! 1. [`StageCache::prefetch`] (async) loads into the memory tier the packs
 //!    of every cached stage that cover the batch's offsets: one listing per
-//!    stage and partition for the whole run, then one read per pack not yet
+//!    stage and partition for the whole run (again after a failed one, or
+//!    when offsets go back: see [`folder`]), then one read per pack not yet
 //!    read. It also starts reading, in the background, the packs of the
 //!    offsets that follow (`READ_AHEAD_BATCHES` batches' worth), so the
 //!    next batches' packs are usually in memory before they ask. The chain
@@ -32,6 +34,7 @@
 //!   first).
 
 pub mod entry;
+mod folder;
 pub mod key;
 pub mod pack;
 
@@ -46,6 +49,7 @@ use tokio::sync::OnceCell;
 
 use crate::digest::Digest;
 use crate::storage::{ObjectStore, StorageError};
+use folder::{Folder, Listing, PackRead};
 
 pub use entry::StoredOutput;
 pub use key::entry_key;
@@ -109,59 +113,6 @@ impl CacheFigures {
     }
 }
 
-/// The packs of one stage and partition this process knows of.
-#[derive(Debug, Default)]
-struct Folder {
-    /// Whether the store was listed (once per run).
-    listed: bool,
-    /// Packs by (first offset, key), to their last offset. Packs that end
-    /// before the partition's current batch are dropped (see
-    /// [`Folder::pass`]): a partition moves forward, and a long-running host
-    /// would otherwise keep every pack it ever wrote or listed.
-    packs: BTreeMap<(i64, String), i64>,
-    /// The first offset of the latest batch (packs ending before it were
-    /// forgotten).
-    passed: i64,
-    /// Packs this process read, is reading, or wrote: set once its entries
-    /// are in memory (or its read failed).
-    reads: HashMap<String, PackRead>,
-}
-
-impl Folder {
-    /// The partition's batch now starts at `first`: forget the packs that
-    /// end before it, from the front of the index (a pack that starts
-    /// earlier and ends later keeps those after it until it is passed too).
-    /// A batch before the last one passed (offsets delivered again after a
-    /// rebalance) has the folder listed again, as its packs may have been
-    /// forgotten.
-    fn pass(&mut self, first: i64) {
-        if first < self.passed {
-            self.listed = false;
-            self.passed = first;
-            return;
-        }
-        self.passed = first;
-        while let Some(entry) = self.packs.first_entry() {
-            if *entry.get() >= first {
-                break;
-            }
-            let ((_, key), _) = entry.remove_entry();
-            self.reads.remove(&key);
-        }
-    }
-
-    /// The packs covering any offset in `first..=last`.
-    fn covering(&self, first: i64, last: i64) -> impl Iterator<Item = &String> {
-        self.packs
-            .range(..(last.saturating_add(1), String::new()))
-            .filter(move |(_, to)| first <= **to)
-            .map(|((_, key), _)| key)
-    }
-}
-
-/// The read of one pack, shared by every batch that needs it.
-type PackRead = Arc<OnceCell<()>>;
-
 /// The cache: a store of packs and a bounded memory tier in front of it.
 pub struct StageCache {
     store: ObjectStore,
@@ -173,6 +124,8 @@ pub struct StageCache {
     /// writes would otherwise pile up, each holding its entries.
     pending_bytes: AtomicU64,
     write_budget: u64,
+    /// [`LIST_RETRY`] (shorter in tests).
+    list_retry: Duration,
     counters: CacheCounters,
     /// Hits and misses per stage name, for live progress.
     lookups: Mutex<BTreeMap<String, (u64, u64)>>,
@@ -186,10 +139,20 @@ impl std::fmt::Debug for StageCache {
     }
 }
 
-/// How long a listing or a pack read may take before it counts as failed
-/// (its entries miss): the store retries transient errors for as long as
-/// its caller waits, and a partition must not wait on the cache for long.
+/// How long a pack read may take before it counts as failed (its entries
+/// miss): the store retries transient errors for as long as its caller
+/// waits, and a partition must not wait on the cache for long.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a folder's listing may take before it counts as failed. It is
+/// made once per folder and run, before the partition's first batch, and
+/// it pages through every pack: a partition of 10 million records has
+/// about 150 pages of them.
+const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long after a failed listing the folder is listed again (meanwhile
+/// its lookups miss).
+const LIST_RETRY: Duration = Duration::from_secs(5 * 60);
 
 /// How long a pack write may take before it is given up (counted, logged).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -243,6 +206,7 @@ impl StageCache {
             writes: Mutex::new(Vec::new()),
             pending_bytes: AtomicU64::new(0),
             write_budget: memory_bytes,
+            list_retry: LIST_RETRY,
             counters: CacheCounters::default(),
             lookups: Mutex::new(BTreeMap::new()),
         }
@@ -433,25 +397,34 @@ impl StageCache {
 
     fn is_listed(&self, folder: &str) -> bool {
         let folders = self.folders.lock().expect("cache folders");
-        folders.get(folder).is_some_and(|f| f.listed)
+        folders.get(folder).is_some_and(|f| match f.listing {
+            Listing::Due => false,
+            Listing::Done => true,
+            Listing::Failed(at) => at.elapsed() < self.list_retry,
+        })
     }
 
-    /// List a folder once; a failed listing counts as empty (every lookup
-    /// in it misses) and is not retried in this run.
+    /// List a folder; a failed listing counts as empty (every lookup in it
+    /// misses) until it is tried again.
     async fn list(&self, folder: &str) {
         self.counters.lists.fetch_add(1, Ordering::Relaxed);
-        let listed = tokio::time::timeout(READ_TIMEOUT, self.store.list(folder)).await;
-        let keys = match listed.unwrap_or_else(|_| Err(timed_out("listing", READ_TIMEOUT))) {
-            Ok(keys) => keys,
-            Err(e) => {
-                self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(folder = %self.store.describe(folder), "cache: listing failed, treated as empty: {e}");
-                Vec::new()
-            }
-        };
+        let listed = tokio::time::timeout(LIST_TIMEOUT, self.store.list(folder)).await;
+        let (keys, listing) =
+            match listed.unwrap_or_else(|_| Err(timed_out("listing", LIST_TIMEOUT))) {
+                Ok(keys) => (keys, Listing::Done),
+                Err(e) => {
+                    self.counters.read_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        folder = %self.store.describe(folder),
+                        retry_s = self.list_retry.as_secs(),
+                        "cache: listing failed, its lookups miss until it is tried again: {e}"
+                    );
+                    (Vec::new(), Listing::Failed(std::time::Instant::now()))
+                }
+            };
         let mut folders = self.folders.lock().expect("cache folders");
         let known = folders.entry(folder.to_owned()).or_default();
-        known.listed = true;
+        known.listing = listing;
         for key in keys {
             if let Some((first, last)) = pack::range(&key) {
                 known.packs.insert((first, key), last);
@@ -647,6 +620,41 @@ mod tests {
                 .get(&entry_key(&stage, &input, &Digest::of(&input.body)))
                 .is_some()
         );
+    }
+
+    /// A listing that failed is tried again after a pause, not never: a
+    /// passing store fault at a partition's start no longer turns the cache
+    /// off for that partition for the rest of the run.
+    #[tokio::test]
+    async fn a_failed_listing_is_tried_again_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::local(dir.path());
+        let stage = Digest::of(b"stage");
+        let folder = pack::folder(&stage, "t", 0);
+        // A file where the folder's directory should be: listing fails.
+        let blocker = dir.path().join(folder.trim_end_matches('/'));
+        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+        std::fs::write(&blocker, b"").unwrap();
+        let mut cache = StageCache::new(store.clone(), 1 << 20);
+        cache.list_retry = Duration::from_millis(300);
+        let cache = Arc::new(cache);
+        cache.prefetch(&[stage], "t", 0, 0, 9).await;
+        assert_eq!(cache.figures().read_errors, 1);
+        // The fault passes, and another process writes the batch's pack.
+        std::fs::remove_file(&blocker).unwrap();
+        let input = record("in");
+        let key = entry_key(&stage, &input, &Digest::of(&input.body));
+        let (out, _) = StoredOutput::new(&input, &record("out"), None, None);
+        let writer = Arc::new(StageCache::new(store, 1 << 20));
+        writer.store(&stage, "t", 0, (0, 9), vec![(key, vec![out])]);
+        writer.flush().await;
+        // Within the pause: not listed again.
+        cache.prefetch(&[stage], "t", 0, 0, 9).await;
+        assert_eq!(cache.figures().lists, 1);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        cache.prefetch(&[stage], "t", 0, 0, 9).await;
+        assert_eq!(cache.figures().lists, 2);
+        assert!(cache.get(&key).is_some());
     }
 
     /// Wait (up to 10 s) until `key` is in `cache`'s memory tier.
