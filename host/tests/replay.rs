@@ -71,6 +71,15 @@ fn replay_with(pipeline: &Path, services: &Services, run: &str, args: &[&str]) -
     (stdout, stderr)
 }
 
+/// Run a replay that must be refused before it starts (exit status 1);
+/// its standard error.
+fn refused_replay(pipeline: &Path, services: &Services, run: &str) -> String {
+    let output = replay_command(pipeline, services, run).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
 /// Stage name -> (cache hits, misses, records computed), from a summary.
 fn stage_counts(summary: &str) -> BTreeMap<String, (u64, u64, u64)> {
     summary
@@ -403,11 +412,7 @@ async fn a_stage_config_the_plugin_refuses_stops_a_replay_at_its_line() {
         .unwrap()
         .replace("work = 1\n", "work = 1\nno_such_setting = true\n");
     std::fs::write(&scenario.pipeline, &text).unwrap();
-    let output = replay_command(&scenario.pipeline, services, "refused")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = refused_replay(&scenario.pipeline, services, "refused");
     let line = text.lines().position(|l| l == "[stage.config]").unwrap() + 1;
     assert!(
         stderr.contains(&format!(
@@ -467,11 +472,7 @@ async fn a_run_resumed_with_another_chain_is_refused() {
         planned.replace("work = 1\n", "work = 2\n"),
     )
     .unwrap();
-    let output = replay_command(&scenario.pipeline, services, "first")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let stderr = refused_replay(&scenario.pipeline, services, "first");
     assert!(
         stderr.contains("run `first` was planned with chain")
             && stderr.contains("a stage's plugin, configuration or granted files changed"),
