@@ -180,7 +180,8 @@ impl Plan {
             Some(planned) if planned != chain => Err(changed(
                 format!("chain {}", planned.short()),
                 format!(
-                    "chain {} (a stage's plugin, configuration or granted files changed)",
+                    "chain {} (a stage's plugin, its configuration, or a file or environment \
+                     value granted to it differs)",
                     chain.short()
                 ),
             )),

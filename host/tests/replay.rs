@@ -475,7 +475,7 @@ async fn a_run_resumed_with_another_chain_is_refused() {
     let stderr = refused_replay(&scenario.pipeline, services, "first");
     assert!(
         stderr.contains("run `first` was planned with chain")
-            && stderr.contains("a stage's plugin, configuration or granted files changed"),
+            && stderr.contains("a file or environment value granted to it differs"),
         "{stderr}"
     );
     std::fs::write(&scenario.pipeline, planned).unwrap();

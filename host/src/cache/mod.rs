@@ -154,6 +154,16 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 /// its lookups miss).
 const LIST_RETRY: Duration = Duration::from_secs(5 * 60);
 
+/// What a folder needs before a batch's lookups in it.
+enum ListingNeeded {
+    /// Nothing: it is listed (or its failed listing is not due again).
+    No,
+    /// A listing, waited for: the first, or after offsets went back.
+    First,
+    /// Another try of a failed listing, in the background.
+    Retry,
+}
+
 /// How long a pack write may take before it is given up (counted, logged).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -175,13 +185,31 @@ const ENTRIES_PER_MIB: u64 = 64;
 /// concurrency, and lookups here are a few per record: a handful is enough.
 const MIN_SHARD_BYTES: u64 = 64 << 20;
 
+/// Bytes a pack write holds, counted in [`StageCache`]'s `pending_bytes`
+/// until it is dropped.
+struct PendingWrite {
+    cache: Arc<StageCache>,
+    bytes: u64,
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        self.cache
+            .pending_bytes
+            .fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 /// The memory tier: `memory_bytes` of entries, in shards of at least
 /// [`MIN_SHARD_BYTES`] (one shard when the budget is smaller).
 fn memory_tier(memory_bytes: u64) -> Cache<Digest, Outputs, ByBytes> {
     let estimated_items = (memory_bytes >> 20).max(1) * ENTRIES_PER_MIB;
+    // Rounded down to a power of two: quick_cache rounds a count up, which
+    // would make shards smaller than the minimum (192 MiB in 4 of 48).
     let shards = usize::try_from(memory_bytes / MIN_SHARD_BYTES)
         .unwrap_or(usize::MAX)
         .clamp(1, 64);
+    let shards = 1 << shards.ilog2();
     let options = quick_cache::OptionsBuilder::new()
         .estimated_items_capacity(usize::try_from(estimated_items).unwrap_or(usize::MAX))
         .weight_capacity(memory_bytes)
@@ -254,8 +282,15 @@ impl StageCache {
         for stage in stages {
             let folder = pack::folder(stage, topic, partition);
             self.pass(&folder, first);
-            if !self.is_listed(&folder) {
-                self.list(&folder).await;
+            match self.listing_needed(&folder) {
+                ListingNeeded::No => {}
+                ListingNeeded::First => self.list(&folder).await,
+                // A retry does not hold the batch up: its lookups miss
+                // meanwhile, as they did since the listing failed.
+                ListingNeeded::Retry => {
+                    let (cache, folder) = (self.clone(), folder.clone());
+                    tokio::spawn(async move { cache.list(&folder).await });
+                }
             }
             for (key, read) in self.pending_reads(&folder, first, last) {
                 loads.push(self.clone().read(key, read));
@@ -330,9 +365,12 @@ impl StageCache {
             known.packs.insert((first, key.clone()), last);
         }
         let cache = self.clone();
+        // Released however the write ends (done, failed, panicked, or the
+        // task dropped at shutdown): a leak would refuse every later pack.
+        let pending = PendingWrite { cache, bytes: size };
         let write = tokio::spawn(async move {
-            cache.write_pack(key, entries).await;
-            cache.pending_bytes.fetch_sub(size, Ordering::Relaxed);
+            pending.cache.write_pack(key, entries).await;
+            drop(pending);
         });
         let mut writes = self.writes.lock().expect("cache writes");
         writes.retain(|w| !w.is_finished());
@@ -395,13 +433,23 @@ impl StageCache {
         }
     }
 
-    fn is_listed(&self, folder: &str) -> bool {
-        let folders = self.folders.lock().expect("cache folders");
-        folders.get(folder).is_some_and(|f| match f.listing {
-            Listing::Due => false,
-            Listing::Done => true,
-            Listing::Failed(at) => at.elapsed() < self.list_retry,
-        })
+    /// Whether `folder` must be listed before its lookups. A retry is
+    /// marked as a new failure at once, so that it is started only once
+    /// (the listing then sets what it found).
+    fn listing_needed(&self, folder: &str) -> ListingNeeded {
+        let mut folders = self.folders.lock().expect("cache folders");
+        let Some(known) = folders.get_mut(folder) else {
+            return ListingNeeded::First;
+        };
+        match known.listing {
+            Listing::Due => ListingNeeded::First,
+            Listing::Done => ListingNeeded::No,
+            Listing::Failed(at) if at.elapsed() < self.list_retry => ListingNeeded::No,
+            Listing::Failed(_) => {
+                known.listing = Listing::Failed(std::time::Instant::now());
+                ListingNeeded::Retry
+            }
+        }
     }
 
     /// List a folder; a failed listing counts as empty (every lookup in it
@@ -622,9 +670,10 @@ mod tests {
         );
     }
 
-    /// A listing that failed is tried again after a pause, not never: a
+    /// A listing that failed is tried again after a pause, not never (a
     /// passing store fault at a partition's start no longer turns the cache
-    /// off for that partition for the rest of the run.
+    /// off for that partition for the rest of the run), and in the
+    /// background: the batches meanwhile miss but do not wait.
     #[tokio::test]
     async fn a_failed_listing_is_tried_again_later() {
         let dir = tempfile::tempdir().unwrap();
@@ -635,11 +684,19 @@ mod tests {
         let blocker = dir.path().join(folder.trim_end_matches('/'));
         std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
         std::fs::write(&blocker, b"").unwrap();
-        let mut cache = StageCache::new(store.clone(), 1 << 20);
-        cache.list_retry = Duration::from_millis(300);
-        let cache = Arc::new(cache);
-        cache.prefetch(&[stage], "t", 0, 0, 9).await;
-        assert_eq!(cache.figures().read_errors, 1);
+        let failed_listing = |retry: Duration| {
+            let mut cache = StageCache::new(store.clone(), 1 << 20);
+            cache.list_retry = retry;
+            Arc::new(cache)
+        };
+        let (patient, eager) = (
+            failed_listing(Duration::from_secs(3600)),
+            failed_listing(Duration::ZERO),
+        );
+        for cache in [&patient, &eager] {
+            cache.prefetch(&[stage], "t", 0, 0, 9).await;
+            assert_eq!(cache.figures().read_errors, 1);
+        }
         // The fault passes, and another process writes the batch's pack.
         std::fs::remove_file(&blocker).unwrap();
         let input = record("in");
@@ -649,12 +706,16 @@ mod tests {
         writer.store(&stage, "t", 0, (0, 9), vec![(key, vec![out])]);
         writer.flush().await;
         // Within the pause: not listed again.
-        cache.prefetch(&[stage], "t", 0, 0, 9).await;
-        assert_eq!(cache.figures().lists, 1);
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        cache.prefetch(&[stage], "t", 0, 0, 9).await;
-        assert_eq!(cache.figures().lists, 2);
-        assert!(cache.get(&key).is_some());
+        patient.prefetch(&[stage], "t", 0, 0, 9).await;
+        assert_eq!(patient.figures().lists, 1);
+        // After it: listed again, and the pack is found.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while eager.get(&key).is_none() {
+            assert!(std::time::Instant::now() < deadline, "not listed again");
+            eager.prefetch(&[stage], "t", 0, 0, 9).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(eager.figures().lists >= 2);
     }
 
     /// Wait (up to 10 s) until `key` is in `cache`'s memory tier.
@@ -731,7 +792,11 @@ mod tests {
     /// machine has (a shard per CPU would hold a fraction of the budget).
     #[test]
     fn a_large_entry_is_kept_whatever_the_number_of_cpus() {
-        for (budget, entry) in [(12 << 20, 4 << 20), (256 << 20, 48 << 20)] {
+        for (budget, entry) in [
+            (12 << 20, 4 << 20),
+            (192 << 20, 60 << 20),
+            (256 << 20, 48 << 20),
+        ] {
             let cache = StageCache::new(ObjectStore::memory(), budget);
             let (stored, _) =
                 StoredOutput::new(&record(""), &record(&"x".repeat(entry)), None, None);
