@@ -26,6 +26,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use weir::source::FileFormat;
 use weir::source::FileSource;
@@ -55,8 +56,8 @@ fn weir() -> PathBuf {
 }
 
 /// The sample dump `COPIES` times, each copy's pages with ids of their own,
-/// as plain XML; and its wikitext bytes (the sum of the revisions' texts).
-fn repeated_dump(dir: &Path) -> (PathBuf, u64) {
+/// as plain XML; and its revisions' texts.
+fn repeated_dump(dir: &Path) -> (PathBuf, Vec<String>) {
     let mut xml = String::new();
     std::io::Read::read_to_string(
         &mut bzip2::read::MultiBzDecoder::new(
@@ -90,15 +91,62 @@ fn repeated_dump(dir: &Path) -> (PathBuf, u64) {
     let path = dir.join("dump.xml");
     std::fs::write(&path, out).unwrap();
     let mut source = FileSource::open(&path, FileFormat::MediawikiXml).unwrap();
-    let mut wikitext = 0;
+    let mut texts = Vec::new();
     loop {
         let batch = source.next_batch(256).unwrap();
         if batch.is_empty() {
             break;
         }
-        wikitext += batch.iter().map(|m| m.payload.len() as u64).sum::<u64>();
+        for message in batch {
+            let event = message.payload.decode(usize::MAX).unwrap();
+            texts.extend(event.body);
+        }
     }
-    (path, wikitext)
+    (path, texts)
+}
+
+/// The least CPU time the pass-through's promised outputs cost, whatever
+/// the host around them: zstd at the default level over the `echo` run's
+/// result lines, one call per object as the sink makes them, and SHA-256
+/// of every revision's text (its content hash), each the median of `RUNS`
+/// timings on one thread. Returns (compression, hashing, result bytes).
+fn promised_outputs_floor(results_dir: &Path, texts: &[String]) -> (Duration, Duration, usize) {
+    let mut objects = Vec::new();
+    let mut stack = vec![results_dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(".jsonl.zst") {
+                objects.push(zstd::decode_all(std::fs::File::open(path).unwrap()).unwrap());
+            }
+        }
+    }
+    let median = |mut work: Box<dyn FnMut()>| {
+        let mut times: Vec<Duration> = (0..RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                work();
+                started.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[RUNS / 2]
+    };
+    let compress = median(Box::new(|| {
+        for object in &objects {
+            std::hint::black_box(
+                zstd::bulk::compress(object, weir::sink::DEFAULT_ZSTD_LEVEL).unwrap(),
+            );
+        }
+    }));
+    let hash = median(Box::new(|| {
+        for text in texts {
+            std::hint::black_box(weir::digest::Digest::of(text.as_bytes()));
+        }
+    }));
+    (compress, hash, objects.iter().map(Vec::len).sum())
 }
 
 /// WikiExtractor in a virtual environment under `target/`, installed on
@@ -182,7 +230,8 @@ async fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
-    let (dump, wikitext) = repeated_dump(dir);
+    let (dump, texts) = repeated_dump(dir);
+    let wikitext = texts.iter().map(|t| t.len() as u64).sum::<u64>();
     let extractor = wikiextractor();
     let echo = local(dir, "echo", &dump, ECHO);
     let parse = local(dir, "parse", &dump, PARSE);
@@ -226,6 +275,19 @@ async fn main() {
             baseline / m.cpu.as_secs_f64()
         );
     }
+    let (compress, hash, result_bytes) = promised_outputs_floor(&dir.join("out-echo"), &texts);
+    let floor = (compress + hash).as_secs_f64();
+    println!(
+        "\nWhat the pass-through's promised outputs alone cost, on one thread \
+         (median of {RUNS}): zstd level {} over its {:.1} MB of result lines \
+         {:.3} s, SHA-256 of the texts {:.3} s; together {floor:.3} CPU-s, \
+         {:.0} MB of wikitext per CPU-s at most.",
+        weir::sink::DEFAULT_ZSTD_LEVEL,
+        result_bytes as f64 / 1e6,
+        compress.as_secs_f64(),
+        hash.as_secs_f64(),
+        wikitext as f64 / 1e6 / floor,
+    );
 
     // Kafka -> S3 against the file path, on the same events.
     let services = Services::start();

@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod browser;
+pub mod control_record;
 pub mod e2e;
 pub mod process;
 pub mod services;

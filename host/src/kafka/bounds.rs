@@ -12,7 +12,10 @@
 //! an aborted transaction's records, a transaction marker): the first
 //! message past the end then says that nothing before it is still to come
 //! ([`Admission::PastEnd`]), and the partition's task counts the range
-//! durable through its end once what it was handed is.
+//! durable through its end once what it was handed is. On a quiet topic no
+//! message past the end may ever come; the consumer's position, which
+//! librdkafka moves past the markers it reads without handing them over,
+//! says the same ([`Bounds::read_past`]).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -96,12 +99,12 @@ impl Bounds {
     /// Whether a message of `partition` at `offset` is in the replay (and
     /// then counts it as handed over).
     pub(crate) fn admit(&self, partition: i32, offset: i64, bytes: usize) -> Admission {
+        if let Some(last) = self.read_past(partition, offset) {
+            return Admission::PastEnd { last };
+        }
         let Some(&(start, end)) = self.ranges.get(&partition) else {
             return Admission::Outside;
         };
-        if offset >= end && end > start {
-            return Admission::PastEnd { last: end - 1 };
-        }
         if !(start..end).contains(&offset) {
             return Admission::Outside;
         }
@@ -112,6 +115,14 @@ impl Bounds {
         } else {
             Admission::Inside
         }
+    }
+
+    /// The last offset of `partition`'s (non-empty) range, if `position`
+    /// (a message's offset, or the next offset the consumer hands over) is
+    /// past it: every message of the range has then been delivered.
+    pub(crate) fn read_past(&self, partition: i32, position: i64) -> Option<i64> {
+        let &(start, end) = self.ranges.get(&partition)?;
+        (end > start && position >= end).then_some(end - 1)
     }
 
     /// Whether this host alone finished the replay: it owns every partition
@@ -193,6 +204,12 @@ mod tests {
             "a partition outside the plan"
         );
         assert_eq!(bounds.handed(), (3, 30));
+        // A position past the end, whether or not a message was there.
+        assert_eq!(bounds.read_past(0, 7), None);
+        assert_eq!(bounds.read_past(0, 9), Some(7));
+        assert_eq!(bounds.read_past(1, 3), None, "an empty range");
+        assert_eq!(bounds.read_past(2, 3), None, "a partition outside the plan");
+        assert_eq!(bounds.handed(), (3, 30), "positions count no record");
     }
 
     #[test]

@@ -342,6 +342,12 @@ fn poll_loop(
             }
         }
         full = partitions.pump(replayed);
+        if let Some(bounds) = replayed.filter(|_| !full) {
+            // A local read: no request to the broker.
+            if let Ok(positions) = consumer.position() {
+                partitions.read_past_ends(&positions, bounds);
+            }
+        }
         partitions.drain_events(events);
         if let Some((bounds, checker)) = bounds {
             // This host's own partitions are known here at every turn; the

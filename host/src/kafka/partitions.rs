@@ -376,6 +376,30 @@ impl Partitions {
         full
     }
 
+    /// Within a replay, tell each task whose range the consumer has read
+    /// past (`positions`: per partition, the next offset librdkafka hands
+    /// over) that its range was delivered whole. The first message past
+    /// the end says so too, but when a range ends in a transaction marker
+    /// on a quiet topic, none may ever come: librdkafka moves the position
+    /// past the marker without handing it over.
+    pub(crate) fn read_past_ends(&self, positions: &TopicPartitionList, bounds: &Bounds) {
+        for ((topic, partition), lane) in self.lanes.lock().expect("not poisoned").iter_mut() {
+            let Some(Offset::Offset(position)) = positions
+                .find_partition(topic, *partition)
+                .map(|element| element.offset())
+            else {
+                continue;
+            };
+            if let Some(command) = bounds
+                .read_past(*partition, position)
+                .and_then(|last| lane.range_read_whole(last))
+            {
+                lane.overflow.push_back(command);
+                self.feed(lane, Some(bounds));
+            }
+        }
+    }
+
     /// Fill `lane`'s channel, from its overflow first, then from its queue.
     /// Returns whether the channel is full.
     fn feed(&self, lane: &mut Lane, bounds: Option<&Bounds>) -> bool {
@@ -657,10 +681,7 @@ impl Lane {
         });
         let flush_after = match admission {
             Admission::Outside => return None,
-            Admission::PastEnd { last } => {
-                return (!std::mem::replace(&mut self.range_delivered, true))
-                    .then_some(Command::RangeDelivered { last });
-            }
+            Admission::PastEnd { last } => return self.range_read_whole(last),
             Admission::Inside => false,
             Admission::Last => true,
         };
@@ -668,6 +689,13 @@ impl Lane {
             message,
             flush_after,
         }))
+    }
+
+    /// The command that says the replay range was delivered whole, through
+    /// `last`: the first time only.
+    fn range_read_whole(&mut self, last: i64) -> Option<Command> {
+        (!std::mem::replace(&mut self.range_delivered, true))
+            .then_some(Command::RangeDelivered { last })
     }
 }
 
