@@ -8,7 +8,10 @@
 //!    - WikiExtractor 3.1.0 (`--processes 1`), installed from PyPI into a
 //!      virtual environment under `target/` on first use;
 //!    - `weir run` with the `echo` test plugin (pass-through: the host's
-//!      own work), with parse only, and with parse -> lang -> score.
+//!      own work), with parse only, and with parse -> lang -> score;
+//!    - and, in process, what the pass-through's promised outputs alone
+//!      cost: compressing its result lines and hashing the texts (the
+//!      host's ceiling in MB per CPU-second, whatever it does around them).
 //! 2. Kafka -> chain -> S3 against the file path, on the same events: the
 //!    dump's events as JSONL through `weir run --every-event` to a local
 //!    directory, and the same events ingested (bodies over 100 kB by

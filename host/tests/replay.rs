@@ -6,10 +6,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::sync::MutexGuard;
 use weir_tests::e2e::{PIPELINE, Scenario};
 use weir_tests::process::Spawned;
 use weir_tests::services::Services;
@@ -69,6 +70,22 @@ fn replay_with(pipeline: &Path, services: &Services, run: &str, args: &[&str]) -
         "{stdout}"
     );
     (stdout, stderr)
+}
+
+/// The tests' turn on the shared servers, and a new scenario (`name`,
+/// `partitions`, `extra` pipeline settings) whose topic holds the 41
+/// bundled events.
+async fn with_the_events(
+    name: &str,
+    partitions: i32,
+    extra: &str,
+) -> (MutexGuard<'static, ()>, &'static Services, Scenario) {
+    let serial = weir_tests::e2e::serial().await;
+    let services = Services::shared();
+    let scenario = Scenario::new(services, name, partitions, extra).await;
+    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
+    scenario.ingest(&weir(), services, &events);
+    (serial, services, scenario)
 }
 
 /// Run a replay that must be refused before it starts (exit status 1);
@@ -243,35 +260,32 @@ async fn a_replay_killed_midway_resumes_to_the_same_output() {
 /// range is processed: a replay never waits for its batches' age.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replay_ends_without_waiting_for_its_batches_age() {
-    let _serial = weir_tests::e2e::serial().await;
-    let services = Services::shared();
     let ten_minutes = "[batching]\nmax_records = 1000\nmax_age_ms = 600000\n";
-    let scenario = Scenario::new(services, "replay-prompt", 2, ten_minutes).await;
-    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
-    scenario.ingest(&weir(), services, &events);
+    let (_serial, services, scenario) = with_the_events("replay-prompt", 2, ten_minutes).await;
+    assert_eq!(ends_by_itself(&scenario, services, "prompt").await, 41);
+}
+
+/// Run a replay that must end by itself, successfully, within 90 s; the
+/// number of its result lines.
+async fn ends_by_itself(scenario: &Scenario, services: &Services, run: &str) -> usize {
     let mut replay = Spawned::start(
-        replay_command(&scenario.pipeline, services, "prompt")
+        replay_command(&scenario.pipeline, services, run)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
     );
-    assert!(ends_within_90_s(&mut replay).await.success());
-    assert_eq!(results(&scenario, services, "prompt").await.len(), 41);
-}
-
-/// Wait for a replay to end by itself; fail if it is still running after
-/// 90 s.
-async fn ends_within_90_s(replay: &mut Spawned) -> ExitStatus {
     let started = Instant::now();
-    loop {
+    let status = loop {
         if let Some(status) = replay.try_wait().unwrap() {
-            return status;
+            break status;
         }
         if started.elapsed() > Duration::from_secs(90) {
             replay.kill().unwrap();
             panic!("the replay was still waiting after 90 s");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    };
+    assert!(status.success(), "{status}");
+    results(scenario, services, run).await.len()
 }
 
 /// A replay of a topic whose last offset is a transaction's commit marker
@@ -282,24 +296,14 @@ async fn ends_within_90_s(replay: &mut Spawned) -> ExitStatus {
 /// wait forever.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replay_ending_in_a_transaction_marker_ends_by_itself() {
-    let _serial = weir_tests::e2e::serial().await;
-    let services = Services::shared();
-    let scenario = Scenario::new(services, "replay-marker", 1, "").await;
-    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
-    scenario.ingest(&weir(), services, &events);
+    let (_serial, services, scenario) = with_the_events("replay-marker", 1, "").await;
     weir_tests::control_record::append_commit_marker(&services.brokers, &scenario.topic, 0);
     assert_eq!(
         services.high_watermarks(&scenario.topic, 1),
         [42],
         "the 41 events, then the marker"
     );
-    let mut replay = Spawned::start(
-        replay_command(&scenario.pipeline, services, "marker")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
-    );
-    assert!(ends_within_90_s(&mut replay).await.success());
-    assert_eq!(results(&scenario, services, "marker").await.len(), 41);
+    assert_eq!(ends_by_itself(&scenario, services, "marker").await, 41);
 }
 
 /// Backpressure never throws fetched messages away: through a stage much
@@ -341,11 +345,8 @@ async fn backpressure_fetches_each_message_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_time_window_replays_only_the_events_inside_it() {
-    let _serial = weir_tests::e2e::serial().await;
-    let services = Services::shared();
-    let scenario = Scenario::new(services, "replay-window", 2, "").await;
+    let (_serial, services, scenario) = with_the_events("replay-window", 2, "").await;
     let data = weir_tests::workspace_root().join("examples/wiki/data");
-    scenario.ingest(&weir(), services, &data.join("enwiki-sample-events.jsonl"));
     // Kafka timestamps are the produce times: a second between the two
     // ingests, and the boundary in the middle.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -492,12 +493,8 @@ async fn ingest_sends_no_line_too_long_for_any_event() {
 /// chains' results. The same run with the chain it started with goes on.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_resumed_with_another_chain_is_refused() {
-    let _serial = weir_tests::e2e::serial().await;
-    let services = Services::shared();
-    let scenario = Scenario::new(services, "replay-changed", 1, "").await;
+    let (_serial, services, scenario) = with_the_events("replay-changed", 1, "").await;
     scenario.use_a_slow_stage(1);
-    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
-    scenario.ingest(&weir(), services, &events);
     replay(&scenario.pipeline, services, "first");
     let planned = std::fs::read_to_string(&scenario.pipeline).unwrap();
     std::fs::write(
