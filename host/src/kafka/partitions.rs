@@ -381,7 +381,11 @@ impl Partitions {
     /// over) that its range was delivered whole. The first message past
     /// the end says so too, but when a range ends in a transaction marker
     /// on a quiet topic, none may ever come: librdkafka moves the position
-    /// past the marker without handing it over.
+    /// past the marker without handing it over. A position past the end
+    /// means every message before it came out of librdkafka, into this
+    /// lane first, so the command queues behind them. It is never an
+    /// earlier owner's: librdkafka resets a partition's position when its
+    /// fetch stops, and a revoke waits for that before the group moves on.
     pub(crate) fn read_past_ends(&self, positions: &TopicPartitionList, bounds: &Bounds) {
         for ((topic, partition), lane) in self.lanes.lock().expect("not poisoned").iter_mut() {
             let Some(Offset::Offset(position)) = positions
