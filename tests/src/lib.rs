@@ -1,5 +1,10 @@
 //! Support code shared by weir's integration tests and benchmarks: where the
 //! built plugin components are, and small constructors for test data.
+//! Modules: [`services`] (the broker and S3 server, started once per test
+//! binary), [`e2e`] (scenarios and hosts), [`process`] (child processes
+//! and their CPU time), [`bench`] (a side-by-side harness), [`browser`] (a
+//! headless Chromium), and [`control_record`] (a transaction marker written
+//! over the Kafka protocol, which the test broker takes no other way).
 //!
 //! The plugin components are built by the `weir` crate's build script as part
 //! of every `cargo build`/`cargo test`, so tests never need a manual step.

@@ -506,7 +506,9 @@ impl StageCache {
     }
 
     /// Read one pack into memory; a failure is logged and counted (the
-    /// pack is not read again in this run: its read is done).
+    /// pack is not read again in this run: its read is done). The pack is
+    /// decoded on the blocking pool (milliseconds of decompression), as it
+    /// is encoded: the async workers also move other partitions' records.
     async fn load(&self, key: String) {
         self.counters.pack_reads.fetch_add(1, Ordering::Relaxed);
         let read = tokio::time::timeout(READ_TIMEOUT, self.store.get(&key))
@@ -517,10 +519,13 @@ impl StageCache {
                 self.counters
                     .bytes_read
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                pack::decode(&bytes).map_err(|e| e.to_string())
+                tokio::task::spawn_blocking(move || pack::decode(&bytes))
+                    .await
+                    .expect("decoding does not panic")
+                    .map_err(LoadError::Decode)
             }
-            Ok(None) => Err("listed but gone".to_owned()),
-            Err(e) => Err(e.to_string()),
+            Ok(None) => Err(LoadError::Gone),
+            Err(e) => Err(LoadError::Store(e)),
         };
         match entries {
             Ok(entries) => {
@@ -534,6 +539,20 @@ impl StageCache {
             }
         }
     }
+}
+
+/// Why a pack's entries were not loaded (each of them then misses).
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    /// The store failed or timed out.
+    #[error(transparent)]
+    Store(StorageError),
+    /// The pack was listed, and is no longer there.
+    #[error("listed but gone")]
+    Gone,
+    /// The pack is damaged.
+    #[error(transparent)]
+    Decode(pack::PackError),
 }
 
 /// The error of a store request that took too long.
