@@ -29,7 +29,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weir::source::FileFormat;
 use weir::source::FileSource;
@@ -110,46 +110,28 @@ fn repeated_dump(dir: &Path) -> (PathBuf, Vec<String>) {
 
 /// The least CPU time the pass-through's promised outputs cost, whatever
 /// the host around them: zstd at the default level over the `echo` run's
-/// result lines, one call per object as the sink makes them, and SHA-256
-/// of every revision's text (its content hash), each the median of `RUNS`
-/// timings on one thread. Returns (compression, hashing, result bytes).
-fn promised_outputs_floor(results_dir: &Path, texts: &[String]) -> (Duration, Duration, usize) {
-    let mut objects = Vec::new();
-    let mut stack = vec![results_dir.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.to_string_lossy().ends_with(".jsonl.zst") {
-                objects.push(zstd::decode_all(std::fs::File::open(path).unwrap()).unwrap());
-            }
-        }
-    }
-    let median = |mut work: Box<dyn FnMut()>| {
-        let mut times: Vec<Duration> = (0..RUNS)
-            .map(|_| {
-                let started = Instant::now();
-                work();
-                started.elapsed()
-            })
-            .collect();
-        times.sort();
-        times[RUNS / 2]
-    };
-    let compress = median(Box::new(|| {
+/// result lines (`results`: its results folder), one call per object as
+/// the sink makes them, and SHA-256 of every revision's text (its content
+/// hash), each the median of a side-by-side harness's samples on one
+/// thread. Returns (compression, hashing, result bytes).
+fn promised_outputs_floor(results: &Path, texts: &[String]) -> (Duration, Duration, usize) {
+    let objects = weir_tests::object_bytes(results);
+    let result_bytes = objects.iter().map(Vec::len).sum::<usize>();
+    let compress = weir_tests::bench::measure("zstd, per object", objects.len() as u64, 0, || {
         for object in &objects {
             std::hint::black_box(
                 zstd::bulk::compress(object, weir::sink::DEFAULT_ZSTD_LEVEL).unwrap(),
             );
         }
-    }));
-    let hash = median(Box::new(|| {
+    })
+    .per_iteration;
+    let hash = weir_tests::bench::measure("sha-256, per text", texts.len() as u64, 0, || {
         for text in texts {
             std::hint::black_box(weir::digest::Digest::of(text.as_bytes()));
         }
-    }));
-    (compress, hash, objects.iter().map(Vec::len).sum())
+    })
+    .per_iteration;
+    (compress, hash, result_bytes)
 }
 
 /// WikiExtractor in a virtual environment under `target/`, installed on
@@ -278,11 +260,12 @@ async fn main() {
             baseline / m.cpu.as_secs_f64()
         );
     }
-    let (compress, hash, result_bytes) = promised_outputs_floor(&dir.join("out-echo"), &texts);
+    let (compress, hash, result_bytes) =
+        promised_outputs_floor(&dir.join("out-echo/echo/results"), &texts);
     let floor = (compress + hash).as_secs_f64();
     println!(
         "\nWhat the pass-through's promised outputs alone cost, on one thread \
-         (median of {RUNS}): zstd level {} over its {:.1} MB of result lines \
+         (median of a side-by-side harness's samples): zstd level {} over its {:.1} MB of result lines \
          {:.3} s, SHA-256 of the texts {:.3} s; together {floor:.3} CPU-s, \
          {:.0} MB of wikitext per CPU-s at most.",
         weir::sink::DEFAULT_ZSTD_LEVEL,

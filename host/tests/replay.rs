@@ -83,8 +83,7 @@ async fn with_the_events(
     let serial = weir_tests::e2e::serial().await;
     let services = Services::shared();
     let scenario = Scenario::new(services, name, partitions, extra).await;
-    let events = weir_tests::workspace_root().join("examples/wiki/data/enwiki-sample-events.jsonl");
-    scenario.ingest(&weir(), services, &events);
+    scenario.ingest(&weir(), services, &weir_tests::sample_events());
     (serial, services, scenario)
 }
 

@@ -125,23 +125,33 @@ pub fn chain(
 /// Read every line of every `.jsonl.zst` (or `.jsonl`) object under `dir`,
 /// in key order, as JSON values.
 pub fn read_jsonl_objects(dir: &Path) -> Vec<serde_json::Value> {
+    object_bytes(dir)
+        .iter()
+        .flat_map(|bytes| {
+            std::str::from_utf8(bytes)
+                .expect("objects are UTF-8")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The bytes of every object under `dir` (a local output), in key order:
+/// `.zst` objects decompressed, others as they are.
+pub fn object_bytes(dir: &Path) -> Vec<Vec<u8>> {
     let mut files = Vec::new();
     collect_files(dir, &mut files);
     files.sort();
     files
         .iter()
-        .flat_map(|path| {
+        .map(|path| {
             let raw = std::fs::read(path).expect("read object");
-            let text = if path.extension().is_some_and(|e| e == "zst") {
+            if path.extension().is_some_and(|e| e == "zst") {
                 zstd::decode_all(raw.as_slice()).expect("valid zstd")
             } else {
                 raw
-            };
-            String::from_utf8(text)
-                .expect("objects are UTF-8")
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-                .collect::<Vec<_>>()
+            }
         })
         .collect()
 }
