@@ -236,7 +236,7 @@ async fn main() {
     for key in &keys {
         let started = Instant::now();
         let bytes = store.get(key).await.unwrap().expect("a listed pack");
-        let decoded = pack::decode(&bytes).unwrap();
+        let decoded = pack::decode(bytes.into()).unwrap();
         read_time += started.elapsed();
         entries.extend(decoded);
     }

@@ -24,8 +24,9 @@
 //!   and adoption of ranges already written.
 //! - [`state`]: event mode: per-partition document state on disk, the skip
 //!   rule, checkpoints and restore.
-//! - [`chain`]: stages, the load-time type check, running batches through,
-//!   the final outputs (and whether each is a JSON document).
+//! - [`chain`]: stages, the load-time type check, running batches through
+//!   (cache hits passed on between stages without rebuilding their
+//!   bodies), the final outputs (and whether each is a JSON document).
 //! - [`cache`]: content-addressed stage outputs (packs in a store, a
 //!   bounded memory tier), so replays reuse what was computed.
 //! - [`contract`]: what every plugin output must satisfy.
@@ -40,7 +41,8 @@
 //!   budget.
 //! - [`fence`]: per-partition leases that stop zombie writers.
 //! - [`sink`]: results and dead-letter objects of a partition and their
-//!   keys; what is already written; the lines of a results object.
+//!   keys; what is already written; the lines of a results object, and
+//!   the compressed output frames spliced into them.
 //! - [`dlq`]: the dead-letter record and where dead letters are written.
 //! - [`storage`]: the object store: local directory, S3, in memory.
 //! - [`media_type`], [`digest`], [`counters`], [`atomic_file`]: small shared

@@ -116,10 +116,10 @@ pub async fn assemble(pipeline: &Pipeline) -> Result<Assembled, PipelineError> {
         Cache::On {
             store,
             memory_bytes,
-        } => Some(Arc::new(StageCache::new(
-            object_store(store, s3.as_ref()),
-            *memory_bytes,
-        ))),
+        } => Some(Arc::new(
+            StageCache::new(object_store(store, s3.as_ref()), *memory_bytes)
+                .with_frame_level(pipeline.batching.zstd_level),
+        )),
     };
     Ok(Assembled {
         runtime,

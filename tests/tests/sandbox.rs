@@ -45,7 +45,7 @@ fn outcome(result: &ChainResult) -> (String, String) {
             "done".into(),
             outputs
                 .iter()
-                .map(|o| String::from_utf8_lossy(&o.record().body).into_owned())
+                .map(|o| String::from_utf8_lossy(&o.record().expect("a record").body).into_owned())
                 .collect::<Vec<_>>()
                 .join(","),
         ),

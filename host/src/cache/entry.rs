@@ -1,31 +1,42 @@
 //! One cached output, as the cache keeps it: the record without its body's
-//! common part with the stage's input, and its body's digest.
+//! common part with the stage's input, and what its place in the chain
+//! needs.
 //!
 //! Most stages of a document chain add a field to the document they
 //! receive (`Record::extend_json`): their output's body is their input's
 //! body up to its last bytes, then the new field. Such an output is kept as
 //! the length of that shared prefix and the rest, and rebuilt from the
-//! input at lookup, which the lookup always has (the input is part of the
-//! key). A chain of such stages then stores each document about once, not
-//! once per stage.
+//! input when its body is needed (the chain keeps the input of every
+//! output it takes from the cache: `chain::doc`). A chain of such stages
+//! then stores each document about once, not once per stage. The rest of
+//! an output read from a pack stays in the pack's bodies, decompressed
+//! when a body of the pack is first needed (`super::pack`).
 //!
-//! The digest of the output's body is kept too (except for the chain's last
-//! stage, whose outputs no stage reads): it is the next stage's input
-//! digest, part of that stage's key, so a replay whose stages all hit hashes
-//! no body but the first. For the last stage's outputs, whether the body is
-//! a JSON document is kept instead: result lines need it, and a replay
-//! whose last stage hits then parses no output ([`crate::chain::Output`]).
+//! Beside it, what the output's place in the chain needs ([`Kept`]):
+//! - an output a later stage reads keeps its body's digest: it is the next
+//!   stage's input digest, part of that stage's key, so a replay whose
+//!   stages all hit hashes no body but the first;
+//! - an output of the chain's last stage keeps whether its body is a JSON
+//!   document, and the output as a result line writes it, compressed
+//!   ([`OutputFrame`]): a replay whose last stage hits parses, renders and
+//!   compresses no output ([`crate::chain::Output`]), it splices the frame.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::key::RecordHead;
+use super::pack::Bodies;
 use crate::digest::{BodyDigest, Digest};
 use crate::runtime::DocRecord;
+use crate::sink::OutputFrame;
 
 /// A shared prefix shorter than this is not worth the indirection.
 const MIN_SHARED: usize = 256;
 
 /// A cached output record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct StoredOutput {
     id: String,
     revision: u64,
@@ -34,72 +45,220 @@ pub struct StoredOutput {
     /// The first `shared` bytes of the body are the input body's.
     shared: u32,
     /// The rest of the body.
-    #[serde(with = "serde_bytes")]
-    rest: Vec<u8>,
-    /// The digest of the whole body, if a later stage needs it.
-    digest: Option<[u8; 32]>,
-    /// Whether the body is a JSON document, if checked (for a chain's last
-    /// stage; trusted at lookup, as the rest of the entry is).
-    json: Option<bool>,
+    rest: Rest,
+    /// What the output's place in the chain needs.
+    kept: Kept,
+}
+
+/// The rest of an output's body: computed by this process, or in the
+/// bodies of a pack it read, which are decompressed when a body is first
+/// needed (a replay whose later stages all hit never needs them).
+#[derive(Debug, Clone)]
+enum Rest {
+    Owned(Vec<u8>),
+    Packed {
+        bodies: Arc<Bodies>,
+        range: Range<usize>,
+    },
+}
+
+impl Rest {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Rest::Owned(bytes) => bytes,
+            Rest::Packed { bodies, range } => &bodies.get()[range.clone()],
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Rest::Owned(bytes) => bytes.len(),
+            Rest::Packed { range, .. } => range.len(),
+        }
+    }
+}
+
+/// An output as a pack's index holds it: all but the rest of its body,
+/// which is in the pack's bodies, `rest_len` bytes after the rest of the
+/// output before it.
+#[derive(Serialize, Deserialize)]
+pub(super) struct IndexedOutput {
+    id: String,
+    revision: u64,
+    content_type: String,
+    metadata: Vec<(String, String)>,
+    shared: u32,
+    rest_len: u64,
+    kept: Kept,
+}
+
+/// What an output keeps beside its body, by its stage's place in the chain
+/// that stored it (trusted at lookup, as the rest of the entry is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+enum Kept {
+    /// A later stage reads the output: its body's digest.
+    Digest([u8; 32]),
+    /// The chain's last stage: whether the body is a JSON document, and
+    /// the output as a result line writes it, compressed.
+    Last { json: bool, frame: OutputFrame },
 }
 
 impl StoredOutput {
-    /// How `output`, which the stage computed from `input`, is kept. With
-    /// `next_stage`, the digest of `input`'s body, when a later stage reads
-    /// the output: the output's body digest is then kept and returned (from
-    /// the input's hash state as far as the bodies share their start).
-    /// `json`: whether the output's body is a JSON document, if checked.
-    pub fn new(
+    /// How `output`, which a stage whose outputs a later stage reads
+    /// computed from `input`, is kept, with the digest of its body, which
+    /// is returned too. `input_digest` is the digest of `input`'s body: the
+    /// output's resumes from its hash state as far as the bodies share
+    /// their start.
+    pub fn feeding(
         input: &DocRecord,
         output: &DocRecord,
-        next_stage: Option<&BodyDigest>,
-        json: Option<bool>,
-    ) -> (Self, Option<BodyDigest>) {
+        input_digest: &BodyDigest,
+    ) -> (Self, BodyDigest) {
         let common = common_prefix(&input.body, &output.body);
+        let digest = input_digest.of_extension(&output.body, common);
+        let kept = Kept::Digest(*digest.digest().as_bytes());
+        (Self::with(output, common, kept), digest)
+    }
+
+    /// How `output`, which the chain's last stage computed from `input`,
+    /// is kept: `json` says whether its body is a JSON document, `frame` is
+    /// the output as a result line writes it.
+    pub fn of_last(input: &DocRecord, output: &DocRecord, json: bool, frame: OutputFrame) -> Self {
+        let common = common_prefix(&input.body, &output.body);
+        Self::with(output, common, Kept::Last { json, frame })
+    }
+
+    /// `output`, whose body starts with `common` bytes of its input's, kept
+    /// without them if they are worth the indirection.
+    fn with(output: &DocRecord, common: usize, kept: Kept) -> Self {
         let shared = if common >= MIN_SHARED { common } else { 0 };
-        let digest = next_stage.map(|input| input.of_extension(&output.body, common));
-        let stored = StoredOutput {
+        let shared = shared.min(u32::MAX as usize);
+        StoredOutput {
             id: output.id.clone(),
             revision: output.revision,
             content_type: output.content_type.clone(),
             metadata: output.metadata.clone(),
-            shared: u32::try_from(shared).unwrap_or(0),
-            rest: output.body[shared.min(u32::MAX as usize)..].to_vec(),
-            digest: digest.as_ref().map(|d| *d.digest().as_bytes()),
-            json,
-        };
-        (stored, digest)
+            shared: shared as u32,
+            rest: Rest::Owned(output.body[shared..].to_vec()),
+            kept,
+        }
     }
 
-    /// The output record, rebuilt from the `input` it was computed from,
-    /// and its body's digest; `None` if `input` cannot be its input (a
-    /// shared prefix longer than the input's body: a damaged entry).
-    pub fn rebuild(&self, input: &DocRecord) -> Option<(DocRecord, Option<Digest>)> {
-        let shared = input.body.get(..self.shared as usize)?;
-        let mut body = Vec::with_capacity(shared.len() + self.rest.len());
+    /// The output as a pack's index holds it, and the rest of its body.
+    pub(super) fn indexed(&self) -> (IndexedOutput, &[u8]) {
+        let rest = self.rest.bytes();
+        let indexed = IndexedOutput {
+            id: self.id.clone(),
+            revision: self.revision,
+            content_type: self.content_type.clone(),
+            metadata: self.metadata.clone(),
+            shared: self.shared,
+            rest_len: rest.len() as u64,
+            kept: self.kept.clone(),
+        };
+        (indexed, rest)
+    }
+
+    /// The output `indexed` describes, whose rest is in `bodies` from
+    /// `start`; `None` if the bodies end before it.
+    pub(super) fn from_index(
+        indexed: IndexedOutput,
+        bodies: &Arc<Bodies>,
+        start: usize,
+    ) -> Option<Self> {
+        let end = start.checked_add(usize::try_from(indexed.rest_len).ok()?)?;
+        (end <= bodies.len()).then(|| StoredOutput {
+            id: indexed.id,
+            revision: indexed.revision,
+            content_type: indexed.content_type,
+            metadata: indexed.metadata,
+            shared: indexed.shared,
+            rest: Rest::Packed {
+                bodies: bodies.clone(),
+                range: start..end,
+            },
+            kept: indexed.kept,
+        })
+    }
+
+    /// The output record but for its body.
+    pub fn head(&self) -> RecordHead<'_> {
+        RecordHead {
+            id: &self.id,
+            revision: self.revision,
+            content_type: &self.content_type,
+            metadata: &self.metadata,
+        }
+    }
+
+    /// Whether an input body of `input_len` bytes can be this output's
+    /// input: it holds the shared prefix (a damaged entry may claim more).
+    pub fn fits(&self, input_len: usize) -> bool {
+        self.shared as usize <= input_len
+    }
+
+    /// The length of the rest of the output's body.
+    pub(super) fn rest_len(&self) -> usize {
+        self.rest.len()
+    }
+
+    /// The bodies of the pack the rest is in, if it is in one.
+    #[cfg(test)]
+    pub(crate) fn packed_in(&self) -> Option<&Arc<Bodies>> {
+        match &self.rest {
+            Rest::Packed { bodies, .. } => Some(bodies),
+            Rest::Owned(_) => None,
+        }
+    }
+
+    /// The length of the output's body.
+    pub fn body_len(&self) -> usize {
+        self.shared as usize + self.rest.len()
+    }
+
+    /// The output record, rebuilt from the body of the input it was
+    /// computed from; `None` if that body cannot be its input's (see
+    /// [`StoredOutput::fits`]).
+    pub fn record_from(&self, input_body: &[u8]) -> Option<DocRecord> {
+        let shared = input_body.get(..self.shared as usize)?;
+        let rest = self.rest.bytes();
+        let mut body = Vec::with_capacity(shared.len() + rest.len());
         body.extend_from_slice(shared);
-        body.extend_from_slice(&self.rest);
-        let record = DocRecord {
+        body.extend_from_slice(rest);
+        Some(DocRecord {
             id: self.id.clone(),
             revision: self.revision,
             content_type: self.content_type.clone(),
             body,
             metadata: self.metadata.clone(),
-        };
-        Some((record, self.digest()))
+        })
+    }
+
+    /// The output record, rebuilt from the `input` it was computed from,
+    /// and its body's digest; `None` if `input` cannot be its input.
+    pub fn rebuild(&self, input: &DocRecord) -> Option<(DocRecord, Option<Digest>)> {
+        Some((self.record_from(&input.body)?, self.digest()))
     }
 
     /// The digest of the output's body, if kept.
     pub fn digest(&self) -> Option<Digest> {
-        self.digest.map(Digest::from_bytes)
+        match &self.kept {
+            Kept::Digest(digest) => Some(Digest::from_bytes(*digest)),
+            Kept::Last { .. } => None,
+        }
     }
 
-    /// Whether the output's body is a JSON document, if checked.
-    pub fn json(&self) -> Option<bool> {
-        self.json
+    /// For an output of a chain's last stage: whether its body is a JSON
+    /// document, and the output as a result line writes it, compressed.
+    pub fn last(&self) -> Option<(bool, &OutputFrame)> {
+        match &self.kept {
+            Kept::Last { json, frame } => Some((*json, frame)),
+            Kept::Digest(_) => None,
+        }
     }
 
-    /// Bytes kept (for the memory tier's budget).
+    /// Bytes kept (for the memory tier's budget; a packed rest counts as
+    /// the bytes it decompresses to).
     pub fn size(&self) -> usize {
         self.id.len()
             + self.content_type.len()
@@ -109,9 +268,23 @@ impl StoredOutput {
                 .iter()
                 .map(|(k, v)| k.len() + v.len())
                 .sum::<usize>()
+            + self.last().map_or(0, |(_, frame)| frame.size())
             + 104
     }
 }
+
+/// Equal outputs: the same record, rest and what is kept, wherever the
+/// rest is.
+impl PartialEq for StoredOutput {
+    fn eq(&self, other: &Self) -> bool {
+        self.head() == other.head()
+            && self.shared == other.shared
+            && self.kept == other.kept
+            && self.rest.bytes() == other.rest.bytes()
+    }
+}
+
+impl Eq for StoredOutput {}
 
 /// The length of the longest common prefix of `a` and `b`, compared a
 /// block at a time (slice equality is a `memcmp`).
@@ -148,16 +321,18 @@ mod tests {
         let document = format!("{{\"text\":\"{}\"", "word ".repeat(200));
         let input = record(format!("{document}}}").as_bytes());
         let output = record(format!("{document},\"language\":\"en\"}}").as_bytes());
-        let (stored, kept) =
-            StoredOutput::new(&input, &output, Some(&BodyDigest::of(&input.body)), None);
-        assert_eq!(stored.rest, b",\"language\":\"en\"}");
+        let (stored, kept) = StoredOutput::feeding(&input, &output, &BodyDigest::of(&input.body));
+        assert_eq!(stored.rest.bytes(), b",\"language\":\"en\"}");
         let digest = Some(Digest::of(&output.body));
-        assert_eq!(kept.map(|d| d.digest()), digest);
+        assert_eq!(Some(kept.digest()), digest);
         assert_eq!(stored.rebuild(&input), Some((output.clone(), digest)));
-        // The last stage's outputs keep no digest: no stage reads them.
-        let (last, kept) = StoredOutput::new(&input, &output, None, Some(true));
-        assert!(kept.is_none());
-        assert_eq!((stored.json(), last.json()), (None, Some(true)));
+        assert_eq!(stored.last(), None);
+        // The last stage's outputs keep no digest (no stage reads them),
+        // but whether they are JSON and their frame.
+        let frame = OutputFrame::of(&output, true, 1);
+        let last = StoredOutput::of_last(&input, &output, true, frame.clone());
+        assert_eq!(last.rest.bytes(), stored.rest.bytes());
+        assert_eq!(last.last(), Some((true, &frame)));
         assert_eq!(last.rebuild(&input), Some((output, None)));
     }
 
@@ -165,9 +340,8 @@ mod tests {
     fn other_outputs_are_kept_whole() {
         let input = record(b"'''Albedo''' is a measure.");
         let output = record(b"{\"text\":\"Albedo is a measure.\"}");
-        let (stored, kept) =
-            StoredOutput::new(&input, &output, Some(&BodyDigest::of(&input.body)), None);
-        assert_eq!(kept.map(|d| d.digest()), Some(Digest::of(&output.body)));
+        let (stored, kept) = StoredOutput::feeding(&input, &output, &BodyDigest::of(&input.body));
+        assert_eq!(kept.digest(), Digest::of(&output.body));
         assert_eq!(stored.shared, 0);
         assert_eq!(stored.rebuild(&input).unwrap().0, output);
         assert_eq!(stored.rebuild(&record(b"")).unwrap().0, output);
@@ -191,12 +365,8 @@ mod tests {
         let long = vec![b'x'; 1000];
         let input = record(&long);
         let digest = BodyDigest::of(&input.body);
-        let (stored, _) = StoredOutput::new(
-            &input,
-            &record(&[&long[..], b"!"].concat()),
-            Some(&digest),
-            None,
-        );
+        let (stored, _) =
+            StoredOutput::feeding(&input, &record(&[&long[..], b"!"].concat()), &digest);
         assert_eq!(stored.rebuild(&record(b"short")), None);
     }
 }

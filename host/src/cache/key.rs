@@ -27,9 +27,36 @@ use crate::runtime::DocRecord;
 /// so old entries are never read under the new meaning.
 const SCHEME: &[u8] = b"weir-stage-cache-v2";
 
+/// A stage's input record but for its body: the parts of the key that the
+/// body's digest does not give. A record from a cache entry has them
+/// without its body being rebuilt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHead<'a> {
+    /// Document id.
+    pub id: &'a str,
+    /// Document revision.
+    pub revision: u64,
+    /// Content type.
+    pub content_type: &'a str,
+    /// Metadata pairs, in order.
+    pub metadata: &'a [(String, String)],
+}
+
+impl<'a> From<&'a DocRecord> for RecordHead<'a> {
+    fn from(record: &'a DocRecord) -> Self {
+        RecordHead {
+            id: &record.id,
+            revision: record.revision,
+            content_type: &record.content_type,
+            metadata: &record.metadata,
+        }
+    }
+}
+
 /// The key of the stage whose identity is `stage` processing `record`,
 /// whose body's digest is `body`.
-pub fn entry_key(stage: &Digest, record: &DocRecord, body: &Digest) -> Digest {
+pub fn entry_key<'a>(stage: &Digest, record: impl Into<RecordHead<'a>>, body: &Digest) -> Digest {
+    let record = record.into();
     let revision = record.revision.to_le_bytes();
     let mut parts: Vec<&[u8]> = Vec::with_capacity(6 + 2 * record.metadata.len());
     parts.extend([
@@ -40,7 +67,7 @@ pub fn entry_key(stage: &Digest, record: &DocRecord, body: &Digest) -> Digest {
         record.content_type.as_bytes(),
         body.as_bytes().as_slice(),
     ]);
-    for (key, value) in &record.metadata {
+    for (key, value) in record.metadata {
         parts.push(key.as_bytes());
         parts.push(value.as_bytes());
     }

@@ -17,8 +17,10 @@
 //!    next batches' packs are usually in memory before they ask. The chain
 //!    never waits on the store record by record.
 //! 2. The chain (synchronous) looks each record up in memory
-//!    ([`StageCache::get`]); a hit is used as the stage's outputs, a miss
-//!    runs the plugin. What the plugins computed successfully comes back
+//!    ([`StageCache::get`]); a hit is used as the stage's outputs (passed
+//!    on to the next stage as entries: a body is rebuilt, and its pack's
+//!    bodies decompressed, only when a stage runs on it), a miss runs the
+//!    plugin. What the plugins computed successfully comes back
 //!    as fills (errors and dead letters are never cached).
 //! 3. [`StageCache::store`] writes the fills of each stage as one pack, in
 //!    the background.
@@ -52,7 +54,7 @@ use crate::storage::{ObjectStore, StorageError};
 use folder::{Folder, Listing, PackRead};
 
 pub use entry::StoredOutput;
-pub use key::entry_key;
+pub use key::{RecordHead, entry_key};
 
 /// Outputs of one stage for one input, as cached.
 pub type Outputs = Arc<[StoredOutput]>;
@@ -129,6 +131,9 @@ pub struct StageCache {
     counters: CacheCounters,
     /// Hits and misses per stage name, for live progress.
     lookups: Mutex<BTreeMap<String, (u64, u64)>>,
+    /// The zstd level of the frames a last stage's outputs keep
+    /// ([`crate::sink::OutputFrame`]): the results objects' level.
+    frame_level: i32,
 }
 
 impl std::fmt::Debug for StageCache {
@@ -237,7 +242,20 @@ impl StageCache {
             list_retry: LIST_RETRY,
             counters: CacheCounters::default(),
             lookups: Mutex::new(BTreeMap::new()),
+            frame_level: crate::sink::DEFAULT_ZSTD_LEVEL,
         }
+    }
+
+    /// Compress the frames of last stages' outputs at `level`, the level of
+    /// the results objects they are spliced into.
+    pub(crate) fn with_frame_level(mut self, level: i32) -> Self {
+        self.frame_level = level;
+        self
+    }
+
+    /// The zstd level of last stages' output frames.
+    pub(crate) fn frame_level(&self) -> i32 {
+        self.frame_level
     }
 
     /// Add a batch's hits and misses of `stage` to the live tally.
@@ -519,7 +537,7 @@ impl StageCache {
                 self.counters
                     .bytes_read
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                tokio::task::spawn_blocking(move || pack::decode(&bytes))
+                tokio::task::spawn_blocking(move || pack::decode(bytes.into()))
                     .await
                     .expect("decoding does not panic")
                     .map_err(LoadError::Decode)

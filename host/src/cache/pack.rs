@@ -12,20 +12,36 @@
 //! writes of the same range with other entries get other names, so a
 //! writer never replaces entries another wrote.
 //!
-//! Format: zstd, with its content checksum (a corrupt pack fails to
-//! decode), of the postcard encoding of the entries.
+//! Format: two zstd frames, each with its content checksum, after the
+//! length of the first (4 bytes, little-endian):
+//! - the index: the postcard encoding of the entries but for the rest of
+//!   each output's body ([`super::entry`]: the bytes it does not share with
+//!   its input), with the SHA-256 of the second frame;
+//! - the bodies: those rests, one after the other.
+//!
+//! A pack is read whole but its bodies are decompressed only when a body
+//! is first needed ([`Bodies`]): a replay whose later stages all hit needs
+//! no body of the earlier ones (their keys come from the digests in the
+//! index), so it never decompresses their documents. Integrity is checked
+//! when the pack is read, for both frames: the index by decompressing it,
+//! the bodies by their digest and size, so a damaged pack is one miss at
+//! load, never a failure when a body is needed later.
+
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-use super::entry::StoredOutput;
+use super::entry::{IndexedOutput, StoredOutput};
 use crate::digest::Digest;
 
 /// The version of the entries' encoding, the first part of every pack's
 /// key: an encoding change changes it, so that a host never lists, reads
 /// or counts as corrupt the packs of another encoding (they stay until the
 /// store's lifecycle rules expire them). `v2`: outputs of a last stage keep
-/// whether their bodies are JSON documents.
-pub const FORMAT: &str = "v2";
+/// whether their bodies are JSON documents. `v3`: they keep their frame
+/// ([`crate::sink::OutputFrame`]) too, and only outputs a later stage
+/// reads keep a digest.
+pub const FORMAT: &str = "v3";
 
 /// zstd level: a fast one (negative levels trade ratio for speed), since
 /// packs are written on the partition's path (a cold run pays for it) and
@@ -37,67 +53,165 @@ const LEVEL: i32 = -1;
 /// which fails at the end of the data without allocating what it claims.
 const MAX_SIZED_DECODE: u64 = 1 << 30;
 
-/// One entry as written (borrowed).
-#[derive(Serialize)]
-struct EntryRef<'a> {
-    key: &'a [u8; 32],
-    outputs: &'a [StoredOutput],
+/// The index of a pack.
+#[derive(Serialize, Deserialize)]
+struct Index {
+    /// SHA-256 of the bodies' frame.
+    bodies: [u8; 32],
+    entries: Vec<Entry>,
 }
 
-/// One entry as read.
-#[derive(Deserialize)]
+/// One entry of the index.
+#[derive(Serialize, Deserialize)]
 struct Entry {
     key: [u8; 32],
-    outputs: Vec<StoredOutput>,
+    outputs: Vec<IndexedOutput>,
 }
 
 /// A pack that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
-    /// Not zstd, or its checksum does not match.
+    /// Shorter than its index says.
+    #[error("truncated pack")]
+    Truncated,
+    /// A frame is not zstd, or its checksum does not match.
     #[error("not a readable pack: {0}")]
     Compression(#[source] std::io::Error),
     /// The entries do not decode.
     #[error("the pack's entries do not decode: {0}")]
     Encoding(#[from] postcard::Error),
+    /// The bodies are not those the index was written with.
+    #[error("the pack's bodies do not match its index")]
+    Bodies,
 }
 
-/// The bytes of a pack of `entries`.
-pub fn encode<O: AsRef<[StoredOutput]>>(entries: &[(Digest, O)]) -> Vec<u8> {
-    let borrowed: Vec<EntryRef<'_>> = entries
-        .iter()
-        .map(|(key, outputs)| EntryRef {
-            key: key.as_bytes(),
-            outputs: outputs.as_ref(),
+/// The bodies of a loaded pack: compressed, and decompressed once, when a
+/// body is first needed.
+#[derive(Debug)]
+pub struct Bodies {
+    /// The frame, checked against the index's digest when loaded.
+    compressed: bytes::Bytes,
+    /// Its content's size (from the frame header, checked against the
+    /// index when loaded).
+    len: usize,
+    decompressed: OnceLock<Vec<u8>>,
+}
+
+impl Bodies {
+    /// The size of the bodies, decompressed.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the bodies were decompressed.
+    #[cfg(test)]
+    pub(crate) fn is_decompressed(&self) -> bool {
+        self.decompressed.get().is_some()
+    }
+
+    /// The bodies, decompressed on the first call.
+    pub(super) fn get(&self) -> &[u8] {
+        self.decompressed.get_or_init(|| {
+            // Its digest and size were checked when the pack was read:
+            // these bytes are the ones the writer compressed.
+            zstd::bulk::decompress(&self.compressed, self.len)
+                .expect("bodies checked when their pack was read decompress")
         })
-        .collect();
-    let encoded = postcard::to_stdvec(&borrowed).expect("entries always encode");
+    }
+}
+
+/// One zstd frame of `bytes`, with its checksum, at the packs' level.
+fn compress(bytes: &[u8]) -> Vec<u8> {
     // One call over the whole buffer: faster than streaming it through a
-    // window (see the results objects in `sink`).
+    // window (see the results objects in `sink`), and it records the size
+    // in the frame header.
     let mut compressor = zstd::bulk::Compressor::new(LEVEL).expect("a valid level");
     compressor
         .set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
         .expect("zstd checksum flag");
-    compressor
-        .compress(&encoded)
-        .expect("compressing in memory")
+    compressor.compress(bytes).expect("compressing in memory")
+}
+
+/// The content of one zstd frame.
+fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
+    // Decoding into a buffer of the size the frame header gives is one
+    // allocation, where a stream grows its buffer (copying it) as it goes.
+    match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(size)) if size <= MAX_SIZED_DECODE => zstd::bulk::decompress(frame, size as usize),
+        _ => zstd::stream::decode_all(frame),
+    }
+}
+
+/// The bytes of a pack of `entries`.
+pub fn encode<O: AsRef<[StoredOutput]>>(entries: &[(Digest, O)]) -> Vec<u8> {
+    let mut rests = Vec::new();
+    let entries = entries
+        .iter()
+        .map(|(key, outputs)| Entry {
+            key: *key.as_bytes(),
+            outputs: outputs
+                .as_ref()
+                .iter()
+                .map(|output| {
+                    let (indexed, rest) = output.indexed();
+                    rests.extend_from_slice(rest);
+                    indexed
+                })
+                .collect(),
+        })
+        .collect();
+    let bodies = compress(&rests);
+    let index = Index {
+        bodies: *Digest::of(&bodies).as_bytes(),
+        entries,
+    };
+    let index = compress(&postcard::to_stdvec(&index).expect("entries always encode"));
+    let index_len = u32::try_from(index.len()).expect("an index under 4 GiB");
+    let mut pack = Vec::with_capacity(4 + index.len() + bodies.len());
+    pack.extend_from_slice(&index_len.to_le_bytes());
+    pack.extend_from_slice(&index);
+    pack.extend_from_slice(&bodies);
+    pack
 }
 
 /// The entries of a pack.
-pub fn decode(bytes: &[u8]) -> Result<Vec<(Digest, Vec<StoredOutput>)>, PackError> {
-    // Packs are compressed in one call, which records their size in the
-    // frame header: decoding into a buffer of that size is one allocation,
-    // where a stream grows its buffer (copying it) as it goes.
-    let encoded = match zstd::zstd_safe::get_frame_content_size(bytes) {
-        Ok(Some(size)) if size <= MAX_SIZED_DECODE => zstd::bulk::decompress(bytes, size as usize),
-        _ => zstd::stream::decode_all(bytes),
+pub fn decode(pack: bytes::Bytes) -> Result<Vec<(Digest, Vec<StoredOutput>)>, PackError> {
+    let index_len = pack
+        .get(..4)
+        .map(|len| u32::from_le_bytes(len.try_into().expect("four bytes")) as usize)
+        .ok_or(PackError::Truncated)?;
+    let index_end = 4usize.saturating_add(index_len);
+    let index = pack.get(4..index_end).ok_or(PackError::Truncated)?;
+    let index: Index = postcard::from_bytes(&decompress(index).map_err(PackError::Compression)?)?;
+    let compressed = pack.slice(index_end..);
+    if Digest::of(&compressed).as_bytes() != &index.bodies {
+        return Err(PackError::Bodies);
     }
-    .map_err(PackError::Compression)?;
-    let entries: Vec<Entry> = postcard::from_bytes(&encoded)?;
-    Ok(entries
-        .into_iter()
-        .map(|entry| (Digest::from_bytes(entry.key), entry.outputs))
-        .collect())
+    let len = match zstd::zstd_safe::get_frame_content_size(&compressed) {
+        Ok(Some(size)) => usize::try_from(size).map_err(|_| PackError::Bodies)?,
+        _ => return Err(PackError::Bodies),
+    };
+    let bodies = Arc::new(Bodies {
+        compressed,
+        len,
+        decompressed: OnceLock::new(),
+    });
+    let mut start = 0;
+    let mut decoded = Vec::with_capacity(index.entries.len());
+    for entry in index.entries {
+        let mut outputs = Vec::with_capacity(entry.outputs.len());
+        for indexed in entry.outputs {
+            let output =
+                StoredOutput::from_index(indexed, &bodies, start).ok_or(PackError::Bodies)?;
+            start += output.rest_len();
+            outputs.push(output);
+        }
+        decoded.push((Digest::from_bytes(entry.key), outputs));
+    }
+    if start != len {
+        return Err(PackError::Bodies);
+    }
+    Ok(decoded)
 }
 
 /// The folder of the packs of one stage for one partition (with a trailing
@@ -126,6 +240,7 @@ pub fn range(key: &str) -> Option<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::OutputFrame;
 
     fn entries() -> Vec<(Digest, Vec<StoredOutput>)> {
         let record = |body: &[u8]| crate::runtime::DocRecord {
@@ -137,42 +252,76 @@ mod tests {
         };
         let input = record(b"wikitext");
         let digest = crate::digest::BodyDigest::of(&input.body);
-        let stored =
-            |body: &[u8], json| StoredOutput::new(&input, &record(body), Some(&digest), json).0;
+        let feeding = |body: &[u8]| StoredOutput::feeding(&input, &record(body), &digest).0;
+        let last = |body: &[u8], json| {
+            let output = record(body);
+            StoredOutput::of_last(&input, &output, json, OutputFrame::of(&output, json, 1))
+        };
         vec![
-            (
-                Digest::of(b"a"),
-                vec![stored(b"{}", None), stored(b"[1]", Some(true))],
-            ),
+            (Digest::of(b"a"), vec![feeding(b"{}"), last(b"[1]", true)]),
             (Digest::of(b"b"), Vec::new()),
-            (Digest::of(b"c"), vec![stored(b"[", Some(false))]),
+            (Digest::of(b"c"), vec![last(b"[", false)]),
         ]
     }
 
     #[test]
     fn packs_round_trip() {
-        assert_eq!(decode(&encode(&entries())).unwrap(), entries());
+        assert_eq!(decode(encode(&entries()).into()).unwrap(), entries());
     }
 
+    /// A read pack's bodies stay compressed until a body is needed: the
+    /// heads, digests and frames are in the index.
     #[test]
-    fn a_pack_without_its_size_in_the_header_decodes_as_a_stream() {
-        let encoded = zstd::decode_all(encode(&entries()).as_slice()).unwrap();
-        let streamed = zstd::stream::encode_all(encoded.as_slice(), LEVEL).unwrap();
+    fn bodies_are_decompressed_when_first_needed() {
+        let decoded = decode(encode(&entries()).into()).unwrap();
+        let output = &decoded[0].1[0];
+        let bodies = output
+            .packed_in()
+            .expect("a read output's rest is in its pack");
+        assert!(!bodies.is_decompressed());
+        assert_eq!(output.head(), entries()[0].1[0].head());
+        assert!(decoded[0].1[1].last().is_some());
+        assert!(!bodies.is_decompressed());
+        assert_eq!(output.record_from(b"wikitext").unwrap().body, b"{}");
+        assert!(bodies.is_decompressed());
+    }
+
+    /// The pack `entries` makes, with its index as a zstd stream: a frame
+    /// without its size in the header.
+    fn with_streamed_index(pack: &[u8]) -> Vec<u8> {
+        let index_len = u32::from_le_bytes(pack[..4].try_into().unwrap()) as usize;
+        let index = zstd::decode_all(&pack[4..4 + index_len]).unwrap();
+        let streamed = zstd::stream::encode_all(index.as_slice(), LEVEL).unwrap();
         assert_eq!(
             zstd::zstd_safe::get_frame_content_size(&streamed).unwrap(),
             None
         );
-        assert_eq!(decode(&streamed).unwrap(), entries());
+        let mut rewritten = (streamed.len() as u32).to_le_bytes().to_vec();
+        rewritten.extend_from_slice(&streamed);
+        rewritten.extend_from_slice(&pack[4 + index_len..]);
+        rewritten
+    }
+
+    #[test]
+    fn an_index_without_its_size_in_the_header_decodes_as_a_stream() {
+        let pack = with_streamed_index(&encode(&entries()));
+        assert_eq!(decode(pack.into()).unwrap(), entries());
     }
 
     #[test]
     fn a_corrupt_pack_is_an_error_not_wrong_entries() {
-        let mut bytes = encode(&entries());
-        let middle = bytes.len() / 2;
-        bytes[middle] ^= 0x40;
-        assert!(decode(&bytes).is_err());
-        assert!(decode(b"not a pack").is_err());
-        assert!(decode(&bytes[..bytes.len() - 3]).is_err());
+        let pack = encode(&entries());
+        let index_len = u32::from_le_bytes(pack[..4].try_into().unwrap()) as usize;
+        // A byte of the index, of the bodies, and the last byte.
+        for at in [4 + index_len / 2, 4 + index_len + 2, pack.len() - 1] {
+            let mut bytes = pack.clone();
+            bytes[at] ^= 0x40;
+            assert!(decode(bytes.into()).is_err(), "{at}");
+        }
+        for cut in [3, 4 + index_len - 1, 4 + index_len, pack.len() - 3] {
+            assert!(decode(pack[..cut].to_vec().into()).is_err(), "{cut}");
+        }
+        assert!(decode(b"not a pack".to_vec().into()).is_err());
     }
 
     #[test]

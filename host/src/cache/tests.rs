@@ -4,6 +4,11 @@ use super::*;
 
 use crate::runtime::DocRecord;
 
+/// How a stage whose outputs a later stage reads keeps `output` of `input`.
+fn kept(input: &DocRecord, output: &DocRecord) -> StoredOutput {
+    StoredOutput::feeding(input, output, &crate::digest::BodyDigest::of(&input.body)).0
+}
+
 fn record(body: &str) -> DocRecord {
     DocRecord {
         id: "d".into(),
@@ -20,7 +25,7 @@ async fn what_one_cache_stores_another_finds_by_offset_and_key() {
     let stage = Digest::of(b"stage");
     let input = record("in");
     let key = entry_key(&stage, &input, &Digest::of(&input.body));
-    let (out, _) = StoredOutput::new(&input, &record("out"), None, None);
+    let out = kept(&input, &record("out"));
     let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
     writer.store(&stage, "t", 0, (10, 19), vec![(key, vec![out.clone()])]);
     assert_eq!(
@@ -56,7 +61,7 @@ async fn the_next_batches_packs_are_read_ahead_once() {
     for first in (0..packs).map(|p| p * 10) {
         let input = record(&format!("in {first}"));
         let key = entry_key(&stage, &input, &Digest::of(&input.body));
-        let (out, _) = StoredOutput::new(&input, &record("out"), None, None);
+        let out = kept(&input, &record("out"));
         writer.store(&stage, "t", 0, (first, first + 9), vec![(key, vec![out])]);
         keys.push(key);
     }
@@ -95,7 +100,7 @@ async fn packs_behind_the_current_batch_are_forgotten() {
         cache.prefetch(&[stage], "t", 0, first, first + 9).await;
         let input = record(&format!("in {first}"));
         let key = entry_key(&stage, &input, &Digest::of(&input.body));
-        let (out, _) = StoredOutput::new(&input, &record("out"), None, None);
+        let out = kept(&input, &record("out"));
         cache.store(&stage, "t", 0, (first, first + 9), vec![(key, vec![out])]);
     }
     cache.flush().await;
@@ -152,7 +157,7 @@ async fn a_failed_listing_is_tried_again_later() {
     std::fs::remove_file(&blocker).unwrap();
     let input = record("in");
     let key = entry_key(&stage, &input, &Digest::of(&input.body));
-    let (out, _) = StoredOutput::new(&input, &record("out"), None, None);
+    let out = kept(&input, &record("out"));
     let writer = Arc::new(StageCache::new(store, 1 << 20));
     writer.store(&stage, "t", 0, (0, 9), vec![(key, vec![out])]);
     writer.flush().await;
@@ -199,7 +204,7 @@ fn the_memory_tier_is_bounded_by_bytes() {
     let big = "x".repeat(16 << 10);
     let keys: Vec<Digest> = (0..32u32).map(|i| Digest::of(&i.to_le_bytes())).collect();
     for key in &keys {
-        let (stored, _) = StoredOutput::new(&record(""), &record(&big), None, None);
+        let stored = kept(&record(""), &record(&big));
         cache.memory.insert(*key, Arc::from(vec![stored]));
     }
     let kept = keys.iter().filter(|k| cache.get(k).is_some()).count();
@@ -220,7 +225,7 @@ async fn pack_writes_under_way_are_bounded_by_bytes() {
     for first in (0..10).map(|p| p * 10) {
         let input = record(&format!("in {first}"));
         let key = entry_key(&stage, &input, &Digest::of(&input.body));
-        let (out, _) = StoredOutput::new(&input, &record(&body), None, None);
+        let out = kept(&input, &record(&body));
         cache.store(&stage, "t", 0, (first, first + 9), vec![(key, vec![out])]);
     }
     cache.flush().await;
@@ -233,7 +238,7 @@ async fn pack_writes_under_way_are_bounded_by_bytes() {
     // Nothing is pending any more: the next pack is written.
     let input = record("later");
     let key = entry_key(&stage, &input, &Digest::of(&input.body));
-    let (out, _) = StoredOutput::new(&input, &record(&body), None, None);
+    let out = kept(&input, &record(&body));
     cache.store(&stage, "t", 0, (100, 109), vec![(key, vec![out])]);
     cache.flush().await;
     assert_eq!(cache.figures().pack_writes, 6);
@@ -249,7 +254,7 @@ fn a_large_entry_is_kept_whatever_the_number_of_cpus() {
         (256 << 20, 48 << 20),
     ] {
         let cache = StageCache::new(ObjectStore::memory(), budget);
-        let (stored, _) = StoredOutput::new(&record(""), &record(&"x".repeat(entry)), None, None);
+        let stored = kept(&record(""), &record(&"x".repeat(entry)));
         let key = Digest::of(b"large");
         cache.memory.insert(key, Arc::from(vec![stored]));
         assert!(cache.get(&key).is_some(), "{entry} bytes in {budget}");

@@ -4,8 +4,10 @@
 //! happened to each record ([`ChainResult`]).
 //!
 //! Parts: [`worker`] runs batches of records through a chain (with the
-//! stage cache, when there is one); `output` is a final output and how a
-//! result line embeds it; `tests`.
+//! stage cache, when there is one); `doc` is a record between two stages
+//! (a plugin's output, or a cache entry's not yet rebuilt); `output` is a
+//! final output and how a result line embeds it (or the frame it comes
+//! as); `tests`.
 
 use std::sync::Arc;
 
@@ -15,10 +17,12 @@ use crate::digest::Digest;
 use crate::media_type;
 use crate::runtime::{Grants, Limits, LoadedPlugin, PluginInstance, RuntimeError};
 
+mod doc;
 mod output;
 mod worker;
 
 pub use output::Output;
+pub(crate) use output::OutputBody;
 pub use worker::{ChainWorker, Fills, StageWork};
 
 /// One configured stage: a plugin version plus its configuration and limits.

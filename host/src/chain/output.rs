@@ -1,6 +1,9 @@
-//! A final output of the chain: the record the last stage emitted, and
-//! whether its body is a JSON document, which decides how a result line
-//! carries it (embedded as it is, or as text).
+//! A final output of the chain: the record the last stage emitted, or,
+//! from a cached last stage, the output already compressed as a result
+//! line carries it ([`OutputFrame`], which the sink splices in as it is:
+//! the record is then never rebuilt); and whether its body is a JSON
+//! document, which decides how a result line carries it (embedded as it
+//! is, or as text).
 //!
 //! Why the chain decides it rather than the line writer: checking a body
 //! is a parse of all of it (about 10% of a warm replay's samples when the
@@ -11,46 +14,66 @@
 //! Invariant: [`Output::is_json`] holds only if the content type is JSON
 //! (`application/json` or `*+json`) and the body parses as one JSON value,
 //! whether checked here or by the run that stored the cache entry (entries
-//! are content-addressed: equal keys mean equal bodies).
+//! are content-addressed: equal keys mean equal bodies); a frame, when
+//! there is one, decompresses to what a result line writes for the record.
 
 use serde_json::value::RawValue;
 
 use crate::media_type;
 use crate::runtime::DocRecord;
+use crate::sink::OutputFrame;
 
 /// A record the chain's last stage emitted, with how it is embedded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Output {
-    record: DocRecord,
     json: bool,
+    body: OutputBody,
+}
+
+/// An output's record, or the frame a result line carries it as.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum OutputBody {
+    /// The record the last stage emitted.
+    Record(DocRecord),
+    /// The record as a result line writes it, compressed.
+    Framed(OutputFrame),
 }
 
 impl Output {
     /// `record`, its body checked.
     pub fn new(record: DocRecord) -> Self {
-        let json = is_json_document(&record);
-        Output { record, json }
+        Output {
+            json: is_json_document(&record),
+            body: OutputBody::Record(record),
+        }
     }
 
-    /// `record` as a cache entry describes it: `json` was checked when the
-    /// entry was stored.
-    pub(crate) fn known(record: DocRecord, json: bool) -> Self {
-        Output { record, json }
+    /// An output as a cached last stage keeps it: whether its body is a
+    /// JSON document (checked when it was computed) and `frame`, the
+    /// record as a result line writes it, compressed.
+    pub(crate) fn framed(json: bool, frame: OutputFrame) -> Self {
+        Output {
+            json,
+            body: OutputBody::Framed(frame),
+        }
     }
 
-    /// The record.
-    pub fn record(&self) -> &DocRecord {
-        &self.record
-    }
-
-    /// The record, without what is known of it.
-    pub fn into_record(self) -> DocRecord {
-        self.record
+    /// The record, unless the output is a frame.
+    pub fn record(&self) -> Option<&DocRecord> {
+        match &self.body {
+            OutputBody::Record(record) => Some(record),
+            OutputBody::Framed(_) => None,
+        }
     }
 
     /// Whether the body is a JSON document (see the module's invariant).
     pub fn is_json(&self) -> bool {
         self.json
+    }
+
+    /// The record, or the frame a result line carries it as.
+    pub(crate) fn body(&self) -> &OutputBody {
+        &self.body
     }
 }
 

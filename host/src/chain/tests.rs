@@ -53,11 +53,15 @@ fn cached_stages_answer_repeated_inputs_without_the_plugin() {
         [(0, 2), (1, 2)]
     );
     // The last stage's entries keep whether their outputs are JSON
-    // documents (result lines need it); the first stage's do not.
+    // documents and their frames (result lines need them); the first
+    // stage's keep their digests instead.
     for (index, entries) in &fills {
-        let expected = (*index == 1).then_some(true);
+        let last = *index == 1;
         for (_, outputs) in entries {
-            assert!(outputs.iter().all(|o| o.json() == expected), "{index}");
+            for output in outputs.iter() {
+                assert_eq!(output.last().map(|(json, _)| json), last.then_some(true));
+                assert_eq!(output.digest().is_none(), last, "{index}");
+            }
         }
     }
     for (_, entries) in fills {
@@ -65,11 +69,29 @@ fn cached_stages_answer_repeated_inputs_without_the_plugin() {
     }
     let again = worker.process(inputs.clone()).unwrap();
     assert_eq!(again, first, "the same results, failures included");
-    for result in [&first[0], &again[0], &first[2], &again[2]] {
-        let ChainResult::Done { outputs, .. } = result else {
+    // Computed or from the cache, each output comes as the frame the sink
+    // splices: the output as a result line writes it.
+    let uncached = chain
+        .start_worker()
+        .unwrap()
+        .process(inputs.clone())
+        .unwrap();
+    for (result, plain) in [(&first[0], &uncached[0]), (&again[0], &uncached[0])]
+        .into_iter()
+        .chain([(&first[2], &uncached[2]), (&again[2], &uncached[2])])
+    {
+        let (ChainResult::Done { outputs, .. }, ChainResult::Done { outputs: plain, .. }) =
+            (result, plain)
+        else {
             panic!("{result:?}");
         };
         assert!(outputs.iter().all(Output::is_json), "{outputs:?}");
+        assert_eq!(outputs.len(), plain.len());
+        for (output, plain) in outputs.iter().zip(plain) {
+            let record = plain.record().expect("uncached outputs are records");
+            let expected = crate::sink::OutputFrame::of(record, true, 1);
+            assert_eq!(output.body(), &OutputBody::Framed(expected));
+        }
     }
     let answered = StageWork {
         cache_hits: 2,
@@ -163,4 +185,97 @@ fn one_result_per_input_and_failures_stay_with_their_record() {
     );
     assert!(failure.plugin.starts_with("parse@"), "{}", failure.plugin);
     assert!(matches!(&results[2], ChainResult::Done { .. }));
+}
+
+/// Entries read from packs are passed on between stages without their
+/// bodies: a chain whose stages all hit decompresses none of the packs'
+/// bodies, and a chain whose last stage is new rebuilds its input from
+/// them and computes what a chain without a cache computes.
+#[test]
+fn hits_from_packs_rebuild_bodies_only_for_a_stage_that_runs() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let store = crate::storage::ObjectStore::memory();
+    let inputs = vec![
+        record(
+            "a",
+            "text/x-wiki",
+            &"'''Albedo''' is a measure. ".repeat(40),
+        ),
+        record("c", "text/x-wiki", "== Heading ==\nText."),
+    ];
+    let (_runtime, two) = chain_of(&["parse", "lang"]);
+    let two = Arc::new(two.unwrap());
+    let (_runtime3, three) = chain_of(&["parse", "lang", "score"]);
+    let three = Arc::new(three.unwrap());
+    // A cold run of parse -> lang, its entries written as packs.
+    let writer = Arc::new(StageCache::new(store.clone(), 1 << 20));
+    let mut cold = two.start_worker().unwrap().with_cache(writer.clone());
+    let expected = cold.process(inputs.clone()).unwrap();
+    let _guard = tokio.enter();
+    let mut keys = Vec::new();
+    for (index, entries) in cold.take_fills() {
+        keys.push(entries.iter().map(|(key, _)| *key).collect::<Vec<_>>());
+        writer.store(&two.stage_id(index), "t", 0, (0, 1), entries);
+    }
+    tokio.block_on(writer.flush());
+    // A fresh cache reads them, as a replay's would.
+    let read = |stages: &[Digest]| {
+        let cache = Arc::new(StageCache::new(store.clone(), 1 << 20));
+        tokio.block_on(cache.prefetch(stages, "t", 0, 0, 1));
+        cache
+    };
+    let decompressed = |cache: &StageCache, stage: usize| -> Vec<bool> {
+        keys[stage]
+            .iter()
+            .map(|key| {
+                let outputs = cache.get(key).expect("read from its pack");
+                let bodies = outputs[0]
+                    .packed_in()
+                    .expect("a read entry's body is packed");
+                bodies.is_decompressed()
+            })
+            .collect()
+    };
+    let stages: Vec<Digest> = (0..2).map(|i| two.stage_id(i)).collect();
+    let warm = read(&stages);
+    let mut worker = two.start_worker().unwrap().with_cache(warm.clone());
+    assert_eq!(worker.process(inputs.clone()).unwrap(), expected);
+    let work: Vec<u64> = worker
+        .take_work()
+        .iter()
+        .map(|(_, w)| w.cache_hits)
+        .collect();
+    assert_eq!(work, [2, 2]);
+    assert_eq!(decompressed(&warm, 0), [false, false], "parse's documents");
+    assert_eq!(decompressed(&warm, 1), [false, false], "lang's additions");
+
+    // A new last stage: parse and lang hit, score runs on lang's documents
+    // rebuilt from both packs.
+    let partial = read(&stages);
+    let mut worker = three.start_worker().unwrap().with_cache(partial.clone());
+    let results = worker.process(inputs.clone()).unwrap();
+    let work: Vec<(u64, u64)> = worker
+        .take_work()
+        .iter()
+        .map(|(_, w)| (w.cache_hits, w.plugin_records))
+        .collect();
+    assert_eq!(work, [(2, 0), (2, 0), (0, 2)]);
+    let uncached = three.start_worker().unwrap().process(inputs).unwrap();
+    assert_eq!(results.len(), uncached.len());
+    for (result, plain) in results.iter().zip(&uncached) {
+        let (ChainResult::Done { outputs, .. }, ChainResult::Done { outputs: plain, .. }) =
+            (result, plain)
+        else {
+            panic!("{result:?}");
+        };
+        // Framed (score is cached now), and the frame of what the
+        // uncached chain computed.
+        assert_eq!(outputs.len(), plain.len());
+        for (output, plain) in outputs.iter().zip(plain) {
+            let record = plain.record().expect("uncached outputs are records");
+            let frame = crate::sink::OutputFrame::of(record, true, partial.frame_level());
+            assert_eq!(output.body(), &OutputBody::Framed(frame));
+        }
+    }
+    assert_eq!(decompressed(&partial, 0), [true, true]);
 }

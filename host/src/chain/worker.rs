@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::doc::Doc;
 use super::output::is_json_document;
 use super::{Chain, ChainResult, FailureKind, Output, Stage, StageFailure};
 use crate::cache::{StageCache, StoredOutput, entry_key};
@@ -26,6 +27,7 @@ use crate::contract;
 use crate::counters::Counters;
 use crate::digest::{BodyDigest, Digest};
 use crate::runtime::{DocRecord, PluginError, PluginInstance, RuntimeError, Trap};
+use crate::sink::OutputFrame;
 use crate::telemetry::metrics::{StageMeter, metrics};
 
 /// What one stage did: records looked up in the cache, and handed to the
@@ -79,7 +81,7 @@ pub struct ChainWorker {
 /// descends from, and with what is known of it.
 type Tagged = Vec<TaggedOutput>;
 /// A record and the index of the chain input it comes from.
-type TaggedOutput = (usize, DocRecord, Known);
+type TaggedOutput = (usize, Doc, Known);
 /// A stage input to compute: its origin, the record, and its cache miss.
 type ToCompute = (usize, DocRecord, Option<Miss>);
 /// Items tagged with the place of their stage input.
@@ -91,10 +93,10 @@ struct Known {
     /// Its body's digest (cache keys use it; the cache keeps it for the
     /// outputs it answers).
     digest: Option<BodyDigest>,
-    /// Whether its body is a JSON document, for an output of the last
-    /// stage that was checked to be cached or came from an entry that
-    /// says (see [`Output`]).
-    json: Option<bool>,
+    /// The final output it makes, for an output of a cached last stage:
+    /// whether its body is a JSON document, and its frame (see
+    /// [`Output`]). Other final outputs are made from their records.
+    output: Option<Output>,
 }
 
 /// A cached stage's input to compute: its cache key, and its body's digest
@@ -102,6 +104,9 @@ struct Known {
 struct Miss {
     key: Digest,
     input: BodyDigest,
+    /// The zstd level of the frames of a last stage's outputs: the
+    /// results objects'.
+    frame_level: i32,
 }
 
 impl ChainWorker {
@@ -151,9 +156,9 @@ impl ChainWorker {
             .map(|(origin, (record, digest))| {
                 let known = Known {
                     digest: digest.map(BodyDigest::known),
-                    json: None,
+                    ..Known::default()
                 };
-                (origin, record, known)
+                (origin, Doc::Record(record), known)
             })
             .collect();
         let chain = self.chain.clone();
@@ -179,11 +184,10 @@ impl ChainWorker {
             current = next;
         }
         let stages_run = chain.stages.len();
-        for (origin, record, known) in current {
-            let output = match known.json {
-                Some(json) => Output::known(record, json),
-                None => Output::new(record),
-            };
+        for (origin, doc, known) in current {
+            let output = known
+                .output
+                .unwrap_or_else(|| Output::new(doc.into_record()));
             match &mut results[origin] {
                 Some(ChainResult::Done { outputs, .. }) => outputs.push(output),
                 slot @ None => {
@@ -249,16 +253,16 @@ impl ChainWorker {
         results: &mut [Option<ChainResult>],
     ) -> Result<Tagged, RuntimeError> {
         let mut accepted: Tagged = Vec::with_capacity(current.len());
-        for (origin, record, known) in current {
+        for (origin, doc, known) in current {
             if results[origin].is_some() {
                 continue; // a sibling output of this input already failed
             }
-            if stage.accepts(&record.content_type) {
-                accepted.push((origin, record, known));
+            if stage.accepts(doc.head().content_type) {
+                accepted.push((origin, doc, known));
             } else {
                 let reason = format!(
                     "content type `{}` is not accepted by stage `{}` (accepts {:?})",
-                    record.content_type,
+                    doc.head().content_type,
                     stage.name,
                     stage.plugin.info().accepts
                 );
@@ -286,8 +290,9 @@ impl ChainWorker {
         let mut fills = Vec::new();
         let size = stage.batch_size.max(1);
         // No stage reads the last stage's outputs: their digests would
-        // never be used. Result lines read whether they are JSON: that is
-        // kept instead.
+        // never be used. Result lines read whether they are JSON and the
+        // outputs as they write them: those are kept instead, compressed at
+        // the level of the results they go into.
         let last = index + 1 == self.chain.stages.len();
         for (((chunk_origins, chunk), chunk_misses), chunk_places) in origins
             .chunks(size)
@@ -310,21 +315,36 @@ impl ChainWorker {
                 match outcome.and_then(|outputs| check_produced(stage, outputs)) {
                     Ok(outputs) => match miss {
                         Some(miss) => {
-                            let next_stage = (!last).then_some(&miss.input);
                             let mut stored = Vec::with_capacity(outputs.len());
                             for output in outputs {
-                                let json = last.then(|| is_json_document(&output));
-                                let (kept, digest) =
-                                    StoredOutput::new(input, &output, next_stage, json);
+                                let (kept, known) = if last {
+                                    let json = is_json_document(&output);
+                                    let frame = OutputFrame::of(&output, json, miss.frame_level);
+                                    let kept =
+                                        StoredOutput::of_last(input, &output, json, frame.clone());
+                                    let known = Known {
+                                        digest: None,
+                                        output: Some(Output::framed(json, frame)),
+                                    };
+                                    (kept, known)
+                                } else {
+                                    let (kept, digest) =
+                                        StoredOutput::feeding(input, &output, &miss.input);
+                                    let known = Known {
+                                        digest: Some(digest),
+                                        ..Known::default()
+                                    };
+                                    (kept, known)
+                                };
                                 stored.push(kept);
-                                next.push((place, (origin, output, Known { digest, json })));
+                                next.push((place, (origin, Doc::Record(output), known)));
                             }
                             fills.push((miss.key, stored));
                         }
                         None => next.extend(
                             outputs
                                 .into_iter()
-                                .map(|r| (place, (origin, r, Known::default()))),
+                                .map(|r| (place, (origin, Doc::Record(r), Known::default()))),
                         ),
                     },
                     Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
@@ -359,7 +379,7 @@ impl ChainWorker {
                 let to_compute = accepted
                     .into_iter()
                     .enumerate()
-                    .map(|(place, (origin, record, _))| (place, (origin, record, None)))
+                    .map(|(place, (origin, doc, _))| (place, (origin, doc.into_record(), None)))
                     .collect();
                 return (Vec::new(), to_compute);
             }
@@ -367,34 +387,52 @@ impl ChainWorker {
         let identity = self.chain.stage_id(index);
         let mut cached = Vec::new();
         let mut to_compute = Vec::with_capacity(accepted.len());
-        for (place, (origin, record, known)) in accepted.into_iter().enumerate() {
-            let digest = known.digest.unwrap_or_else(|| BodyDigest::of(&record.body));
-            let key = entry_key(&identity, &record, &digest.digest());
-            let rebuilt = cache.get(&key).and_then(|outputs| {
-                outputs
-                    .iter()
-                    .map(|output| {
-                        let (record, digest) = output.rebuild(&record)?;
+        for (place, (origin, doc, known)) in accepted.into_iter().enumerate() {
+            // An entry of a last stage keeps no digest: such an output,
+            // read by this stage, is rebuilt and hashed.
+            let (doc, digest) = match known.digest {
+                Some(digest) => (doc, digest),
+                None => {
+                    let record = doc.into_record();
+                    let digest = BodyDigest::of(&record.body);
+                    (Doc::Record(record), digest)
+                }
+            };
+            let key = entry_key(&identity, doc.head(), &digest.digest());
+            let doc = Arc::new(doc);
+            let hit = cache.get(&key).and_then(|outputs| {
+                (0..outputs.len())
+                    .map(|i| {
+                        let output = &outputs[i];
                         let known = Known {
-                            digest: digest.map(BodyDigest::known),
-                            json: output.json(),
+                            digest: output.digest().map(BodyDigest::known),
+                            output: output
+                                .last()
+                                .map(|(json, frame)| Output::framed(json, frame.clone())),
                         };
-                        Some((record, known))
+                        Some((Doc::cached(outputs.clone(), i, doc.clone())?, known))
                     })
                     .collect::<Option<Vec<_>>>()
             });
-            match rebuilt {
+            match hit {
                 Some(outputs) => {
                     self.work[index].cache_hits += 1;
                     cached.extend(
                         outputs
                             .into_iter()
-                            .map(|(r, known)| (place, (origin, r, known))),
+                            .map(|(doc, known)| (place, (origin, doc, known))),
                     );
                 }
                 None => {
                     self.work[index].cache_misses += 1;
-                    let miss = Miss { key, input: digest };
+                    let miss = Miss {
+                        key,
+                        input: digest,
+                        frame_level: cache.frame_level(),
+                    };
+                    let record = Arc::into_inner(doc)
+                        .expect("a miss shares its input with no output")
+                        .into_record();
                     to_compute.push((place, (origin, record, Some(miss))));
                 }
             }

@@ -42,7 +42,7 @@ use crate::dlq::{DeadLetter, DeadLetterKind};
 use crate::event::{ChangeEvent, DecodeError, Operation};
 use crate::fence::Lease;
 use crate::runtime::{DocRecord, RuntimeError};
-use crate::sink::{PartitionBatch, ResultLine, Sink, SinkError, SkipLine};
+use crate::sink::{PartitionBatch, ResultLine, ResultsBuffer, Sink, SinkError, SkipLine};
 use crate::source::SourceMessage;
 use crate::state::{self, DocState, PartitionState, Skip, StateError};
 
@@ -102,7 +102,7 @@ pub struct PartitionWorker {
     writing: Option<pending_write::PendingWrite>,
     /// The results buffer of the last batch written, for the next seal to
     /// empty and reuse.
-    spare: Vec<u8>,
+    spare: ResultsBuffer,
     stats: Stats,
     /// Fetches bodies stored by reference (by default with the standard
     /// S3 settings, connecting when first needed).
@@ -140,7 +140,7 @@ impl PartitionWorker {
             batching,
             batch: PartitionBatch::new(topic, partition),
             writing: None,
-            spare: Vec::new(),
+            spare: ResultsBuffer::default(),
             stats: Stats::default(),
             bodies: BodyStore::when_needed(crate::config::S3Settings::default()),
             adopted: std::collections::VecDeque::new(),

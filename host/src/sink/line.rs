@@ -18,9 +18,11 @@
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeStruct, Serializer};
 
-use crate::chain::{LineageEntry, Output};
+use super::results::ResultsBuffer;
+use crate::chain::{LineageEntry, Output, OutputBody};
 use crate::digest::Digest;
 use crate::event::Operation;
+use crate::runtime::DocRecord;
 use crate::source::Position;
 use crate::state::Skip;
 
@@ -51,20 +53,27 @@ pub struct ResultLine<'a> {
 }
 
 impl ResultLine<'_> {
-    /// Append the line, without its newline, to `out`.
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
-        serde_json::to_writer(&mut *out, &Head(self)).expect("result lines serialise");
+    /// Append the line, without its newline, to `out`: outputs that come
+    /// compressed ([`OutputBody::Framed`]) are spliced in as they are.
+    pub(crate) fn write(&self, out: &mut ResultsBuffer) {
+        let bytes = out.bytes_mut();
+        serde_json::to_writer(&mut *bytes, &Head(self)).expect("result lines serialise");
         // The head is an object: its closing brace makes way for the outputs.
-        debug_assert_eq!(out.last(), Some(&b'}'));
-        out.pop();
-        out.extend_from_slice(b",\"outputs\":[");
+        debug_assert_eq!(bytes.last(), Some(&b'}'));
+        bytes.pop();
+        bytes.extend_from_slice(b",\"outputs\":[");
         for (i, output) in self.outputs.iter().enumerate() {
             if i > 0 {
-                out.push(b',');
+                out.bytes_mut().push(b',');
             }
-            write_output(output, out);
+            match output.body() {
+                OutputBody::Framed(frame) => out.splice(frame.clone()),
+                OutputBody::Record(record) => {
+                    write_output(record, output.is_json(), out.bytes_mut())
+                }
+            }
         }
-        out.extend_from_slice(b"]}");
+        out.bytes_mut().extend_from_slice(b"]}");
     }
 }
 
@@ -94,14 +103,13 @@ impl Serialize for Head<'_, '_> {
     }
 }
 
-/// An output record: JSON documents are embedded as they are (the chain
-/// checked them: [`Output::is_json`]), other UTF-8 bodies as text, anything
-/// else as base64.
-fn write_output(output: &Output, out: &mut Vec<u8>) {
-    let record = output.record();
+/// An output record: JSON documents (`json`: the chain checked it, see
+/// [`Output::is_json`]) are embedded as they are, other UTF-8 bodies as
+/// text, anything else as base64.
+pub(super) fn write_output(record: &DocRecord, json: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"content_type\":");
     escape_text(&record.content_type, out);
-    if output.is_json() {
+    if json {
         out.extend_from_slice(b",\"json\":");
         embed_json(&record.body, out);
         out.push(b'}');
@@ -200,18 +208,23 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::runtime::DocRecord;
     use crate::test_support::doc;
 
     fn line_of(outputs: &[DocRecord], extra: &serde_json::Map<String, Value>) -> Vec<u8> {
         let outputs: Vec<Output> = outputs.iter().cloned().map(Output::new).collect();
+        written(&outputs, extra).1
+    }
+
+    /// A line of `outputs`: its length as the buffer counts it, and its
+    /// bytes as the object decompresses to them.
+    fn written(outputs: &[Output], extra: &serde_json::Map<String, Value>) -> (usize, Vec<u8>) {
         let position = Position {
             topic: "t".into(),
             partition: 3,
             offset: 7,
         };
         let metadata = [("wiki".to_owned(), "enwiki".to_owned())];
-        let mut out = Vec::new();
+        let mut out = ResultsBuffer::default();
         ResultLine {
             position: &position,
             id: "enwiki:1",
@@ -222,10 +235,11 @@ mod tests {
             metadata: &metadata,
             extra,
             lineage: &[],
-            outputs: &outputs,
+            outputs,
         }
         .write(&mut out);
-        out
+        let bytes = zstd::decode_all(out.compress(1).unwrap().as_slice()).unwrap();
+        (out.len(), bytes)
     }
 
     /// Every character below U+0800, the line separators JavaScript cares
@@ -306,6 +320,27 @@ mod tests {
                 ],
             })
         );
+    }
+
+    /// Outputs that come as frames (a cached last stage's) make the same
+    /// line as the outputs written out.
+    #[test]
+    fn framed_outputs_make_the_same_line() {
+        let outputs = [
+            doc("application/json", b"{\"text\": \"a\"}"),
+            doc("text/plain", b"b"),
+        ];
+        let plain: Vec<Output> = outputs.iter().cloned().map(Output::new).collect();
+        let framed: Vec<Output> = plain
+            .iter()
+            .map(|o| {
+                let frame = super::super::OutputFrame::of(o.record().unwrap(), o.is_json(), 1);
+                Output::framed(o.is_json(), frame)
+            })
+            .collect();
+        let (len, bytes) = written(&framed, &Default::default());
+        assert_eq!((len, bytes.clone()), written(&plain, &Default::default()));
+        assert_eq!(len, bytes.len());
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! ```
 //! Offsets are zero-padded to 20 digits so keys sort in offset order.
 //!
-//! Each input's line in a results object is written by `line`.
+//! Each input's line in a results object is written by `line`, into a
+//! `results` buffer, where outputs that come compressed (`frame`: a cached
+//! last stage's) are spliced in as they are.
 //!
 //! Invariants:
 //! - a batch covers a contiguous range of the partition's input, and every
@@ -35,9 +37,13 @@ use crate::fence::{FenceError, Lease};
 use crate::source::Position;
 use crate::storage::{ObjectStore, StorageError};
 
+mod frame;
 mod line;
+mod results;
 
+pub use frame::OutputFrame;
 pub use line::{ResultLine, SkipLine};
+pub(crate) use results::ResultsBuffer;
 
 /// How far before the committed offset the search for a results range
 /// holding it starts (most objects are shorter, so one probe usually finds
@@ -110,7 +116,7 @@ pub struct PartitionBatch {
     partition: i32,
     first_offset: Option<i64>,
     last_offset: i64,
-    results: Vec<u8>,
+    results: ResultsBuffer,
     dead_letters: Vec<u8>,
     /// The position of each dead letter, as `topic/partition@offset` (the
     /// message key when dead letters go to Kafka).
@@ -127,7 +133,7 @@ impl PartitionBatch {
             partition,
             first_offset: None,
             last_offset: -1,
-            results: Vec::new(),
+            results: ResultsBuffer::default(),
             dead_letters: Vec::new(),
             dead_letter_positions: Vec::new(),
             inputs: 0,
@@ -140,7 +146,7 @@ impl PartitionBatch {
     /// buffer: the buffer of the batch written before, handed back by
     /// [`Sink::write`], so that a results buffer of tens of MB is not
     /// allocated afresh (a page fault per 4 KiB) for every batch.
-    pub(crate) fn seal(&mut self, mut buffer: Vec<u8>) -> Option<SealedBatch> {
+    pub(crate) fn seal(&mut self, mut buffer: ResultsBuffer) -> Option<SealedBatch> {
         let first_offset = self.first_offset.take()?;
         buffer.clear();
         let sealed = SealedBatch {
@@ -172,14 +178,14 @@ impl PartitionBatch {
     pub fn push_result(&mut self, line: &ResultLine<'_>) {
         self.cover(line.position);
         line.write(&mut self.results);
-        self.results.push(b'\n');
+        self.results.bytes_mut().push(b'\n');
     }
 
     /// Add the line of a skipped input.
     pub fn push_skip(&mut self, line: &SkipLine<'_>) {
         self.cover(line.position);
-        line.write(&mut self.results);
-        self.results.push(b'\n');
+        line.write(self.results.bytes_mut());
+        self.results.bytes_mut().push(b'\n');
     }
 
     /// Add a dead letter for the input at its position.
@@ -238,7 +244,7 @@ pub(crate) struct SealedBatch {
     partition: i32,
     first_offset: i64,
     last_offset: i64,
-    results: Vec<u8>,
+    results: ResultsBuffer,
     dead_letters: Vec<u8>,
     dead_letter_positions: Vec<String>,
 }
@@ -254,7 +260,7 @@ impl SealedBatch {
 /// [`PartitionBatch::seal`] to empty and reuse.
 pub(crate) struct Written {
     pub(crate) flushed: Flushed,
-    pub(crate) buffer: Vec<u8>,
+    pub(crate) buffer: ResultsBuffer,
 }
 
 /// Writes partition batches to the results and dead-letter destinations.
@@ -546,7 +552,7 @@ impl Sink {
         // instead of a streaming window.
         let level = self.zstd_level;
         let (buffer, compressed) = tokio::task::spawn_blocking(move || {
-            let compressed = zstd::bulk::compress(&results, level);
+            let compressed = results.compress(level);
             (results, compressed)
         })
         .await

@@ -53,7 +53,7 @@ async fn consecutive_batches_write_their_own_lines_at_the_configured_level() {
     let sink =
         Sink::new("p", store.clone(), DeadLetterSink::Store(store.clone())).with_zstd_level(-3);
     let mut batch = PartitionBatch::new("t", 0);
-    let mut buffer = Vec::new();
+    let mut buffer = ResultsBuffer::default();
     for range in [0..3, 3..5] {
         let mut expected = Vec::new();
         for offset in range.clone() {
@@ -200,7 +200,7 @@ async fn a_writer_taken_over_during_its_dead_letters_writes_no_results() {
         crate::dlq::Payload::from_bytes(b"x"),
     ));
     batch.push_skip(&stale(&position(1)));
-    let sealed = batch.seal(Vec::new()).unwrap();
+    let sealed = batch.seal(ResultsBuffer::default()).unwrap();
     let written = zombie.write(sealed, Some(&mut lease)).await;
     assert!(
         matches!(written, Err(SinkError::Fence(_))),
