@@ -1,6 +1,6 @@
-//! An output as a results object carries it, already compressed: the
-//! bytes a result line holds for one output (`{"content_type":...}`), as
-//! one zstd frame.
+//! An output as a results object carries it, compressed: the bytes a
+//! result line holds for one output (`{"content_type":...}`), as one zstd
+//! frame.
 //!
 //! A zstd stream may be any sequence of frames, and decompresses to the
 //! concatenation of their contents. So a results object can be built from
@@ -11,23 +11,47 @@
 //! `docs/performance.md`). A cold run compresses the output once, for the
 //! entry and the object alike.
 //!
+//! A frame is made rendered and compressed on first use: the chain
+//! renders an output (cheap), and the first of the sink writing the
+//! results object and the cache writing the pack compresses it, both on
+//! the blocking pool, beside the chain's next batch rather than on its
+//! path. Clones share the frame.
+//!
 //! Invariants: the frame decompresses to exactly what [`super::line`]
 //! writes for the output; `rendered_len` is that length (a batch is cut
 //! by its uncompressed size, which must not depend on whether its outputs
 //! came as frames).
 
 use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::runtime::DocRecord;
 
-/// One output of a result line, compressed (see the module).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputFrame {
+/// One output of a result line, compressed, or to be (see the module).
+#[derive(Debug, Clone)]
+pub struct OutputFrame(Arc<Frame>);
+
+#[derive(Debug)]
+struct Frame {
+    /// The length of the rendered output.
+    rendered_len: u64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Rendered, to be compressed at `level`.
+    Rendered { bytes: Vec<u8>, level: i32 },
     /// One zstd frame.
+    Compressed(bytes::Bytes),
+}
+
+/// The frame as packs keep it.
+#[derive(Serialize, Deserialize)]
+struct Stored {
     frame: bytes::Bytes,
-    /// The length of its content.
     rendered_len: u64,
 }
 
@@ -40,41 +64,112 @@ thread_local! {
 
 impl OutputFrame {
     /// `record`, a chain output (a JSON document if `json`), as a result
-    /// line writes it, compressed at `level`.
+    /// line writes it, to be compressed at `level` when first used.
     pub(crate) fn of(record: &DocRecord, json: bool, level: i32) -> Self {
-        let mut rendered = Vec::new();
-        super::line::write_output(record, json, &mut rendered);
-        let frame = COMPRESSOR.with_borrow_mut(|slot| {
-            let compressor = match slot {
-                Some((current, compressor)) if *current == level => compressor,
-                _ => {
-                    let compressor =
-                        zstd::bulk::Compressor::new(level).expect("a level checked at load");
-                    &mut slot.insert((level, compressor)).1
-                }
-            };
-            compressor
-                .compress(&rendered)
-                .expect("compressing into a growing buffer does not fail")
-        });
-        OutputFrame {
-            frame: frame.into(),
-            rendered_len: rendered.len() as u64,
-        }
+        let mut bytes = Vec::new();
+        super::line::write_output(record, json, &mut bytes);
+        OutputFrame(Arc::new(Frame {
+            rendered_len: bytes.len() as u64,
+            state: Mutex::new(State::Rendered { bytes, level }),
+        }))
     }
 
-    /// The compressed frame.
-    pub(crate) fn compressed(&self) -> &[u8] {
-        &self.frame
+    /// The compressed frame (compressed now if it was not yet).
+    pub(crate) fn compressed(&self) -> bytes::Bytes {
+        let mut state = self
+            .0
+            .state
+            .lock()
+            .expect("a frame's lock is never poisoned");
+        if let State::Rendered { bytes, level } = &*state {
+            *state = State::Compressed(compress(bytes, *level).into());
+        }
+        match &*state {
+            State::Compressed(frame) => frame.clone(),
+            State::Rendered { .. } => unreachable!("compressed above"),
+        }
     }
 
     /// The length of what it decompresses to.
     pub(crate) fn rendered_len(&self) -> usize {
-        usize::try_from(self.rendered_len).unwrap_or(usize::MAX)
+        usize::try_from(self.0.rendered_len).unwrap_or(usize::MAX)
     }
 
-    /// Bytes kept (for the cache's memory budget).
+    /// Bytes kept (for the cache's memory budget): the rendered length,
+    /// which bounds what it holds before and after compression.
     pub(crate) fn size(&self) -> usize {
-        self.frame.len() + 8
+        self.rendered_len() + 8
+    }
+}
+
+/// `bytes` as one zstd frame at `level`.
+fn compress(bytes: &[u8], level: i32) -> Vec<u8> {
+    COMPRESSOR.with_borrow_mut(|slot| {
+        let compressor = match slot {
+            Some((current, compressor)) if *current == level => compressor,
+            _ => {
+                let compressor =
+                    zstd::bulk::Compressor::new(level).expect("a level checked at load");
+                &mut slot.insert((level, compressor)).1
+            }
+        };
+        compressor
+            .compress(bytes)
+            .expect("compressing into a growing buffer does not fail")
+    })
+}
+
+/// Equal frames: the same compressed bytes for the same content.
+impl PartialEq for OutputFrame {
+    fn eq(&self, other: &Self) -> bool {
+        self.rendered_len() == other.rendered_len() && self.compressed() == other.compressed()
+    }
+}
+
+impl Eq for OutputFrame {}
+
+impl Serialize for OutputFrame {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        Stored {
+            frame: self.compressed(),
+            rendered_len: self.0.rendered_len,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for OutputFrame {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let stored = Stored::deserialize(d)?;
+        Ok(OutputFrame(Arc::new(Frame {
+            rendered_len: stored.rendered_len,
+            state: Mutex::new(State::Compressed(stored.frame)),
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::doc;
+
+    /// A frame is compressed once, on first use, and its clones share it.
+    #[test]
+    fn a_frame_is_compressed_once_and_shared() {
+        let record = doc("text/plain", "a page of text ".repeat(100).as_bytes());
+        let frame = OutputFrame::of(&record, false, 1);
+        let clone = frame.clone();
+        let pending =
+            |f: &OutputFrame| matches!(*f.0.state.lock().unwrap(), State::Rendered { .. });
+        assert!(pending(&frame));
+        let compressed = clone.compressed();
+        assert!(!pending(&frame), "compressed for both");
+        assert_eq!(frame.compressed(), compressed);
+        let mut rendered = Vec::new();
+        super::super::line::write_output(&record, false, &mut rendered);
+        assert_eq!(frame.rendered_len(), rendered.len());
+        assert_eq!(zstd::decode_all(compressed.as_ref()).unwrap(), rendered);
+        let stored = postcard::to_stdvec(&frame).unwrap();
+        assert_eq!(postcard::from_bytes::<OutputFrame>(&stored).unwrap(), frame);
     }
 }

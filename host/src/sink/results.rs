@@ -1,5 +1,5 @@
 //! The lines of a results object being built: bytes to compress, with
-//! compressed output frames ([`OutputFrame`]) spliced between them.
+//! output frames ([`OutputFrame`]) spliced between them.
 //!
 //! Compressed, a buffer is a zstd stream: the bytes between two frames
 //! become a frame of their own, the spliced frames go in as they are, in
@@ -54,14 +54,15 @@ impl ResultsBuffer {
             return zstd::bulk::compress(&self.bytes, level);
         }
         let mut compressor = zstd::bulk::Compressor::new(level)?;
-        let spliced: usize = self.frames.iter().map(|(_, f)| f.compressed().len()).sum();
+        let frames: Vec<bytes::Bytes> = self.frames.iter().map(|(_, f)| f.compressed()).collect();
+        let spliced: usize = frames.iter().map(bytes::Bytes::len).sum();
         let mut out = Vec::with_capacity(spliced + self.bytes.len() / 2);
         let mut start = 0;
-        for (place, frame) in &self.frames {
+        for ((place, _), frame) in self.frames.iter().zip(&frames) {
             if *place > start {
                 out.extend_from_slice(&compressor.compress(&self.bytes[start..*place])?);
             }
-            out.extend_from_slice(frame.compressed());
+            out.extend_from_slice(frame);
             start = *place;
         }
         if start < self.bytes.len() {
