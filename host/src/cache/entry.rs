@@ -12,7 +12,7 @@
 //! an output read from a pack stays in the pack's bodies, decompressed
 //! when a body of the pack is first needed (`super::pack`).
 //!
-//! Beside it, what the output's place in the chain needs ([`Kept`]):
+//! Beside it, what the output's place in the chain needs (`Kept`):
 //! - an output a later stage reads keeps its body's digest: it is the next
 //!   stage's input digest, part of that stage's key, so a replay whose
 //!   stages all hit hashes no body but the first;

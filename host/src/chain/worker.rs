@@ -12,7 +12,11 @@
 //!   culprit, and the others still complete;
 //! - plugin failures are retried up to the stage's `retries`; bad input is
 //!   never retried, and neither are traps (the sandbox is deterministic, so
-//!   the same input traps again and a retry would only burn the deadline).
+//!   the same input traps again and a retry would only burn the deadline);
+//! - a cache hit gives the same outputs as the plugin would, but passed on
+//!   unbuilt ([`super::doc`]): a body is rebuilt only for a stage that runs
+//!   on it, and a cached last stage's outputs end as frames
+//!   ([`crate::sink::OutputFrame`]).
 
 use std::sync::Arc;
 use std::time::Instant;
