@@ -81,13 +81,14 @@ impl OutputFrame {
             .state
             .lock()
             .expect("a frame's lock is never poisoned");
-        if let State::Rendered { bytes, level } = &*state {
-            *state = State::Compressed(compress(bytes, *level).into());
-        }
-        match &*state {
-            State::Compressed(frame) => frame.clone(),
-            State::Rendered { .. } => unreachable!("compressed above"),
-        }
+        let frame = match &*state {
+            State::Compressed(frame) => return frame.clone(),
+            State::Rendered { bytes, level } => bytes::Bytes::from(compress(bytes, *level)),
+        };
+        // The rendered bytes go: a frame kept in the cache holds only its
+        // compressed form.
+        *state = State::Compressed(frame.clone());
+        frame
     }
 
     /// The length of what it decompresses to.
