@@ -109,7 +109,7 @@ impl StoredOutput {
     /// is returned too. `input_digest` is the digest of `input`'s body: the
     /// output's resumes from its hash state as far as the bodies share
     /// their start.
-    pub fn feeding(
+    pub(crate) fn feeding(
         input: &DocRecord,
         output: &DocRecord,
         input_digest: &BodyDigest,
@@ -123,7 +123,12 @@ impl StoredOutput {
     /// How `output`, which the chain's last stage computed from `input`,
     /// is kept: `json` says whether its body is a JSON document, `frame` is
     /// the output as a result line writes it.
-    pub fn of_last(input: &DocRecord, output: &DocRecord, json: bool, frame: OutputFrame) -> Self {
+    pub(crate) fn of_last(
+        input: &DocRecord,
+        output: &DocRecord,
+        json: bool,
+        frame: OutputFrame,
+    ) -> Self {
         let common = common_prefix(&input.body, &output.body);
         Self::with(output, common, Kept::Last { json, frame })
     }
@@ -182,7 +187,7 @@ impl StoredOutput {
     }
 
     /// The output record but for its body.
-    pub fn head(&self) -> RecordHead<'_> {
+    pub(crate) fn head(&self) -> RecordHead<'_> {
         RecordHead {
             id: &self.id,
             revision: self.revision,
@@ -193,7 +198,7 @@ impl StoredOutput {
 
     /// Whether an input body of `input_len` bytes can be this output's
     /// input: it holds the shared prefix (a damaged entry may claim more).
-    pub fn fits(&self, input_len: usize) -> bool {
+    pub(crate) fn fits(&self, input_len: usize) -> bool {
         self.shared as usize <= input_len
     }
 
@@ -212,32 +217,32 @@ impl StoredOutput {
     }
 
     /// The length of the output's body.
-    pub fn body_len(&self) -> usize {
+    pub(crate) fn body_len(&self) -> usize {
         self.shared as usize + self.rest.len()
     }
 
-    /// The output record, rebuilt from the body of the input it was
+    /// The output's body, rebuilt from the body of the input it was
     /// computed from; `None` if that body cannot be its input's (see
     /// [`StoredOutput::fits`]).
-    pub fn record_from(&self, input_body: &[u8]) -> Option<DocRecord> {
+    pub(crate) fn body_from(&self, input_body: &[u8]) -> Option<Vec<u8>> {
         let shared = input_body.get(..self.shared as usize)?;
         let rest = self.rest.bytes();
         let mut body = Vec::with_capacity(shared.len() + rest.len());
         body.extend_from_slice(shared);
         body.extend_from_slice(rest);
+        Some(body)
+    }
+
+    /// The output record, its body rebuilt as [`StoredOutput::body_from`]
+    /// does.
+    pub(crate) fn record_from(&self, input_body: &[u8]) -> Option<DocRecord> {
         Some(DocRecord {
             id: self.id.clone(),
             revision: self.revision,
             content_type: self.content_type.clone(),
-            body,
+            body: self.body_from(input_body)?,
             metadata: self.metadata.clone(),
         })
-    }
-
-    /// The output record, rebuilt from the `input` it was computed from,
-    /// and its body's digest; `None` if `input` cannot be its input.
-    pub fn rebuild(&self, input: &DocRecord) -> Option<(DocRecord, Option<Digest>)> {
-        Some((self.record_from(&input.body)?, self.digest()))
     }
 
     /// The digest of the output's body, if kept.
@@ -250,7 +255,7 @@ impl StoredOutput {
 
     /// For an output of a chain's last stage: whether its body is a JSON
     /// document, and the output as a result line writes it, compressed.
-    pub fn last(&self) -> Option<(bool, &OutputFrame)> {
+    pub(crate) fn last(&self) -> Option<(bool, &OutputFrame)> {
         match &self.kept {
             Kept::Last { json, frame } => Some((*json, frame)),
             Kept::Digest(_) => None,
@@ -325,7 +330,10 @@ mod tests {
         assert_eq!(stored.rest.bytes(), b",\"language\":\"en\"}");
         let digest = Some(Digest::of(&output.body));
         assert_eq!(Some(kept.digest()), digest);
-        assert_eq!(stored.rebuild(&input), Some((output.clone(), digest)));
+        assert_eq!(
+            (stored.record_from(&input.body), stored.digest()),
+            (Some(output.clone()), digest)
+        );
         assert_eq!(stored.last(), None);
         // The last stage's outputs keep no digest (no stage reads them),
         // but whether they are JSON and their frame.
@@ -333,7 +341,10 @@ mod tests {
         let last = StoredOutput::of_last(&input, &output, true, frame.clone());
         assert_eq!(last.rest.bytes(), stored.rest.bytes());
         assert_eq!(last.last(), Some((true, &frame)));
-        assert_eq!(last.rebuild(&input), Some((output, None)));
+        assert_eq!(
+            (last.record_from(&input.body), last.digest()),
+            (Some(output), None)
+        );
     }
 
     #[test]
@@ -343,8 +354,8 @@ mod tests {
         let (stored, kept) = StoredOutput::feeding(&input, &output, &BodyDigest::of(&input.body));
         assert_eq!(kept.digest(), Digest::of(&output.body));
         assert_eq!(stored.shared, 0);
-        assert_eq!(stored.rebuild(&input).unwrap().0, output);
-        assert_eq!(stored.rebuild(&record(b"")).unwrap().0, output);
+        assert_eq!(stored.record_from(&input.body).unwrap(), output);
+        assert_eq!(stored.record_from(b"").unwrap(), output);
     }
 
     proptest::proptest! {
@@ -367,6 +378,6 @@ mod tests {
         let digest = BodyDigest::of(&input.body);
         let (stored, _) =
             StoredOutput::feeding(&input, &record(&[&long[..], b"!"].concat()), &digest);
-        assert_eq!(stored.rebuild(&record(b"short")), None);
+        assert_eq!(stored.record_from(b"short"), None);
     }
 }

@@ -11,12 +11,13 @@
 //! its digest and the entry has none, or a final output has no frame.
 //!
 //! Invariant: a cached doc's entry fits its input (checked when the hit
-//! was taken, [`StoredOutput::fits`]), so rebuilding it cannot fail.
+//! was taken, [`crate::cache::StoredOutput::fits`]), so rebuilding it
+//! cannot fail.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::cache::{Outputs, RecordHead, StoredOutput};
+use crate::cache::{Outputs, RecordHead};
 use crate::runtime::DocRecord;
 
 /// A record between stages (see the module).
@@ -70,7 +71,7 @@ impl Doc {
                 outputs,
                 index,
                 input,
-            } => rebuild(&outputs[index], &input.body()),
+            } => fitting(outputs[index].record_from(&input.body())),
         }
     }
 
@@ -82,14 +83,12 @@ impl Doc {
                 outputs,
                 index,
                 input,
-            } => Cow::Owned(rebuild(&outputs[*index], &input.body()).body),
+            } => Cow::Owned(fitting(outputs[*index].body_from(&input.body()))),
         }
     }
 }
 
-/// `output` rebuilt from its input's body, which it fits.
-fn rebuild(output: &StoredOutput, input_body: &[u8]) -> DocRecord {
-    output
-        .record_from(input_body)
-        .expect("an entry is taken as a hit only if it fits its input")
+/// What an entry rebuilt from the input it fits.
+fn fitting<T>(rebuilt: Option<T>) -> T {
+    rebuilt.expect("an entry is taken as a hit only if it fits its input")
 }

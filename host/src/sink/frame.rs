@@ -103,8 +103,8 @@ impl OutputFrame {
     }
 }
 
-/// `bytes` as one zstd frame at `level`.
-fn compress(bytes: &[u8], level: i32) -> Vec<u8> {
+/// `bytes` as one zstd frame at `level`, with this thread's context.
+pub(super) fn compress(bytes: &[u8], level: i32) -> Vec<u8> {
     COMPRESSOR.with_borrow_mut(|slot| {
         let compressor = match slot {
             Some((current, compressor)) if *current == level => compressor,

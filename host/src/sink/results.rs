@@ -10,7 +10,7 @@
 //! Invariant: `frames` are in order of their place, and every place is at
 //! most `bytes.len()`.
 
-use super::frame::OutputFrame;
+use super::frame::{OutputFrame, compress};
 
 /// A results object's lines, uncompressed but for spliced frames.
 #[derive(Debug, Default)]
@@ -53,20 +53,19 @@ impl ResultsBuffer {
         if self.frames.is_empty() {
             return zstd::bulk::compress(&self.bytes, level);
         }
-        let mut compressor = zstd::bulk::Compressor::new(level)?;
         let frames: Vec<bytes::Bytes> = self.frames.iter().map(|(_, f)| f.compressed()).collect();
         let spliced: usize = frames.iter().map(bytes::Bytes::len).sum();
         let mut out = Vec::with_capacity(spliced + self.bytes.len() / 2);
         let mut start = 0;
         for ((place, _), frame) in self.frames.iter().zip(&frames) {
             if *place > start {
-                out.extend_from_slice(&compressor.compress(&self.bytes[start..*place])?);
+                out.extend_from_slice(&compress(&self.bytes[start..*place], level));
             }
             out.extend_from_slice(frame);
             start = *place;
         }
         if start < self.bytes.len() {
-            out.extend_from_slice(&compressor.compress(&self.bytes[start..])?);
+            out.extend_from_slice(&compress(&self.bytes[start..], level));
         }
         Ok(out)
     }
