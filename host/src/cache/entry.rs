@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::key::RecordHead;
-use super::pack::Bodies;
+use super::pack::{Bodies, PackParts};
 use crate::digest::{BodyDigest, Digest};
 use crate::runtime::DocRecord;
 use crate::sink::OutputFrame;
@@ -79,8 +79,9 @@ impl Rest {
 }
 
 /// An output as a pack's index holds it: all but the rest of its body,
-/// which is in the pack's bodies, `rest_len` bytes after the rest of the
-/// output before it.
+/// which is in the pack's bodies, and the frame of a last stage's output,
+/// which is in the pack's frames (see [`super::pack`]), each after the one
+/// of the output before it.
 #[derive(Serialize, Deserialize)]
 pub(super) struct IndexedOutput {
     id: String,
@@ -89,12 +90,25 @@ pub(super) struct IndexedOutput {
     metadata: Vec<(String, String)>,
     shared: u32,
     rest_len: u64,
-    kept: Kept,
+    kept: IndexedKept,
+}
+
+/// [`Kept`] as a pack's index holds it.
+#[derive(Serialize, Deserialize)]
+enum IndexedKept {
+    Digest([u8; 32]),
+    /// The frame is `frame_len` bytes of the pack's frames, and
+    /// decompresses to `rendered_len` bytes.
+    Last {
+        json: bool,
+        frame_len: u64,
+        rendered_len: u64,
+    },
 }
 
 /// What an output keeps beside its body, by its stage's place in the chain
 /// that stored it (trusted at lookup, as the rest of the entry is).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kept {
     /// A later stage reads the output: its body's digest.
     Digest([u8; 32]),
@@ -149,9 +163,22 @@ impl StoredOutput {
         }
     }
 
-    /// The output as a pack's index holds it, and the rest of its body.
-    pub(super) fn indexed(&self) -> (IndexedOutput, &[u8]) {
+    /// The output as a pack's index holds it, the rest of its body, and
+    /// the frame of a last stage's output.
+    pub(super) fn indexed(&self) -> (IndexedOutput, &[u8], Option<bytes::Bytes>) {
         let rest = self.rest.bytes();
+        let (kept, frame) = match &self.kept {
+            Kept::Digest(digest) => (IndexedKept::Digest(*digest), None),
+            Kept::Last { json, frame } => {
+                let compressed = frame.compressed();
+                let kept = IndexedKept::Last {
+                    json: *json,
+                    frame_len: compressed.len() as u64,
+                    rendered_len: frame.rendered_len() as u64,
+                };
+                (kept, Some(compressed))
+            }
+        };
         let indexed = IndexedOutput {
             id: self.id.clone(),
             revision: self.revision,
@@ -159,30 +186,37 @@ impl StoredOutput {
             metadata: self.metadata.clone(),
             shared: self.shared,
             rest_len: rest.len() as u64,
-            kept: self.kept.clone(),
+            kept,
         };
-        (indexed, rest)
+        (indexed, rest, frame)
     }
 
-    /// The output `indexed` describes, whose rest is in `bodies` from
-    /// `start`; `None` if the bodies end before it.
-    pub(super) fn from_index(
-        indexed: IndexedOutput,
-        bodies: &Arc<Bodies>,
-        start: usize,
-    ) -> Option<Self> {
-        let end = start.checked_add(usize::try_from(indexed.rest_len).ok()?)?;
-        (end <= bodies.len()).then(|| StoredOutput {
+    /// The output `indexed` describes, with its rest and frame taken from
+    /// `parts`; `None` if they end before them.
+    pub(super) fn from_index(indexed: IndexedOutput, parts: &mut PackParts) -> Option<Self> {
+        let (bodies, range) = parts.rest(usize::try_from(indexed.rest_len).ok()?)?;
+        let kept = match indexed.kept {
+            IndexedKept::Digest(digest) => Kept::Digest(digest),
+            IndexedKept::Last {
+                json,
+                frame_len,
+                rendered_len,
+            } => {
+                let frame = parts.frame(usize::try_from(frame_len).ok()?)?;
+                Kept::Last {
+                    json,
+                    frame: OutputFrame::compressed_before(frame, rendered_len),
+                }
+            }
+        };
+        Some(StoredOutput {
             id: indexed.id,
             revision: indexed.revision,
             content_type: indexed.content_type,
             metadata: indexed.metadata,
             shared: indexed.shared,
-            rest: Rest::Packed {
-                bodies: bodies.clone(),
-                range: start..end,
-            },
-            kept: indexed.kept,
+            rest: Rest::Packed { bodies, range },
+            kept,
         })
     }
 
@@ -200,11 +234,6 @@ impl StoredOutput {
     /// input: it holds the shared prefix (a damaged entry may claim more).
     pub(crate) fn fits(&self, input_len: usize) -> bool {
         self.shared as usize <= input_len
-    }
-
-    /// The length of the rest of the output's body.
-    pub(super) fn rest_len(&self) -> usize {
-        self.rest.len()
     }
 
     /// The bodies of the pack the rest is in, if it is in one.

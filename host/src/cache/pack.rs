@@ -12,21 +12,28 @@
 //! writes of the same range with other entries get other names, so a
 //! writer never replaces entries another wrote.
 //!
-//! Format: two zstd frames, each with its content checksum, after the
-//! length of the first (4 bytes, little-endian):
-//! - the index: the postcard encoding of the entries but for the rest of
-//!   each output's body ([`super::entry`]: the bytes it does not share with
-//!   its input), with the SHA-256 of the second frame;
-//! - the bodies: those rests, one after the other.
+//! Format: the length of the index (4 bytes, little-endian), then
+//! - the index, a zstd frame with its content checksum: the postcard
+//!   encoding of the entries but for the rest of each output's body
+//!   ([`super::entry`]: the bytes it does not share with its input) and the
+//!   frames of the last stage's outputs, with the length of the bodies'
+//!   frame and a checksum of what follows the index;
+//! - the bodies: those rests, one after the other, as one zstd frame;
+//! - the frames ([`crate::sink::OutputFrame`]), one after the other, as
+//!   they are: each is a zstd frame already, which a replay splices into
+//!   its results objects without decompressing it.
 //!
 //! A pack is read whole but its bodies are decompressed only when a body
 //! is first needed ([`Bodies`]): a replay whose later stages all hit needs
 //! no body of the earlier ones (their keys come from the digests in the
 //! index), so it never decompresses their documents. Integrity is checked
-//! when the pack is read, for both frames: the index by decompressing it,
-//! the bodies by their digest and size, so a damaged pack is one miss at
-//! load, never a failure when a body is needed later.
+//! when the pack is read: the index by decompressing it, the bodies and
+//! frames by their CRC-64 and sizes, so a damaged pack is one miss at load,
+//! never a failure when a body is needed later nor a damaged results
+//! object. (The check guards against damage, not forgery: entries are
+//! trusted as the store that holds them is.)
 
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
@@ -40,8 +47,10 @@ use crate::digest::Digest;
 /// store's lifecycle rules expire them). `v2`: outputs of a last stage keep
 /// whether their bodies are JSON documents. `v3`: they keep their frame
 /// ([`crate::sink::OutputFrame`]) too, and only outputs a later stage
-/// reads keep a digest.
-pub const FORMAT: &str = "v3";
+/// reads keep a digest. `v4`: the frames follow the bodies instead of
+/// being compressed again in the index, and a CRC-64 checks what follows
+/// the index.
+pub const FORMAT: &str = "v4";
 
 /// zstd level: a fast one (negative levels trade ratio for speed), since
 /// packs are written on the partition's path (a cold run pays for it) and
@@ -53,11 +62,16 @@ const LEVEL: i32 = -1;
 /// which fails at the end of the data without allocating what it claims.
 const MAX_SIZED_DECODE: u64 = 1 << 30;
 
+/// The CRC of what follows a pack's index.
+const TAIL_CRC: crc_fast::CrcAlgorithm = crc_fast::CrcAlgorithm::Crc64Nvme;
+
 /// The index of a pack.
 #[derive(Serialize, Deserialize)]
 struct Index {
-    /// SHA-256 of the bodies' frame.
-    bodies: [u8; 32],
+    /// The length of the bodies' frame: the frames follow it.
+    bodies_len: u64,
+    /// [`TAIL_CRC`] of the bodies' frame and the frames.
+    tail_crc: u64,
     entries: Vec<Entry>,
 }
 
@@ -80,8 +94,8 @@ pub enum PackError {
     /// The entries do not decode.
     #[error("the pack's entries do not decode: {0}")]
     Encoding(#[from] postcard::Error),
-    /// The bodies are not those the index was written with.
-    #[error("the pack's bodies do not match its index")]
+    /// The bodies or frames are not those the index was written with.
+    #[error("the pack's bodies or frames do not match its index")]
     Bodies,
 }
 
@@ -145,6 +159,7 @@ fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
 /// The bytes of a pack of `entries`.
 pub fn encode<O: AsRef<[StoredOutput]>>(entries: &[(Digest, O)]) -> Vec<u8> {
     let mut rests = Vec::new();
+    let mut frames = Vec::new();
     let entries = entries
         .iter()
         .map(|(key, outputs)| Entry {
@@ -153,24 +168,33 @@ pub fn encode<O: AsRef<[StoredOutput]>>(entries: &[(Digest, O)]) -> Vec<u8> {
                 .as_ref()
                 .iter()
                 .map(|output| {
-                    let (indexed, rest) = output.indexed();
+                    let (indexed, rest, frame) = output.indexed();
                     rests.extend_from_slice(rest);
+                    frames.extend(frame);
                     indexed
                 })
                 .collect(),
         })
         .collect();
     let bodies = compress(&rests);
+    let mut crc = crc_fast::Digest::new(TAIL_CRC);
+    crc.update(&bodies);
+    frames.iter().for_each(|frame| crc.update(frame));
     let index = Index {
-        bodies: *Digest::of(&bodies).as_bytes(),
+        bodies_len: bodies.len() as u64,
+        tail_crc: crc.finalize(),
         entries,
     };
     let index = compress(&postcard::to_stdvec(&index).expect("entries always encode"));
     let index_len = u32::try_from(index.len()).expect("an index under 4 GiB");
-    let mut pack = Vec::with_capacity(4 + index.len() + bodies.len());
+    let frames_len: usize = frames.iter().map(bytes::Bytes::len).sum();
+    let mut pack = Vec::with_capacity(4 + index.len() + bodies.len() + frames_len);
     pack.extend_from_slice(&index_len.to_le_bytes());
     pack.extend_from_slice(&index);
     pack.extend_from_slice(&bodies);
+    frames
+        .iter()
+        .for_each(|frame| pack.extend_from_slice(frame));
     pack
 }
 
@@ -183,35 +207,69 @@ pub fn decode(pack: bytes::Bytes) -> Result<Vec<(Digest, Vec<StoredOutput>)>, Pa
     let index_end = 4usize.saturating_add(index_len);
     let index = pack.get(4..index_end).ok_or(PackError::Truncated)?;
     let index: Index = postcard::from_bytes(&decompress(index).map_err(PackError::Compression)?)?;
-    let compressed = pack.slice(index_end..);
-    if Digest::of(&compressed).as_bytes() != &index.bodies {
+    let tail = pack.slice(index_end..);
+    if crc_fast::checksum(TAIL_CRC, &tail) != index.tail_crc {
         return Err(PackError::Bodies);
     }
+    let bodies_len = usize::try_from(index.bodies_len)
+        .ok()
+        .filter(|len| *len <= tail.len())
+        .ok_or(PackError::Bodies)?;
+    let compressed = tail.slice(..bodies_len);
     let len = match zstd::zstd_safe::get_frame_content_size(&compressed) {
         Ok(Some(size)) => usize::try_from(size).map_err(|_| PackError::Bodies)?,
         _ => return Err(PackError::Bodies),
     };
-    let bodies = Arc::new(Bodies {
-        compressed,
-        len,
-        decompressed: OnceLock::new(),
-    });
-    let mut start = 0;
+    let mut parts = PackParts {
+        bodies: Arc::new(Bodies {
+            compressed,
+            len,
+            decompressed: OnceLock::new(),
+        }),
+        rest_at: 0,
+        frames: tail.slice(bodies_len..),
+    };
     let mut decoded = Vec::with_capacity(index.entries.len());
     for entry in index.entries {
-        let mut outputs = Vec::with_capacity(entry.outputs.len());
-        for indexed in entry.outputs {
-            let output =
-                StoredOutput::from_index(indexed, &bodies, start).ok_or(PackError::Bodies)?;
-            start += output.rest_len();
-            outputs.push(output);
-        }
+        let outputs = entry
+            .outputs
+            .into_iter()
+            .map(|indexed| StoredOutput::from_index(indexed, &mut parts))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(PackError::Bodies)?;
         decoded.push((Digest::from_bytes(entry.key), outputs));
     }
-    if start != len {
+    if parts.rest_at != len || !parts.frames.is_empty() {
         return Err(PackError::Bodies);
     }
     Ok(decoded)
+}
+
+/// The parts of a pack being read that its index does not hold: its
+/// outputs' rests and frames, handed out in order.
+pub(super) struct PackParts {
+    bodies: Arc<Bodies>,
+    /// Where the next rest starts in the bodies.
+    rest_at: usize,
+    /// The frames not handed out yet.
+    frames: bytes::Bytes,
+}
+
+impl PackParts {
+    /// The next `len` bytes of rest, as the bodies and their range; `None`
+    /// past the bodies' end.
+    pub(super) fn rest(&mut self, len: usize) -> Option<(Arc<Bodies>, Range<usize>)> {
+        let range = self.rest_at..self.rest_at.checked_add(len)?;
+        (range.end <= self.bodies.len()).then(|| {
+            self.rest_at = range.end;
+            (self.bodies.clone(), range)
+        })
+    }
+
+    /// The next frame, `len` bytes; `None` past the frames' end.
+    pub(super) fn frame(&mut self, len: usize) -> Option<bytes::Bytes> {
+        (len <= self.frames.len()).then(|| self.frames.split_to(len))
+    }
 }
 
 /// The folder of the packs of one stage for one partition (with a trailing
@@ -286,6 +344,25 @@ mod tests {
         assert!(bodies.is_decompressed());
     }
 
+    /// A read pack's frames are slices of the pack, spliced into results
+    /// objects as they are: neither decompressed nor copied.
+    #[test]
+    fn frames_are_read_in_place() {
+        let pack = bytes::Bytes::from(encode(&entries()));
+        let within = pack.as_ptr_range();
+        let decoded = decode(pack.clone()).unwrap();
+        let frames: Vec<bytes::Bytes> = decoded
+            .iter()
+            .flat_map(|(_, outputs)| outputs.iter().filter_map(|o| o.last()))
+            .map(|(_, frame)| frame.compressed())
+            .collect();
+        assert_eq!(frames.len(), 2);
+        for frame in frames {
+            let range = frame.as_ptr_range();
+            assert!(within.start <= range.start && range.end <= within.end);
+        }
+    }
+
     /// The pack `entries` makes, with its index as a zstd stream: a frame
     /// without its size in the header.
     fn with_streamed_index(pack: &[u8]) -> Vec<u8> {
@@ -312,7 +389,7 @@ mod tests {
     fn a_corrupt_pack_is_an_error_not_wrong_entries() {
         let pack = encode(&entries());
         let index_len = u32::from_le_bytes(pack[..4].try_into().unwrap()) as usize;
-        // A byte of the index, of the bodies, and the last byte.
+        // A byte of the index, of the bodies, and the last byte (a frame's).
         for at in [4 + index_len / 2, 4 + index_len + 2, pack.len() - 1] {
             let mut bytes = pack.clone();
             bytes[at] ^= 0x40;

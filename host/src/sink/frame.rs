@@ -25,8 +25,6 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::runtime::DocRecord;
 
 /// One output of a result line, compressed, or to be (see the module).
@@ -46,13 +44,6 @@ enum State {
     Rendered { bytes: Vec<u8>, level: i32 },
     /// One zstd frame.
     Compressed(bytes::Bytes),
-}
-
-/// The frame as packs keep it.
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    frame: bytes::Bytes,
-    rendered_len: u64,
 }
 
 thread_local! {
@@ -89,6 +80,15 @@ impl OutputFrame {
         // compressed form.
         *state = State::Compressed(frame.clone());
         frame
+    }
+
+    /// A frame compressed before (read from a pack): `frame` decompresses
+    /// to `rendered_len` bytes.
+    pub(crate) fn compressed_before(frame: bytes::Bytes, rendered_len: u64) -> Self {
+        OutputFrame(Arc::new(Frame {
+            rendered_len,
+            state: Mutex::new(State::Compressed(frame)),
+        }))
     }
 
     /// The length of what it decompresses to.
@@ -128,49 +128,3 @@ impl PartialEq for OutputFrame {
 }
 
 impl Eq for OutputFrame {}
-
-impl Serialize for OutputFrame {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        Stored {
-            frame: self.compressed(),
-            rendered_len: self.0.rendered_len,
-        }
-        .serialize(s)
-    }
-}
-
-impl<'de> Deserialize<'de> for OutputFrame {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let stored = Stored::deserialize(d)?;
-        Ok(OutputFrame(Arc::new(Frame {
-            rendered_len: stored.rendered_len,
-            state: Mutex::new(State::Compressed(stored.frame)),
-        })))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::test_support::doc;
-
-    /// A frame is compressed once, on first use, and its clones share it.
-    #[test]
-    fn a_frame_is_compressed_once_and_shared() {
-        let record = doc("text/plain", "a page of text ".repeat(100).as_bytes());
-        let frame = OutputFrame::of(&record, false, 1);
-        let clone = frame.clone();
-        let pending =
-            |f: &OutputFrame| matches!(*f.0.state.lock().unwrap(), State::Rendered { .. });
-        assert!(pending(&frame));
-        let compressed = clone.compressed();
-        assert!(!pending(&frame), "compressed for both");
-        assert_eq!(frame.compressed(), compressed);
-        let mut rendered = Vec::new();
-        super::super::line::write_output(&record, false, &mut rendered);
-        assert_eq!(frame.rendered_len(), rendered.len());
-        assert_eq!(zstd::decode_all(compressed.as_ref()).unwrap(), rendered);
-        let stored = postcard::to_stdvec(&frame).unwrap();
-        assert_eq!(postcard::from_bytes::<OutputFrame>(&stored).unwrap(), frame);
-    }
-}
