@@ -10,7 +10,8 @@
 //! output it takes from the cache: `chain::doc`). A chain of such stages
 //! then stores each document about once, not once per stage. The rest of
 //! an output read from a pack stays in the pack's bodies, decompressed
-//! when a body of the pack is first needed (`super::pack`).
+//! when a body of the pack is first needed, and the frame of a last
+//! stage's output is a slice of the pack (`super::pack`).
 //!
 //! Beside it, what the output's place in the chain needs (`Kept`):
 //! - an output a later stage reads keeps its body's digest: it is the next
