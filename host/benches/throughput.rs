@@ -100,7 +100,7 @@ fn repeated_dump(dir: &Path) -> (PathBuf, Vec<String>) {
         if batch.is_empty() {
             break;
         }
-        for message in batch {
+        for mut message in batch {
             let event = message.payload.decode(usize::MAX).unwrap();
             texts.extend(event.body);
         }

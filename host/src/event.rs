@@ -153,20 +153,34 @@ pub(crate) fn max_event_bytes(max_body_bytes: usize) -> usize {
 /// (and, with some allowance for the envelope, the payload itself, so a huge
 /// payload is rejected before it is parsed).
 pub fn decode(payload: &[u8], max_body_bytes: usize) -> Result<ChangeEvent, DecodeError> {
-    if payload.len() > max_event_bytes(max_body_bytes) {
+    check_size(payload.len(), max_body_bytes)?;
+    let event = parse(payload)?;
+    check(&event, max_body_bytes)?;
+    Ok(event)
+}
+
+/// Reject a payload of `size` bytes too large for any event whose body is
+/// within `max_body_bytes`.
+pub(crate) fn check_size(size: usize, max_body_bytes: usize) -> Result<(), DecodeError> {
+    if size > max_event_bytes(max_body_bytes) {
         return Err(DecodeError::OversizedEvent {
-            size: payload.len(),
+            size,
             max: max_body_bytes,
         });
     }
+    Ok(())
+}
+
+/// Parse one payload as a change event, unchecked: UTF-8 and JSON only
+/// ([`decode`] is this and [`check`]). A file's reader parses its lines
+/// ahead of the worker with it.
+pub(crate) fn parse(payload: &[u8]) -> Result<ChangeEvent, DecodeError> {
     // simdutf8: the payload is mostly one long body, and validating it was
     // a visible share of the host's work (docs/performance.md).
     let text = simdutf8::compat::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
         at: e.valid_up_to(),
     })?;
-    let event: ChangeEvent = serde_json::from_str(text).map_err(DecodeError::Json)?;
-    check(&event, max_body_bytes)?;
-    Ok(event)
+    serde_json::from_str(text).map_err(DecodeError::Json)
 }
 
 /// Check a decoded event (or one a reader built) against the schema's rules.

@@ -498,7 +498,7 @@ impl PartitionWorker {
             .identity();
         let decoded: Vec<_> = messages
             .into_iter()
-            .map(|message| {
+            .map(|mut message| {
                 let event = message.payload.decode(max_body);
                 (message, event)
             })

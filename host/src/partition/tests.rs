@@ -575,7 +575,7 @@ async fn bodies_by_reference_are_fetched_together() {
     ];
     let decoded: Vec<_> = messages
         .into_iter()
-        .map(|message| {
+        .map(|mut message| {
             let event = message.payload.decode(1 << 20);
             assert!(event.is_ok(), "{event:?}");
             (message, event)

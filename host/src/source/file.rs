@@ -135,7 +135,7 @@ impl JsonlSource {
                     bytes: content,
                 }
             } else {
-                Payload::Raw(line)
+                Payload::line(line)
             };
             batch.push(SourceMessage {
                 position: Position {
@@ -263,7 +263,7 @@ mod tests {
         let mut source = JsonlSource::open(&path).unwrap();
         source.limit_lines(CUT_LINE_HEAD * 2);
         let batch = source.next_batch(10).unwrap();
-        let got: Vec<(i64, Payload)> = batch
+        let mut got: Vec<(i64, Payload)> = batch
             .into_iter()
             .map(|m| (m.position.offset, m.payload))
             .collect();

@@ -561,7 +561,7 @@ mod tests {
 
     #[test]
     fn incomplete_pages_are_left_for_decoding_to_reject() {
-        let payloads = payloads(DUMP);
+        let mut payloads = payloads(DUMP);
         let err = payloads[2].decode(1 << 20).unwrap_err();
         assert_eq!(err.to_string(), "field `id` is empty");
         // Without a revision id, the JSON a producer would send, so that
@@ -578,13 +578,13 @@ mod tests {
     /// what their JSON would.
     #[test]
     fn complete_revisions_are_handed_over_as_built_events() {
-        let payloads = payloads(DUMP);
-        for payload in &payloads[..2] {
-            let Payload::Event(event) = payload else {
+        let mut payloads = payloads(DUMP);
+        for payload in &mut payloads[..2] {
+            let Payload::Event(event) = payload.clone() else {
                 panic!("{payload:?} was serialised");
             };
             let decoded = payload.decode(1 << 20).unwrap();
-            assert_eq!(&decoded, &**event);
+            assert_eq!(decoded, *event);
             assert_eq!(
                 decoded,
                 crate::event::decode(&payload.to_bytes(), 1 << 20).unwrap()

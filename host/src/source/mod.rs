@@ -4,9 +4,11 @@
 //! file, the topic is the file name, the partition is 0 and the offset is the
 //! 0-based line (or page) number, so a dead letter points at the exact input.
 //!
-//! Its [`Payload`] is the bytes as they arrived (Kafka, JSONL), decoded by
-//! the partition worker, or an event a reader built itself (a dump), which
-//! the worker checks by the same rules without a JSON round trip.
+//! Its [`Payload`] is the bytes as they arrived (Kafka), decoded by the
+//! partition worker; a line its reader parsed ahead of the worker (JSONL),
+//! which the worker checks; or an event a reader built
+//! itself (a dump), which the worker checks by the same rules without a
+//! JSON round trip.
 //!
 //! Parts: [`file`] (JSONL), [`mediawiki`] (dumps), `read_ahead` (a
 //! thread that reads a file's next batches while the worker runs the
@@ -56,9 +58,16 @@ pub struct SourceMessage {
 /// A message's change event, as it arrived or as a reader built it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    /// The bytes as they arrived (a Kafka message's value, a JSONL line),
-    /// not yet decoded.
+    /// The bytes as they arrived (a Kafka message's value, a JSONL line
+    /// that is not an event), not yet decoded.
     Raw(Vec<u8>),
+    /// A JSONL line parsed by its reader ([`Payload::line`]): on the
+    /// reading thread, while the worker runs the batch before, instead of
+    /// on the worker's. Of a warm replay from a file, decoding was a third
+    /// of the worker's thread (docs/performance.md, "Replay and the stage
+    /// cache"). (Its body is hashed by the worker: the reader, which reads
+    /// and parses, would then have the larger share.)
+    Parsed(Box<ParsedLine>),
     /// An event a reader built itself (a dump's revision). It is checked
     /// like a decoded one, but never written as JSON only to be parsed
     /// back: for a dump, escaping and unescaping every body was a sixth of
@@ -81,6 +90,7 @@ impl Payload {
     pub fn len(&self) -> usize {
         match self {
             Payload::Raw(bytes) => bytes.len(),
+            Payload::Parsed(parsed) => parsed.line.len(),
             Payload::Event(event) => event.body.as_ref().map_or(0, String::len),
             Payload::Cut { bytes, .. } => usize::try_from(*bytes).unwrap_or(usize::MAX),
         }
@@ -96,6 +106,7 @@ impl Payload {
     pub fn to_bytes(&self) -> Cow<'_, [u8]> {
         match self {
             Payload::Raw(bytes) | Payload::Cut { head: bytes, .. } => Cow::Borrowed(bytes),
+            Payload::Parsed(parsed) => Cow::Borrowed(&parsed.line),
             Payload::Event(event) => {
                 Cow::Owned(serde_json::to_vec(event).expect("change events serialise"))
             }
@@ -106,12 +117,24 @@ impl Payload {
     pub fn into_bytes(self) -> Vec<u8> {
         match self {
             Payload::Raw(bytes) | Payload::Cut { head: bytes, .. } => bytes,
+            Payload::Parsed(parsed) => parsed.line,
             event @ Payload::Event(_) => event.to_bytes().into_owned(),
         }
     }
 
-    /// The checked event (see [`crate::event::decode`]).
-    pub fn decode(&self, max_body_bytes: usize) -> Result<ChangeEvent, DecodeError> {
+    /// A line as its reader read it: parsed here (on the reader's thread)
+    /// when it is an event; as it arrived otherwise, for the worker to
+    /// decode and dead-letter with the reason.
+    pub(crate) fn line(line: Vec<u8>) -> Self {
+        match crate::event::parse(&line) {
+            Ok(event) => Payload::Parsed(Box::new(ParsedLine { line, event })),
+            Err(_) => Payload::Raw(line),
+        }
+    }
+
+    /// The checked event (see [`crate::event::decode`]). A parsed line
+    /// gives its event up: the payload keeps the line, as it arrived.
+    pub fn decode(&mut self, max_body_bytes: usize) -> Result<ChangeEvent, DecodeError> {
         match self {
             Payload::Raw(bytes) => crate::event::decode(bytes, max_body_bytes),
             Payload::Cut { bytes, .. } => Err(DecodeError::OversizedEvent {
@@ -122,8 +145,28 @@ impl Payload {
                 crate::event::check(event, max_body_bytes)?;
                 Ok(ChangeEvent::clone(event))
             }
+            Payload::Parsed(parsed) => {
+                crate::event::check_size(parsed.line.len(), max_body_bytes)?;
+                crate::event::check(&parsed.event, max_body_bytes)?;
+                let Payload::Parsed(parsed) = std::mem::replace(self, Payload::Raw(Vec::new()))
+                else {
+                    unreachable!("matched as parsed above")
+                };
+                let ParsedLine { line, event } = *parsed;
+                *self = Payload::Raw(line);
+                Ok(event)
+            }
         }
     }
+}
+
+/// A JSONL line its reader parsed: see [`Payload::Parsed`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedLine {
+    /// The line as it arrived (what dead letters keep).
+    line: Vec<u8>,
+    /// Its event, not yet checked.
+    event: ChangeEvent,
 }
 
 /// Formats of local input files.
@@ -255,5 +298,66 @@ impl FileSource {
             }),
             FileSource::Dump(source) => Ok(source.next_batch(max)?),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVENT: &str = r#"{"id":"w:1","op":"upsert","revision":3,"timestamp":"2024-01-01T00:00:00Z","body":"text \"quoted\"","x":1}"#;
+
+    /// A line that is an event is parsed by its reader, and decodes to what
+    /// the worker's own decoding makes of it; the payload keeps the line as
+    /// it arrived.
+    #[test]
+    fn a_line_parsed_ahead_decodes_as_the_line_would() {
+        let mut payload = Payload::line(EVENT.as_bytes().to_vec());
+        assert!(matches!(payload, Payload::Parsed(_)), "{payload:?}");
+        assert_eq!(payload.len(), EVENT.len());
+        assert_eq!(&*payload.to_bytes(), EVENT.as_bytes());
+        let decoded = payload.decode(1 << 20).unwrap();
+        assert_eq!(
+            decoded,
+            crate::event::decode(EVENT.as_bytes(), 1 << 20).unwrap()
+        );
+        assert_eq!(payload, Payload::Raw(EVENT.as_bytes().to_vec()));
+    }
+
+    /// The worker's checks apply to a parsed line: the limits it decodes
+    /// with and the schema's rules, and a rejected line stays whole for its
+    /// dead letter. A line that is no event is left to the worker.
+    #[test]
+    fn a_line_parsed_ahead_is_checked_by_the_worker() {
+        let mut payload = Payload::line(EVENT.as_bytes().to_vec());
+        let too_small = payload.decode(4).unwrap_err();
+        assert!(
+            too_small.to_string().contains("max_body_bytes"),
+            "{too_small}"
+        );
+        let envelope = crate::event::ENVELOPE_ALLOWANCE;
+        assert!(matches!(
+            payload.decode(0).unwrap_err(),
+            DecodeError::Oversized { .. }
+        ));
+        assert_eq!(
+            &*payload.to_bytes(),
+            EVENT.as_bytes(),
+            "kept for the dead letter"
+        );
+        let long = EVENT.replace("text", &"t".repeat(envelope + 10));
+        let mut payload = Payload::line(long.clone().into_bytes());
+        assert!(matches!(
+            payload.decode(1).unwrap_err(),
+            DecodeError::OversizedEvent { .. }
+        ));
+        let no_id = EVENT.replace("w:1", " ");
+        let mut payload = Payload::line(no_id.into_bytes());
+        assert_eq!(
+            payload.decode(1 << 20).unwrap_err().to_string(),
+            "field `id` is empty"
+        );
+        let not_json = Payload::line(b"{\"id\":".to_vec());
+        assert_eq!(not_json, Payload::Raw(b"{\"id\":".to_vec()));
     }
 }
