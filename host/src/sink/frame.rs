@@ -53,11 +53,22 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
+/// Bytes of a rendered output around its body and content type:
+/// `{"content_type":"…","json":…}` (`"text":"…"` and `"base64":"…"` are
+/// shorter).
+const ENVELOPE: usize = 32;
+
 impl OutputFrame {
     /// `record`, a chain output (a JSON document if `json`), as a result
     /// line writes it, to be compressed at `level` when first used.
     pub(crate) fn of(record: &DocRecord, json: bool, level: i32) -> Self {
-        let mut bytes = Vec::new();
+        // Sized for the output as it is (a JSON body is copied as it is,
+        // text grows only by its escapes): grown from empty, the buffer was
+        // reallocated and copied a dozen times per output, and in a cold
+        // run the fresh memory's page faults were a visible share
+        // (docs/performance.md, "Lines parsed by their reader").
+        let mut bytes =
+            Vec::with_capacity(record.body.len() + record.content_type.len() + ENVELOPE);
         super::line::write_output(record, json, &mut bytes);
         OutputFrame(Arc::new(Frame {
             rendered_len: bytes.len() as u64,
