@@ -335,7 +335,6 @@ mod tests {
             too_small.to_string().contains("max_body_bytes"),
             "{too_small}"
         );
-        let envelope = crate::event::ENVELOPE_ALLOWANCE;
         assert!(matches!(
             payload.decode(0).unwrap_err(),
             DecodeError::Oversized { .. }
@@ -345,8 +344,8 @@ mod tests {
             EVENT.as_bytes(),
             "kept for the dead letter"
         );
-        let long = EVENT.replace("text", &"t".repeat(envelope + 10));
-        let mut payload = Payload::line(long.clone().into_bytes());
+        let long = EVENT.replace("text", &"t".repeat(crate::event::ENVELOPE_ALLOWANCE + 10));
+        let mut payload = Payload::line(long.into_bytes());
         assert!(matches!(
             payload.decode(1).unwrap_err(),
             DecodeError::OversizedEvent { .. }

@@ -1,5 +1,5 @@
 //! Reading a file source ahead of its worker: a thread of its own reads
-//! (and, for a dump, parses) the next batches while the worker runs the
+//! (and parses: a dump's XML, a JSONL file's events) the next batches while the worker runs the
 //! current one through the chain, so on two cores reading and the chain
 //! overlap instead of taking turns.
 //!
