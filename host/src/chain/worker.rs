@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::doc::Doc;
@@ -306,6 +307,9 @@ impl ChainWorker {
         {
             let outcomes = self.run_batch(index, stage, chunk)?;
             self.work[index].plugin_records += chunk.len() as u64;
+            // Failures first, in order: a failed input's later siblings are
+            // skipped, as its earlier ones are dropped below.
+            let mut computed = Vec::with_capacity(chunk.len());
             for ((((&origin, outcome), miss), input), &place) in chunk_origins
                 .iter()
                 .zip(outcomes)
@@ -317,41 +321,42 @@ impl ChainWorker {
                     continue;
                 }
                 match outcome.and_then(|outputs| check_produced(stage, outputs)) {
-                    Ok(outputs) => match miss {
-                        Some(miss) => {
-                            let mut stored = Vec::with_capacity(outputs.len());
-                            for output in outputs {
-                                let (kept, known) = if last {
-                                    let json = is_json_document(&output);
-                                    let frame = OutputFrame::of(&output, json, miss.frame_level);
-                                    let kept =
-                                        StoredOutput::of_last(input, &output, json, frame.clone());
-                                    let known = Known {
-                                        digest: None,
-                                        output: Some(Output::framed(json, frame)),
-                                    };
-                                    (kept, known)
-                                } else {
-                                    let (kept, digest) =
-                                        StoredOutput::feeding(input, &output, &miss.input);
-                                    let known = Known {
-                                        digest: Some(digest),
-                                        ..Known::default()
-                                    };
-                                    (kept, known)
-                                };
-                                stored.push(kept);
-                                next.push((place, (origin, Doc::Record(output), known)));
-                            }
-                            fills.push((miss.key, stored));
-                        }
-                        None => next.extend(
-                            outputs
-                                .into_iter()
-                                .map(|r| (place, (origin, Doc::Record(r), Known::default()))),
-                        ),
-                    },
+                    Ok(outputs) => computed.push((origin, place, input, miss, outputs)),
                     Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
+                }
+            }
+            // What the cache keeps of each output, and what the next stage
+            // knows of it: hashing, checking and rendering whole documents
+            // was a cold run's largest cost on the chain's thread
+            // (docs/performance.md), so it is spread over the cores.
+            let kept: Vec<Option<(Digest, Vec<(StoredOutput, Known)>)>> = computed
+                .par_iter()
+                .map(|(_, _, input, miss, outputs)| {
+                    miss.as_ref().map(|miss| {
+                        let kept = outputs
+                            .iter()
+                            .map(|output| keep(input, output, miss, last))
+                            .collect();
+                        (miss.key, kept)
+                    })
+                })
+                .collect();
+            for ((origin, place, _, _, outputs), kept) in computed.into_iter().zip(kept) {
+                match kept {
+                    Some((key, kept)) => {
+                        let (stored, known): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
+                        next.extend(
+                            outputs.into_iter().zip(known).map(|(output, known)| {
+                                (place, (origin, Doc::Record(output), known))
+                            }),
+                        );
+                        fills.push((key, stored));
+                    }
+                    None => next.extend(
+                        outputs
+                            .into_iter()
+                            .map(|r| (place, (origin, Doc::Record(r), Known::default()))),
+                    ),
                 }
             }
         }
@@ -579,6 +584,30 @@ fn dedup_origins(tagged: &Tagged) -> Vec<usize> {
     let mut origins: Vec<usize> = tagged.iter().map(|(o, _, _)| *o).collect();
     origins.dedup();
     origins
+}
+
+/// What the cache keeps of `output`, which a cached stage computed from
+/// `input` (its lookup `miss`), and what is known of it downstream: the
+/// output's frame if the stage is the chain's `last` (no stage reads its
+/// digest), else its body's digest (the next stage's key needs it).
+fn keep(input: &DocRecord, output: &DocRecord, miss: &Miss, last: bool) -> (StoredOutput, Known) {
+    if last {
+        let json = is_json_document(output);
+        let frame = OutputFrame::of(output, json, miss.frame_level);
+        let kept = StoredOutput::of_last(input, output, json, frame.clone());
+        let known = Known {
+            digest: None,
+            output: Some(Output::framed(json, frame)),
+        };
+        (kept, known)
+    } else {
+        let (kept, digest) = StoredOutput::feeding(input, output, &miss.input);
+        let known = Known {
+            digest: Some(digest),
+            ..Known::default()
+        };
+        (kept, known)
+    }
 }
 
 /// Outputs must keep the plugin contract (see [`crate::contract`]): a
