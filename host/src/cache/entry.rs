@@ -164,6 +164,11 @@ impl StoredOutput {
         }
     }
 
+    /// The length of the rest of its body (what a pack's bodies hold of it).
+    pub(super) fn rest_len(&self) -> usize {
+        self.rest.len()
+    }
+
     /// The output as a pack's index holds it, the rest of its body, and
     /// the frame of a last stage's output.
     pub(super) fn indexed(&self) -> (IndexedOutput, &[u8], Option<bytes::Bytes>) {

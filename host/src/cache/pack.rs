@@ -158,7 +158,14 @@ fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
 
 /// The bytes of a pack of `entries`.
 pub fn encode<O: AsRef<[StoredOutput]>>(entries: &[(Digest, O)]) -> Vec<u8> {
-    let mut rests = Vec::new();
+    // Sized up front: grown from empty, the bodies of a batch of documents
+    // (megabytes) were copied again at every doubling.
+    let rests_len = entries
+        .iter()
+        .flat_map(|(_, outputs)| outputs.as_ref())
+        .map(StoredOutput::rest_len)
+        .sum();
+    let mut rests = Vec::with_capacity(rests_len);
     let mut frames = Vec::new();
     let entries = entries
         .iter()
