@@ -91,6 +91,9 @@ type TaggedOutput = (usize, Doc, Known);
 type ToCompute = (usize, DocRecord, Option<Miss>);
 /// Items tagged with the place of their stage input.
 type Placed<T> = Vec<(usize, T)>;
+/// What the cache keeps of a computed input: its entry's key and, per
+/// output, the stored form and what the next stage knows of it.
+type Kept = (Digest, Vec<(StoredOutput, Known)>);
 
 /// What is known of a record between stages, besides the record.
 #[derive(Default)]
@@ -329,7 +332,7 @@ impl ChainWorker {
             // knows of it: hashing, checking and rendering whole documents
             // was a cold run's largest cost on the chain's thread
             // (docs/performance.md), so it is spread over the cores.
-            let kept: Vec<Option<(Digest, Vec<(StoredOutput, Known)>)>> = computed
+            let kept: Vec<Option<Kept>> = computed
                 .par_iter()
                 .map(|(_, _, input, miss, outputs)| {
                     miss.as_ref().map(|miss| {
