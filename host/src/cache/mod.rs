@@ -529,7 +529,7 @@ impl StageCache {
     /// is encoded: the async workers also move other partitions' records.
     async fn load(&self, key: String) {
         self.counters.pack_reads.fetch_add(1, Ordering::Relaxed);
-        let read = tokio::time::timeout(READ_TIMEOUT, self.store.get(&key))
+        let read = tokio::time::timeout(READ_TIMEOUT, self.store.get_shared(&key))
             .await
             .unwrap_or_else(|_| Err(timed_out("read", READ_TIMEOUT)));
         let entries = match read {
@@ -537,7 +537,7 @@ impl StageCache {
                 self.counters
                     .bytes_read
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                tokio::task::spawn_blocking(move || pack::decode(bytes.into()))
+                tokio::task::spawn_blocking(move || pack::decode(bytes))
                     .await
                     .expect("decoding does not panic")
                     .map_err(LoadError::Decode)

@@ -53,6 +53,38 @@ impl LocalStore {
         }
     }
 
+    /// The object `key` mapped into memory, or `None` if it does not
+    /// exist. Reading a cache pack copied it from the page cache into fresh
+    /// memory, and the fresh memory's page faults and the copy were the
+    /// largest share of a warm replay's reads (docs/performance.md); a
+    /// mapping shares the page cache's pages. Sound because objects are
+    /// never changed in place: a put writes a new file and renames it over
+    /// the key, and a removed file stays readable while it is mapped. (A
+    /// file truncated in place by something else than weir while mapped
+    /// would end the process with SIGBUS when its lost pages are read.)
+    pub(super) async fn map(&self, key: &str) -> Result<Option<bytes::Bytes>, StorageError> {
+        let path = self.path_of(key)?;
+        let target = path.clone();
+        let mapped: std::io::Result<bytes::Bytes> = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&target)?;
+            if file.metadata()?.len() == 0 {
+                // An empty file cannot be mapped.
+                return Ok(bytes::Bytes::new());
+            }
+            // SAFETY: see above: the store never changes an object's file
+            // in place.
+            let map = unsafe { memmap2::Mmap::map(&file) }?;
+            Ok(bytes::Bytes::from_owner(map))
+        })
+        .await
+        .expect("the map task does not panic");
+        match mapped {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StorageError::Io { path, source }),
+        }
+    }
+
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         // Keys are listed from the deepest directory the prefix names.
         let dir = match prefix.rfind('/') {

@@ -173,6 +173,17 @@ impl ObjectStore {
         Ok(self.get_at_most(key, u64::MAX).await?.map(Bounded::whole))
     }
 
+    /// Read the object `key` as shared bytes, or `None` if it does not
+    /// exist: for large immutable objects read whole (the cache's packs).
+    /// A local store maps the file instead of copying it (see
+    /// [`LocalStore::map`]); the others read it as [`ObjectStore::get`].
+    pub async fn get_shared(&self, key: &str) -> Result<Option<bytes::Bytes>, StorageError> {
+        match self {
+            ObjectStore::Local(local) => local.map(key).await,
+            _ => Ok(self.get(key).await?.map(bytes::Bytes::from)),
+        }
+    }
+
     /// Read the object `key` if it is at most `limit` bytes long, or `None`
     /// if it does not exist. A larger object is not downloaded when its size
     /// is known first (file metadata, S3's length header); without a length
@@ -341,7 +352,28 @@ mod tests {
             Some(Bounded::Read(b"x".to_vec()))
         );
         assert_eq!(at_most(0).await.unwrap(), Some(Bounded::TooLarge(1)));
+        // Mapped, as the cache reads its packs: the same bytes, and a
+        // mapping outlives a replacement and a removal of its file.
+        let shared = store.get_shared("a/c.txt").await.unwrap().unwrap();
+        assert_eq!(shared.as_ref(), b"z");
+        store.put("a/c.txt", b"w".to_vec()).await.unwrap();
+        assert_eq!(
+            store.get_shared("a/c.txt").await.unwrap().unwrap().as_ref(),
+            b"w"
+        );
+        store.put("a/empty", Vec::new()).await.unwrap();
+        assert!(
+            store
+                .get_shared("a/empty")
+                .await
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
+        store.delete("a/empty").await.unwrap();
+        assert_eq!(store.get_shared("a/none").await.unwrap(), None);
         store.delete("a/c.txt").await.unwrap();
+        assert_eq!(shared.as_ref(), b"z");
         store.delete("a/c.txt").await.unwrap();
         assert_eq!(store.list("a/").await.unwrap().len(), 2);
         for bad in ["../x", "/etc/x", "", "a/../../x"] {
