@@ -9,7 +9,7 @@
 //! final output and how a result line embeds it (or the frame it comes
 //! as); `tests`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
@@ -91,6 +91,11 @@ pub struct Chain {
     stages: Vec<Stage>,
     lineage: Vec<LineageEntry>,
     identity: Digest,
+    /// The instances [`Chain::try_stages`] started, one per stage, kept
+    /// for the next worker: starting a stage costs milliseconds (the score
+    /// plugin reads and hashes its model), and a run that tried its stages
+    /// then started them again paid it twice before its first record.
+    started: Mutex<Option<Vec<Option<PluginInstance>>>>,
 }
 
 /// A stage that does not start (its instance, or its plugin's `init` with
@@ -173,6 +178,7 @@ impl Chain {
             stages,
             lineage,
             identity,
+            started: Mutex::new(None),
         })
     }
 
@@ -193,28 +199,42 @@ impl Chain {
         &self.lineage[..stages_run]
     }
 
-    /// Instantiate every stage once for a new worker.
+    /// A new worker, with the instances [`Chain::try_stages`] started if
+    /// no worker took them yet, else with new ones.
     pub fn start_worker(self: &Arc<Self>) -> Result<ChainWorker, RuntimeError> {
-        let instances = self
-            .stages
-            .iter()
-            .map(|stage| stage.instantiate().map(Some))
-            .collect::<Result<_, _>>()?;
+        let started = self.started.lock().expect("not poisoned").take();
+        let instances = match started {
+            Some(instances) => instances,
+            None => self
+                .stages
+                .iter()
+                .map(|stage| stage.instantiate().map(Some))
+                .collect::<Result<_, _>>()?,
+        };
         Ok(ChainWorker::new(self.clone(), instances))
     }
 
-    /// Instantiate and `init` each stage once and drop the instances: what
-    /// every worker of this chain does first, tried before any record is
-    /// read, so that a configuration a plugin refuses stops the command
-    /// at once, with the stage named.
+    /// Instantiate and `init` each stage once: what every worker of this
+    /// chain does first, tried before any record is read, so that a
+    /// configuration a plugin refuses stops the command at once, with the
+    /// stage named. The instances are kept for the next worker.
     pub fn try_stages(&self) -> Result<(), StageStartError> {
-        for (index, stage) in self.stages.iter().enumerate() {
-            stage.instantiate().map_err(|source| StageStartError {
-                index,
-                name: stage.name.clone(),
-                source,
-            })?;
-        }
+        let instances = self
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(index, stage)| {
+                stage
+                    .instantiate()
+                    .map(Some)
+                    .map_err(|source| StageStartError {
+                        index,
+                        name: stage.name.clone(),
+                        source,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        *self.started.lock().expect("not poisoned") = Some(instances);
         Ok(())
     }
 

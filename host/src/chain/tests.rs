@@ -15,6 +15,22 @@ fn record(id: &str, content_type: &str, body: &str) -> DocRecord {
     }
 }
 
+/// The instances `try_stages` started are the next worker's: a run starts
+/// each stage once, not once to try it and again to run it.
+#[test]
+fn the_next_worker_takes_the_instances_tried() {
+    let (runtime, chain) = chain_of(&["parse", "lang"]);
+    let chain = Arc::new(chain.unwrap());
+    chain.try_stages().unwrap();
+    assert_eq!(runtime.live_instances(), 2, "kept for the next worker");
+    let first = chain.start_worker().unwrap();
+    assert_eq!(runtime.live_instances(), 2, "the tried ones");
+    let second = chain.start_worker().unwrap();
+    assert_eq!(runtime.live_instances(), 4, "new ones");
+    drop((first, second));
+    assert_eq!(runtime.live_instances(), 0);
+}
+
 /// With a cache, the same inputs again are answered from it: identical
 /// results, no plugin call; a new record is computed.
 #[test]

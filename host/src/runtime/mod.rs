@@ -216,6 +216,15 @@ impl Runtime {
         })
     }
 
+    /// Plugin instances alive in the pool now.
+    #[cfg(test)]
+    pub(crate) fn live_instances(&self) -> u64 {
+        self.engine
+            .pooling_allocator_metrics()
+            .expect("the engine pools its instances")
+            .component_instances()
+    }
+
     /// Load a plugin from component bytes. `name` is used in errors until the
     /// plugin has described itself.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedPlugin, RuntimeError> {
