@@ -238,7 +238,7 @@ mod tests {
             outputs,
         }
         .write(&mut out);
-        let bytes = zstd::decode_all(out.compress(1).unwrap().as_slice()).unwrap();
+        let bytes = zstd::decode_all(out.compress(1).unwrap().concat().as_slice()).unwrap();
         (out.len(), bytes)
     }
 

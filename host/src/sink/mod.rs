@@ -583,9 +583,10 @@ impl Sink {
             }
             Some(written)
         };
-        metrics.object_written(records, "results", compressed.len());
+        let size = compressed.iter().map(bytes::Bytes::len).sum();
+        metrics.object_written(records, "results", size);
         self.results
-            .put(&results_key, compressed)
+            .put_parts(&results_key, compressed)
             .await
             .map_err(|source| SinkError::Storage {
                 key: results_key.clone(),

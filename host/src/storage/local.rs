@@ -37,6 +37,22 @@ impl LocalStore {
             .map_err(|source| StorageError::Io { path, source })
     }
 
+    pub(super) async fn put_parts(
+        &self,
+        key: &str,
+        parts: Vec<bytes::Bytes>,
+    ) -> Result<(), StorageError> {
+        let path = self.path_of(key)?;
+        let target = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let parts: Vec<&[u8]> = parts.iter().map(bytes::Bytes::as_ref).collect();
+            crate::atomic_file::write_parts(&target, &parts)
+        })
+        .await
+        .expect("the write task does not panic")
+        .map_err(|source| StorageError::Io { path, source })
+    }
+
     pub(super) async fn get(&self, key: &str, limit: u64) -> Result<Option<Bounded>, StorageError> {
         let path = self.path_of(key)?;
         let read = async {

@@ -168,6 +168,16 @@ impl ObjectStore {
         }
     }
 
+    /// Write (or replace) the object `key` made of `parts`, one after the
+    /// other. A local store writes them as they are; the others are sent
+    /// one buffer (the parts copied into it).
+    pub async fn put_parts(&self, key: &str, parts: Vec<bytes::Bytes>) -> Result<(), StorageError> {
+        match self {
+            ObjectStore::Local(local) => local.put_parts(key, parts).await,
+            _ => self.put(key, parts.concat()).await,
+        }
+    }
+
     /// Read the object `key`, or `None` if it does not exist.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.get_at_most(key, u64::MAX).await?.map(Bounded::whole))
@@ -345,6 +355,12 @@ mod tests {
             ["a/b/2.txt", "a/c.txt"]
         );
         assert_eq!(store.get("a/c.txt").await.unwrap(), Some(b"z".to_vec()));
+        let parts = [&b"p"[..], b"", b"q"]
+            .map(bytes::Bytes::from_static)
+            .to_vec();
+        store.put_parts("a/d.txt", parts).await.unwrap();
+        assert_eq!(store.get("a/d.txt").await.unwrap(), Some(b"pq".to_vec()));
+        store.delete("a/d.txt").await.unwrap();
         assert_eq!(store.get("a/none").await.unwrap(), None);
         let at_most = |limit| store.get_at_most("a/b/1.txt", limit);
         assert_eq!(
