@@ -28,13 +28,9 @@ impl LocalStore {
     pub(super) fn describe(&self, key: &str) -> String {
         self.root.join(key).display().to_string()
     }
+
     pub(super) async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), StorageError> {
-        let path = self.path_of(key)?;
-        let target = path.clone();
-        tokio::task::spawn_blocking(move || crate::atomic_file::write(&target, &bytes))
-            .await
-            .expect("the write task does not panic")
-            .map_err(|source| StorageError::Io { path, source })
+        self.put_parts(key, vec![bytes.into()]).await
     }
 
     pub(super) async fn put_parts(
