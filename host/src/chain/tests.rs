@@ -1,7 +1,8 @@
 //! Unit tests of the chain and its worker, on the real plugins.
 
 use super::*;
-use crate::cache::StageCache;
+use crate::cache::{StageCache, StoredOutput};
+use crate::digest::Digest;
 use crate::runtime::DocRecord;
 use crate::test_support::chain_of;
 
@@ -158,6 +159,99 @@ fn fanned_out_siblings_keep_their_order_when_only_some_are_cached() {
     let second = worker.take_work()[1].1;
     assert_eq!((second.cache_hits, second.cache_misses), (1, 1));
     assert_eq!(warm, cold);
+}
+
+/// A cached stage's inputs go to the plugin in several calls, what the
+/// cache keeps of one call's outputs worked out beside the next call: the
+/// results are those of a chain without a cache, failures and fanned-out
+/// outputs in place; the fills are the computed inputs', in input order;
+/// and a second run answers every record from them.
+#[test]
+fn chunked_calls_of_a_cached_stage_give_the_uncached_results() {
+    let (_runtime, chain) = chain_of(&["echo", "echo"]);
+    let chain = Arc::new(chain.unwrap());
+    let cache = Arc::new(StageCache::new(
+        crate::storage::ObjectStore::memory(),
+        1 << 20,
+    ));
+    let mut worker = chain.start_worker().unwrap().with_cache(cache.clone());
+    // 40 inputs: five calls of eight per stage.
+    let inputs: Vec<DocRecord> = (0..40)
+        .map(|i| {
+            let mut input = record(&format!("r{i}"), "text/plain", &format!("body {i}"));
+            let asked = match i {
+                13 => Some(("fail", "bad-input")),
+                27 => Some(("fail", "panic")),
+                i if i % 5 == 0 => Some(("fanout", "2")),
+                _ => None,
+            };
+            if let Some((key, value)) = asked {
+                input.metadata.push((key.into(), value.into()));
+            }
+            input
+        })
+        .collect();
+    let cold = worker.process(inputs.clone()).unwrap();
+    let uncached = chain
+        .start_worker()
+        .unwrap()
+        .process(inputs.clone())
+        .unwrap();
+    assert_eq!(cold.len(), uncached.len());
+    for (i, (result, plain)) in cold.iter().zip(&uncached).enumerate() {
+        let (ChainResult::Done { outputs, .. }, ChainResult::Done { outputs: plain, .. }) =
+            (result, plain)
+        else {
+            assert!(matches!(result, ChainResult::Failed(_)), "{i}: {result:?}");
+            assert_eq!(result, plain, "{i}");
+            continue;
+        };
+        assert_eq!(outputs.len(), plain.len(), "{i}");
+        for (output, plain) in outputs.iter().zip(plain) {
+            let record = plain.record().expect("uncached outputs are records");
+            let frame = crate::sink::OutputFrame::of(record, plain.is_json(), cache.frame_level());
+            assert_eq!(output.body(), &OutputBody::Framed(frame), "{i}");
+        }
+    }
+    let failed: Vec<usize> = (0..cold.len())
+        .filter(|&i| matches!(cold[i], ChainResult::Failed(_)))
+        .collect();
+    assert_eq!(failed, [13, 27]);
+    let fills = worker.take_fills();
+    let ids = |entries: &[(Digest, Vec<StoredOutput>)]| -> Vec<String> {
+        entries
+            .iter()
+            .map(|(_, outputs)| outputs[0].head().id.to_owned())
+            .collect()
+    };
+    let computed: Vec<String> = (0..40)
+        .filter(|i| ![13, 27].contains(i))
+        .map(|i| format!("r{i}"))
+        .collect();
+    assert_eq!(ids(&fills[0].1), computed, "the first stage's, in order");
+    // The second stage's: one per output of the first, two for each
+    // record fanned out.
+    let twice: Vec<String> = computed
+        .iter()
+        .flat_map(|id| {
+            let fanned = id[1..].parse::<usize>().unwrap() % 5 == 0;
+            vec![id.clone(); if fanned { 2 } else { 1 }]
+        })
+        .collect();
+    assert_eq!(ids(&fills[1].1), twice, "the second stage's, in order");
+    for (_, entries) in &fills {
+        cache.remember(entries);
+    }
+    worker.take_work();
+    let warm = worker.process(inputs).unwrap();
+    assert_eq!(warm, cold);
+    let work: Vec<(u64, u64)> = worker
+        .take_work()
+        .into_iter()
+        .map(|(_, w)| (w.cache_hits, w.plugin_records))
+        .collect();
+    // The failed ones are computed again: failures are not cached.
+    assert_eq!(work, [(38, 2), (twice.len() as u64, 0)]);
 }
 
 #[test]

@@ -16,7 +16,11 @@
 //! - a cache hit gives the same outputs as the plugin would, but passed on
 //!   unbuilt ([`super::doc`]): a body is rebuilt only for a stage that runs
 //!   on it, and a cached last stage's outputs end as frames
-//!   ([`crate::sink::OutputFrame`]).
+//!   ([`crate::sink::OutputFrame`]);
+//! - a stage whose outputs the cache keeps is called on chunks of its inputs
+//!   ([`chunk_size`]), and what the cache keeps of one chunk's outputs is
+//!   worked out on the rayon pool beside the next chunk's call; the outputs
+//!   and the cache's fills still come in input order.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -94,6 +98,11 @@ type Placed<T> = Vec<(usize, T)>;
 /// What the cache keeps of a computed input: its entry's key and, per
 /// output, the stored form and what the next stage knows of it.
 type Kept = (Digest, Vec<(StoredOutput, Known)>);
+
+/// One computed input's outputs: its origin, its place among the stage's
+/// inputs, the outputs, and what the cache keeps of them (for a cached
+/// stage).
+type KeptOutputs = (usize, usize, Vec<DocRecord>, Option<Kept>);
 
 /// What is known of a record between stages, besides the record.
 #[derive(Default)]
@@ -295,72 +304,89 @@ impl ChainWorker {
             records.push(record);
             misses.push(miss);
         }
-        let mut fills = Vec::new();
-        let size = stage.batch_size.max(1);
         // No stage reads the last stage's outputs: their digests would
         // never be used. Result lines read whether they are JSON and the
         // outputs as they write them: those are kept instead, compressed at
         // the level of the results they go into.
         let last = index + 1 == self.chain.stages.len();
-        for (((chunk_origins, chunk), chunk_misses), chunk_places) in origins
-            .chunks(size)
-            .zip(records.chunks(size))
-            .zip(misses.chunks(size))
-            .zip(places.chunks(size))
-        {
-            let outcomes = self.run_batch(index, stage, chunk)?;
-            self.work[index].plugin_records += chunk.len() as u64;
-            // Failures first, in order: a failed input's later siblings are
-            // skipped, as its earlier ones are dropped below.
-            let mut computed = Vec::with_capacity(chunk.len());
-            for ((((&origin, outcome), miss), input), &place) in chunk_origins
-                .iter()
-                .zip(outcomes)
-                .zip(chunk_misses)
-                .zip(chunk)
-                .zip(chunk_places)
+        let size = chunk_size(stage.batch_size, &misses);
+        // What the cache keeps of each output, and what the next stage
+        // knows of it, is worked out on the rayon pool while the plugin
+        // runs the next chunk: hashing, copying and rendering whole
+        // documents was a cold run's largest cost on the chain's thread
+        // (docs/performance.md). Each chunk comes back with its number, to
+        // be put back in order.
+        let (sender, receiver) = std::sync::mpsc::channel::<(usize, Vec<KeptOutputs>)>();
+        rayon::in_place_scope(|scope| -> Result<(), RuntimeError> {
+            for (number, (((chunk_origins, chunk), chunk_misses), chunk_places)) in origins
+                .chunks(size)
+                .zip(records.chunks(size))
+                .zip(misses.chunks(size))
+                .zip(places.chunks(size))
+                .enumerate()
             {
-                if results[origin].is_some() {
-                    continue;
-                }
-                match outcome.and_then(|outputs| check_produced(stage, outputs)) {
-                    Ok(outputs) => computed.push((origin, place, input, miss, outputs)),
-                    Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
-                }
-            }
-            // What the cache keeps of each output, and what the next stage
-            // knows of it: hashing, checking and rendering whole documents
-            // was a cold run's largest cost on the chain's thread
-            // (docs/performance.md), so it is spread over the cores.
-            let kept: Vec<Option<Kept>> = computed
-                .par_iter()
-                .map(|(_, _, input, miss, outputs)| {
-                    miss.as_ref().map(|miss| {
-                        let kept = outputs
-                            .iter()
-                            .map(|output| keep(input, output, miss, last))
-                            .collect();
-                        (miss.key, kept)
-                    })
-                })
-                .collect();
-            for ((origin, place, _, _, outputs), kept) in computed.into_iter().zip(kept) {
-                match kept {
-                    Some((key, kept)) => {
-                        let (stored, known): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
-                        next.extend(
-                            outputs.into_iter().zip(known).map(|(output, known)| {
-                                (place, (origin, Doc::Record(output), known))
-                            }),
-                        );
-                        fills.push((key, stored));
+                let outcomes = self.run_batch(index, stage, chunk)?;
+                self.work[index].plugin_records += chunk.len() as u64;
+                // Failures first, in order: a failed input's later siblings
+                // are skipped, as its earlier ones are dropped below.
+                let mut computed = Vec::with_capacity(chunk.len());
+                for ((((&origin, outcome), miss), input), &place) in chunk_origins
+                    .iter()
+                    .zip(outcomes)
+                    .zip(chunk_misses)
+                    .zip(chunk)
+                    .zip(chunk_places)
+                {
+                    if results[origin].is_some() {
+                        continue;
                     }
-                    None => next.extend(
+                    match outcome.and_then(|outputs| check_produced(stage, outputs)) {
+                        Ok(outputs) => computed.push((origin, place, input, miss, outputs)),
+                        Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
+                    }
+                }
+                let sender = sender.clone();
+                scope.spawn(move |_| {
+                    let kept = computed
+                        .into_par_iter()
+                        .map(|(origin, place, input, miss, outputs)| {
+                            let kept = miss.as_ref().map(|miss| {
+                                let kept = outputs
+                                    .iter()
+                                    .map(|output| keep(input, output, miss, last))
+                                    .collect();
+                                (miss.key, kept)
+                            });
+                            (origin, place, outputs, kept)
+                        })
+                        .collect();
+                    // The receiver lives until the scope has ended.
+                    let _ = sender.send((number, kept));
+                });
+            }
+            Ok(())
+        })?;
+        drop(sender);
+        let mut chunks: Vec<_> = receiver.into_iter().collect();
+        chunks.sort_unstable_by_key(|(number, _)| *number);
+        let mut fills = Vec::new();
+        for (origin, place, outputs, kept) in chunks.into_iter().flat_map(|(_, kept)| kept) {
+            match kept {
+                Some((key, kept)) => {
+                    let (stored, known): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
+                    next.extend(
                         outputs
                             .into_iter()
-                            .map(|r| (place, (origin, Doc::Record(r), Known::default()))),
-                    ),
+                            .zip(known)
+                            .map(|(output, known)| (place, (origin, Doc::Record(output), known))),
+                    );
+                    fills.push((key, stored));
                 }
+                None => next.extend(
+                    outputs
+                        .into_iter()
+                        .map(|r| (place, (origin, Doc::Record(r), Known::default()))),
+                ),
             }
         }
         if !fills.is_empty() {
@@ -613,6 +639,27 @@ fn keep(input: &DocRecord, output: &DocRecord, miss: &Miss, last: bool) -> (Stor
     }
 }
 
+/// How many inputs one plugin call of a stage takes: the stage's batch
+/// size, but when what the stage computes is kept in the cache, an eighth
+/// of the inputs (never fewer than [`MIN_KEPT_CALL`] a call), so that keeping
+/// one chunk's outputs runs beside the next chunk's call and only the last
+/// chunk's is left on the chain's path (see [`ChainWorker::run_stage`]).
+/// Eight chunks left a cold run 5% faster than four (docs/performance.md).
+fn chunk_size(batch_size: usize, misses: &[Option<Miss>]) -> usize {
+    const OVERLAPPED: usize = 8;
+    let size = batch_size.max(1);
+    if misses.iter().any(Option::is_some) {
+        size.min(misses.len().div_ceil(OVERLAPPED).max(MIN_KEPT_CALL))
+    } else {
+        size
+    }
+}
+
+/// The fewest inputs of a plugin call that [`chunk_size`] makes smaller
+/// than the stage's batch size: a plugin that batches its work (a model
+/// scoring many documents at once) still gets batches worth the call.
+const MIN_KEPT_CALL: usize = 8;
+
 /// Outputs must keep the plugin contract (see [`crate::contract`]): a
 /// declared, well-formed content type, and an id and metadata within bounds.
 fn check_produced(stage: &Stage, outputs: Vec<DocRecord>) -> Result<Vec<DocRecord>, StageFailure> {
@@ -649,4 +696,32 @@ fn trap_failure(stage: &Stage, trap: &Trap, attempts: u32) -> StageFailure {
         _ => FailureKind::Trap,
     };
     failure(stage, kind, trap.to_string(), attempts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_stages_are_called_in_eighths_of_at_least_eight_records() {
+        let miss = || {
+            Some(Miss {
+                key: Digest::of(b"key"),
+                input: BodyDigest::of(b"input"),
+                frame_level: 1,
+            })
+        };
+        let misses = |n: usize| -> Vec<Option<Miss>> { (0..n).map(|_| miss()).collect() };
+        let uncached: Vec<Option<Miss>> = (0..64).map(|_| None).collect();
+        assert_eq!(
+            chunk_size(64, &uncached),
+            64,
+            "nothing kept: the batch size"
+        );
+        assert_eq!(chunk_size(64, &misses(64)), 8);
+        assert_eq!(chunk_size(64, &misses(20)), 8, "not under eight");
+        assert_eq!(chunk_size(4, &misses(20)), 4, "nor over the batch size");
+        assert_eq!(chunk_size(64, &misses(1000)), 64);
+        assert_eq!(chunk_size(0, &misses(3)), 1);
+    }
 }
