@@ -207,7 +207,8 @@ pub struct RuntimeSection {
     pub plugin_dir: Option<PathBuf>,
     /// Where compiled plugins are cached (default: the user cache dir).
     pub compiled_cache_dir: Option<PathBuf>,
-    /// Default records per plugin call.
+    /// Default records per plugin call, at most (a stage whose outputs the
+    /// cache keeps is called on smaller chunks: `docs/cache.md`).
     pub batch_size: usize,
     /// Upper bound on live plugin instances.
     pub max_instances: u32,
@@ -236,7 +237,7 @@ pub struct StageConfig {
     /// Retries after a plugin failure.
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// Records per plugin call (default: `runtime.batch_size`).
+    /// Records per plugin call, at most (default: `runtime.batch_size`).
     pub batch_size: Option<usize>,
     /// `[stage.limits]`
     #[serde(default)]
