@@ -17,6 +17,8 @@
 //!   spending `MODEL_WORK` million multiply steps per record, a stand-in
 //!   for a model), where the plugins' work, which the cache saves, outweighs the
 //!   host's own;
+//! - a bare consumer reading the whole topic: the broker's part of any
+//!   replay of it on this machine;
 //! - S3 requests per record of the warm replay, from its summary;
 //! - hit latency: an entry from the memory tier, and a pack read from S3
 //!   and decoded (per pack and per entry).
@@ -41,7 +43,7 @@ const CACHE: &str = "\n[cache]\nenabled = true\n";
 const MODEL_WORK: u64 = 2;
 /// Rounds of the file cases (a few seconds each), and of the costly
 /// stage's (a cold run takes about ten).
-const FILE_ROUNDS: usize = 5;
+const FILE_ROUNDS: usize = 9;
 const COSTLY_ROUNDS: usize = 3;
 
 fn weir() -> PathBuf {
@@ -68,6 +70,44 @@ fn file_run(config: &Path) -> Measured {
         .arg(config)
         .env("WEIR_LOG", "warn");
     measure(command)
+}
+
+/// How long a bare consumer takes to read all `records` of `topic` from
+/// the start, with the replays' prompt fetches: the broker's part of any
+/// replay of the topic, whatever the host does with the records (the
+/// bodies stored by reference are not fetched).
+fn consume_all(services: &Services, topic: &str, partitions: i32, records: u64) -> Duration {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let brokers = services
+        .env()
+        .iter()
+        .find_map(|(key, value)| (key == "WEIR_KAFKA_BROKERS").then_some(value))
+        .expect("the services give the brokers");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-floor"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("a consumer");
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .expect("a partition from the start");
+    }
+    let start = Instant::now();
+    consumer.assign(&assignment).expect("assigned");
+    let mut seen = 0;
+    while seen < records {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(_)) => seen += 1,
+            Some(Err(e)) => panic!("consuming the topic: {e}"),
+            None => panic!("the topic gave {seen} of its {records} records"),
+        }
+    }
+    start.elapsed()
 }
 
 /// The `cache: N requests` figure of a summary.
@@ -139,6 +179,13 @@ async fn main() {
         cold.cpu.as_secs_f64() / warm.cpu.as_secs_f64(),
         100.0 * (cold.wall.as_secs_f64() / off.wall.as_secs_f64() - 1.0),
         100.0 * (cold.cpu.as_secs_f64() / off.cpu.as_secs_f64() - 1.0),
+    );
+    let floor = consume_all(&services, &scenario.topic, scenario.partitions, records);
+    println!(
+        "a bare consumer reading the whole topic from the start: {:.2} s, {:.0}% of the warm \
+         replay's wall time (what any replay of this topic on this broker takes at least)",
+        floor.as_secs_f64(),
+        100.0 * floor.as_secs_f64() / warm.wall.as_secs_f64(),
     );
     let requests = cache_requests(&warm.stdout);
     println!(

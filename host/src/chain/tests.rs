@@ -3,7 +3,7 @@
 use super::*;
 use crate::cache::{StageCache, StoredOutput};
 use crate::digest::Digest;
-use crate::runtime::DocRecord;
+use crate::runtime::{DocRecord, Runtime};
 use crate::test_support::chain_of;
 
 fn record(id: &str, content_type: &str, body: &str) -> DocRecord {
@@ -14,6 +14,19 @@ fn record(id: &str, content_type: &str, body: &str) -> DocRecord {
         body: body.as_bytes().to_vec(),
         metadata: Vec::new(),
     }
+}
+
+/// A worker of the chain of `plugins` with a cache in memory, with the
+/// runtime (kept alive with it), the chain and the cache.
+fn cached_worker(plugins: &[&str]) -> (Runtime, Arc<Chain>, Arc<StageCache>, ChainWorker) {
+    let (runtime, chain) = chain_of(plugins);
+    let chain = Arc::new(chain.unwrap());
+    let cache = Arc::new(StageCache::new(
+        crate::storage::ObjectStore::memory(),
+        1 << 20,
+    ));
+    let worker = chain.start_worker().unwrap().with_cache(cache.clone());
+    (runtime, chain, cache, worker)
 }
 
 /// The instances `try_stages` started are the next worker's: a run starts
@@ -36,13 +49,7 @@ fn the_next_worker_takes_the_instances_tried() {
 /// results, no plugin call; a new record is computed.
 #[test]
 fn cached_stages_answer_repeated_inputs_without_the_plugin() {
-    let (_runtime, chain) = chain_of(&["parse", "lang"]);
-    let chain = Arc::new(chain.unwrap());
-    let cache = Arc::new(StageCache::new(
-        crate::storage::ObjectStore::memory(),
-        1 << 20,
-    ));
-    let mut worker = chain.start_worker().unwrap().with_cache(cache.clone());
+    let (_runtime, chain, cache, mut worker) = cached_worker(&["parse", "lang"]);
     let inputs = vec![
         record(
             "a",
@@ -134,13 +141,7 @@ fn cached_stages_answer_repeated_inputs_without_the_plugin() {
 /// used to come first.)
 #[test]
 fn fanned_out_siblings_keep_their_order_when_only_some_are_cached() {
-    let (_runtime, chain) = chain_of(&["echo", "echo"]);
-    let chain = Arc::new(chain.unwrap());
-    let cache = Arc::new(StageCache::new(
-        crate::storage::ObjectStore::memory(),
-        1 << 20,
-    ));
-    let mut worker = chain.start_worker().unwrap().with_cache(cache.clone());
+    let (_runtime, _chain, cache, mut worker) = cached_worker(&["echo", "echo"]);
     let mut input = record("x", "text/plain", "body");
     input.metadata.push(("fanout".into(), "2".into()));
     let cold = worker.process(vec![input.clone()]).unwrap();
@@ -168,13 +169,7 @@ fn fanned_out_siblings_keep_their_order_when_only_some_are_cached() {
 /// and a second run answers every record from them.
 #[test]
 fn chunked_calls_of_a_cached_stage_give_the_uncached_results() {
-    let (_runtime, chain) = chain_of(&["echo", "echo"]);
-    let chain = Arc::new(chain.unwrap());
-    let cache = Arc::new(StageCache::new(
-        crate::storage::ObjectStore::memory(),
-        1 << 20,
-    ));
-    let mut worker = chain.start_worker().unwrap().with_cache(cache.clone());
+    let (_runtime, chain, cache, mut worker) = cached_worker(&["echo", "echo"]);
     // 40 inputs: five calls of eight per stage.
     let inputs: Vec<DocRecord> = (0..40)
         .map(|i| {
