@@ -170,7 +170,8 @@ fn fanned_out_siblings_keep_their_order_when_only_some_are_cached() {
 #[test]
 fn chunked_calls_of_a_cached_stage_give_the_uncached_results() {
     let (_runtime, chain, cache, mut worker) = cached_worker(&["echo", "echo"]);
-    // 40 inputs: five calls of eight per stage.
+    // 40 inputs: five calls of eight at the first stage; at the second,
+    // six calls for the 46 outputs of the 38 that did not fail.
     let inputs: Vec<DocRecord> = (0..40)
         .map(|i| {
             let mut input = record(&format!("r{i}"), "text/plain", &format!("body {i}"));

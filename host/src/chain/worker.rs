@@ -104,6 +104,17 @@ type Kept = (Digest, Vec<(StoredOutput, Known)>);
 /// stage).
 type KeptOutputs = (usize, usize, Vec<DocRecord>, Option<Kept>);
 
+/// A computed input, before what the cache keeps of it is worked out: its
+/// origin, its place among the stage's inputs, the input, its cache miss
+/// (for a cached stage), and its outputs.
+type Computed<'a> = (
+    usize,
+    usize,
+    &'a DocRecord,
+    &'a Option<Miss>,
+    Vec<DocRecord>,
+);
+
 /// What is known of a record between stages, besides the record.
 #[derive(Default)]
 struct Known {
@@ -309,21 +320,24 @@ impl ChainWorker {
         // outputs as they write them: those are kept instead, compressed at
         // the level of the results they go into.
         let last = index + 1 == self.chain.stages.len();
-        let size = chunk_size(stage.batch_size, &misses);
+        // A cached stage's inputs all have a miss, other stages' none.
+        let kept_stage = misses.iter().any(Option::is_some);
+        let size = chunk_size(stage.batch_size, records.len(), kept_stage);
         // What the cache keeps of each output, and what the next stage
         // knows of it, is worked out on the rayon pool while the plugin
         // runs the next chunk: hashing, copying and rendering whole
         // documents was a cold run's largest cost on the chain's thread
-        // (docs/performance.md). Each chunk comes back with its number, to
-        // be put back in order.
-        let (sender, receiver) = std::sync::mpsc::channel::<(usize, Vec<KeptOutputs>)>();
+        // (docs/performance.md). Each chunk's job fills the chunk's slot,
+        // so the chunks stay in input order whenever their jobs end.
+        let mut slots: Vec<Option<Vec<KeptOutputs>>> =
+            (0..records.len().div_ceil(size)).map(|_| None).collect();
         rayon::in_place_scope(|scope| -> Result<(), RuntimeError> {
-            for (number, (((chunk_origins, chunk), chunk_misses), chunk_places)) in origins
+            for ((((chunk_origins, chunk), chunk_misses), chunk_places), slot) in origins
                 .chunks(size)
                 .zip(records.chunks(size))
                 .zip(misses.chunks(size))
                 .zip(places.chunks(size))
-                .enumerate()
+                .zip(slots.iter_mut())
             {
                 let outcomes = self.run_batch(index, stage, chunk)?;
                 self.work[index].plugin_records += chunk.len() as u64;
@@ -345,33 +359,24 @@ impl ChainWorker {
                         Err(failure) => results[origin] = Some(ChainResult::Failed(failure)),
                     }
                 }
-                let sender = sender.clone();
-                scope.spawn(move |_| {
-                    let kept = computed
-                        .into_par_iter()
-                        .map(|(origin, place, input, miss, outputs)| {
-                            let kept = miss.as_ref().map(|miss| {
-                                let kept = outputs
-                                    .iter()
-                                    .map(|output| keep(input, output, miss, last))
-                                    .collect();
-                                (miss.key, kept)
-                            });
-                            (origin, place, outputs, kept)
-                        })
-                        .collect();
-                    // The receiver lives until the scope has ended.
-                    let _ = sender.send((number, kept));
-                });
+                if kept_stage {
+                    scope.spawn(move |_| *slot = Some(keep_chunk(computed, last)));
+                } else {
+                    // Nothing to keep: the outputs pass on from this thread.
+                    let passed = computed
+                        .into_iter()
+                        .map(|(origin, place, _, _, outputs)| (origin, place, outputs, None));
+                    *slot = Some(passed.collect());
+                }
             }
             Ok(())
         })?;
-        drop(sender);
-        let mut chunks: Vec<_> = receiver.into_iter().collect();
-        chunks.sort_unstable_by_key(|(number, _)| *number);
         let mut fills = Vec::new();
-        for (origin, place, outputs, kept) in chunks.into_iter().flat_map(|(_, kept)| kept) {
-            match kept {
+        let chunks = slots
+            .into_iter()
+            .map(|slot| slot.expect("every chunk's outputs are in its slot once the scope ends"));
+        for (origin, place, outputs, entry) in chunks.flatten() {
+            match entry {
                 Some((key, kept)) => {
                     let (stored, known): (Vec<_>, Vec<_>) = kept.into_iter().unzip();
                     next.extend(
@@ -639,17 +644,18 @@ fn keep(input: &DocRecord, output: &DocRecord, miss: &Miss, last: bool) -> (Stor
     }
 }
 
-/// How many inputs one plugin call of a stage takes: the stage's batch
-/// size, but when what the stage computes is kept in the cache, an eighth
-/// of the inputs (never fewer than [`MIN_KEPT_CALL`] a call), so that keeping
+/// How many of a stage's `inputs` (those it computes in one batch) one
+/// plugin call takes: the stage's batch size, but when what the stage
+/// computes is kept in the cache (`kept`), an eighth of the inputs (at
+/// least [`MIN_KEPT_CALL`], or the batch size if smaller), so that keeping
 /// one chunk's outputs runs beside the next chunk's call and only the last
 /// chunk's is left on the chain's path (see [`ChainWorker::run_stage`]).
 /// Eight chunks left a cold run 5% faster than four (docs/performance.md).
-fn chunk_size(batch_size: usize, misses: &[Option<Miss>]) -> usize {
-    const OVERLAPPED: usize = 8;
+fn chunk_size(batch_size: usize, inputs: usize, kept: bool) -> usize {
+    const CHUNKS: usize = 8;
     let size = batch_size.max(1);
-    if misses.iter().any(Option::is_some) {
-        size.min(misses.len().div_ceil(OVERLAPPED).max(MIN_KEPT_CALL))
+    if kept {
+        size.min(inputs.div_ceil(CHUNKS).max(MIN_KEPT_CALL))
     } else {
         size
     }
@@ -659,6 +665,24 @@ fn chunk_size(batch_size: usize, misses: &[Option<Miss>]) -> usize {
 /// than the stage's batch size: a plugin that batches its work (a model
 /// scoring many documents at once) still gets batches worth the call.
 const MIN_KEPT_CALL: usize = 8;
+
+/// Each of a chunk's computed inputs with its outputs and the cache entry
+/// they make, worked out across the rayon pool.
+fn keep_chunk(computed: Vec<Computed<'_>>, last: bool) -> Vec<KeptOutputs> {
+    computed
+        .into_par_iter()
+        .map(|(origin, place, input, miss, outputs)| {
+            let entry = miss.as_ref().map(|miss| {
+                let stored = outputs
+                    .iter()
+                    .map(|output| keep(input, output, miss, last))
+                    .collect();
+                (miss.key, stored)
+            });
+            (origin, place, outputs, entry)
+        })
+        .collect()
+}
 
 /// Outputs must keep the plugin contract (see [`crate::contract`]): a
 /// declared, well-formed content type, and an id and metadata within bounds.
@@ -704,24 +728,16 @@ mod tests {
 
     #[test]
     fn kept_stages_are_called_in_eighths_of_at_least_eight_records() {
-        let miss = || {
-            Some(Miss {
-                key: Digest::of(b"key"),
-                input: BodyDigest::of(b"input"),
-                frame_level: 1,
-            })
-        };
-        let misses = |n: usize| -> Vec<Option<Miss>> { (0..n).map(|_| miss()).collect() };
-        let uncached: Vec<Option<Miss>> = (0..64).map(|_| None).collect();
         assert_eq!(
-            chunk_size(64, &uncached),
+            chunk_size(64, 64, false),
             64,
             "nothing kept: the batch size"
         );
-        assert_eq!(chunk_size(64, &misses(64)), 8);
-        assert_eq!(chunk_size(64, &misses(20)), 8, "not under eight");
-        assert_eq!(chunk_size(4, &misses(20)), 4, "nor over the batch size");
-        assert_eq!(chunk_size(64, &misses(1000)), 64);
-        assert_eq!(chunk_size(0, &misses(3)), 1);
+        assert_eq!(chunk_size(64, 64, true), 8);
+        assert_eq!(chunk_size(64, 100, true), 13, "an eighth, rounded up");
+        assert_eq!(chunk_size(64, 20, true), 8, "not under eight");
+        assert_eq!(chunk_size(4, 20, true), 4, "nor over the batch size");
+        assert_eq!(chunk_size(64, 1000, true), 64);
+        assert_eq!(chunk_size(0, 3, true), 1);
     }
 }
