@@ -79,13 +79,8 @@ fn file_run(config: &Path) -> Measured {
 fn consume_all(services: &Services, topic: &str, partitions: i32, records: u64) -> Duration {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-    let brokers = services
-        .env()
-        .iter()
-        .find_map(|(key, value)| (key == "WEIR_KAFKA_BROKERS").then_some(value))
-        .expect("the services give the brokers");
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+        .set("bootstrap.servers", &services.brokers)
         .set("group.id", format!("{topic}-floor"))
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "10")

@@ -24,7 +24,9 @@ pub fn write_parts(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     let mut slices: Vec<IoSlice> = parts.iter().map(|part| IoSlice::new(part)).collect();
     let mut slices = slices.as_mut_slice();
-    // What `Write::write_all_vectored` (unstable) does.
+    // What `Write::write_all_vectored` (unstable) does. Leading empty parts
+    // are dropped first: a write of empty slices only returns 0, which
+    // would read as the file refusing bytes.
     IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         match file.write_vectored(slices) {
