@@ -9,9 +9,13 @@
 //!      virtual environment under `target/` on first use;
 //!    - `weir run` with the `echo` test plugin (pass-through: the host's
 //!      own work), with parse only, and with parse -> lang -> score;
-//!    - and, in process, what the pass-through's promised outputs alone
-//!      cost: compressing its result lines and hashing the texts (the
-//!      host's ceiling in MB per CPU-second, whatever it does around them).
+//!    - and, in process on one thread, the least each of these runs could
+//!      cost whatever the host does around its work: its plugins alone
+//!      (WASM through the chain worker, and the same crates compiled
+//!      natively) plus its promised outputs alone (compressing its own
+//!      result lines, hashing the texts). WikiExtractor's CPU time over
+//!      that is the best ratio any host could reach with these plugins and
+//!      outputs.
 //! 2. Kafka -> chain -> S3 against the file path, on the same events: the
 //!    dump's events as JSONL through `weir run --every-event` to a local
 //!    directory, and the same events ingested (bodies over 100 kB by
@@ -31,8 +35,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use weir::chain::Chain;
+use weir::runtime::DocRecord;
 use weir::source::FileFormat;
 use weir::source::FileSource;
+use weir_plugin_lang::Lang;
+use weir_plugin_parse::Parse;
+use weir_plugin_score::Score;
+use weir_sdk::LocalInstance;
+use weir_tests::bench::{compare, native};
 use weir_tests::e2e::{DOCUMENT_STAGES, PROMPT_FETCHES, Scenario};
 use weir_tests::process::{Case, Measured, in_turn, measure};
 use weir_tests::services::Services;
@@ -108,16 +121,17 @@ fn repeated_dump(dir: &Path) -> (PathBuf, Vec<String>) {
     (path, texts)
 }
 
-/// The least CPU time the pass-through's promised outputs cost, whatever
-/// the host around them: zstd at the default level over the `echo` run's
-/// result lines (`results`: its results folder), one call per object as
-/// the sink makes them, and SHA-256 of every revision's text (its content
-/// hash), each the median of a side-by-side harness's samples on one
-/// thread. Returns (compression, hashing, result bytes).
-fn promised_outputs_floor(results: &Path, texts: &[String]) -> (Duration, Duration, usize) {
+/// Records per plugin call: the host's default `batch_size`.
+const BATCH: usize = 64;
+
+/// What zstd at the default level costs over a run's result lines
+/// (`results`: its results folder), one call per object as the sink makes
+/// them: the median of a side-by-side harness's samples on one thread.
+/// Returns (time, result bytes).
+fn compression_floor(name: &str, results: &Path) -> (Duration, usize) {
     let objects = weir_tests::object_bytes(results);
     let result_bytes = objects.iter().map(Vec::len).sum::<usize>();
-    let compress = weir_tests::bench::measure("zstd, per object", objects.len() as u64, 0, || {
+    let time = weir_tests::bench::measure(name, objects.len() as u64, 0, || {
         for object in &objects {
             std::hint::black_box(
                 zstd::bulk::compress(object, weir::sink::DEFAULT_ZSTD_LEVEL).unwrap(),
@@ -125,13 +139,138 @@ fn promised_outputs_floor(results: &Path, texts: &[String]) -> (Duration, Durati
         }
     })
     .per_iteration;
+    (time, result_bytes)
+}
+
+/// The plugins of one run alone, on one thread, over the dump's records:
+/// through the chain worker `weir run` uses (WASM; the sandbox boundary's
+/// copies included) and, where `native` is given, the same crates compiled
+/// natively, their samples interleaved. Returns (WASM, native).
+fn plugins_alone(
+    name: &str,
+    pages: &[DocRecord],
+    chain: &Arc<Chain>,
+    native: Option<&mut dyn FnMut() -> usize>,
+) -> (Duration, Option<Duration>) {
+    let mut worker = chain.start_worker().unwrap();
+    let wasm = || {
+        pages
+            .chunks(BATCH)
+            .map(|chunk| worker.process(chunk.to_vec()).unwrap().len())
+            .sum::<usize>()
+    };
+    let wasm_name = format!("{name}, wasm");
+    let records = pages.len() as u64;
+    match native {
+        Some(native) => {
+            let c = compare(
+                (&format!("{name}, native"), &wasm_name),
+                records,
+                0,
+                native,
+                wasm,
+            );
+            (c.other.per_iteration, Some(c.base.per_iteration))
+        }
+        None => (
+            weir_tests::bench::measure(&wasm_name, records, 0, wasm).per_iteration,
+            None,
+        ),
+    }
+}
+
+/// What each `weir run` of the first table could cost at the very least,
+/// whatever the host does around its work, measured in process on one
+/// thread: its plugins alone ([`plugins_alone`]) plus its promised outputs
+/// alone (compressing its own result lines, [`compression_floor`], and
+/// SHA-256 of every revision's text, its content hash). Printed beside the
+/// measured runs: WikiExtractor's CPU time over these is the best ratio
+/// any host could reach with these plugins and these outputs.
+///
+/// `runs`: the first table's (name, CPU-s), in its order: WikiExtractor,
+/// then the `echo`, parse and whole-chain runs, whose pipelines are named
+/// `echo`, `parse` and `chain` (see [`local`]).
+fn print_least_costs(dir: &Path, dump: &Path, texts: &[String], runs: &[(&str, f64)]) {
+    let pages = weir_tests::dump_records(dump);
+    let wikitext = texts.iter().map(String::len).sum::<usize>() as f64 / 1e6;
+    let runtime = weir_tests::runtime();
+    let limits = weir::runtime::Limits::default;
+    let mut parse = LocalInstance::<Parse>::new("{}").unwrap();
+    let mut lang = LocalInstance::<Lang>::new("{}").unwrap();
+    let mut score = LocalInstance::<Score>::new("{}").unwrap();
+    let pages_ref = &pages;
+    let plugins = [
+        plugins_alone(
+            "echo",
+            &pages,
+            &weir_tests::chain(&runtime, &[("echo", "echo", limits())]),
+            None,
+        ),
+        plugins_alone(
+            "parse",
+            &pages,
+            &weir_tests::chain(&runtime, &[("parse", "parse", limits())]),
+            Some(&mut || native(&mut parse, pages_ref, BATCH).len()),
+        ),
+        plugins_alone(
+            "parse -> lang -> score",
+            &pages,
+            &weir_tests::document_chain(&runtime),
+            Some(&mut || {
+                let parsed = native(&mut parse, pages_ref, BATCH);
+                let languages = native(&mut lang, &parsed, BATCH);
+                native(&mut score, &languages, BATCH).len()
+            }),
+        ),
+    ];
     let hash = weir_tests::bench::measure("sha-256, per text", texts.len() as u64, 0, || {
         for text in texts {
             std::hint::black_box(weir::digest::Digest::of(text.as_bytes()));
         }
     })
-    .per_iteration;
-    (compress, hash, result_bytes)
+    .per_iteration
+    .as_secs_f64();
+    let compressed: Vec<(Duration, usize)> = runs[1..]
+        .iter()
+        .zip(["echo", "parse", "chain"])
+        .map(|((name, _), run)| {
+            compression_floor(
+                &format!("zstd, {name}"),
+                &dir.join(format!("out-{run}/{run}/results")),
+            )
+        })
+        .collect();
+    let extractor = runs[0].1;
+    println!(
+        "\n## The least each run could cost (in process, one thread; medians of a side-by-side harness's samples)\n\n\
+         Plugins alone: through the chain worker `weir run` uses, in batches of {BATCH} \
+         (native: the same crates compiled natively). Outputs: zstd level {} over the run's own \
+         result lines, one call per object, and SHA-256 of every text ({hash:.3} s). Least = \
+         plugins + outputs.\n\n\
+         | run | plugins alone: WASM (native) | outputs: zstd + SHA-256 | least CPU-s: WASM (native) | MB per CPU-s at most | WikiExtractor's CPU-s / least: WASM (native) | measured / least |\n\
+         |---|---:|---:|---:|---:|---:|---:|",
+        weir::sink::DEFAULT_ZSTD_LEVEL
+    );
+    for ((name, measured), ((compress, result_bytes), (wasm, native))) in
+        runs[1..].iter().zip(compressed.into_iter().zip(plugins))
+    {
+        let outputs = compress.as_secs_f64() + hash;
+        let least = wasm.as_secs_f64() + outputs;
+        let native_least = native.map(|n| n.as_secs_f64() + outputs);
+        let or_dash = |v: Option<f64>, f: &dyn Fn(f64) -> String| v.map_or("-".into(), f);
+        println!(
+            "| {name} | {:.3} ({}) | {:.3} + {hash:.3} ({:.1} MB) | {least:.3} ({}) | {:.0} | {:.1}x ({}) | {:.2}x |",
+            wasm.as_secs_f64(),
+            or_dash(native.map(|n| n.as_secs_f64()), &|n| format!("{n:.3}")),
+            compress.as_secs_f64(),
+            result_bytes as f64 / 1e6,
+            or_dash(native_least, &|n| format!("{n:.3}")),
+            wikitext / least,
+            extractor / least,
+            or_dash(native_least, &|n| format!("{:.1}x", extractor / n)),
+            measured / least,
+        );
+    }
 }
 
 /// WikiExtractor in a virtual environment under `target/`, installed on
@@ -260,20 +399,12 @@ async fn main() {
             baseline / m.cpu.as_secs_f64()
         );
     }
-    let (compress, hash, result_bytes) =
-        promised_outputs_floor(&dir.join("out-echo/echo/results"), &texts);
-    let floor = (compress + hash).as_secs_f64();
-    println!(
-        "\nWhat the pass-through's promised outputs alone cost, on one thread \
-         (median of a side-by-side harness's samples): zstd level {} over its {:.1} MB of result lines \
-         {:.3} s, SHA-256 of the texts {:.3} s; together {floor:.3} CPU-s, \
-         {:.0} MB of wikitext per CPU-s at most.",
-        weir::sink::DEFAULT_ZSTD_LEVEL,
-        result_bytes as f64 / 1e6,
-        compress.as_secs_f64(),
-        hash.as_secs_f64(),
-        wikitext as f64 / 1e6 / floor,
-    );
+    let runs: Vec<(&str, f64)> = names
+        .iter()
+        .zip(&measured)
+        .map(|(name, m)| (*name, m.cpu.as_secs_f64()))
+        .collect();
+    print_least_costs(dir, &dump, &texts, &runs);
 
     // Kafka -> S3 against the file path, on the same events.
     let services = Services::start();

@@ -17,12 +17,7 @@ const BATCH: usize = 32;
 
 /// Run a native plugin over `inputs` in batches; returns its outputs.
 fn native<T: Transform>(plugin: &mut LocalInstance<T>, inputs: &[DocRecord]) -> Vec<DocRecord> {
-    inputs
-        .chunks(BATCH)
-        .flat_map(|chunk| plugin.process_batch(chunk.iter().map(weir_tests::sdk_record).collect()))
-        .flat_map(|outcome| outcome.expect("the sample pages process"))
-        .map(weir_tests::doc_record)
-        .collect()
+    weir_tests::bench::native(plugin, inputs, BATCH)
 }
 
 /// Run a WASM plugin instance over `inputs` in batches; returns its outputs.

@@ -9,6 +9,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use weir::runtime::DocRecord;
+use weir_sdk::{LocalInstance, Transform};
+
 /// Samples per case; the median is reported.
 const SAMPLES: usize = 21;
 /// Target duration of one sample.
@@ -168,4 +171,20 @@ pub fn print_table(title: &str, measurements: &[Measurement], baseline: &str) {
             ratio
         );
     }
+}
+
+/// A plugin crate compiled natively, run over `inputs` in batches of
+/// `batch` records as the host would call its WASM build; returns its
+/// outputs (the native side of a native-vs-WASM comparison).
+pub fn native<T: Transform>(
+    plugin: &mut LocalInstance<T>,
+    inputs: &[DocRecord],
+    batch: usize,
+) -> Vec<DocRecord> {
+    inputs
+        .chunks(batch)
+        .flat_map(|chunk| plugin.process_batch(chunk.iter().map(crate::sdk_record).collect()))
+        .flat_map(|outcome| outcome.expect("the sample pages process"))
+        .map(crate::doc_record)
+        .collect()
 }
