@@ -33,9 +33,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
-
 use std::sync::Arc;
+use std::time::Duration;
 
 use weir::chain::Chain;
 use weir::runtime::DocRecord;
