@@ -44,7 +44,7 @@ use weir_plugin_lang::Lang;
 use weir_plugin_parse::Parse;
 use weir_plugin_score::Score;
 use weir_sdk::LocalInstance;
-use weir_tests::bench::{compare, native};
+use weir_tests::bench::{compare, native, through_worker};
 use weir_tests::e2e::{DOCUMENT_STAGES, PROMPT_FETCHES, Scenario};
 use weir_tests::process::{Case, Measured, in_turn, measure};
 use weir_tests::services::Services;
@@ -152,12 +152,7 @@ fn plugins_alone(
     native: Option<&mut dyn FnMut() -> usize>,
 ) -> (Duration, Option<Duration>) {
     let mut worker = chain.start_worker().unwrap();
-    let wasm = || {
-        pages
-            .chunks(BATCH)
-            .map(|chunk| worker.process(chunk.to_vec()).unwrap().len())
-            .sum::<usize>()
-    };
+    let wasm = || through_worker(&mut worker, pages, BATCH);
     let wasm_name = format!("{name}, wasm");
     let records = pages.len() as u64;
     match native {

@@ -112,11 +112,8 @@ fn main() {
     );
     // The WASM chain runs through the host's chain worker, exactly as `weir
     // run` runs it.
-    let run_worker = |worker: &mut weir::chain::ChainWorker| -> usize {
-        pages
-            .chunks(BATCH)
-            .map(|chunk| worker.process(chunk.to_vec()).unwrap().len())
-            .sum()
+    let run_worker = |worker: &mut weir::chain::ChainWorker| {
+        weir_tests::bench::through_worker(worker, &pages, BATCH)
     };
     pair(
         "chain parse->lang->score",

@@ -188,3 +188,17 @@ pub fn native<T: Transform>(
         .map(crate::doc_record)
         .collect()
 }
+
+/// `inputs` through a chain worker in batches of `batch` records, as `weir
+/// run` hands them to it (the WASM side of a native-vs-WASM comparison);
+/// returns how many results it gave.
+pub fn through_worker(
+    worker: &mut weir::chain::ChainWorker,
+    inputs: &[DocRecord],
+    batch: usize,
+) -> usize {
+    inputs
+        .chunks(batch)
+        .map(|chunk| worker.process(chunk.to_vec()).expect("no trap").len())
+        .sum()
+}
